@@ -1,0 +1,1 @@
+//! Peer library (built in issue 3).

@@ -1,0 +1,1 @@
+//! The phone book server (work in progress).

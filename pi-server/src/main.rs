@@ -1,0 +1,2 @@
+//! `pi-server` binary.
+fn main() {}
