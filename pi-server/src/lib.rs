@@ -1,1 +1,3 @@
 //! The phone book server (work in progress).
+
+pub mod config;
