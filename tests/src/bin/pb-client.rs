@@ -1,0 +1,332 @@
+//! `pb-client`: a small blocking command-line client of the phone book, for smoke tests and
+//! humans. Run with: `cargo run -p pb-tests --bin pb-client -- --help`
+
+use pb_tests::http::{Client, HttpError, Response, Url};
+use pb_tests::{hex, now_ms};
+use phonebook_proto::name::encode_path_name;
+use phonebook_proto::{
+    ErrorBody, Health, Keypair, LookupRecord, PlayerName, PublicKey, Register, RegisterAnswer,
+    Unregister, Visibility, paths,
+};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+pb-client: talk to an FFXIV P2P phone book (pi-server) from the command line
+
+USAGE:
+    pb-client [--url http://HOST:PORT] <COMMAND> [OPTIONS]
+
+COMMANDS:
+    health                      GET /api/health and print the answer
+    keygen                      print a new random secret seed (hex) and its public key
+    register   --name NAME --seed HEX --port N [--visibility public|friends]
+               [--friend BASE64_KEY]... [--ip ADDR]
+                                sign and send a registration; prints the answer (with the
+                                bearer token for lookups)
+    lookup     --name NAME --seed HEX [--as NAME] [--port N]
+                                register the requester (key from --seed, name from --as,
+                                default derived from the key; visible to nobody) to get a
+                                token, then look NAME up, check the owner's signature and
+                                print the record
+    unregister --name NAME --seed HEX
+                                sign and send an unregistration
+
+OPTIONS:
+    --url URL      phone book base URL [default: $PB_URL or http://127.0.0.1:3000]
+    -h, --help     this text
+
+NAME is 'Forename Surname@World', e.g. \"Alice Smith@Gilgamesh\" (quote the space).
+HEX is a 32-byte Ed25519 secret seed as 64 hex digits (see `pb-client keygen`); keep it private.
+Timestamps are the current Unix time in milliseconds.
+
+EXIT STATUS:
+    0  success (HTTP 200)
+    1  the server refused (its error code and message are printed) or a network error
+    2  lookup: no such player, or not visible to you (404)
+    64 usage error (bad flag, name, hex or URL)
+
+EXAMPLES:
+    pb-client keygen
+    pb-client register --name \"Alice Smith@Gilgamesh\" --seed $SEED --port 55000
+    pb-client lookup --name \"Alice Smith@Gilgamesh\" --seed $OTHER_SEED
+";
+
+/// Exit status of a usage error (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Default)]
+struct Args {
+    url: Option<String>,
+    command: Option<String>,
+    name: Option<String>,
+    seed: Option<String>,
+    port: Option<u16>,
+    visibility: Option<String>,
+    friends: Vec<String>,
+    ip: Option<String>,
+    as_name: Option<String>,
+}
+
+/// A failure and the exit status it maps to.
+#[derive(Debug)]
+struct Fail(u8, String);
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(
+        EXIT_USAGE,
+        format!("{}\n(try `pb-client --help`)", msg.into()),
+    )
+}
+
+fn net(e: HttpError) -> Fail {
+    Fail(1, e.to_string())
+}
+
+fn parse_args() -> Result<Args, Fail> {
+    use lexopt::prelude::*;
+    let mut a = Args::default();
+    let mut p = lexopt::Parser::from_env();
+    let val = |p: &mut lexopt::Parser| -> Result<String, Fail> {
+        p.value()
+            .map_err(|e| usage(e.to_string()))?
+            .into_string()
+            .map_err(|_| usage("argument is not valid UTF-8"))
+    };
+    while let Some(arg) = p.next().map_err(|e| usage(e.to_string()))? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            Long("url") => a.url = Some(val(&mut p)?),
+            Long("name") => a.name = Some(val(&mut p)?),
+            Long("seed") => a.seed = Some(val(&mut p)?),
+            Long("port") => {
+                let v = val(&mut p)?;
+                a.port = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| usage(format!("--port: {v:?} is not a port 1..65535")))?,
+                );
+            }
+            Long("visibility") => a.visibility = Some(val(&mut p)?),
+            Long("friend") => a.friends.push(val(&mut p)?),
+            Long("ip") => a.ip = Some(val(&mut p)?),
+            Long("as") => a.as_name = Some(val(&mut p)?),
+            Value(v) if a.command.is_none() => {
+                a.command = Some(
+                    v.into_string()
+                        .map_err(|_| usage("command is not valid UTF-8"))?,
+                )
+            }
+            other => return Err(usage(other.unexpected().to_string())),
+        }
+    }
+    Ok(a)
+}
+
+fn name_arg(v: &Option<String>, flag: &str) -> Result<PlayerName, Fail> {
+    let s = v
+        .as_deref()
+        .ok_or_else(|| usage(format!("{flag} NAME is required")))?;
+    PlayerName::parse(s).map_err(|e| usage(format!("{flag} {s:?}: {e}")))
+}
+
+fn keypair_arg(v: &Option<String>) -> Result<Keypair, Fail> {
+    let s = v
+        .as_deref()
+        .ok_or_else(|| usage("--seed HEX is required (make one with `pb-client keygen`)"))?;
+    let seed = hex::decode::<32>(s.trim()).map_err(|e| usage(format!("--seed: {e}")))?;
+    Ok(Keypair::from_seed(&seed))
+}
+
+/// Prints the server's error code and message and maps the status to an exit code.
+fn refused(r: &Response) -> Fail {
+    let text = match ErrorBody::from_json(&r.body) {
+        Ok(b) => {
+            let mut s = format!("server refused: {} {}: {}", r.status, b.error, b.message);
+            if let Some(n) = b.retry_after {
+                s.push_str(&format!(" (retry after {n} s)"));
+            }
+            if let Some(t) = b.server_time {
+                s.push_str(&format!(" (server time {t}, ours {})", now_ms()));
+            }
+            s
+        }
+        Err(_) => format!("server answered {}: {}", r.status, r.text().trim()),
+    };
+    Fail(if r.status == 404 { 2 } else { 1 }, text)
+}
+
+fn register(
+    c: &mut Client,
+    kp: &Keypair,
+    name: PlayerName,
+    port: u16,
+    vis: Visibility,
+    friends: Vec<PublicKey>,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(Response, RegisterAnswer), Fail> {
+    let mut req = Register::sign(kp, name, port, vis, friends, now_ms());
+    req.ip = ip;
+    let body = req.to_json();
+    let r = c
+        .request("POST", paths::REGISTER, &[], Some(body.as_bytes()))
+        .map_err(net)?;
+    if r.status != 200 {
+        return Err(refused(&r));
+    }
+    let a = RegisterAnswer::from_json(&r.body)
+        .map_err(|e| Fail(1, format!("unexpected register answer: {e}: {}", r.text())))?;
+    Ok((r, a))
+}
+
+/// A requester name derived from the key: `Req<6 letters> Client@Lookup`.
+fn derived_name(key: &PublicKey) -> PlayerName {
+    let letters: String = key.as_bytes()[..6]
+        .iter()
+        .map(|b| (b'a' + b % 26) as char)
+        .collect();
+    PlayerName::parse(&format!("Req{letters} Client@Lookup")).expect("derived name is valid")
+}
+
+fn run(a: Args) -> Result<(), Fail> {
+    let command = a
+        .command
+        .clone()
+        .ok_or_else(|| usage("no command given"))?;
+    if command == "keygen" {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
+        let kp = Keypair::from_seed(&seed);
+        println!("seed:      {}", hex::encode(&seed));
+        println!("publicKey: {}", kp.public());
+        return Ok(());
+    }
+    let url_text = a
+        .url
+        .clone()
+        .or_else(|| std::env::var("PB_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    let url = Url::parse(&url_text).map_err(|e| usage(format!("--url {url_text:?}: {e}")))?;
+    let connect = || Client::connect(&url, Duration::from_secs(10)).map_err(net);
+    match command.as_str() {
+        "health" => {
+            let mut c = connect()?;
+            let r = c.request("GET", paths::HEALTH, &[], None).map_err(net)?;
+            if r.status != 200 {
+                return Err(refused(&r));
+            }
+            if let Ok(h) = Health::from_json(&r.body) {
+                eprintln!(
+                    "ok: {} active of {} capacity, ttl {} s, up {} s, version {}",
+                    h.active_users, h.capacity, h.ttl, h.uptime, h.version
+                );
+            }
+            println!("{}", r.text());
+            Ok(())
+        }
+        "register" => {
+            let name = name_arg(&a.name, "--name")?;
+            let kp = keypair_arg(&a.seed)?;
+            let port = a.port.ok_or_else(|| usage("--port N is required"))?;
+            let vis = match a.visibility.as_deref() {
+                None if a.friends.is_empty() => Visibility::Public,
+                None => Visibility::Friends,
+                Some(v) => Visibility::parse(v)
+                    .ok_or_else(|| usage("--visibility must be public or friends"))?,
+            };
+            let friends = a
+                .friends
+                .iter()
+                .map(|f| {
+                    PublicKey::from_base64(f).map_err(|e| usage(format!("--friend {f:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if vis == Visibility::Public && !friends.is_empty() {
+                return Err(usage("--friend needs --visibility friends"));
+            }
+            let ip = a
+                .ip
+                .as_deref()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| usage(format!("--ip {s:?}: not an IPv4 or IPv6 address")))
+                })
+                .transpose()?;
+            let mut c = connect()?;
+            let (r, _) = register(&mut c, &kp, name, port, vis, friends, ip)?;
+            println!("{}", r.text());
+            Ok(())
+        }
+        "lookup" => {
+            let target = name_arg(&a.name, "--name")?;
+            let kp = keypair_arg(&a.seed)?;
+            let me = match &a.as_name {
+                Some(_) => name_arg(&a.as_name, "--as")?,
+                None => derived_name(&kp.public()),
+            };
+            let mut c = connect()?;
+            // Visible to nobody: the requester registers only to obtain a token.
+            let (_, ans) = register(
+                &mut c,
+                &kp,
+                me.clone(),
+                a.port.unwrap_or(9),
+                Visibility::Friends,
+                vec![],
+                None,
+            )?;
+            eprintln!("registered requester {me} (visible to nobody) to get a token");
+            let path = format!("{}/{}", paths::LOOKUP, encode_path_name(&target));
+            let auth = format!("Bearer {}", ans.token);
+            let r = c
+                .request("GET", &path, &[("Authorization", &auth)], None)
+                .map_err(net)?;
+            if r.status != 200 {
+                return Err(refused(&r));
+            }
+            let rec = LookupRecord::from_json_verified(&r.body, &target)
+                .map_err(|e| Fail(1, format!("refusing the answer: {e}")))?;
+            eprintln!(
+                "verified: {} is signed by {} (port {}, {}, signed at {}); pin this key",
+                rec.name,
+                rec.key,
+                rec.port,
+                rec.visibility.as_str(),
+                rec.timestamp
+            );
+            println!("{}", r.text());
+            Ok(())
+        }
+        "unregister" => {
+            let name = name_arg(&a.name, "--name")?;
+            let kp = keypair_arg(&a.seed)?;
+            let body = Unregister::sign(&kp, name, now_ms()).to_json();
+            let mut c = connect()?;
+            let r = c
+                .request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes()))
+                .map_err(net)?;
+            if r.status != 200 {
+                let mut f = refused(&r);
+                f.0 = 1;
+                return Err(f);
+            }
+            println!("{}", r.text());
+            Ok(())
+        }
+        other => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("pb-client: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,889 @@
+//! `pb-load`: the load generator of the phone book. One thread (pin it to a core with taskset),
+//! keep-alive HTTP/1.1 connections, one request in flight per connection, closed loop (like
+//! wrk). Signed requests are made with the protocol crate, before the timed phase.
+//! Run with: `cargo run --release -p pb-tests --bin pb-load -- --help`
+
+use pb_tests::hist::Histogram;
+use pb_tests::http::{Client, Url};
+use pb_tests::json::{Obj, find_u64, push_str};
+use pb_tests::load::{self, Phase, Plan, Stats, Workload};
+use pb_tests::names::{self, Space};
+use pb_tests::procstat::{self, Snapshot};
+use pb_tests::{now_ms, raise_nofile_limit};
+use phonebook_proto::name::encode_path_name;
+use phonebook_proto::{Keypair, PlayerName, Register, RegisterAnswer, Visibility, b64, paths};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const HELP: &str = "\
+pb-load: load generator for the FFXIV P2P phone book (pi-server or the reference Node server)
+
+USAGE:
+    pb-load [OPTIONS]
+
+One thread and one epoll set drive keep-alive HTTP/1.1 connections with one request in flight
+each: a closed loop, like wrk (each connection sends its next request when the previous answer
+is complete; latency is service time at that concurrency). Pin it to the core the server does
+not use: `taskset -c 1 pb-load ...` with the server under `taskset -c 0`.
+
+SCENARIOS (--scenario):
+    lookup         prefill --entries players, then GET /api/lookup/{name} of random existing
+                   names; on pi-server with `Authorization: Bearer` tokens (one registered
+                   requester per connection). On the reference (no auth) same as lookup-unauth.
+    lookup-unauth  the same lookups without a token (the reference server's shape)
+    register       fresh registrations (new names, new keys); on pi-server signed beforehand
+                   (see --pool), so the generator's signing cost is not in the timed phase
+    mix            prefill, then 90 % lookups / 10 % re-registrations of prefilled names
+                   (see --lookup-percent)
+    health         GET /api/health
+    idle           lookup (lookup-unauth on the reference) while holding --idle connections
+                   (default 10000) open and silent; checks at the end that they still answer
+    prefill        only register --entries players (for memory figures) and report
+
+OPTIONS:
+    --url URL                server [default: http://127.0.0.1:3000]
+    --target T               pi-server | reference [default: pi-server]
+    --scenario S             see above [default: lookup]
+    --connections N          busy connections [default: 64]
+    --duration D             timed phase, e.g. 10, 10s, 500ms, 1m [default: 10s]
+    --warmup D               time before the counters start [default: 2s]
+    --entries N              players in the table for lookup/mix/prefill [default: 100000]
+    --prefill M              auto (skip if health reports >= N active) | always | never
+                             [default: auto]
+    --prefill-connections N  connections used to prefill [default: 64]
+    --idle N                 extra idle keep-alive connections held during the run [default: 0]
+    --pool N                 pre-signed registrations prepared for register/mix
+                             [default: sized for the duration; the run ends early if used up]
+    --lookup-percent P       share of lookups in mix [default: 90]
+    --server-pid PID         report the server's CPU per request (utime+stime from
+                             /proc/PID/stat over the timed phase) and its VmRSS
+    --json                   one JSON object on stdout instead of text
+    -h, --help               this text
+
+Every run also reports the CPU used by all other processes during the timed phase (from
+/proc/*/stat), to tell a quiet run from a disturbed one, and raises its open-files limit to the
+hard limit (the server needs `ulimit -n` raised too for thousands of connections).
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    PiServer,
+    Reference,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Lookup,
+    LookupUnauth,
+    Register,
+    Mix,
+    Health,
+    Idle,
+    Prefill,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "lookup" => Scenario::Lookup,
+            "lookup-unauth" => Scenario::LookupUnauth,
+            "register" => Scenario::Register,
+            "mix" => Scenario::Mix,
+            "health" => Scenario::Health,
+            "idle" => Scenario::Idle,
+            "prefill" => Scenario::Prefill,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Lookup => "lookup",
+            Scenario::LookupUnauth => "lookup-unauth",
+            Scenario::Register => "register",
+            Scenario::Mix => "mix",
+            Scenario::Health => "health",
+            Scenario::Idle => "idle",
+            Scenario::Prefill => "prefill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrefillMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+struct Opts {
+    url: Url,
+    target: Target,
+    scenario: Scenario,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+    entries: u64,
+    prefill: PrefillMode,
+    prefill_connections: usize,
+    idle: Option<usize>,
+    pool: Option<usize>,
+    lookup_percent: u64,
+    server_pid: Option<u32>,
+    json: bool,
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("pb-load: {msg}");
+    std::process::exit(1)
+}
+
+fn usage(msg: impl std::fmt::Display) -> ! {
+    eprintln!("pb-load: {msg}\n(try `pb-load --help`)");
+    std::process::exit(64)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.parse().ok()?;
+    (v >= 0.0 && v.is_finite()).then(|| Duration::from_secs_f64(v * scale))
+}
+
+fn parse_opts() -> Opts {
+    use lexopt::prelude::*;
+    let mut o = Opts {
+        url: Url::parse("http://127.0.0.1:3000").expect("default URL"),
+        target: Target::PiServer,
+        scenario: Scenario::Lookup,
+        connections: 64,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        entries: 100_000,
+        prefill: PrefillMode::Auto,
+        prefill_connections: 64,
+        idle: None,
+        pool: None,
+        lookup_percent: 90,
+        server_pid: None,
+        json: false,
+    };
+    let mut p = lexopt::Parser::from_env();
+    fn val(p: &mut lexopt::Parser, flag: &str) -> String {
+        p.value()
+            .ok()
+            .and_then(|v| v.into_string().ok())
+            .unwrap_or_else(|| usage(format!("{flag} needs a value")))
+    }
+    fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> T {
+        let v = val(p, flag);
+        v.parse()
+            .unwrap_or_else(|_| usage(format!("{flag}: {v:?} is not a valid number")))
+    }
+    while let Some(arg) = p.next().unwrap_or_else(|e| usage(e)) {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            Long("url") => {
+                let v = val(&mut p, "--url");
+                o.url = Url::parse(&v).unwrap_or_else(|e| usage(format!("--url {v:?}: {e}")));
+            }
+            Long("target") => {
+                o.target = match val(&mut p, "--target").as_str() {
+                    "pi-server" => Target::PiServer,
+                    "reference" => Target::Reference,
+                    _ => usage("--target must be pi-server or reference"),
+                }
+            }
+            Long("scenario") => {
+                let v = val(&mut p, "--scenario");
+                o.scenario =
+                    Scenario::parse(&v).unwrap_or_else(|| usage(format!("unknown scenario {v:?}")));
+            }
+            Long("connections") => o.connections = num(&mut p, "--connections"),
+            Long("duration") | Long("warmup") => {
+                let flag = if matches!(arg, Long("duration")) { "--duration" } else { "--warmup" };
+                let v = val(&mut p, flag);
+                let d = parse_duration(&v)
+                    .unwrap_or_else(|| usage(format!("{flag}: {v:?} is not a duration")));
+                if flag == "--duration" {
+                    o.duration = d;
+                } else {
+                    o.warmup = d;
+                }
+            }
+            Long("entries") => o.entries = num(&mut p, "--entries"),
+            Long("prefill") => {
+                o.prefill = match val(&mut p, "--prefill").as_str() {
+                    "auto" => PrefillMode::Auto,
+                    "always" => PrefillMode::Always,
+                    "never" => PrefillMode::Never,
+                    _ => usage("--prefill must be auto, always or never"),
+                }
+            }
+            Long("prefill-connections") => {
+                o.prefill_connections = num(&mut p, "--prefill-connections")
+            }
+            Long("idle") => o.idle = Some(num(&mut p, "--idle")),
+            Long("pool") => o.pool = Some(num(&mut p, "--pool")),
+            Long("lookup-percent") => {
+                o.lookup_percent = num(&mut p, "--lookup-percent");
+                if o.lookup_percent > 100 {
+                    usage("--lookup-percent must be 0..=100");
+                }
+            }
+            Long("server-pid") => o.server_pid = Some(num(&mut p, "--server-pid")),
+            Long("json") => o.json = true,
+            other => usage(other.unexpected()),
+        }
+    }
+    if o.connections == 0 || o.prefill_connections == 0 {
+        usage("--connections must be at least 1");
+    }
+    if o.duration.is_zero() {
+        usage("--duration must be positive");
+    }
+    o
+}
+
+/// A fast, small PRNG (wyrand); quality is ample for picking names.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        Rng(getrandom::u64().unwrap_or(0x1234_5678_9abc_def0))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// Request bytes of a registration of entry `i` of `space`, signed now (pi-server) or in the
+/// reference server's unsigned shape (same name and port; a well-formed key, not checked there).
+fn register_request(target: Target, host: &str, space: Space, i: u64, out: &mut Vec<u8>) {
+    let name = names::name(space, i);
+    let seed = names::seed(space, i);
+    let body = match target {
+        Target::PiServer => {
+            let kp = Keypair::from_seed(&seed);
+            let n = PlayerName::parse(&name).expect("benchmark names are valid");
+            Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms()).to_json()
+        }
+        Target::Reference => {
+            let mut s = String::with_capacity(128);
+            s.push_str("{\"playerName\":");
+            push_str(&mut s, &name);
+            let _ = write!(
+                s,
+                ",\"port\":{},\"publicKey\":\"{}\"}}",
+                names::port(i),
+                b64::encode(&seed)
+            );
+            s
+        }
+    };
+    pb_tests::http::write_request(out, "POST", paths::REGISTER, host, &[], Some(body.as_bytes()));
+}
+
+/// Registrations of entries `next..end`, made as they are sent (for the prefill).
+struct Prefill {
+    target: Target,
+    host: String,
+    next: u64,
+    end: u64,
+}
+
+impl Workload for Prefill {
+    fn next(&mut self, _conn: usize, out: &mut Vec<u8>) -> Option<usize> {
+        if self.next >= self.end {
+            return None;
+        }
+        register_request(self.target, &self.host, Space::Prefill, self.next, out);
+        self.next += 1;
+        Some(0)
+    }
+}
+
+/// Where registrations of the timed phase come from.
+enum Regs {
+    /// No registrations.
+    None,
+    /// Requests prepared (signed) before the run, sent in order.
+    Pool(Vec<Vec<u8>>, usize),
+    /// Unsigned requests made as they go (the reference server: nothing to sign).
+    Lazy {
+        space: Space,
+        walk: Walk,
+    },
+}
+
+/// Which entry the next registration is for.
+#[derive(Debug, Clone, Copy)]
+enum Walk {
+    /// 0, 1, 2, ... (fresh names).
+    Sequential(u64),
+    /// A fixed permutation of 0..n (re-registrations: each name again only after all others).
+    Stride { at: u64, step: u64, n: u64 },
+}
+
+impl Walk {
+    fn stride(n: u64, rng: &mut Rng) -> Walk {
+        // A step coprime with n visits every entry once per n steps.
+        let mut step = (n / 2 + rng.below(n / 2 + 1)).max(1) | 1;
+        while gcd(step, n) != 1 {
+            step += 2;
+        }
+        Walk::Stride {
+            at: rng.below(n.max(1)),
+            step,
+            n,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        match self {
+            Walk::Sequential(i) => {
+                *i += 1;
+                *i - 1
+            }
+            Walk::Stride { at, step, n } => {
+                let v = *at;
+                *at = (*at + *step) % *n;
+                v
+            }
+        }
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The timed phase: lookups, registrations, or a fixed request.
+struct Work {
+    target: Target,
+    host: String,
+    /// `GET` request heads up to the `Host` line, per entry.
+    paths: Vec<String>,
+    /// Per connection: the `Authorization` line, or empty.
+    auth: Vec<String>,
+    rng: Rng,
+    lookup_percent: u64,
+    regs: Regs,
+    fixed: Option<Vec<u8>>,
+}
+
+impl Workload for Work {
+    fn next(&mut self, conn: usize, out: &mut Vec<u8>) -> Option<usize> {
+        if let Some(f) = &self.fixed {
+            out.extend_from_slice(f);
+            return Some(0);
+        }
+        let lookup = self.lookup_percent >= 100
+            || (self.lookup_percent > 0 && self.rng.below(100) < self.lookup_percent);
+        if lookup {
+            let p = &self.paths[self.rng.below(self.paths.len() as u64) as usize];
+            out.extend_from_slice(b"GET ");
+            out.extend_from_slice(p.as_bytes());
+            out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+            out.extend_from_slice(self.host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            if let Some(a) = self.auth.get(conn) {
+                out.extend_from_slice(a.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            return Some(0);
+        }
+        match &mut self.regs {
+            Regs::None => None,
+            Regs::Pool(items, at) => {
+                let item = items.get(*at)?;
+                out.extend_from_slice(item);
+                *at += 1;
+                Some(1)
+            }
+            Regs::Lazy { space, walk } => {
+                register_request(self.target, &self.host, *space, walk.next(), out);
+                Some(1)
+            }
+        }
+    }
+}
+
+/// Measurements around the timed phase.
+#[derive(Debug, Default)]
+struct Probe {
+    server_pid: Option<u32>,
+    server_ticks: [u64; 2],
+    self_ticks: [u64; 2],
+    snaps: [Snapshot; 2],
+}
+
+impl Probe {
+    fn mark(&mut self, k: usize) {
+        if let Some(pid) = self.server_pid {
+            self.server_ticks[k] = procstat::process_ticks(pid).unwrap_or(0);
+        }
+        self.self_ticks[k] = procstat::process_ticks(std::process::id()).unwrap_or(0);
+        self.snaps[k] = Snapshot::take();
+    }
+}
+
+fn health_active(c: &mut Client) -> u64 {
+    match c.request("GET", paths::HEALTH, &[], None) {
+        Ok(r) if r.status == 200 => find_u64(&r.body, "activeUsers").unwrap_or(0),
+        Ok(r) => die(format!("health answered {}: {}", r.status, r.text())),
+        Err(e) => die(e),
+    }
+}
+
+fn rss(pid: Option<u32>) -> Option<u64> {
+    pid.and_then(|p| procstat::rss_kib(p).ok())
+}
+
+fn status_json(st: &std::collections::BTreeMap<u16, u64>) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in st.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "\"{k}\":{v}");
+    }
+    s.push('}');
+    s
+}
+
+fn lat_json(h: &Histogram) -> String {
+    let us = |v: u64| v as f64 / 1000.0;
+    Obj::new()
+        .int("count", h.count())
+        .num("mean_us", h.mean() / 1000.0)
+        .num("p50_us", us(h.quantile(0.50)))
+        .num("p90_us", us(h.quantile(0.90)))
+        .num("p99_us", us(h.quantile(0.99)))
+        .num("p999_us", us(h.quantile(0.999)))
+        .num("max_us", us(h.max()))
+        .finish()
+}
+
+fn main() {
+    let o = parse_opts();
+    let nofile = raise_nofile_limit();
+    let addr: SocketAddr = o.url.resolve().unwrap_or_else(|e| die(e));
+    let host = o.url.host_header();
+    let hz = procstat::ticks_per_second() as f64;
+    let mut scenario = o.scenario;
+    if o.target == Target::Reference && scenario == Scenario::Lookup {
+        // The reference has no authentication: the same lookups, without a token.
+        scenario = Scenario::LookupUnauth;
+    }
+    let idle_n = o
+        .idle
+        .unwrap_or(if scenario == Scenario::Idle { 10_000 } else { 0 });
+    if idle_n + o.connections + 64 > nofile as usize {
+        die(format!(
+            "open-files limit {nofile} is too low for {} connections: raise `ulimit -Hn`",
+            idle_n + o.connections
+        ));
+    }
+    let mut ctl = Client::connect(&o.url, Duration::from_secs(10)).unwrap_or_else(|e| die(e));
+    let rss_start = rss(o.server_pid);
+    let needs_table = matches!(
+        scenario,
+        Scenario::Lookup | Scenario::LookupUnauth | Scenario::Mix | Scenario::Idle | Scenario::Prefill
+    );
+    let log = |m: String| {
+        if !o.json {
+            eprintln!("{m}");
+        }
+    };
+
+    // 1. Prefill.
+    let mut prefill_json = String::from("null");
+    if needs_table && o.entries > 0 {
+        let active = health_active(&mut ctl);
+        let skip = match o.prefill {
+            PrefillMode::Never => true,
+            PrefillMode::Always => false,
+            PrefillMode::Auto => active >= o.entries,
+        };
+        if skip {
+            log(format!("prefill skipped: server reports {active} active entries"));
+            prefill_json = Obj::new().bool("skipped", true).int("active", active).finish();
+        } else {
+            log(format!("prefilling {} entries over {} connections...", o.entries, o.prefill_connections));
+            let plan = Plan {
+                addr,
+                connections: o.prefill_connections.min(o.entries as usize),
+                warmup: Duration::ZERO,
+                duration: None,
+                kinds: 1,
+            };
+            let mut w = Prefill {
+                target: o.target,
+                host: host.clone(),
+                next: 0,
+                end: o.entries,
+            };
+            let st = load::run(&plan, &mut w, &mut |_| {}).unwrap_or_else(|e| die(e));
+            let ok = st.ok();
+            let secs = st.elapsed.as_secs_f64();
+            log(format!(
+                "prefilled {ok} of {} in {secs:.1} s ({:.0}/s, signing included)",
+                o.entries,
+                ok as f64 / secs
+            ));
+            if ok < o.entries {
+                die(format!(
+                    "prefill failed: {} of {} registered; errors {:?}; first failure {:?}",
+                    ok, o.entries, st.errors, st.first_failure
+                ));
+            }
+            prefill_json = Obj::new()
+                .bool("skipped", false)
+                .int("registered", ok)
+                .num("seconds", secs)
+                .num("per_s", ok as f64 / secs)
+                .finish();
+        }
+    }
+    let rss_filled = rss(o.server_pid);
+
+    let mut report = Obj::new()
+        .str("target", match o.target {
+            Target::PiServer => "pi-server",
+            Target::Reference => "reference",
+        })
+        .str("scenario", scenario.as_str())
+        .int("entries", if needs_table { o.entries } else { 0 })
+        .raw("prefill", &prefill_json);
+    if let Some(k) = rss_start {
+        report = report.int("server_rss_start_kib", k);
+    }
+    if let Some(k) = rss_filled {
+        report = report.int("server_rss_filled_kib", k);
+    }
+    if scenario == Scenario::Prefill {
+        if !o.json {
+            if let (Some(a), Some(b)) = (rss_start, rss_filled) {
+                println!("server RSS: {a} KiB before, {b} KiB after {} entries", o.entries);
+            }
+        } else {
+            println!("{}", report.finish());
+        }
+        return;
+    }
+
+    // 2. Requesters (pi-server lookups need a token per connection).
+    let authed = o.target == Target::PiServer
+        && matches!(scenario, Scenario::Lookup | Scenario::Mix | Scenario::Idle);
+    let mut auth = Vec::new();
+    if authed {
+        for i in 0..o.connections as u64 {
+            let kp = Keypair::from_seed(&names::seed(Space::Requester, i));
+            let n = PlayerName::parse(&names::name(Space::Requester, i)).expect("valid");
+            let body =
+                Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms()).to_json();
+            let r = ctl
+                .request("POST", paths::REGISTER, &[], Some(body.as_bytes()))
+                .unwrap_or_else(|e| die(e));
+            if r.status != 200 {
+                die(format!("requester registration answered {}: {}", r.status, r.text()));
+            }
+            let a = RegisterAnswer::from_json(&r.body)
+                .unwrap_or_else(|e| die(format!("register answer: {e}")));
+            auth.push(format!("Authorization: Bearer {}\r\n", a.token));
+        }
+    }
+
+    // 3. Requests of the timed phase.
+    let mut rng = Rng::new();
+    let paths: Vec<String> = if needs_table {
+        (0..o.entries)
+            .map(|i| {
+                let n = PlayerName::parse(&names::name(Space::Prefill, i)).expect("valid");
+                format!("{}/{}", paths::LOOKUP, encode_path_name(&n))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let span = (o.warmup + o.duration).as_secs_f64();
+    let (lookup_percent, reg_space, walk, rate_guess) = match scenario {
+        Scenario::Register => (0, Space::Fresh(rng.next() as u32 % 11_881_376), Walk::Sequential(0), 30_000.0),
+        Scenario::Mix => (
+            o.lookup_percent,
+            Space::Prefill,
+            Walk::stride(o.entries.max(1), &mut rng),
+            (100 - o.lookup_percent) as f64 / 100.0 * 120_000.0,
+        ),
+        _ => (100, Space::Prefill, Walk::Sequential(0), 0.0),
+    };
+    let mut regs = Regs::None;
+    let mut pool_n = 0usize;
+    if matches!(scenario, Scenario::Register | Scenario::Mix) {
+        match o.target {
+            Target::PiServer => {
+                pool_n = o.pool.unwrap_or((rate_guess * span) as usize).max(1);
+                let t = Instant::now();
+                let mut walk = walk;
+                let items: Vec<Vec<u8>> = (0..pool_n)
+                    .map(|_| {
+                        let mut v = Vec::with_capacity(520);
+                        register_request(o.target, &host, reg_space, walk.next(), &mut v);
+                        v
+                    })
+                    .collect();
+                log(format!(
+                    "signed {pool_n} registrations in {:.1} s before the timed phase",
+                    t.elapsed().as_secs_f64()
+                ));
+                regs = Regs::Pool(items, 0);
+            }
+            Target::Reference => {
+                regs = Regs::Lazy {
+                    space: reg_space,
+                    walk,
+                }
+            }
+        }
+    }
+    let fixed = (scenario == Scenario::Health).then(|| {
+        let mut v = Vec::new();
+        pb_tests::http::write_request(&mut v, "GET", paths::HEALTH, &host, &[], None);
+        v
+    });
+    let mut work = Work {
+        target: o.target,
+        host: host.clone(),
+        paths,
+        auth,
+        rng,
+        lookup_percent,
+        regs,
+        fixed,
+    };
+    let kinds: &[&str] = match scenario {
+        Scenario::Register => &["lookup", "register"],
+        Scenario::Mix => &["lookup", "register"],
+        Scenario::Health => &["health"],
+        _ => &["lookup"],
+    };
+
+    // 4. Idle connections.
+    let mut idle = if idle_n > 0 {
+        log(format!("opening {idle_n} idle connections..."));
+        load::open_idle(addr, idle_n).unwrap_or_else(|e| die(format!("opening idle connections: {e}")))
+    } else {
+        Vec::new()
+    };
+    drop(ctl);
+
+    // 5. The run.
+    log(format!(
+        "{} on {} connections: warm-up {:?}, measuring {:?}...",
+        scenario.as_str(),
+        o.connections,
+        o.warmup,
+        o.duration
+    ));
+    let plan = Plan {
+        addr,
+        connections: o.connections,
+        warmup: o.warmup,
+        duration: Some(o.duration),
+        kinds: kinds.len(),
+    };
+    let mut probe = Probe {
+        server_pid: o.server_pid,
+        ..Probe::default()
+    };
+    let st: Stats = load::run(&plan, &mut work, &mut |ph| {
+        probe.mark(if ph == Phase::Start { 0 } else { 1 })
+    })
+    .unwrap_or_else(|e| die(e));
+    let idle_check = (!idle.is_empty()).then(|| load::check_idle(&mut idle, &host));
+    drop(idle);
+    let rss_end = rss(o.server_pid);
+
+    // 6. Report.
+    let secs = st.elapsed.as_secs_f64();
+    let n = st.answers();
+    let lat = st.latency();
+    let server_cpu = (probe.server_ticks[1] - probe.server_ticks[0]) as f64 / hz;
+    let self_cpu = (probe.self_ticks[1] - probe.self_ticks[0]) as f64 / hz;
+    let mut exclude = vec![std::process::id()];
+    exclude.extend(o.server_pid);
+    let others = procstat::others(&probe.snaps[0], &probe.snaps[1], &exclude);
+    let others_cpu = others.ticks as f64 / hz;
+    let mut top = String::from("[");
+    for (i, (c, pid, t)) in others.top.iter().enumerate() {
+        if i > 0 {
+            top.push(',');
+        }
+        top.push_str(
+            &Obj::new()
+                .str("comm", c)
+                .int("pid", *pid as u64)
+                .num("cpu_s", *t as f64 / hz)
+                .finish(),
+        );
+    }
+    top.push(']');
+    let mut errors = String::from("{");
+    for (i, (k, v)) in st.errors.iter().enumerate() {
+        if i > 0 {
+            errors.push(',');
+        }
+        let _ = write!(errors, "\"{k}\":{v}");
+    }
+    errors.push('}');
+    let mut per_kind = String::from("{");
+    for (i, (name, ks)) in kinds.iter().zip(&st.kinds).enumerate() {
+        if i > 0 {
+            per_kind.push(',');
+        }
+        push_str(&mut per_kind, name);
+        per_kind.push(':');
+        per_kind.push_str(
+            &Obj::new()
+                .num("per_s", ks.latency.count() as f64 / secs)
+                .raw("status", &status_json(&ks.status))
+                .raw("latency", &lat_json(&ks.latency))
+                .finish(),
+        );
+    }
+    per_kind.push('}');
+    let mut status_all = std::collections::BTreeMap::new();
+    for ks in &st.kinds {
+        for (k, v) in &ks.status {
+            *status_all.entry(*k).or_insert(0u64) += v;
+        }
+    }
+    let mut report = report
+        .int("connections", o.connections as u64)
+        .int("idle_connections", idle_n as u64)
+        .num("warmup_s", o.warmup.as_secs_f64())
+        .num("seconds", secs)
+        .int("requests", n)
+        .int("ok", st.ok())
+        .num("requests_per_s", n as f64 / secs)
+        .raw("latency", &lat_json(&lat))
+        .raw("status", &status_json(&status_all))
+        .raw("errors", &errors)
+        .int("reconnects", st.reconnects)
+        .raw("kinds", &per_kind)
+        .bool("ran_out", st.ran_out)
+        .int("pool", pool_n as u64)
+        .num("loadgen_cpu_s", self_cpu)
+        .num("loadgen_util", self_cpu / secs)
+        .num("others_cpu_s", others_cpu)
+        .raw("others_top", &top)
+        .num("machine_busy_s", others.machine_busy as f64 / hz);
+    if o.server_pid.is_some() {
+        report = report
+            .num("server_cpu_s", server_cpu)
+            .num("server_util", server_cpu / secs)
+            .num("server_cpu_us_per_req", if n > 0 { server_cpu * 1e6 / n as f64 } else { 0.0 });
+        if let Some(k) = rss_end {
+            report = report.int("server_rss_kib", k);
+        }
+    }
+    if let Some(ic) = idle_check {
+        report = report.raw(
+            "idle",
+            &Obj::new()
+                .int("held", ic.held as u64)
+                .int("open", ic.open as u64)
+                .int("answered", ic.answered as u64)
+                .finish(),
+        );
+    }
+    if let Some((s, b)) = &st.first_failure {
+        report = report.raw(
+            "first_failure",
+            &Obj::new().int("status", *s as u64).str("body", b).finish(),
+        );
+    }
+    if o.json {
+        println!("{}", report.finish());
+        return;
+    }
+    let us = |v: u64| v as f64 / 1000.0;
+    println!(
+        "{} {} x{}: {n} requests in {secs:.2} s = {:.0}/s; latency p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+        match o.target {
+            Target::PiServer => "pi-server",
+            Target::Reference => "reference",
+        },
+        scenario.as_str(),
+        o.connections,
+        n as f64 / secs,
+        us(lat.quantile(0.5)),
+        us(lat.quantile(0.99)),
+        us(lat.quantile(0.999)),
+        us(lat.max())
+    );
+    if kinds.len() > 1 {
+        for (name, ks) in kinds.iter().zip(&st.kinds) {
+            println!(
+                "  {name}: {:.0}/s, p50 {:.0} us, p99 {:.0} us",
+                ks.latency.count() as f64 / secs,
+                us(ks.latency.quantile(0.5)),
+                us(ks.latency.quantile(0.99))
+            );
+        }
+    }
+    println!("  status {status_all:?}; errors {:?}; reconnects {}", st.errors, st.reconnects);
+    if st.ran_out {
+        println!("  the pre-signed pool ({pool_n}) ran out: the timed phase ended early");
+    }
+    if let Some((s, b)) = &st.first_failure {
+        println!("  first failure: {s} {b}");
+    }
+    if o.server_pid.is_some() {
+        println!(
+            "  server CPU {server_cpu:.2} s ({:.0} % of a core) = {:.2} us per request; RSS {} KiB",
+            100.0 * server_cpu / secs,
+            if n > 0 { server_cpu * 1e6 / n as f64 } else { 0.0 },
+            rss_end.unwrap_or(0)
+        );
+    }
+    println!(
+        "  load generator CPU {:.0} % of a core; other processes {others_cpu:.2} s CPU {:?}",
+        100.0 * self_cpu / secs,
+        others
+            .top
+            .iter()
+            .map(|(c, p, t)| format!("{c}[{p}] {:.2}s", *t as f64 / hz))
+            .collect::<Vec<_>>()
+    );
+    if let Some(ic) = idle_check {
+        println!(
+            "  idle connections: {} held, {} still open, {} answered a health request",
+            ic.held, ic.open, ic.answered
+        );
+    }
+}
