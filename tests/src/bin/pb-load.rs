@@ -392,6 +392,8 @@ struct Work {
     rng: Rng,
     lookup_percent: u64,
     regs: Regs,
+    /// The kind index of registrations (0 when they are the only kind).
+    reg_kind: usize,
     fixed: Option<Vec<u8>>,
 }
 
@@ -422,11 +424,11 @@ impl Workload for Work {
                 let item = items.get(*at)?;
                 out.extend_from_slice(item);
                 *at += 1;
-                Some(1)
+                Some(self.reg_kind)
             }
             Regs::Lazy { space, walk } => {
                 register_request(self.target, &self.host, *space, walk.next(), out);
-                Some(1)
+                Some(self.reg_kind)
             }
         }
     }
@@ -683,10 +685,11 @@ fn main() {
         rng,
         lookup_percent,
         regs,
+        reg_kind: usize::from(scenario == Scenario::Mix),
         fixed,
     };
     let kinds: &[&str] = match scenario {
-        Scenario::Register => &["lookup", "register"],
+        Scenario::Register => &["register"],
         Scenario::Mix => &["lookup", "register"],
         Scenario::Health => &["health"],
         _ => &["lookup"],
