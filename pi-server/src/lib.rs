@@ -1,3 +1,5 @@
 //! The phone book server (work in progress).
+#![forbid(unsafe_code)]
 
 pub mod config;
+pub mod table;
