@@ -2,4 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod addr;
+pub mod ratelimit;
 pub mod table;
+pub mod token;
