@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod addr;
+pub mod http;
 pub mod ratelimit;
 pub mod table;
 pub mod token;
