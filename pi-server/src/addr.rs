@@ -16,11 +16,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -47,7 +51,9 @@ pub fn client_ip(
     if let Some(f) = forwarded.and_then(|f| core::str::from_utf8(f).ok()) {
         for elem in f.split(',').take(MAX_FORWARD_HOPS) {
             for pair in elem.split(';') {
-                let Some((k, v)) = pair.trim().split_once('=') else { continue };
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
                 if k.eq_ignore_ascii_case("for") {
                     match parse_node(v.trim().trim_matches('"')) {
                         Some(ip) => chain.push(ip),
@@ -97,7 +103,10 @@ mod tests {
     use super::*;
 
     fn cidr(s: &str, p: u8) -> Cidr {
-        Cidr { addr: s.parse().unwrap(), prefix: p }
+        Cidr {
+            addr: s.parse().unwrap(),
+            prefix: p,
+        }
     }
 
     #[test]
@@ -113,7 +122,12 @@ mod tests {
         let proxies = [cidr("10.0.0.0", 8)];
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         // The client may prepend lies; the rightmost untrusted hop is what the proxy saw.
-        let got = client_ip(peer, None, Some(b"1.1.1.1, 203.0.113.5, 10.0.0.9"), &proxies);
+        let got = client_ip(
+            peer,
+            None,
+            Some(b"1.1.1.1, 203.0.113.5, 10.0.0.9"),
+            &proxies,
+        );
         assert_eq!(got, "203.0.113.5".parse::<IpAddr>().unwrap());
         let got = client_ip(
             peer,
@@ -128,7 +142,10 @@ mod tests {
     #[test]
     fn mapped_addresses_fold_and_v6_limits_by_64() {
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(client_ip(mapped, None, None, &[]), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(mapped, None, None, &[]),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();

@@ -1,9 +1,11 @@
 //! The phone book server (work in progress).
 #![forbid(unsafe_code)]
 
-pub mod config;
 pub mod addr;
+pub mod api;
+pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod ratelimit;
 pub mod table;
 pub mod token;

@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn mint_check_and_forgery() {
         let k = TokenKey::new([9; 32]);
-        let c = TokenClaim { slot: 7, timestamp: 1234 };
+        let c = TokenClaim {
+            slot: 7,
+            timestamp: 1234,
+        };
         let t = k.mint(c);
         assert_eq!(t.len(), TOKEN_TEXT_LEN);
         assert_eq!(k.check(t.as_bytes()), Some(c));

@@ -3,5 +3,5 @@
 mod request;
 mod response;
 
-pub use request::{Head, HeadError, Method, MAX_HEADERS, parse_head};
+pub use request::{Head, HeadError, MAX_HEADERS, Method, parse_head};
 pub use response::{Response, reason};

@@ -167,17 +167,33 @@ mod tests {
         assert!(h.keep_alive);
         assert_eq!(&r[h.len..], b"rest");
         let h = parse_head(b"POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n", 8192).unwrap();
-        assert_eq!((h.content_length, h.keep_alive, h.minor), (Some(12), false, 0));
+        assert_eq!(
+            (h.content_length, h.keep_alive, h.minor),
+            (Some(12), false, 0)
+        );
     }
 
     #[test]
     fn refuses_bad_framing() {
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: x", 8192).err(), Some(HeadError::Partial));
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: x", 10).err(), Some(HeadError::TooLarge));
-        assert_eq!(parse_head(b"GARBAGE\r\n\r\n", 8192).err(), Some(HeadError::Malformed));
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x", 8192).err(),
+            Some(HeadError::Partial)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x", 10).err(),
+            Some(HeadError::TooLarge)
+        );
+        assert_eq!(
+            parse_head(b"GARBAGE\r\n\r\n", 8192).err(),
+            Some(HeadError::Malformed)
+        );
         for bad in ["-1", "1 2", "", "99999999999", "+5"] {
             let r = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
-            assert_eq!(parse_head(r.as_bytes(), 8192).err(), Some(HeadError::BadLength), "{bad}");
+            assert_eq!(
+                parse_head(r.as_bytes(), 8192).err(),
+                Some(HeadError::BadLength),
+                "{bad}"
+            );
         }
         let two = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
         assert_eq!(parse_head(two, 8192).err(), Some(HeadError::BadLength));
@@ -185,7 +201,10 @@ mod tests {
         assert_eq!(parse_head(te, 8192).err(), Some(HeadError::Chunked));
         let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
         let r = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(parse_head(r.as_bytes(), 8192).err(), Some(HeadError::TooLarge));
+        assert_eq!(
+            parse_head(r.as_bytes(), 8192).err(),
+            Some(HeadError::TooLarge)
+        );
     }
 
     proptest! {

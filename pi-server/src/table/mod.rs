@@ -269,7 +269,9 @@ impl Table {
         now: u32,
         retention: u32,
     ) -> Result<(), UnregisterError> {
-        let id = self.find(req.name.as_str()).ok_or(UnregisterError::NotFound)?;
+        let id = self
+            .find(req.name.as_str())
+            .ok_or(UnregisterError::NotFound)?;
         let s = &self.slots[id as usize];
         if s.key != *req.key.as_bytes() {
             return Err(UnregisterError::KeyConflict);
@@ -390,7 +392,14 @@ impl Table {
 
     /// Puts a record back at a given slot, from a snapshot. Returns false (and changes nothing)
     /// if the slot is out of range or taken, or the name is already present.
-    pub fn restore(&mut self, id: u32, slot: Slot, friends: &[PublicKey], remaining: u32, now: u32) -> bool {
+    pub fn restore(
+        &mut self,
+        id: u32,
+        slot: Slot,
+        friends: &[PublicKey],
+        remaining: u32,
+        now: u32,
+    ) -> bool {
         if id >= self.capacity || slot.state == SlotState::Free || remaining == 0 {
             return false;
         }

@@ -122,7 +122,10 @@ impl Slot {
 
     pub(super) fn name_eq_canonical(&self, canon: &[u8]) -> bool {
         let n = &self.name[..self.name_len as usize];
-        n.len() == canon.len() && n.iter().zip(canon).all(|(a, b)| a.to_ascii_lowercase() == *b)
+        n.len() == canon.len()
+            && n.iter()
+                .zip(canon)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
     }
 
     /// The address handed out (IPv4-mapped folded to IPv4).

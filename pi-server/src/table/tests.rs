@@ -34,7 +34,9 @@ fn ip() -> IpAddr {
 #[test]
 fn register_lookup_case_insensitive() {
     let mut t = table(4);
-    let r = t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL).unwrap();
+    let r = t
+        .register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
     assert!(r.created);
     let (id, s, left) = t.lookup("ALICE SMITH@gilgamesh", 5).unwrap();
     assert_eq!((id, left), (r.slot, TTL - 5));
@@ -47,15 +49,25 @@ fn register_lookup_case_insensitive() {
 #[test]
 fn other_key_conflicts_while_live_and_retained() {
     let mut t = table(4);
-    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL).unwrap();
+    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
     let thief = reg(&kp(2), "Alice Smith@Gilgamesh", 2);
-    assert_eq!(t.register(&thief, ip(), 1, TTL), Err(RegisterError::KeyConflict));
+    assert_eq!(
+        t.register(&thief, ip(), 1, TTL),
+        Err(RegisterError::KeyConflict)
+    );
     // Expired but not yet swept: still bound, and not served.
     assert!(t.lookup("Alice Smith@Gilgamesh", TTL).is_none());
-    assert_eq!(t.register(&thief, ip(), TTL, TTL), Err(RegisterError::KeyConflict));
+    assert_eq!(
+        t.register(&thief, ip(), TTL, TTL),
+        Err(RegisterError::KeyConflict)
+    );
     t.sweep(TTL + 1, 100, RET);
     assert_eq!((t.live(), t.retained()), (0, 1));
-    assert_eq!(t.register(&thief, ip(), TTL + 1, TTL), Err(RegisterError::KeyConflict));
+    assert_eq!(
+        t.register(&thief, ip(), TTL + 1, TTL),
+        Err(RegisterError::KeyConflict)
+    );
     // After the retention the name is free.
     t.sweep(TTL + RET, 100, RET);
     assert_eq!((t.live(), t.retained()), (0, 0));
@@ -66,7 +78,8 @@ fn other_key_conflicts_while_live_and_retained() {
 fn replays_refused_including_after_unregister() {
     let mut t = table(4);
     let k = kp(1);
-    t.register(&reg(&k, "Alice Smith@Gilgamesh", 10), ip(), 0, TTL).unwrap();
+    t.register(&reg(&k, "Alice Smith@Gilgamesh", 10), ip(), 0, TTL)
+        .unwrap();
     assert_eq!(
         t.register(&reg(&k, "Alice Smith@Gilgamesh", 10), ip(), 0, TTL),
         Err(RegisterError::Replayed)
@@ -80,7 +93,9 @@ fn replays_refused_including_after_unregister() {
         t.register(&reg(&k, "Alice Smith@Gilgamesh", 15), ip(), 2, TTL),
         Err(RegisterError::Replayed)
     );
-    let r = t.register(&reg(&k, "Alice Smith@Gilgamesh", 30), ip(), 2, TTL).unwrap();
+    let r = t
+        .register(&reg(&k, "Alice Smith@Gilgamesh", 30), ip(), 2, TTL)
+        .unwrap();
     assert!(r.created);
     assert_eq!((t.live(), t.retained()), (1, 0));
 }
@@ -88,8 +103,13 @@ fn replays_refused_including_after_unregister() {
 #[test]
 fn forged_unregister_refused() {
     let mut t = table(4);
-    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL).unwrap();
-    let un = Unregister::sign(&kp(2), PlayerName::parse("Alice Smith@Gilgamesh").unwrap(), 5);
+    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
+    let un = Unregister::sign(
+        &kp(2),
+        PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+        5,
+    );
     assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::KeyConflict));
     assert!(t.lookup("Alice Smith@Gilgamesh", 1).is_some());
 }
@@ -97,17 +117,25 @@ fn forged_unregister_refused() {
 #[test]
 fn capacity_never_evicts_live_but_evicts_retained() {
     let mut t = table(2);
-    t.register(&reg(&kp(1), "Aa Bb@World", 1), ip(), 0, TTL).unwrap();
-    t.register(&reg(&kp(2), "Cc Dd@World", 1), ip(), 0, 2 * TTL).unwrap();
+    t.register(&reg(&kp(1), "Aa Bb@World", 1), ip(), 0, TTL)
+        .unwrap();
+    t.register(&reg(&kp(2), "Cc Dd@World", 1), ip(), 0, 2 * TTL)
+        .unwrap();
     assert_eq!(
         t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), 1, TTL),
         Err(RegisterError::CapacityFull)
     );
     // Renewing an existing name still works when full.
-    assert!(t.register(&reg(&kp(1), "Aa Bb@World", 2), ip(), 1, TTL).is_ok());
+    assert!(
+        t.register(&reg(&kp(1), "Aa Bb@World", 2), ip(), 1, TTL)
+            .is_ok()
+    );
     t.sweep(TTL + 1, 10, RET);
     assert_eq!((t.live(), t.retained()), (1, 1));
-    assert!(t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), TTL + 1, TTL).is_ok());
+    assert!(
+        t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), TTL + 1, TTL)
+            .is_ok()
+    );
     assert!(t.lookup("Cc Dd@World", TTL + 1).is_some());
     assert!(t.find("Aa Bb@World").is_none());
 }
@@ -135,18 +163,39 @@ fn friends_visibility_and_pool_budget() {
     assert_eq!(t.friend_keys(), 3);
     // Budget is 10 keys: 3 + 8 does not fit; the old list stays.
     let many: Vec<PublicKey> = (10..18).map(|n| kp(n).public()).collect();
-    let r2 = Register::sign(&kp(7), PlayerName::parse("Cc Dd@World").unwrap(), 1, Visibility::Friends, many, 1);
-    assert_eq!(t.register(&r2, ip(), 0, TTL), Err(RegisterError::FriendPoolFull));
+    let r2 = Register::sign(
+        &kp(7),
+        PlayerName::parse("Cc Dd@World").unwrap(),
+        1,
+        Visibility::Friends,
+        many,
+        1,
+    );
+    assert_eq!(
+        t.register(&r2, ip(), 0, TTL),
+        Err(RegisterError::FriendPoolFull)
+    );
     assert_eq!(t.friend_keys(), 3);
     // Going public releases the list.
-    t.register(&reg(&owner, "Aa Bb@World", 2), ip(), 0, TTL).unwrap();
+    t.register(&reg(&owner, "Aa Bb@World", 2), ip(), 0, TTL)
+        .unwrap();
     assert_eq!(t.friend_keys(), 0);
 }
 
 #[test]
 fn restore_puts_records_back() {
     let mut t = table(8);
-    let s = Slot::from_parts("Aa Bb@World", SlotState::Live, Visibility::Public, 9, *kp(1).public().as_bytes(), [1; 64], 5, ip()).unwrap();
+    let s = Slot::from_parts(
+        "Aa Bb@World",
+        SlotState::Live,
+        Visibility::Public,
+        9,
+        *kp(1).public().as_bytes(),
+        [1; 64],
+        5,
+        ip(),
+    )
+    .unwrap();
     assert!(t.restore(6, s.clone(), &[], 50, 0));
     assert!(!t.restore(6, s.clone(), &[], 50, 0));
     assert!(!t.restore(9, s, &[], 50, 0));
@@ -155,7 +204,8 @@ fn restore_puts_records_back() {
     // Free slots below the restored one are usable.
     for n in 0..7 {
         let name = format!("Xx Y{}@World", (b'a' + n) as char);
-        t.register(&reg(&kp(20 + n), &name, 1), ip(), 0, TTL).unwrap();
+        t.register(&reg(&kp(20 + n), &name, 1), ip(), 0, TTL)
+            .unwrap();
     }
     assert_eq!(t.live(), 8);
 }
