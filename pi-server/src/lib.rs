@@ -7,5 +7,6 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
+pub mod server;
 pub mod table;
 pub mod token;
