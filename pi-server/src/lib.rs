@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
