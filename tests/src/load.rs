@@ -241,7 +241,12 @@ impl Engine<'_> {
                     if !c.want_write {
                         c.want_write = true;
                         let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT;
-                        let _ = epoll::modify(&self.epoll, &*s, epoll::EventData::new_u64(i as u64), flags);
+                        let _ = epoll::modify(
+                            &self.epoll,
+                            &*s,
+                            epoll::EventData::new_u64(i as u64),
+                            flags,
+                        );
                     }
                     return;
                 }
@@ -251,7 +256,12 @@ impl Engine<'_> {
         }
         if c.want_write {
             c.want_write = false;
-            let _ = epoll::modify(&self.epoll, &*s, epoll::EventData::new_u64(i as u64), epoll::EventFlags::IN);
+            let _ = epoll::modify(
+                &self.epoll,
+                &*s,
+                epoll::EventData::new_u64(i as u64),
+                epoll::EventFlags::IN,
+            );
         }
     }
 
@@ -287,7 +297,10 @@ impl Engine<'_> {
         let mut close = false;
         for h in r.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
-                match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+                match std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                {
                     Some(n) => body_len = n,
                     None => return self.fail(i, "parse", Instant::now()),
                 }
@@ -314,7 +327,8 @@ impl Engine<'_> {
         self.active -= 1;
         if measuring {
             let ks = &mut self.stats.kinds[kind];
-            ks.latency.record(now.duration_since(c.since).as_nanos() as u64);
+            ks.latency
+                .record(now.duration_since(c.since).as_nanos() as u64);
             *ks.status.entry(status).or_insert(0) += 1;
             if !(200..300).contains(&status) && self.stats.first_failure.is_none() {
                 let body = String::from_utf8_lossy(&c.buf[head..end]).into_owned();
@@ -424,9 +438,9 @@ pub fn run(
             if flags.contains(epoll::EventFlags::OUT) {
                 e.flush(i, Instant::now());
             }
-            if flags.intersects(
-                epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR,
-            ) {
+            if flags
+                .intersects(epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR)
+            {
                 e.readable(i, measuring);
             }
         }
@@ -470,7 +484,14 @@ pub fn check_idle(conns: &mut [TcpStream], host: &str) -> IdleCheck {
         ..IdleCheck::default()
     };
     let mut req = Vec::new();
-    crate::http::write_request(&mut req, "GET", phonebook_proto::paths::HEALTH, host, &[], None);
+    crate::http::write_request(
+        &mut req,
+        "GET",
+        phonebook_proto::paths::HEALTH,
+        host,
+        &[],
+        None,
+    );
     let mut byte = [0u8; 1];
     let mut alive = Vec::new();
     for (i, s) in conns.iter_mut().enumerate() {

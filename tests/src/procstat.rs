@@ -114,7 +114,7 @@ pub fn others(before: &Snapshot, after: &Snapshot, exclude: &[u32]) -> Others {
             top.push((comm.clone(), *pid, d));
         }
     }
-    top.sort_by(|a, b| b.2.cmp(&a.2));
+    top.sort_by_key(|b| std::cmp::Reverse(b.2));
     top.truncate(5);
     Others {
         ticks,

@@ -193,10 +193,7 @@ fn derived_name(key: &PublicKey) -> PlayerName {
 }
 
 fn run(a: Args) -> Result<(), Fail> {
-    let command = a
-        .command
-        .clone()
-        .ok_or_else(|| usage("no command given"))?;
+    let command = a.command.clone().ok_or_else(|| usage("no command given"))?;
     if command == "keygen" {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
@@ -248,14 +245,13 @@ fn run(a: Args) -> Result<(), Fail> {
             if vis == Visibility::Public && !friends.is_empty() {
                 return Err(usage("--friend needs --visibility friends"));
             }
-            let ip = a
-                .ip
-                .as_deref()
-                .map(|s| {
-                    s.parse()
-                        .map_err(|_| usage(format!("--ip {s:?}: not an IPv4 or IPv6 address")))
-                })
-                .transpose()?;
+            let ip =
+                a.ip.as_deref()
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| usage(format!("--ip {s:?}: not an IPv4 or IPv6 address")))
+                    })
+                    .transpose()?;
             let mut c = connect()?;
             let (r, _) = register(&mut c, &kp, name, port, vis, friends, ip)?;
             println!("{}", r.text());

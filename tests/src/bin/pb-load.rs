@@ -213,7 +213,11 @@ fn parse_opts() -> Opts {
             }
             Long("connections") => o.connections = num(&mut p, "--connections"),
             Long("duration") | Long("warmup") => {
-                let flag = if matches!(arg, Long("duration")) { "--duration" } else { "--warmup" };
+                let flag = if matches!(arg, Long("duration")) {
+                    "--duration"
+                } else {
+                    "--warmup"
+                };
                 let v = val(&mut p, flag);
                 let d = parse_duration(&v)
                     .unwrap_or_else(|| usage(format!("{flag}: {v:?} is not a duration")));
@@ -301,7 +305,14 @@ fn register_request(target: Target, host: &str, space: Space, i: u64, out: &mut 
             s
         }
     };
-    pb_tests::http::write_request(out, "POST", paths::REGISTER, host, &[], Some(body.as_bytes()));
+    pb_tests::http::write_request(
+        out,
+        "POST",
+        paths::REGISTER,
+        host,
+        &[],
+        Some(body.as_bytes()),
+    );
 }
 
 /// Registrations of entries `next..end`, made as they are sent (for the prefill).
@@ -330,10 +341,7 @@ enum Regs {
     /// Requests prepared (signed) before the run, sent in order.
     Pool(Vec<Vec<u8>>, usize),
     /// Unsigned requests made as they go (the reference server: nothing to sign).
-    Lazy {
-        space: Space,
-        walk: Walk,
-    },
+    Lazy { space: Space, walk: Walk },
 }
 
 /// Which entry the next registration is for.
@@ -501,9 +509,11 @@ fn main() {
         // The reference has no authentication: the same lookups, without a token.
         scenario = Scenario::LookupUnauth;
     }
-    let idle_n = o
-        .idle
-        .unwrap_or(if scenario == Scenario::Idle { 10_000 } else { 0 });
+    let idle_n = o.idle.unwrap_or(if scenario == Scenario::Idle {
+        10_000
+    } else {
+        0
+    });
     if idle_n + o.connections + 64 > nofile as usize {
         die(format!(
             "open-files limit {nofile} is too low for {} connections: raise `ulimit -Hn`",
@@ -514,7 +524,11 @@ fn main() {
     let rss_start = rss(o.server_pid);
     let needs_table = matches!(
         scenario,
-        Scenario::Lookup | Scenario::LookupUnauth | Scenario::Mix | Scenario::Idle | Scenario::Prefill
+        Scenario::Lookup
+            | Scenario::LookupUnauth
+            | Scenario::Mix
+            | Scenario::Idle
+            | Scenario::Prefill
     );
     let log = |m: String| {
         if !o.json {
@@ -532,10 +546,18 @@ fn main() {
             PrefillMode::Auto => active >= o.entries,
         };
         if skip {
-            log(format!("prefill skipped: server reports {active} active entries"));
-            prefill_json = Obj::new().bool("skipped", true).int("active", active).finish();
+            log(format!(
+                "prefill skipped: server reports {active} active entries"
+            ));
+            prefill_json = Obj::new()
+                .bool("skipped", true)
+                .int("active", active)
+                .finish();
         } else {
-            log(format!("prefilling {} entries over {} connections...", o.entries, o.prefill_connections));
+            log(format!(
+                "prefilling {} entries over {} connections...",
+                o.entries, o.prefill_connections
+            ));
             let plan = Plan {
                 addr,
                 connections: o.prefill_connections.min(o.entries as usize),
@@ -574,10 +596,13 @@ fn main() {
     let rss_filled = rss(o.server_pid);
 
     let mut report = Obj::new()
-        .str("target", match o.target {
-            Target::PiServer => "pi-server",
-            Target::Reference => "reference",
-        })
+        .str(
+            "target",
+            match o.target {
+                Target::PiServer => "pi-server",
+                Target::Reference => "reference",
+            },
+        )
         .str("scenario", scenario.as_str())
         .int("entries", if needs_table { o.entries } else { 0 })
         .raw("prefill", &prefill_json);
@@ -590,7 +615,10 @@ fn main() {
     if scenario == Scenario::Prefill {
         if !o.json {
             if let (Some(a), Some(b)) = (rss_start, rss_filled) {
-                println!("server RSS: {a} KiB before, {b} KiB after {} entries", o.entries);
+                println!(
+                    "server RSS: {a} KiB before, {b} KiB after {} entries",
+                    o.entries
+                );
             }
         } else {
             println!("{}", report.finish());
@@ -606,13 +634,17 @@ fn main() {
         for i in 0..o.connections as u64 {
             let kp = Keypair::from_seed(&names::seed(Space::Requester, i));
             let n = PlayerName::parse(&names::name(Space::Requester, i)).expect("valid");
-            let body =
-                Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms()).to_json();
+            let body = Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms())
+                .to_json();
             let r = ctl
                 .request("POST", paths::REGISTER, &[], Some(body.as_bytes()))
                 .unwrap_or_else(|e| die(e));
             if r.status != 200 {
-                die(format!("requester registration answered {}: {}", r.status, r.text()));
+                die(format!(
+                    "requester registration answered {}: {}",
+                    r.status,
+                    r.text()
+                ));
             }
             let a = RegisterAnswer::from_json(&r.body)
                 .unwrap_or_else(|e| die(format!("register answer: {e}")));
@@ -634,7 +666,12 @@ fn main() {
     };
     let span = (o.warmup + o.duration).as_secs_f64();
     let (lookup_percent, reg_space, walk, rate_guess) = match scenario {
-        Scenario::Register => (0, Space::Fresh(rng.next() as u32 % 11_881_376), Walk::Sequential(0), 30_000.0),
+        Scenario::Register => (
+            0,
+            Space::Fresh(rng.next() as u32 % 11_881_376),
+            Walk::Sequential(0),
+            30_000.0,
+        ),
         Scenario::Mix => (
             o.lookup_percent,
             Space::Prefill,
@@ -698,7 +735,8 @@ fn main() {
     // 4. Idle connections.
     let mut idle = if idle_n > 0 {
         log(format!("opening {idle_n} idle connections..."));
-        load::open_idle(addr, idle_n).unwrap_or_else(|e| die(format!("opening idle connections: {e}")))
+        load::open_idle(addr, idle_n)
+            .unwrap_or_else(|e| die(format!("opening idle connections: {e}")))
     } else {
         Vec::new()
     };
@@ -809,7 +847,14 @@ fn main() {
         report = report
             .num("server_cpu_s", server_cpu)
             .num("server_util", server_cpu / secs)
-            .num("server_cpu_us_per_req", if n > 0 { server_cpu * 1e6 / n as f64 } else { 0.0 });
+            .num(
+                "server_cpu_us_per_req",
+                if n > 0 {
+                    server_cpu * 1e6 / n as f64
+                } else {
+                    0.0
+                },
+            );
         if let Some(k) = rss_end {
             report = report.int("server_rss_kib", k);
         }
@@ -859,7 +904,10 @@ fn main() {
             );
         }
     }
-    println!("  status {status_all:?}; errors {:?}; reconnects {}", st.errors, st.reconnects);
+    println!(
+        "  status {status_all:?}; errors {:?}; reconnects {}",
+        st.errors, st.reconnects
+    );
     if st.ran_out {
         println!("  the pre-signed pool ({pool_n}) ran out: the timed phase ended early");
     }
@@ -870,7 +918,11 @@ fn main() {
         println!(
             "  server CPU {server_cpu:.2} s ({:.0} % of a core) = {:.2} us per request; RSS {} KiB",
             100.0 * server_cpu / secs,
-            if n > 0 { server_cpu * 1e6 / n as f64 } else { 0.0 },
+            if n > 0 {
+                server_cpu * 1e6 / n as f64
+            } else {
+                0.0
+            },
             rss_end.unwrap_or(0)
         );
     }

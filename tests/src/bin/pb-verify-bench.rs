@@ -62,9 +62,17 @@ fn main() {
     let reqs: Vec<Register> = (0..keys as u64)
         .map(|i| {
             let kp = Keypair::from_seed(&pb_tests::names::seed(pb_tests::names::Space::Prefill, i));
-            let name = PlayerName::parse(&pb_tests::names::name(pb_tests::names::Space::Prefill, i))
-                .expect("valid name");
-            Register::sign(&kp, name, 55000, Visibility::Public, vec![], 1_764_000_000_000 + i)
+            let name =
+                PlayerName::parse(&pb_tests::names::name(pb_tests::names::Space::Prefill, i))
+                    .expect("valid name");
+            Register::sign(
+                &kp,
+                name,
+                55000,
+                Visibility::Public,
+                vec![],
+                1_764_000_000_000 + i,
+            )
         })
         .collect();
     // Messages and signatures prepared outside the loop: only the verification is timed.
@@ -102,6 +110,9 @@ fn main() {
                 .finish()
         );
     } else {
-        println!("{n} verifications in {:.2} s: {per_s:.0}/s, {us:.2} us each", e.as_secs_f64());
+        println!(
+            "{n} verifications in {:.2} s: {per_s:.0}/s, {us:.2} us each",
+            e.as_secs_f64()
+        );
     }
 }
