@@ -8,6 +8,7 @@
 # It prints a Markdown report and writes it to tests/bench/results-<date>.md.
 #
 # Knobs (environment): ENTRIES (100000) DURATION (10) WARMUP (2) REG_DURATION (5) IDLE (10000)
+#   OPEN_RATE (requests/s of the open-loop run at 512 connections, 40000)
 #   RSS_SIZES ("10000 100000 1000000") SERVER_CORE (0) LOAD_CORE (1) RETRIES (2)
 #   REF_SERVER (path of the reference server.js) OUT (report file) SKIP_WRK=1 SKIP_RSS=1
 #   QUIET_WAIT (seconds to wait for a quiet machine before each run, 120)
@@ -21,6 +22,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 REG_DURATION=${REG_DURATION:-5}
 IDLE=${IDLE:-10000}
+OPEN_RATE=${OPEN_RATE:-40000}
 RSS_SIZES=${RSS_SIZES:-"10000 100000 1000000"}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
@@ -196,6 +198,7 @@ for server in reference pi-server; do
     start "$server" "$pi_capacity"
     run lookup-64 "$server" --scenario lookup --connections 64 "${common[@]}"
     run lookup-512 "$server" --scenario lookup --connections 512 "${common[@]}"
+    run lookup-512-open "$server" --scenario lookup --connections 512 --rate "$OPEN_RATE" "${common[@]}"
     run health "$server" --scenario health --connections 64 --duration "$DURATION" --warmup "$WARMUP"
     run mix "$server" --scenario mix --connections 64 "${common[@]}"
     run idle "$server" --scenario idle --idle "$IDLE" --connections 64 "${common[@]}"

@@ -1,10 +1,14 @@
 //! The load engine of `pb-load`: one thread, one epoll set, keep-alive HTTP/1.1 connections with
 //! one request in flight each.
 //!
-//! It is a **closed loop**, like wrk: each connection sends its next request as soon as the
-//! previous answer is complete, so the offered load adapts to the server, and latency is the
-//! service time at that concurrency (no coordinated-omission correction, as there is no fixed
-//! arrival rate). Level-triggered epoll with one `read` per readiness and one `write` per
+//! By default it is a **closed loop**, like wrk: each connection sends its next request as soon as
+//! the previous answer is complete, so the offered load adapts to the server, and latency is the
+//! service time at that concurrency (by Little's law, connections / throughput on average).
+//! With [`Plan::rate`] it is an **open loop**, like wrk2: requests are due at a fixed rate, each
+//! goes out on a free connection (or waits for one), and latency counts from the time the request
+//! was due, so a server (or generator) that falls behind shows it (no coordinated omission). The
+//! open loop polls without sleeping when the next request is due within a millisecond, so the
+//! generator's core is busy by design. Level-triggered epoll with one `read` per readiness and one `write` per
 //! request keeps the generator near two system calls per request, so that one core can offer
 //! as much as wrk's single thread does.
 //!
@@ -65,6 +69,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Number of request kinds the workload uses.
     pub kinds: usize,
+    /// Requests per second for an open loop; `None` is a closed loop.
+    pub rate: Option<f64>,
 }
 
 /// Counters of one request kind.
@@ -91,6 +97,8 @@ pub struct Stats {
     pub ran_out: bool,
     /// The first non-2xx answer seen (status and body), for diagnosis.
     pub first_failure: Option<(u16, String)>,
+    /// Open loop: most requests that were due while every connection was busy.
+    pub max_backlog: usize,
 }
 
 impl Stats {
@@ -102,6 +110,7 @@ impl Stats {
             reconnects: 0,
             ran_out: false,
             first_failure: None,
+            max_backlog: 0,
         }
     }
 
@@ -151,6 +160,10 @@ struct Engine<'a> {
     stopping: bool,
     active: usize,
     last_answer: Instant,
+    /// Open loop: idle connections, and due times of requests waiting for one.
+    open_loop: bool,
+    free: Vec<usize>,
+    backlog: std::collections::VecDeque<Instant>,
 }
 
 /// Opens a blocking connection and makes it non-blocking, without Nagle.
@@ -199,7 +212,7 @@ impl Engine<'_> {
                 self.stats.reconnects += 1;
                 self.conns[i].busy = false;
                 self.active -= 1;
-                self.start_next(i, now);
+                self.continue_with(i, now);
             }
             Err(_) => {
                 self.error("connect");
@@ -209,7 +222,20 @@ impl Engine<'_> {
         }
     }
 
-    fn start_next(&mut self, i: usize, now: Instant) {
+    /// Connection `i` is free: closed loop, send its next request now; open loop, send the
+    /// oldest overdue request, or wait in the free list.
+    fn continue_with(&mut self, i: usize, now: Instant) {
+        if !self.open_loop {
+            self.start_next(i, now);
+        } else if let Some(due) = self.backlog.pop_front() {
+            self.start_next(i, due);
+        } else {
+            self.free.push(i);
+        }
+    }
+
+    /// Sends the next request on connection `i`, counting its latency from `since`.
+    fn start_next(&mut self, i: usize, since: Instant) {
         if self.stopping {
             return;
         }
@@ -220,12 +246,17 @@ impl Engine<'_> {
                 self.stats.ran_out = true;
             }
             Some(k) => {
+                if self.active == 0 {
+                    // Nothing was in flight: the stall clock starts now.
+                    self.last_answer = Instant::now();
+                }
+                let c = &mut self.conns[i];
                 c.kind = k;
-                c.since = now;
+                c.since = since;
                 c.sent = 0;
                 c.busy = true;
                 self.active += 1;
-                self.flush(i, now);
+                self.flush(i, Instant::now());
             }
         }
     }
@@ -351,7 +382,7 @@ impl Engine<'_> {
             }
             self.stats.reconnects += 1;
         }
-        self.start_next(i, now);
+        self.continue_with(i, now);
     }
 }
 
@@ -371,6 +402,9 @@ pub fn run(
         stopping: false,
         active: 0,
         last_answer: Instant::now(),
+        open_loop: plan.rate.is_some(),
+        free: Vec::with_capacity(plan.connections),
+        backlog: std::collections::VecDeque::new(),
     };
     let now = Instant::now();
     for i in 0..plan.connections {
@@ -394,10 +428,18 @@ pub fn run(
         on_phase(Phase::Start);
         t0 = Instant::now();
     }
-    for i in 0..plan.connections {
-        e.start_next(i, Instant::now());
+    if e.open_loop {
+        e.free.extend((0..plan.connections).rev());
+    } else {
+        for i in 0..plan.connections {
+            e.start_next(i, Instant::now());
+        }
     }
     e.last_answer = Instant::now();
+    // Open loop: request k is due at start + k / rate.
+    let interval = plan.rate.map(|r| 1.0 / r.max(1e-3));
+    let mut due_k: u64 = 0;
+    let mut next_due = start;
     let mut events = vec![
         epoll::Event {
             flags: epoll::EventFlags::empty(),
@@ -416,16 +458,35 @@ pub fn run(
         if measuring && plan.duration.is_some_and(|d| now >= t0 + d) {
             break;
         }
-        if e.active == 0 {
+        let mut wait = Duration::from_millis(20);
+        if let Some(iv) = interval {
+            while next_due <= now && !e.stats.ran_out {
+                match e.free.pop() {
+                    Some(i) => e.start_next(i, next_due),
+                    None => e.backlog.push_back(next_due),
+                }
+                due_k += 1;
+                next_due = start + Duration::from_secs_f64(due_k as f64 * iv);
+            }
+            e.stats.max_backlog = e.stats.max_backlog.max(e.backlog.len());
+            let until = next_due.saturating_duration_since(Instant::now());
+            // epoll waits in whole milliseconds: poll when the next request is due sooner.
+            wait = if until < Duration::from_millis(1) {
+                Duration::ZERO
+            } else {
+                until.min(wait) - Duration::from_millis(1)
+            };
+        }
+        if e.active == 0 && (!e.open_loop || e.stats.ran_out) {
             break;
         }
-        if now.duration_since(e.last_answer) > STALL {
+        if e.active > 0 && now.duration_since(e.last_answer) > STALL {
             e.error("stalled");
             break;
         }
         let timeout = Timespec {
             tv_sec: 0,
-            tv_nsec: 20_000_000,
+            tv_nsec: wait.as_nanos() as i64,
         };
         let n = match epoll::wait(&e.epoll, &mut events[..], Some(&timeout)) {
             Ok(n) => n,

@@ -56,6 +56,9 @@ OPTIONS:
     --pool N                 pre-signed registrations prepared for register/mix
                              [default: sized for the duration; the run ends early if used up]
     --lookup-percent P       share of lookups in mix [default: 90]
+    --rate R                 open loop (like wrk2): R requests/s in total, latency counted from
+                             when each request was due; the generator's core busy-polls
+                             [default: closed loop]
     --server-pid PID         report the server's CPU per request (utime+stime from
                              /proc/PID/stat over the timed phase) and its VmRSS
     --json                   one JSON object on stdout instead of text
@@ -131,6 +134,7 @@ struct Opts {
     idle: Option<usize>,
     pool: Option<usize>,
     lookup_percent: u64,
+    rate: Option<f64>,
     server_pid: Option<u32>,
     json: bool,
 }
@@ -174,6 +178,7 @@ fn parse_opts() -> Opts {
         idle: None,
         pool: None,
         lookup_percent: 90,
+        rate: None,
         server_pid: None,
         json: false,
     };
@@ -246,6 +251,13 @@ fn parse_opts() -> Opts {
                 if o.lookup_percent > 100 {
                     usage("--lookup-percent must be 0..=100");
                 }
+            }
+            Long("rate") => {
+                let r: f64 = num(&mut p, "--rate");
+                if !(r > 0.0 && r.is_finite()) {
+                    usage("--rate must be a positive number of requests per second");
+                }
+                o.rate = Some(r);
             }
             Long("server-pid") => o.server_pid = Some(num(&mut p, "--server-pid")),
             Long("json") => o.json = true,
@@ -564,6 +576,7 @@ fn main() {
                 warmup: Duration::ZERO,
                 duration: None,
                 kinds: 1,
+                rate: None,
             };
             let mut w = Prefill {
                 target: o.target,
@@ -756,6 +769,7 @@ fn main() {
         warmup: o.warmup,
         duration: Some(o.duration),
         kinds: kinds.len(),
+        rate: o.rate,
     };
     let mut probe = Probe {
         server_pid: o.server_pid,
@@ -824,6 +838,9 @@ fn main() {
         }
     }
     let mut report = report
+        .str("loop", if o.rate.is_some() { "open" } else { "closed" })
+        .num("rate_target", o.rate.unwrap_or(0.0))
+        .int("max_backlog", st.max_backlog as u64)
         .int("connections", o.connections as u64)
         .int("idle_connections", idle_n as u64)
         .num("warmup_s", o.warmup.as_secs_f64())
@@ -842,7 +859,14 @@ fn main() {
         .num("loadgen_util", self_cpu / secs)
         .num("others_cpu_s", others_cpu)
         .raw("others_top", &top)
-        .num("machine_busy_s", others.machine_busy as f64 / hz);
+        .num("machine_busy_s", others.machine_busy as f64 / hz)
+        // Whole-machine busy time less the server and the generator: also catches processes
+        // that started and ended within the run (missed by the per-process sum), plus
+        // interrupts.
+        .num(
+            "others_machine_s",
+            (others.machine_busy as f64 / hz - server_cpu - self_cpu).max(0.0),
+        );
     if o.server_pid.is_some() {
         report = report
             .num("server_cpu_s", server_cpu)
@@ -908,6 +932,12 @@ fn main() {
         "  status {status_all:?}; errors {:?}; reconnects {}",
         st.errors, st.reconnects
     );
+    if let Some(r) = o.rate {
+        println!(
+            "  open loop at {r:.0}/s: latency from the time each request was due; at most {} requests waited for a free connection",
+            st.max_backlog
+        );
+    }
     if st.ran_out {
         println!("  the pre-signed pool ({pool_n}) ran out: the timed phase ended early");
     }
