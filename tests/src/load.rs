@@ -580,3 +580,126 @@ pub fn check_idle(conns: &mut [TcpStream], host: &str) -> IdleCheck {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead as _;
+    use std::net::TcpListener;
+
+    /// A stub HTTP server: answers every request with `200 ok`, and closes the connection
+    /// (with `Connection: close`) after every `close_every` answers.
+    fn stub(close_every: usize) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = std::io::BufReader::new(s);
+                    let mut n = 0;
+                    loop {
+                        let mut line = String::new();
+                        // Request line and headers, up to the blank line (no bodies here).
+                        loop {
+                            line.clear();
+                            match r.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        n += 1;
+                        let close = n % close_every == 0;
+                        let head = if close { "Connection: close\r\n" } else { "" };
+                        let a = format!("HTTP/1.1 200 OK\r\n{head}Content-Length: 2\r\n\r\nok");
+                        if w.write_all(a.as_bytes()).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    struct Fixed {
+        left: Option<u64>,
+    }
+
+    impl Workload for Fixed {
+        fn next(&mut self, _conn: usize, out: &mut Vec<u8>) -> Option<usize> {
+            if let Some(n) = &mut self.left {
+                if *n == 0 {
+                    return None;
+                }
+                *n -= 1;
+            }
+            out.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            Some(0)
+        }
+    }
+
+    fn plan(addr: SocketAddr, duration: Option<Duration>, rate: Option<f64>) -> Plan {
+        Plan {
+            addr,
+            connections: 4,
+            warmup: Duration::ZERO,
+            duration,
+            kinds: 1,
+            rate,
+        }
+    }
+
+    #[test]
+    fn closed_loop_runs_out_and_reconnects() {
+        let addr = stub(7);
+        let mut phases = Vec::new();
+        let st = run(
+            &plan(addr, None, None),
+            &mut Fixed { left: Some(100) },
+            &mut |p| phases.push(p),
+        )
+        .unwrap();
+        assert_eq!(st.answers(), 100);
+        assert_eq!(st.ok(), 100);
+        assert!(st.ran_out);
+        assert!(st.reconnects >= 10, "{st:?}");
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        assert_eq!(phases, [Phase::Start, Phase::End]);
+    }
+
+    #[test]
+    fn open_loop_keeps_the_rate() {
+        let addr = stub(1000);
+        let d = Duration::from_millis(500);
+        let st = run(
+            &plan(addr, Some(d), Some(2000.0)),
+            &mut Fixed { left: None },
+            &mut |_| {},
+        )
+        .unwrap();
+        let n = st.answers() as f64;
+        assert!(
+            (800.0..=1100.0).contains(&n),
+            "{n} answers at 2000/s in 0.5 s"
+        );
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+    }
+
+    #[test]
+    fn idle_connections_are_checked() {
+        let addr = stub(1000);
+        let mut idle = open_idle(addr, 3).unwrap();
+        let host = "x";
+        assert_eq!(
+            check_idle(&mut idle, host),
+            IdleCheck {
+                held: 3,
+                open: 3,
+                answered: 3
+            }
+        );
+    }
+}
