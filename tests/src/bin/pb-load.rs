@@ -23,9 +23,10 @@ USAGE:
     pb-load [OPTIONS]
 
 One thread and one epoll set drive keep-alive HTTP/1.1 connections with one request in flight
-each: a closed loop, like wrk (each connection sends its next request when the previous answer
-is complete; latency is service time at that concurrency). Pin it to the core the server does
-not use: `taskset -c 1 pb-load ...` with the server under `taskset -c 0`.
+each. By default a closed loop, like wrk: each connection sends its next request when the
+previous answer is complete (latency is service time at that concurrency: on average
+connections / throughput). With --rate an open loop, like wrk2. Pin it to the core the server
+does not use: `taskset -c 1 pb-load ...` with the server under `taskset -c 0`.
 
 SCENARIOS (--scenario):
     lookup         prefill --entries players, then GET /api/lookup/{name} of random existing
