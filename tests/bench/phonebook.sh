@@ -201,6 +201,9 @@ for server in reference pi-server; do
     run lookup-512-open "$server" --scenario lookup --connections 512 --rate "$OPEN_RATE" "${common[@]}"
     run health "$server" --scenario health --connections 64 --duration "$DURATION" --warmup "$WARMUP"
     run mix "$server" --scenario mix --connections 64 "${common[@]}"
+    if [[ $server == pi-server ]]; then
+        run lookup-batch "$server" --scenario lookup-batch --batch 32 --connections 64 "${common[@]}"
+    fi
     run idle "$server" --scenario idle --idle "$IDLE" --connections 64 "${common[@]}"
     if [[ $have_wrk == 1 ]]; then
         token=

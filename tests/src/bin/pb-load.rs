@@ -37,6 +37,8 @@ SCENARIOS (--scenario):
                    (see --pool), so the generator's signing cost is not in the timed phase
     mix            prefill, then 90 % lookups / 10 % re-registrations of prefilled names
                    (see --lookup-percent)
+    lookup-batch   POST /api/lookup with --batch random existing names per request
+                   (pi-server only: the reference has no batch lookup)
     health         GET /api/health
     idle           lookup (lookup-unauth on the reference) while holding --idle connections
                    (default 10000) open and silent; checks at the end that they still answer
@@ -57,6 +59,7 @@ OPTIONS:
     --pool N                 pre-signed registrations prepared for register/mix
                              [default: sized for the duration; the run ends early if used up]
     --lookup-percent P       share of lookups in mix [default: 90]
+    --batch N                names per request in lookup-batch (at most 64) [default: 32]
     --rate R                 open loop (like wrk2): R requests/s in total, latency counted from
                              when each request was due; the generator's core busy-polls
                              [default: closed loop]
@@ -80,6 +83,7 @@ enum Target {
 enum Scenario {
     Lookup,
     LookupUnauth,
+    LookupBatch,
     Register,
     Mix,
     Health,
@@ -92,6 +96,7 @@ impl Scenario {
         Some(match s {
             "lookup" => Scenario::Lookup,
             "lookup-unauth" => Scenario::LookupUnauth,
+            "lookup-batch" => Scenario::LookupBatch,
             "register" => Scenario::Register,
             "mix" => Scenario::Mix,
             "health" => Scenario::Health,
@@ -105,6 +110,7 @@ impl Scenario {
         match self {
             Scenario::Lookup => "lookup",
             Scenario::LookupUnauth => "lookup-unauth",
+            Scenario::LookupBatch => "lookup-batch",
             Scenario::Register => "register",
             Scenario::Mix => "mix",
             Scenario::Health => "health",
@@ -135,6 +141,7 @@ struct Opts {
     idle: Option<usize>,
     pool: Option<usize>,
     lookup_percent: u64,
+    batch: usize,
     rate: Option<f64>,
     server_pid: Option<u32>,
     json: bool,
@@ -179,6 +186,7 @@ fn parse_opts() -> Opts {
         idle: None,
         pool: None,
         lookup_percent: 90,
+        batch: 32,
         rate: None,
         server_pid: None,
         json: false,
@@ -251,6 +259,12 @@ fn parse_opts() -> Opts {
                 o.lookup_percent = num(&mut p, "--lookup-percent");
                 if o.lookup_percent > 100 {
                     usage("--lookup-percent must be 0..=100");
+                }
+            }
+            Long("batch") => {
+                o.batch = num(&mut p, "--batch");
+                if !(1..=phonebook_proto::MAX_BATCH).contains(&o.batch) {
+                    usage("--batch must be 1..=64");
                 }
             }
             Long("rate") => {
@@ -416,12 +430,41 @@ struct Work {
     /// The kind index of registrations (0 when they are the only kind).
     reg_kind: usize,
     fixed: Option<Vec<u8>>,
+    /// Names per batch lookup (0: single lookups), and the names to pick from.
+    batch: usize,
+    names: Vec<String>,
 }
 
 impl Workload for Work {
     fn next(&mut self, conn: usize, out: &mut Vec<u8>) -> Option<usize> {
         if let Some(f) = &self.fixed {
             out.extend_from_slice(f);
+            return Some(0);
+        }
+        if self.batch > 0 {
+            let mut body = String::with_capacity(16 + 32 * self.batch);
+            body.push_str("{\"names\":[");
+            for k in 0..self.batch {
+                if k > 0 {
+                    body.push(',');
+                }
+                let n = &self.names[self.rng.below(self.names.len() as u64) as usize];
+                push_str(&mut body, n);
+            }
+            body.push_str("]}");
+            let auth = self.auth.get(conn).map(|a| a.as_str()).unwrap_or("");
+            out.extend_from_slice(b"POST ");
+            out.extend_from_slice(paths::LOOKUP.as_bytes());
+            out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+            out.extend_from_slice(self.host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(auth.as_bytes());
+            let _ = write!(
+                body_head(out),
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            out.extend_from_slice(body.as_bytes());
             return Some(0);
         }
         let lookup = self.lookup_percent >= 100
@@ -453,6 +496,18 @@ impl Workload for Work {
             }
         }
     }
+}
+
+/// A `fmt::Write` view of a byte buffer.
+fn body_head(out: &mut Vec<u8>) -> impl std::fmt::Write + '_ {
+    struct W<'a>(&'a mut Vec<u8>);
+    impl std::fmt::Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    W(out)
 }
 
 /// Measurements around the timed phase.
@@ -539,10 +594,14 @@ fn main() {
         scenario,
         Scenario::Lookup
             | Scenario::LookupUnauth
+            | Scenario::LookupBatch
             | Scenario::Mix
             | Scenario::Idle
             | Scenario::Prefill
     );
+    if scenario == Scenario::LookupBatch && o.target == Target::Reference {
+        usage("the reference server has no batch lookup");
+    }
     let log = |m: String| {
         if !o.json {
             eprintln!("{m}");
@@ -642,7 +701,10 @@ fn main() {
 
     // 2. Requesters (pi-server lookups need a token per connection).
     let authed = o.target == Target::PiServer
-        && matches!(scenario, Scenario::Lookup | Scenario::Mix | Scenario::Idle);
+        && matches!(
+            scenario,
+            Scenario::Lookup | Scenario::LookupBatch | Scenario::Mix | Scenario::Idle
+        );
     let mut auth = Vec::new();
     if authed {
         for i in 0..o.connections as u64 {
@@ -737,6 +799,18 @@ fn main() {
         lookup_percent,
         regs,
         reg_kind: usize::from(scenario == Scenario::Mix),
+        batch: if scenario == Scenario::LookupBatch {
+            o.batch
+        } else {
+            0
+        },
+        names: if scenario == Scenario::LookupBatch {
+            (0..o.entries)
+                .map(|i| names::name(Space::Prefill, i))
+                .collect()
+        } else {
+            Vec::new()
+        },
         fixed,
     };
     let kinds: &[&str] = match scenario {
@@ -842,6 +916,14 @@ fn main() {
         .str("loop", if o.rate.is_some() { "open" } else { "closed" })
         .num("rate_target", o.rate.unwrap_or(0.0))
         .int("max_backlog", st.max_backlog as u64)
+        .int(
+            "batch",
+            if scenario == Scenario::LookupBatch {
+                o.batch as u64
+            } else {
+                0
+            },
+        )
         .int("connections", o.connections as u64)
         .int("idle_connections", idle_n as u64)
         .num("warmup_s", o.warmup.as_secs_f64())
