@@ -231,6 +231,7 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
     done
 fi
 [[ $have_wrk == 1 ]] || note "wrk was not available: no cross-check."
+note "pi-server binary: $PI_SERVER ($("$PI_SERVER" --version 2>&1 | head -1))${PI_SERVER_NOTE:+; $PI_SERVER_NOTE}."
 note "pi-server flags: --capacity N ${pi_flags[*]} (plus --listen); reference: RATE_LIMIT=0 node server.js."
 
 node "$root/tests/bench/report.js" "$results" >"$OUT"
