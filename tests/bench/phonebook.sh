@@ -35,7 +35,9 @@ if [[ -z $REF_SERVER ]]; then
     done
 fi
 OUT=${OUT:-$root/tests/bench/results-$(date -u +%Y-%m-%d).md}
-PORT_BASE=${PORT_BASE:-39100}
+# A fresh port range per run: a port left in TIME_WAIT by the previous run cannot be bound by
+# a server that does not set SO_REUSEADDR.
+PORT_BASE=${PORT_BASE:-$((20000 + RANDOM % 10000))}
 
 say() { echo "phonebook.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
