@@ -67,7 +67,7 @@ ROOTFS=$WORK/rootfs
 export IMAGE_DIR=$HERE BIN WORK K16
 if [ "$REUSE" = 1 ] && [ -d "$ROOTFS/usr" ]; then
     step "reusing $ROOTFS"
-    rm -rf "$WORK/kernel-16k"
+    [ "$K16" = 0 ] || rm -rf "$WORK/kernel-16k"
     "$HERE/customize.sh" "$ROOTFS"
 else
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"

@@ -48,6 +48,10 @@ LABEL=RASPIROOT   /               ext4   rw,noatime,commit=60,errors=remount-ro 
 LABEL=RASPIFIRM   /boot/firmware  vfat   rw,noatime,fmask=0133,dmask=0022,flush       0      2
 FSTAB
 
+# Journal in RAM only (journald.conf.d/volatile.conf): without /var/log/journal it never writes
+# to the card.
+rm -rf "$R/var/log/journal"
+
 # Services.
 in_root systemctl enable pi-server.service pi-firstboot.service systemd-networkd.service \
     systemd-resolved.service systemd-timesyncd.service ssh.service >/dev/null 2>&1
