@@ -10,7 +10,8 @@ threshold_tenths=$(awk -v t="$THRESHOLD" 'BEGIN { printf "%d", t * 10 + 0.5 }')
 
 if ! command -v systemd-analyze >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y --no-install-recommends systemd >/dev/null
+        { [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd >/dev/null
     else
         echo "systemd-test: SKIP: systemd-analyze is missing and cannot be installed (not root)"
         exit 0

@@ -39,12 +39,13 @@ step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 need=""
 for t in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static mkfs.vfat:dosfstools \
          mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs xz:xz-utils update-binfmts:binfmt-support \
-         eatmydata:eatmydata; do
+         file:file depmod:kmod; do
     command -v "${t%%:*}" >/dev/null || need="$need ${t#*:}"
 done
 if [ -n "$need" ]; then
     step "installing$need"
-    apt-get install -y --no-install-recommends $need >/dev/null
+    { [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
 fi
 
 # binfmt for arm64 (the chroot runs arm64 programs through qemu-aarch64-static, flag F).
@@ -81,6 +82,8 @@ step "mmdebstrap $SUITE arm64 -> $ROOTFS"
 INITRD=No mmdebstrap --arch=arm64 --mode=root --format=directory --variant=apt \
     --components=main,non-free-firmware \
     --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --include="$PKGS" \
     --customize-hook='"$IMAGE_DIR/customize.sh" "$1"' \
     "$SUITE" "$ROOTFS" "$MIRROR"
