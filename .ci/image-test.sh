@@ -52,8 +52,8 @@ else
     image/build.sh --bin "$TARGET_DIR/aarch64-unknown-linux-musl/release/pi-server" --no-xz --test-kernel-16k
     echo "image build: $(( $(date +%s) - tb )) s"
 fi
-PBC=""
-if cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q '"name":"pb-client"'; then
+PBC=${PB_CLIENT:-}   # PB_CLIENT=path uses a pb-client built elsewhere
+if [ -z "$PBC" ] && cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q '"name":"pb-client"'; then
     step "cargo build pb-client (host)"
     cargo build --locked -p pb-tests --bin pb-client
     PBC=$TARGET_DIR/debug/pb-client
@@ -114,7 +114,7 @@ boot() {
         -kernel "$kernel" -initrd "$initrd" -append "$CMDLINE" \
         -drive "if=none,id=hd,format=qcow2,file=$T/$name.qcow2" -device virtio-blk-pci,drive=hd \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$HP-:$GUEST_PORT,hostfwd=tcp:127.0.0.1:$SP-:22" \
-        -device virtio-net-pci,netdev=n0 \
+        -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
         -display none -monitor none -serial "file:$T/console-$name.log" &
     QPID=$!
     BOOT_T=$(date +%s)
