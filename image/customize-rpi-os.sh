@@ -35,12 +35,14 @@ read -r rstart rsize < <(part 1)
 dd if="$OUTIMG" of="$tmp/root.part" bs=512 skip="$rstart" count="$rsize" conv=sparse status=none
 de() { debugfs -w -R "$1" "$tmp/root.part" 2>&1 | grep -v '^debugfs ' || true; }
 put() { # put SRC DEST MODE: write a file owned by root
-    de "rm $2" >/dev/null
-    de "write $1 $2"
+    ! exists "$2" || de "rm $2" >/dev/null
+    de "write $1 $2" >/dev/null
     de "set_inode_field $2 uid 0"; de "set_inode_field $2 gid 0"
     de "set_inode_field $2 mode 0100$3"
 }
-mkd() { de "mkdir $1" >/dev/null; }
+exists() { debugfs -R "stat $1" "$tmp/root.part" 2>&1 | grep -q '^Inode:'; }
+# debugfs 1.47.0 corrupts the file system on "mkdir" of an existing directory: ask first.
+mkd() { exists "$1" || de "mkdir $1" >/dev/null; }
 mkd /usr/local/bin
 mkd /etc/pi-server
 mkd /etc/systemd/system/pi-server.service.d
@@ -57,9 +59,10 @@ RequiresMountsFor=/boot/firmware
 Environment=PI_SERVER_CONFIG=/boot/firmware/phonebook.conf
 CONF
 put "$tmp/image.conf" /etc/systemd/system/pi-server.service.d/image.conf 644
-de "rm /etc/systemd/system/multi-user.target.wants/pi-server.service" >/dev/null
+! exists /etc/systemd/system/multi-user.target.wants/pi-server.service \
+    || de "rm /etc/systemd/system/multi-user.target.wants/pi-server.service" >/dev/null
 de "symlink /etc/systemd/system/multi-user.target.wants/pi-server.service /etc/systemd/system/pi-server.service"
-e2fsck -fn "$tmp/root.part" >/dev/null || { echo "e2fsck found problems after editing" >&2; exit 1; }
+e2fsck -fn "$tmp/root.part" >/dev/null 2>&1 || { echo "e2fsck found problems after editing" >&2; exit 1; }
 dd if="$tmp/root.part" of="$OUTIMG" bs=512 seek="$rstart" conv=notrunc,sparse status=none
 
 # Boot partition (FAT): phonebook.conf with CRLF line endings.
