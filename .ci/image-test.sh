@@ -187,7 +187,8 @@ if wait_ssh 60; then
     check "admin password locked" grep -q '^admin L' <<<"$("${SSH[@]}" sudo passwd -S admin)"
     size=$("${SSH[@]}" df -m --output=size / | tail -n 1 | tr -d ' ')
     check "root file system grown at first boot ($ROOT_MIB MiB partition -> $size MiB)" test "$size" -gt $(( ROOT_MIB + 1024 ))
-    check "root checked by fsck in the initramfs" "${SSH[@]}" 'grep -q RASPIROOT /run/initramfs/fsck.log'
+    check "root checked at boot (systemd-fsck-root ran, root mounted ro first)" "${SSH[@]}" systemctl is-active -q systemd-fsck-root
+    check "root writable after boot" "${SSH[@]}" 'findmnt -no OPTIONS / | grep -q "^rw"'
     check "root mounted noatime" grep -q noatime <<<"$("${SSH[@]}" findmnt -no OPTIONS /)"
     check "journal in RAM only" "${SSH[@]}" 'test -d /run/log/journal && ! test -d /var/log/journal'
     check "systemd-timesyncd enabled" "${SSH[@]}" systemctl is-enabled -q systemd-timesyncd

@@ -63,6 +63,9 @@ ln -sf /run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 # no CMA reservation (headless; a wrong cma= can keep a Pi 4 from booting).
 sed -i '/^ROOTPART=\|^CONSOLES=\|^CMA=/d' "$R/etc/default/raspi-firmware"
 printf 'ROOTPART=LABEL=RASPIROOT\nCONSOLES="ttyS1,115200 tty0"\nCMA=0\n' >> "$R/etc/default/raspi-firmware"
+# "ro" after the hook's "rw" (the last one wins): the initramfs mounts the root read-only, so
+# systemd-fsck-root checks it (after a power loss) before systemd-remount-fs makes it writable.
+echo ro > "$R/etc/default/raspi-extra-cmdline"
 
 # One initramfs, with the module list only (see etc/initramfs-tools/conf.d/pi-server-image.conf).
 KVER=$(ls "$R/usr/lib/modules" | sort -V | tail -n 1)
