@@ -1,9 +1,45 @@
-//! Peer library: finds players through the phone book and moves mod files directly between them.
+//! Peer library: finds players through the phone book and moves mod files directly between them
+//! over mutually authenticated QUIC, verified chunk by chunk, resumable, from several peers at once.
+//!
+//! It does not relay, punch holes through NATs or run the phone book: those are other crates
+//! and later issues (the endpoint exposes its UDP socket for them).
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod download;
+pub mod endpoint;
+pub mod fetch;
+mod fs_util;
 pub mod hash;
+pub mod identity;
 pub mod manifest;
+pub mod pins;
+pub mod pool;
+pub mod rate_limit;
+pub mod records;
+pub mod serve;
+pub mod session;
 pub mod sha1_chain;
+pub mod store;
+pub mod tls;
 pub mod transfer;
 pub mod wire;
+
+pub use download::{DownloadConfig, DownloadError, DownloadReport, Progress, Source, download};
+pub use endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
+pub use hash::FileHash;
+pub use identity::{Identity, PeerId};
+pub use manifest::Manifest;
+pub use pins::PinStore;
+pub use pool::{Pool, PoolConfig};
+pub use serve::{ServeConfig, Server};
+pub use store::{FolderStore, MemoryStore, Store};
+
+/// A fresh, empty directory for a unit test.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("peer-unit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -1,0 +1,508 @@
+//! Fetching one file from one or several peers: manifest, resume, verified chunks, penalties.
+//! The decisions are made by [`Transfer`]; this module does the I/O around it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+
+use crate::endpoint::PeerConnection;
+use crate::fetch::FetchError;
+use crate::fs_util::write_durable;
+use crate::hash::FileHash;
+use crate::identity::PeerId;
+use crate::manifest::Manifest;
+use crate::pool::Pool;
+use crate::transfer::{Accepted, PeerSlot, PeerTally, Transfer, TransferConfig};
+use crate::wire::Status;
+
+/// A peer that has the file.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Player name, checked against the pin store when given.
+    pub name: Option<String>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The key it must prove.
+    pub key: PeerId,
+}
+
+/// Download settings.
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    /// Scheduling limits.
+    pub transfer: TransferConfig,
+    /// Accept LZ4-compressed records.
+    pub accept_lz4: bool,
+    /// Most sources used at once.
+    pub max_sources: usize,
+    /// Sources with at least this many corrupt chunks on record are not used.
+    pub max_corrupt_chunks: u64,
+    /// Wait after a "busy" answer before asking that peer again.
+    pub busy_backoff: Duration,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        Self {
+            transfer: TransferConfig::default(),
+            accept_lz4: true,
+            max_sources: 16,
+            max_corrupt_chunks: 1,
+            busy_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A progress event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The file.
+    pub hash: FileHash,
+    /// Verified bytes on disk.
+    pub bytes_done: u64,
+    /// The file's size.
+    pub bytes_total: u64,
+}
+
+/// How one source did.
+#[derive(Debug, Clone)]
+pub struct SourceOutcome {
+    /// The source.
+    pub peer: PeerId,
+    /// Connected and agreed on the manifest.
+    pub used: bool,
+    /// Its counters in this download.
+    pub tally: PeerTally,
+}
+
+/// A finished download.
+#[derive(Debug, Clone)]
+pub struct DownloadReport {
+    /// The file.
+    pub hash: FileHash,
+    /// Its size.
+    pub bytes: u64,
+    /// Bytes found verified on disk from an earlier attempt.
+    pub resumed_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Per source.
+    pub sources: Vec<SourceOutcome>,
+}
+
+/// A download failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// No source could be connected to.
+    NoSources,
+    /// No connected source had the file.
+    NoManifest,
+    /// Every source was dropped before the file completed. `suspect_manifest`: two sources
+    /// failed the same chunk, so the manifest itself may be false.
+    Failed {
+        /// See above.
+        suspect_manifest: bool,
+    },
+    /// Reading or writing the local file failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSources => f.write_str("no source could be reached"),
+            Self::NoManifest => f.write_str("no reachable source has the file"),
+            Self::Failed { suspect_manifest: true } => {
+                f.write_str("every source failed; two sources failed the same chunk, so the manifest may be false")
+            }
+            Self::Failed { suspect_manifest: false } => f.write_str("every source failed or sent corrupt data"),
+            Self::Io(e) => write!(f, "local file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {}
+
+impl From<io::Error> for DownloadError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = OsString::from(path.as_os_str());
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+struct State {
+    transfer: Mutex<Transfer>,
+    event: Event,
+    file: File,
+    pool: Arc<Pool>,
+    config: DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+    io_error: Mutex<Option<io::Error>>,
+}
+
+impl State {
+    fn finished(&self) -> bool {
+        let t = self.transfer.lock().expect("not poisoned");
+        t.is_complete() || t.all_dropped() || self.io_error.lock().expect("not poisoned").is_some()
+    }
+}
+
+/// Downloads the file named `hash` from `sources` to `dest`. Verified chunks of an earlier,
+/// interrupted attempt (`dest.part` plus `dest.manifest`) are kept and not fetched again.
+pub async fn download(
+    pool: &Arc<Pool>,
+    hash: FileHash,
+    sources: &[Source],
+    dest: &Path,
+    config: DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+) -> Result<DownloadReport, DownloadError> {
+    let start = Instant::now();
+    let part = with_suffix(dest, ".part");
+    let sidecar = with_suffix(dest, ".manifest");
+
+    // Connect to every usable source at once.
+    let tasks: Vec<_> = sources
+        .iter()
+        .filter(|s| pool.peer_record(&s.key).corrupt_chunks < config.max_corrupt_chunks)
+        .take(config.max_sources)
+        .map(|s| {
+            let (pool, s) = (pool.clone(), s.clone());
+            smol::spawn(async move {
+                let r = pool.connect(s.name.as_deref(), s.addr, s.key).await;
+                if let Err(e) = &r {
+                    log::info!("source {} unusable: {e}", s.key.short());
+                }
+                (s.key, r.ok())
+            })
+        })
+        .collect();
+    let mut conns: Vec<(PeerId, Option<PeerConnection>)> = Vec::new();
+    for t in tasks {
+        conns.push(t.await);
+    }
+    if conns.iter().all(|(_, c)| c.is_none()) {
+        return Err(DownloadError::NoSources);
+    }
+
+    let manifest = match load_sidecar(&sidecar, hash) {
+        Some(m) => m,
+        None => {
+            let m = choose_manifest(&mut conns, hash)
+                .await
+                .ok_or(DownloadError::NoManifest)?;
+            write_durable(&sidecar, &m.encode(), 0o644)?;
+            m
+        }
+    };
+    let manifest = Arc::new(manifest);
+
+    if manifest.chunk_count() == 0 {
+        if !manifest.is_verified_empty() {
+            return Err(DownloadError::Failed {
+                suspect_manifest: true,
+            });
+        }
+        write_durable(dest, b"", 0o644)?;
+        let _ = std::fs::remove_file(&sidecar);
+        return Ok(report(hash, &manifest, 0, start, &conns, None));
+    }
+
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&part)?;
+    let existing = file.metadata()?.len();
+    file.set_len(manifest.file_size())?;
+    let have = if existing > 0 {
+        verified_chunks(&file, &manifest)?
+    } else {
+        vec![false; manifest.chunk_count() as usize]
+    };
+    let resumed_bytes: u64 = (0..manifest.chunk_count())
+        .filter(|&i| have[i as usize])
+        .map(|i| manifest.chunk_range(i).1 as u64)
+        .sum();
+    if resumed_bytes > 0 {
+        log::info!("resuming {hash}: {resumed_bytes} bytes already verified");
+    }
+    let mut transfer = Transfer::new(manifest.clone(), config.transfer.clone(), |i| {
+        have[i as usize]
+    });
+    let slots: Vec<(PeerSlot, PeerConnection)> = conns
+        .iter()
+        .filter_map(|(_, c)| c.clone())
+        .map(|c| (transfer.add_peer(), c))
+        .collect();
+    let pipeline = config.transfer.pipeline;
+    let state = Arc::new(State {
+        transfer: Mutex::new(transfer),
+        event: Event::new(),
+        file,
+        pool: pool.clone(),
+        config,
+        progress,
+        io_error: Mutex::new(None),
+    });
+    send_progress(&state, &manifest);
+
+    let mut tasks = Vec::new();
+    for (slot, conn) in &slots {
+        for _ in 0..pipeline {
+            tasks.push(smol::spawn(worker(state.clone(), conn.clone(), *slot)));
+        }
+    }
+    tasks.push(smol::spawn(timer(state.clone())));
+    loop {
+        let listener = state.event.listen();
+        if state.finished() {
+            break;
+        }
+        listener.await;
+    }
+    drop(tasks);
+
+    if let Some(e) = state.io_error.lock().expect("not poisoned").take() {
+        return Err(e.into());
+    }
+    let t = state.transfer.lock().expect("not poisoned");
+    if !t.is_complete() {
+        return Err(DownloadError::Failed {
+            suspect_manifest: t.manifest_suspect(),
+        });
+    }
+    state.file.sync_all()?;
+    std::fs::rename(&part, dest)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    let _ = std::fs::remove_file(&sidecar);
+    let tallies: HashMap<PeerId, PeerTally> =
+        slots.iter().map(|(s, c)| (c.peer(), t.tally(*s))).collect();
+    Ok(report(
+        hash,
+        &manifest,
+        resumed_bytes,
+        start,
+        &conns,
+        Some(&tallies),
+    ))
+}
+
+fn report(
+    hash: FileHash,
+    manifest: &Manifest,
+    resumed_bytes: u64,
+    start: Instant,
+    conns: &[(PeerId, Option<PeerConnection>)],
+    tallies: Option<&HashMap<PeerId, PeerTally>>,
+) -> DownloadReport {
+    DownloadReport {
+        hash,
+        bytes: manifest.file_size(),
+        resumed_bytes,
+        elapsed: start.elapsed(),
+        sources: conns
+            .iter()
+            .map(|(k, c)| SourceOutcome {
+                peer: *k,
+                used: c.is_some(),
+                tally: tallies.and_then(|t| t.get(k).copied()).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
+    let bytes = std::fs::read(path).ok()?;
+    Manifest::decode(&bytes).ok().filter(|m| m.hash() == hash)
+}
+
+/// Asks every connected source for the manifest and keeps the one most of them sent; sources
+/// that sent another (or none) are not used for this file.
+async fn choose_manifest(
+    conns: &mut [(PeerId, Option<PeerConnection>)],
+    hash: FileHash,
+) -> Option<Manifest> {
+    let tasks: Vec<_> = conns
+        .iter()
+        .map(|(_, c)| {
+            let c = c.clone();
+            smol::spawn(async move {
+                match c {
+                    Some(c) => c
+                        .fetch_manifest(hash)
+                        .await
+                        .map_err(|e| log::info!("manifest from {}: {e}", c.peer().short()))
+                        .ok(),
+                    None => None,
+                }
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.map(|m| m.encode()));
+    }
+    let mut votes: Vec<(&Vec<u8>, usize)> = Vec::new();
+    for enc in got.iter().flatten() {
+        match votes.iter_mut().find(|(e, _)| *e == enc) {
+            Some(v) => v.1 += 1,
+            None => votes.push((enc, 1)),
+        }
+    }
+    let (winner, _) = votes.iter().max_by_key(|(_, n)| *n)?;
+    let winner = (*winner).clone();
+    for ((peer, c), enc) in conns.iter_mut().zip(&got) {
+        if enc.as_ref() != Some(&winner) && c.is_some() {
+            log::info!(
+                "source {} not used: it lacks the file or its manifest disagrees",
+                peer.short()
+            );
+            *c = None;
+        }
+    }
+    Manifest::decode(&winner).ok()
+}
+
+/// Which chunks of a partial file already verify (resume).
+fn verified_chunks(file: &File, manifest: &Manifest) -> io::Result<Vec<bool>> {
+    let mut buf = vec![0u8; manifest.chunk_size() as usize];
+    (0..manifest.chunk_count())
+        .map(|i| {
+            let (off, len) = manifest.chunk_range(i);
+            file.read_exact_at(&mut buf[..len], off)?;
+            Ok(manifest.verify_chunk(i, &buf[..len]))
+        })
+        .collect()
+}
+
+fn send_progress(state: &State, manifest: &Manifest) {
+    let Some(tx) = &state.progress else { return };
+    let t = state.transfer.lock().expect("not poisoned");
+    let bytes_done =
+        (u64::from(t.chunks_done()) * u64::from(manifest.chunk_size())).min(manifest.file_size());
+    let _ = tx.try_send(Progress {
+        hash: manifest.hash(),
+        bytes_done,
+        bytes_total: manifest.file_size(),
+    });
+}
+
+async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
+    let manifest = state
+        .transfer
+        .lock()
+        .expect("not poisoned")
+        .manifest()
+        .clone();
+    let mut buf = Vec::new();
+    loop {
+        let listener = state.event.listen();
+        let index = {
+            let mut t = state.transfer.lock().expect("not poisoned");
+            if t.is_complete() || !t.is_active(slot) {
+                break;
+            }
+            t.poll_request(slot, Instant::now())
+        };
+        let Some(index) = index else {
+            listener.await;
+            continue;
+        };
+        match conn
+            .fetch_chunk(&manifest, index, state.config.accept_lz4, &mut buf)
+            .await
+        {
+            Ok(()) => {
+                let verdict = state.transfer.lock().expect("not poisoned").handle_data(
+                    slot,
+                    index,
+                    &buf,
+                    Instant::now(),
+                );
+                match verdict {
+                    Ok(Accepted::New { offset }) => {
+                        if let Err(e) = state.file.write_all_at(&buf, offset) {
+                            *state.io_error.lock().expect("not poisoned") = Some(e);
+                        }
+                        state.pool.record(conn.peer(), |r| {
+                            r.chunks_received += 1;
+                            r.bytes_received += buf.len() as u64;
+                        });
+                        send_progress(&state, &manifest);
+                    }
+                    Ok(Accepted::Duplicate) => {}
+                    Err(_) => {
+                        log::warn!(
+                            "peer {} sent chunk {index} that failed verification: dropped and penalized",
+                            conn.peer().short()
+                        );
+                        state.pool.record(conn.peer(), |r| r.corrupt_chunks += 1);
+                    }
+                }
+            }
+            Err(FetchError::Status(Status::Busy)) => {
+                state
+                    .transfer
+                    .lock()
+                    .expect("not poisoned")
+                    .handle_busy(slot, index);
+                state.event.notify(usize::MAX);
+                smol::Timer::after(state.config.busy_backoff).await;
+            }
+            Err(e) => {
+                log::info!(
+                    "peer {} dropped from the transfer: {e}",
+                    conn.peer().short()
+                );
+                state
+                    .transfer
+                    .lock()
+                    .expect("not poisoned")
+                    .handle_peer_lost(slot);
+                state.pool.record(conn.peer(), |r| r.request_failures += 1);
+            }
+        }
+        state.event.notify(usize::MAX);
+    }
+    state.event.notify(usize::MAX);
+}
+
+async fn timer(state: Arc<State>) {
+    loop {
+        let listener = state.event.listen();
+        let deadline = state.transfer.lock().expect("not poisoned").poll_timeout();
+        let wait = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        smol::future::or(async { listener.await }, async {
+            smol::Timer::after(wait).await;
+        })
+        .await;
+        let mut t = state.transfer.lock().expect("not poisoned");
+        let before = t.poll_timeout();
+        t.handle_timeout(Instant::now());
+        if t.poll_timeout() != before {
+            drop(t);
+            state.event.notify(usize::MAX);
+        }
+    }
+}

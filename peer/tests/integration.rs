@@ -1,0 +1,4 @@
+//! Loopback tests of the peer library: real QUIC on 127.0.0.1:0, several peers in one process.
+
+mod common;
+mod loopback;
