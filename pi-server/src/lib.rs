@@ -1,1 +1,13 @@
 //! The phone book server (work in progress).
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod table;
+pub mod token;

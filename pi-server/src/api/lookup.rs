@@ -1,0 +1,138 @@
+//! `GET /api/lookup/{name}` and `POST /api/lookup`: authenticated by token, scoped by the
+//! owner's visibility. "Absent" and "not allowed" give the same answer.
+
+use super::{Answer, App, Now};
+use crate::http::Head;
+use crate::metrics::Reject;
+use crate::table::Slot;
+use phonebook_proto::name::decode_path_name;
+use phonebook_proto::{BatchLookup, ErrorCode, MAX_BATCH, b64};
+use std::io::Write as _;
+
+/// Lookups in a batch that cost one rate-limit token.
+pub const BATCH_NAMES_PER_TOKEN: u32 = 4;
+
+const NOT_FOUND: &str = "no such player, or not visible to you";
+
+impl App {
+    /// The requester's key, from a token minted by a registration that is still live.
+    fn requester(&mut self, head: &Head<'_>, now: Now) -> Result<[u8; 32], Answer> {
+        let unauthorized = |app: &mut App| {
+            app.metrics.reject(Reject::Unauthorized);
+            Answer::error(
+                ErrorCode::Unauthorized,
+                "lookups need Authorization: Bearer <token from your registration>",
+            )
+        };
+        let Some(claim) = head.bearer.and_then(|t| self.tokens.check(t)) else {
+            return Err(unauthorized(self));
+        };
+        match self.table.live_slot(claim.slot, now.secs()) {
+            Some((s, _)) if s.timestamp == claim.timestamp => Ok(s.key),
+            _ => Err(unauthorized(self)),
+        }
+    }
+
+    fn miss(&mut self, requester: &[u8; 32], now: Now) -> Answer {
+        self.metrics.reject(Reject::NotAllowed);
+        let wait = self.key_limit.miss(requester, now.mono_ms);
+        Answer::error_retry(ErrorCode::NotFound, NOT_FOUND, wait)
+    }
+
+    pub(super) fn lookup_one(&mut self, head: &Head<'_>, now: Now) -> Answer {
+        let requester = match self.requester(head, now) {
+            Ok(k) => k,
+            Err(a) => return a,
+        };
+        if let Err(a) = self.key_limit(&requester, 1, now) {
+            return a;
+        }
+        let segment = &head.path[b"/api/lookup/".len()..];
+        let name = match decode_path_name(segment) {
+            Ok(n) => n,
+            Err(e) => {
+                self.metrics.reject(Reject::BadRequest);
+                return Answer::error(ErrorCode::BadRequest, format!("invalid playerName: {e}"));
+            }
+        };
+        let t = now.secs();
+        match self.table.lookup(name.as_str(), t) {
+            Some((_, slot, left)) if self.table.allows(slot, &requester) => {
+                let mut body = Vec::with_capacity(400);
+                self.write_record(slot, left, &mut body);
+                Answer::ok(body)
+            }
+            _ => self.miss(&requester, now),
+        }
+    }
+
+    pub(super) fn lookup_batch(&mut self, head: &Head<'_>, body: &[u8], now: Now) -> Answer {
+        let requester = match self.requester(head, now) {
+            Ok(k) => k,
+            Err(a) => return a,
+        };
+        let req = match BatchLookup::from_json(body) {
+            Ok(r) if !r.names.is_empty() => r,
+            Ok(_) => {
+                self.metrics.reject(Reject::BadRequest);
+                return Answer::error(
+                    ErrorCode::BadRequest,
+                    format!("invalid names: give 1 to {MAX_BATCH} names"),
+                );
+            }
+            Err(e) => {
+                self.metrics.reject(Reject::BadRequest);
+                return Answer::error(ErrorCode::BadRequest, e.to_string());
+            }
+        };
+        let cost = (req.names.len() as u32).div_ceil(BATCH_NAMES_PER_TOKEN);
+        if let Err(a) = self.key_limit(&requester, cost, now) {
+            return a;
+        }
+        let t = now.secs();
+        let mut out = Vec::with_capacity(64 + 400 * req.names.len());
+        out.extend_from_slice(b"{\"found\":[");
+        let mut found = 0;
+        for name in &req.names {
+            if let Some((_, slot, left)) = self.table.lookup(name.as_str(), t)
+                && self.table.allows(slot, &requester)
+            {
+                if found > 0 {
+                    out.push(b',');
+                }
+                self.write_record(slot, left, &mut out);
+                found += 1;
+            }
+        }
+        out.extend_from_slice(b"]}");
+        let mut a = Answer::ok(out);
+        if found == 0 {
+            let wait = self.key_limit.miss(&requester, now.mono_ms);
+            a.retry_after = Some(wait);
+        }
+        a
+    }
+
+    /// Writes a record as JSON (docs/PROTOCOL.md "GET /api/lookup"). Names are validated ASCII
+    /// without quotes or backslashes, and base64 needs no escaping, so no escaping is needed.
+    fn write_record(&self, s: &Slot, left: u32, out: &mut Vec<u8>) {
+        const EMPTY_DIGEST: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let digest = match self.table.friends_of(s) {
+            Some((_, d)) => b64::encode(d),
+            None => EMPTY_DIGEST.to_owned(),
+        };
+        let _ = write!(
+            out,
+            "{{\"playerName\":\"{}\",\"ip\":\"{}\",\"port\":{},\"publicKey\":\"{}\",\"visibility\":\"{}\",\"friendsDigest\":\"{}\",\"timestamp\":{},\"signature\":\"{}\",\"expiresIn\":{}}}",
+            s.name_str(),
+            s.ip(),
+            s.port,
+            b64::encode(&s.key),
+            s.visibility.as_str(),
+            digest,
+            s.timestamp,
+            b64::encode(&s.signature),
+            left
+        );
+    }
+}

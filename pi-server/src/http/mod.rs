@@ -1,0 +1,7 @@
+//! HTTP/1.1 framing: request heads (parsed with httparse, bounded) and responses.
+
+mod request;
+mod response;
+
+pub use request::{Head, HeadError, MAX_HEADERS, Method, parse_head};
+pub use response::{Response, reason};

@@ -1,0 +1,218 @@
+//! Request heads, parsed with httparse under fixed limits.
+
+use core::fmt;
+
+/// Most header lines in a request (431 above).
+pub const MAX_HEADERS: usize = 32;
+
+/// Request methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD` (answered like GET without a body)
+    Head,
+    /// `POST`
+    Post,
+    /// `DELETE`
+    Delete,
+    /// Anything else.
+    Other,
+}
+
+/// The parts of a request head the server uses, borrowed from the read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// Method.
+    pub method: Method,
+    /// Path without the query string.
+    pub path: &'a [u8],
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// Bytes of the head, including the final empty line.
+    pub len: usize,
+    /// `Content-Length`, if present.
+    pub content_length: Option<usize>,
+    /// Whether the client wants the connection kept open.
+    pub keep_alive: bool,
+    /// The credentials of `Authorization: Bearer <token>`.
+    pub bearer: Option<&'a [u8]>,
+    /// `Forwarded` header value.
+    pub forwarded: Option<&'a [u8]>,
+    /// `X-Forwarded-For` header value.
+    pub x_forwarded_for: Option<&'a [u8]>,
+}
+
+/// Why a head could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not complete yet: read more.
+    Partial,
+    /// Larger than the limit, or too many header lines (431).
+    TooLarge,
+    /// Not HTTP/1.x syntax (400).
+    Malformed,
+    /// A body framing the server does not accept: chunked, or a bad or repeated length.
+    BadLength,
+    /// `Transfer-Encoding` on a request (411: send `Content-Length`).
+    Chunked,
+}
+
+impl fmt::Display for HeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeadError::Partial => "incomplete request head",
+            HeadError::TooLarge => "request head too large",
+            HeadError::Malformed => "malformed request head",
+            HeadError::BadLength => "invalid Content-Length",
+            HeadError::Chunked => "chunked request bodies are not accepted; send Content-Length",
+        })
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// Parses the head at the start of `buf`, allowing at most `max_bytes` for it.
+pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return Err(if buf.len() >= max_bytes {
+                HeadError::TooLarge
+            } else {
+                HeadError::Partial
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    if len > max_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    let minor = req.version.unwrap_or(1);
+    let method = match req.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "DELETE" => Method::Delete,
+        _ => Method::Other,
+    };
+    let target = req.path.unwrap_or("").as_bytes();
+    let path = match target.iter().position(|b| *b == b'?') {
+        Some(q) => &target[..q],
+        None => target,
+    };
+    let mut head = Head {
+        method,
+        path,
+        minor,
+        len,
+        content_length: None,
+        keep_alive: minor >= 1,
+        bearer: None,
+        forwarded: None,
+        x_forwarded_for: None,
+    };
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if head.content_length.is_some() {
+                return Err(HeadError::BadLength);
+            }
+            let v = h.value;
+            if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::BadLength);
+            }
+            head.content_length = Some(v.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')));
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HeadError::Chunked);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for tok in h.value.split(|b| *b == b',') {
+                let tok = tok.trim_ascii();
+                if tok.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if tok.eq_ignore_ascii_case(b"keep-alive") {
+                    head.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("authorization") {
+            let v = h.value;
+            if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                head.bearer = Some(v[7..].trim_ascii());
+            }
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            head.forwarded = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            head.x_forwarded_for = Some(h.value);
+        }
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_what_the_api_needs() {
+        let r = b"GET /api/lookup/Aa%20Bb@W?x=1 HTTP/1.1\r\nAuthorization: Bearer abc\r\nX-Forwarded-For: 1.2.3.4\r\n\r\nrest";
+        let h = parse_head(r, 8192).unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.path, b"/api/lookup/Aa%20Bb@W");
+        assert_eq!(h.bearer, Some(&b"abc"[..]));
+        assert_eq!(h.x_forwarded_for, Some(&b"1.2.3.4"[..]));
+        assert!(h.keep_alive);
+        assert_eq!(&r[h.len..], b"rest");
+        let h = parse_head(b"POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n", 8192).unwrap();
+        assert_eq!(
+            (h.content_length, h.keep_alive, h.minor),
+            (Some(12), false, 0)
+        );
+    }
+
+    #[test]
+    fn refuses_bad_framing() {
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x", 8192).err(),
+            Some(HeadError::Partial)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x", 10).err(),
+            Some(HeadError::TooLarge)
+        );
+        assert_eq!(
+            parse_head(b"GARBAGE\r\n\r\n", 8192).err(),
+            Some(HeadError::Malformed)
+        );
+        for bad in ["-1", "1 2", "", "99999999999", "+5"] {
+            let r = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(
+                parse_head(r.as_bytes(), 8192).err(),
+                Some(HeadError::BadLength),
+                "{bad}"
+            );
+        }
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(parse_head(two, 8192).err(), Some(HeadError::BadLength));
+        let te = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse_head(te, 8192).err(), Some(HeadError::Chunked));
+        let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+        let r = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(
+            parse_head(r.as_bytes(), 8192).err(),
+            Some(HeadError::TooLarge)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(h) = parse_head(&bytes, 200) {
+                prop_assert!(h.len <= bytes.len());
+            }
+        }
+    }
+}

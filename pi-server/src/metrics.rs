@@ -1,0 +1,233 @@
+//! Counters for `/metrics` (Prometheus text format 0.0.4).
+
+use std::fmt::Write as _;
+
+/// API endpoints, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/register`
+    Register,
+    /// `GET /api/lookup/{name}`
+    Lookup,
+    /// `POST /api/lookup`
+    LookupBatch,
+    /// `DELETE /api/unregister`
+    Unregister,
+    /// `GET /api/health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// Anything else.
+    Other,
+}
+
+const ENDPOINTS: [(Endpoint, &str); 7] = [
+    (Endpoint::Register, "register"),
+    (Endpoint::Lookup, "lookup"),
+    (Endpoint::LookupBatch, "lookup_batch"),
+    (Endpoint::Unregister, "unregister"),
+    (Endpoint::Health, "health"),
+    (Endpoint::Metrics, "metrics"),
+    (Endpoint::Other, "other"),
+];
+
+const STATUSES: [u16; 13] = [
+    200, 400, 401, 404, 405, 409, 411, 413, 429, 431, 500, 503, 505,
+];
+
+/// Why a request or connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Reject {
+    BadRequest,
+    ClockSkew,
+    BadSignature,
+    Unauthorized,
+    KeyConflict,
+    Replayed,
+    RateLimitedIp,
+    RateLimitedKey,
+    CapacityFull,
+    FriendPoolFull,
+    BodyTooLarge,
+    HeadersTooLarge,
+    TooManyConnections,
+    Timeout,
+    NotAllowed,
+}
+
+const REJECTS: [(Reject, &str); 15] = [
+    (Reject::BadRequest, "bad_request"),
+    (Reject::ClockSkew, "clock_skew"),
+    (Reject::BadSignature, "bad_signature"),
+    (Reject::Unauthorized, "unauthorized"),
+    (Reject::KeyConflict, "key_conflict"),
+    (Reject::Replayed, "replayed"),
+    (Reject::RateLimitedIp, "rate_limited_ip"),
+    (Reject::RateLimitedKey, "rate_limited_key"),
+    (Reject::CapacityFull, "capacity_full"),
+    (Reject::FriendPoolFull, "friend_pool_full"),
+    (Reject::BodyTooLarge, "body_too_large"),
+    (Reject::HeadersTooLarge, "headers_too_large"),
+    (Reject::TooManyConnections, "too_many_connections"),
+    (Reject::Timeout, "timeout"),
+    (Reject::NotAllowed, "lookup_not_found_or_hidden"),
+];
+
+/// All counters. Single-threaded: plain integers.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[u64; STATUSES.len() + 1]; ENDPOINTS.len()],
+    rejects: [u64; REJECTS.len()],
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Seconds (monotonic) of the last good snapshot, if any.
+    pub snapshot_at: Option<u64>,
+    /// Duration of the last snapshot, in milliseconds.
+    pub snapshot_ms: u64,
+    /// Bytes of the last snapshot.
+    pub snapshot_bytes: u64,
+    /// Snapshots that failed.
+    pub snapshot_failures: u64,
+}
+
+/// Table figures shown beside the counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    /// Live records.
+    pub live: u32,
+    /// Retained bindings.
+    pub retained: u32,
+    /// Capacity.
+    pub capacity: u32,
+    /// Friend keys stored.
+    pub friend_keys: u32,
+    /// Seconds since start.
+    pub uptime: u64,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn request(&mut self, e: Endpoint, status: u16) {
+        let ei = ENDPOINTS
+            .iter()
+            .position(|(x, _)| *x == e)
+            .unwrap_or(ENDPOINTS.len() - 1);
+        let si = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len());
+        self.requests[ei][si] += 1;
+    }
+
+    /// Counts one rejection.
+    pub fn reject(&mut self, r: Reject) {
+        if let Some(i) = REJECTS.iter().position(|(x, _)| *x == r) {
+            self.rejects[i] += 1;
+        }
+    }
+
+    /// Requests answered on `e` with `status` (for tests).
+    pub fn count(&self, e: Endpoint, status: u16) -> u64 {
+        let ei = ENDPOINTS.iter().position(|(x, _)| *x == e).unwrap_or(0);
+        let si = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len());
+        self.requests[ei][si]
+    }
+
+    /// Rejections for `r` (for tests).
+    pub fn rejected(&self, r: Reject) -> u64 {
+        REJECTS
+            .iter()
+            .position(|(x, _)| *x == r)
+            .map_or(0, |i| self.rejects[i])
+    }
+
+    /// The text exposition.
+    pub fn render(&self, g: Gauges, now_secs: u64) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        };
+        gauge(
+            "phonebook_entries",
+            "Live registrations.",
+            u64::from(g.live),
+        );
+        gauge(
+            "phonebook_retained",
+            "Name bindings kept after expiry.",
+            u64::from(g.retained),
+        );
+        gauge(
+            "phonebook_capacity",
+            "Most live registrations held.",
+            u64::from(g.capacity),
+        );
+        gauge(
+            "phonebook_friend_keys",
+            "Friend keys stored.",
+            u64::from(g.friend_keys),
+        );
+        gauge(
+            "phonebook_connections_open",
+            "Open client connections.",
+            self.connections_open,
+        );
+        gauge("phonebook_uptime_seconds", "Seconds since start.", g.uptime);
+        if let Some(at) = self.snapshot_at {
+            gauge(
+                "phonebook_snapshot_age_seconds",
+                "Seconds since the last snapshot.",
+                now_secs.saturating_sub(at),
+            );
+        }
+        gauge(
+            "phonebook_snapshot_duration_milliseconds",
+            "Duration of the last snapshot.",
+            self.snapshot_ms,
+        );
+        gauge(
+            "phonebook_snapshot_bytes",
+            "Size of the last snapshot.",
+            self.snapshot_bytes,
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_snapshot_failures_total Snapshots that failed.\n# TYPE phonebook_snapshot_failures_total counter\nphonebook_snapshot_failures_total {}\n",
+            self.snapshot_failures
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_connections_total Connections accepted.\n# TYPE phonebook_connections_total counter\nphonebook_connections_total {}\n",
+            self.connections_total
+        );
+        s.push_str("# HELP phonebook_requests_total Requests answered, by endpoint and status.\n# TYPE phonebook_requests_total counter\n");
+        for (ei, (_, ename)) in ENDPOINTS.iter().enumerate() {
+            for (si, n) in self.requests[ei].iter().enumerate() {
+                if *n > 0 {
+                    let status = STATUSES
+                        .get(si)
+                        .map_or("other".to_string(), |s| s.to_string());
+                    let _ = writeln!(
+                        s,
+                        "phonebook_requests_total{{endpoint=\"{ename}\",status=\"{status}\"}} {n}"
+                    );
+                }
+            }
+        }
+        s.push_str("# HELP phonebook_rejections_total Requests or connections turned away, by reason.\n# TYPE phonebook_rejections_total counter\n");
+        for (i, (_, rname)) in REJECTS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "phonebook_rejections_total{{reason=\"{rname}\"}} {}",
+                self.rejects[i]
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,173 @@
+//! One client connection: read requests, answer them, keep the connection alive.
+//!
+//! Buffers: bytes are read into the server's shared input buffer and requests are answered
+//! into its shared output buffer (one thread, no await while they are borrowed). Only a
+//! connection with a partly received request or a partly sent answer keeps bytes of its own,
+//! so 10,000 idle keep-alive connections cost little more than their sockets.
+
+use super::Shared;
+use super::conns::ConnEntry;
+use crate::http::{HeadError, parse_head};
+use crate::metrics::Reject;
+use phonebook_proto::ErrorCode;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::rc::Rc;
+
+/// Bytes read per `read` call.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+enum Step {
+    /// Answered everything complete in the buffer; keep reading.
+    Continue,
+    /// Close after writing what is in the output buffer.
+    Close,
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
+    let stream = entry.stream.clone();
+    let mut pending: Vec<u8> = Vec::new(); // an incomplete request
+    let mut unsent: Vec<u8> = Vec::new(); // an answer the socket did not take at once
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        let step = {
+            let mut input = shared.input.borrow_mut();
+            input.resize(READ_CHUNK, 0);
+            let n = match (&*stream.get_ref()).read(&mut input) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let now = shared.now();
+            if entry.busy_since_ms.get().is_none() {
+                entry.busy_since_ms.set(Some(now.mono_ms));
+            }
+            let data: &[u8] = if pending.is_empty() {
+                &input[..n]
+            } else {
+                pending.extend_from_slice(&input[..n]);
+                &pending
+            };
+            let mut out = shared.output.borrow_mut();
+            out.clear();
+            let (consumed, step) = answer_all(&shared, data, peer, now, &mut out);
+            let rest = data[consumed..].to_vec();
+            pending = rest;
+            if pending.is_empty() {
+                entry.busy_since_ms.set(None);
+                entry.last_active_ms.set(now.mono_ms);
+                if pending.capacity() > READ_CHUNK {
+                    pending = Vec::new();
+                }
+            }
+            // Write what the socket takes now; keep the rest.
+            let mut written = 0;
+            while written < out.len() {
+                match (&*stream.get_ref()).write(&out[written..]) {
+                    Ok(0) => return,
+                    Ok(k) => written += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return,
+                }
+            }
+            unsent.extend_from_slice(&out[written..]);
+            step
+        };
+        while !unsent.is_empty() {
+            entry.busy_since_ms.set(Some(
+                entry.busy_since_ms.get().unwrap_or(shared.now().mono_ms),
+            ));
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match (&*stream.get_ref()).write(&unsent) {
+                Ok(0) => return,
+                Ok(k) => {
+                    unsent.drain(..k);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return,
+            }
+            if unsent.is_empty() {
+                unsent = Vec::new();
+                if pending.is_empty() {
+                    entry.busy_since_ms.set(None);
+                }
+            }
+        }
+        if let Step::Close = step {
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+            return;
+        }
+    }
+}
+
+/// Answers every complete request at the start of `data` (pipelining); returns the bytes
+/// consumed.
+fn answer_all(
+    shared: &Shared,
+    data: &[u8],
+    peer: IpAddr,
+    now: crate::api::Now,
+    out: &mut Vec<u8>,
+) -> (usize, Step) {
+    let mut app = shared.app.borrow_mut();
+    let max_head = app.config.max_header_bytes as usize;
+    let max_body = app.config.max_body_bytes as usize;
+    let mut at = 0;
+    while at < data.len() {
+        let buf = &data[at..];
+        let head = match parse_head(buf, max_head) {
+            Ok(h) => h,
+            Err(HeadError::Partial) => return (at, Step::Continue),
+            Err(e) => {
+                let (code, reason) = match e {
+                    HeadError::TooLarge => (ErrorCode::HeadersTooLarge, Reject::HeadersTooLarge),
+                    HeadError::Chunked => (ErrorCode::LengthRequired, Reject::BadRequest),
+                    _ => (ErrorCode::BadRequest, Reject::BadRequest),
+                };
+                app.reject(code, &e.to_string(), reason, out);
+                return (data.len(), Step::Close);
+            }
+        };
+        if head.minor > 1 {
+            app.reject(
+                ErrorCode::VersionNotSupported,
+                "HTTP/1.0 or 1.1 only",
+                Reject::BadRequest,
+                out,
+            );
+            return (data.len(), Step::Close);
+        }
+        let body_len = head.content_length.unwrap_or(0);
+        if body_len > max_body {
+            app.reject(
+                ErrorCode::BodyTooLarge,
+                &format!("body larger than {max_body} bytes"),
+                Reject::BodyTooLarge,
+                out,
+            );
+            return (data.len(), Step::Close);
+        }
+        if buf.len() < head.len + body_len {
+            return (at, Step::Continue);
+        }
+        let body = &buf[head.len..head.len + body_len];
+        let keep = app.handle(&head, body, peer, now, out);
+        at += head.len + body_len;
+        if !keep {
+            return (data.len(), Step::Close);
+        }
+    }
+    (at, Step::Continue)
+}

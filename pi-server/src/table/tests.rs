@@ -1,0 +1,272 @@
+use super::*;
+use phonebook_proto::Keypair;
+use proptest::prelude::*;
+
+const TTL: u32 = 100;
+const RET: u32 = 1000;
+
+fn kp(n: u8) -> Keypair {
+    Keypair::from_seed(&[n; 32])
+}
+
+fn reg(k: &Keypair, name: &str, ts: u64) -> Register {
+    Register::sign(
+        k,
+        PlayerName::parse(name).unwrap(),
+        5000,
+        Visibility::Public,
+        vec![],
+        ts,
+    )
+}
+
+fn table(cap: u32) -> Table {
+    Table::new(TableLimits {
+        capacity: cap,
+        friend_keys_total: 10,
+    })
+}
+
+fn ip() -> IpAddr {
+    "192.0.2.1".parse().unwrap()
+}
+
+#[test]
+fn register_lookup_case_insensitive() {
+    let mut t = table(4);
+    let r = t
+        .register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
+    assert!(r.created);
+    let (id, s, left) = t.lookup("ALICE SMITH@gilgamesh", 5).unwrap();
+    assert_eq!((id, left), (r.slot, TTL - 5));
+    assert_eq!(s.name_str(), "Alice Smith@Gilgamesh");
+    assert_eq!(s.ip(), ip());
+    assert_eq!(t.live(), 1);
+    assert!(t.lookup("Bob Smith@Gilgamesh", 5).is_none());
+}
+
+#[test]
+fn other_key_conflicts_while_live_and_retained() {
+    let mut t = table(4);
+    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
+    let thief = reg(&kp(2), "Alice Smith@Gilgamesh", 2);
+    assert_eq!(
+        t.register(&thief, ip(), 1, TTL),
+        Err(RegisterError::KeyConflict)
+    );
+    // Expired but not yet swept: still bound, and not served.
+    assert!(t.lookup("Alice Smith@Gilgamesh", TTL).is_none());
+    assert_eq!(
+        t.register(&thief, ip(), TTL, TTL),
+        Err(RegisterError::KeyConflict)
+    );
+    t.sweep(TTL + 1, 100, RET);
+    assert_eq!((t.live(), t.retained()), (0, 1));
+    assert_eq!(
+        t.register(&thief, ip(), TTL + 1, TTL),
+        Err(RegisterError::KeyConflict)
+    );
+    // After the retention the name is free.
+    t.sweep(TTL + RET, 100, RET);
+    assert_eq!((t.live(), t.retained()), (0, 0));
+    assert!(t.register(&thief, ip(), TTL + RET, TTL).is_ok());
+}
+
+#[test]
+fn replays_refused_including_after_unregister() {
+    let mut t = table(4);
+    let k = kp(1);
+    t.register(&reg(&k, "Alice Smith@Gilgamesh", 10), ip(), 0, TTL)
+        .unwrap();
+    assert_eq!(
+        t.register(&reg(&k, "Alice Smith@Gilgamesh", 10), ip(), 0, TTL),
+        Err(RegisterError::Replayed)
+    );
+    let un = Unregister::sign(&k, PlayerName::parse("Alice Smith@Gilgamesh").unwrap(), 20);
+    assert_eq!(t.unregister(&un, 1, RET), Ok(()));
+    assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::NotFound));
+    assert!(t.lookup("Alice Smith@Gilgamesh", 1).is_none());
+    // The old registration replayed after the unregister is refused.
+    assert_eq!(
+        t.register(&reg(&k, "Alice Smith@Gilgamesh", 15), ip(), 2, TTL),
+        Err(RegisterError::Replayed)
+    );
+    let r = t
+        .register(&reg(&k, "Alice Smith@Gilgamesh", 30), ip(), 2, TTL)
+        .unwrap();
+    assert!(r.created);
+    assert_eq!((t.live(), t.retained()), (1, 0));
+}
+
+#[test]
+fn forged_unregister_refused() {
+    let mut t = table(4);
+    t.register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
+        .unwrap();
+    let un = Unregister::sign(
+        &kp(2),
+        PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+        5,
+    );
+    assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::KeyConflict));
+    assert!(t.lookup("Alice Smith@Gilgamesh", 1).is_some());
+}
+
+#[test]
+fn capacity_never_evicts_live_but_evicts_retained() {
+    let mut t = table(2);
+    t.register(&reg(&kp(1), "Aa Bb@World", 1), ip(), 0, TTL)
+        .unwrap();
+    t.register(&reg(&kp(2), "Cc Dd@World", 1), ip(), 0, 2 * TTL)
+        .unwrap();
+    assert_eq!(
+        t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), 1, TTL),
+        Err(RegisterError::CapacityFull)
+    );
+    // Renewing an existing name still works when full.
+    assert!(
+        t.register(&reg(&kp(1), "Aa Bb@World", 2), ip(), 1, TTL)
+            .is_ok()
+    );
+    t.sweep(TTL + 1, 10, RET);
+    assert_eq!((t.live(), t.retained()), (1, 1));
+    assert!(
+        t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), TTL + 1, TTL)
+            .is_ok()
+    );
+    assert!(t.lookup("Cc Dd@World", TTL + 1).is_some());
+    assert!(t.find("Aa Bb@World").is_none());
+}
+
+#[test]
+fn friends_visibility_and_pool_budget() {
+    let mut t = table(4);
+    let owner = kp(1);
+    let friends: Vec<PublicKey> = (2..5).map(|n| kp(n).public()).collect();
+    let r = Register::sign(
+        &owner,
+        PlayerName::parse("Aa Bb@World").unwrap(),
+        1,
+        Visibility::Friends,
+        friends.clone(),
+        1,
+    );
+    t.register(&r, ip(), 0, TTL).unwrap();
+    let (_, s, _) = t.lookup("Aa Bb@World", 0).unwrap();
+    assert!(t.allows(s, kp(3).public().as_bytes()));
+    assert!(t.allows(s, owner.public().as_bytes()));
+    assert!(!t.allows(s, kp(9).public().as_bytes()));
+    let (_, digest) = t.friends_of(s).unwrap();
+    assert_eq!(*digest, phonebook_proto::friends_digest(&friends));
+    assert_eq!(t.friend_keys(), 3);
+    // Budget is 10 keys: 3 + 8 does not fit; the old list stays.
+    let many: Vec<PublicKey> = (10..18).map(|n| kp(n).public()).collect();
+    let r2 = Register::sign(
+        &kp(7),
+        PlayerName::parse("Cc Dd@World").unwrap(),
+        1,
+        Visibility::Friends,
+        many,
+        1,
+    );
+    assert_eq!(
+        t.register(&r2, ip(), 0, TTL),
+        Err(RegisterError::FriendPoolFull)
+    );
+    assert_eq!(t.friend_keys(), 3);
+    // Going public releases the list.
+    t.register(&reg(&owner, "Aa Bb@World", 2), ip(), 0, TTL)
+        .unwrap();
+    assert_eq!(t.friend_keys(), 0);
+}
+
+#[test]
+fn restore_puts_records_back() {
+    let mut t = table(8);
+    let s = Slot::from_parts(
+        "Aa Bb@World",
+        SlotState::Live,
+        Visibility::Public,
+        9,
+        *kp(1).public().as_bytes(),
+        [1; 64],
+        5,
+        ip(),
+    )
+    .unwrap();
+    assert!(t.restore(6, s.clone(), &[], 50, 0));
+    assert!(!t.restore(6, s.clone(), &[], 50, 0));
+    assert!(!t.restore(9, s, &[], 50, 0));
+    let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
+    assert_eq!((id, slot.port, left), (6, 9, 50));
+    // Free slots below the restored one are usable.
+    for n in 0..7 {
+        let name = format!("Xx Y{}@World", (b'a' + n) as char);
+        t.register(&reg(&kp(20 + n), &name, 1), ip(), 0, TTL)
+            .unwrap();
+    }
+    assert_eq!(t.live(), 8);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Reg(u8, u8, u64),
+    Unreg(u8, u8, u64),
+    Tick(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..6u8, 0..3u8, 0..50u64).prop_map(|(n, k, t)| Op::Reg(n, k, t)),
+        (0..6u8, 0..3u8, 0..50u64).prop_map(|(n, k, t)| Op::Unreg(n, k, t)),
+        (0..60u32).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    /// Against a simple model: counts agree, a name is only ever served with the key that
+    /// bound it, and nothing is served past its deadline.
+    #[test]
+    fn invariants_hold(ops in proptest::collection::vec(op(), 1..80)) {
+        let names = ["Aa Bb@World", "Cc Dd@World", "Ee Ff@World", "Gg Hh@World", "Ii Jj@World", "Kk Ll@World"];
+        let keys: Vec<Keypair> = (1..4).map(kp).collect();
+        let mut t = table(4);
+        let mut now = 0u32;
+        let mut bound: std::collections::HashMap<u8, (u8, u32)> = Default::default();
+        for op in ops {
+            match op {
+                Op::Reg(n, k, ts) => {
+                    let r = reg(&keys[k as usize], names[n as usize], ts);
+                    if t.register(&r, ip(), now, 30).is_ok() {
+                        bound.insert(n, (k, now + 30));
+                    }
+                }
+                Op::Unreg(n, k, ts) => {
+                    let u = Unregister::sign(&keys[k as usize], PlayerName::parse(names[n as usize]).unwrap(), ts);
+                    if t.unregister(&u, now, 40).is_ok() {
+                        prop_assert_eq!(bound.get(&n).map(|b| b.0), Some(k));
+                        bound.remove(&n);
+                    }
+                }
+                Op::Tick(dt) => {
+                    now += dt;
+                    t.sweep(now, 2, 40);
+                }
+            }
+            prop_assert!(t.live() + t.retained() <= 4);
+            for (n, name) in names.iter().enumerate() {
+                if let Some((_, s, _)) = t.lookup(name, now) {
+                    let (k, until) = bound[&(n as u8)];
+                    prop_assert_eq!(s.key, *keys[k as usize].public().as_bytes());
+                    prop_assert!(until > now);
+                }
+            }
+        }
+        // A full sweep leaves exactly the records whose deadline is ahead.
+        t.sweep(now, 100, 40);
+        let live = names.iter().filter(|n| t.lookup(n, now).is_some()).count() as u32;
+        prop_assert_eq!(t.live(), live);
+    }
+}

@@ -1,0 +1,158 @@
+//! Lookup tokens: proof, cheap to check, that a signed registration was accepted.
+//!
+//! A token names the requester's slot and the timestamp of the registration that produced it,
+//! and carries an HMAC-SHA256 tag (truncated to 128 bits) under a server secret. It is valid
+//! while that exact registration is live: a renewal, an unregistration or expiry invalidates it.
+//! Checking costs two SHA-256 compressions (the keyed states are precomputed), against about 50
+//! microseconds for an Ed25519 verification.
+//!
+//! Layout (29 bytes, then standard base64, 40 characters): version `1`, slot (u32 BE),
+//! timestamp (u64 BE), tag (16 bytes) over the first 13 bytes.
+
+use phonebook_proto::b64;
+use sha2::{Digest, Sha256};
+
+const VERSION: u8 = 1;
+const BODY: usize = 13;
+const TAG: usize = 16;
+/// Bytes in a token.
+pub const TOKEN_LEN: usize = BODY + TAG;
+/// Characters of a token in base64.
+pub const TOKEN_TEXT_LEN: usize = TOKEN_LEN.div_ceil(3) * 4;
+
+/// Mints and checks tokens under one secret.
+#[derive(Clone)]
+pub struct TokenKey {
+    secret: [u8; 32],
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl core::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TokenKey(secret hidden)")
+    }
+}
+
+/// What a valid token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenClaim {
+    /// The requester's slot.
+    pub slot: u32,
+    /// The timestamp of the registration that minted it.
+    pub timestamp: u64,
+}
+
+impl TokenKey {
+    /// A key from a 32-byte secret (random at first start, kept in the snapshot).
+    pub fn new(secret: [u8; 32]) -> Self {
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for i in 0..32 {
+            ipad[i] ^= secret[i];
+            opad[i] ^= secret[i];
+        }
+        let mut inner = Sha256::new();
+        inner.update(ipad);
+        let mut outer = Sha256::new();
+        outer.update(opad);
+        TokenKey {
+            secret,
+            inner,
+            outer,
+        }
+    }
+
+    /// The secret, for the snapshot.
+    pub fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+
+    fn tag(&self, body: &[u8; BODY]) -> [u8; TAG] {
+        let mut i = self.inner.clone();
+        i.update(body);
+        let mut o = self.outer.clone();
+        o.update(i.finalize());
+        let full = o.finalize();
+        let mut t = [0u8; TAG];
+        t.copy_from_slice(&full[..TAG]);
+        t
+    }
+
+    /// A token for `claim`.
+    pub fn mint(&self, claim: TokenClaim) -> String {
+        let mut raw = [0u8; TOKEN_LEN];
+        raw[0] = VERSION;
+        raw[1..5].copy_from_slice(&claim.slot.to_be_bytes());
+        raw[5..13].copy_from_slice(&claim.timestamp.to_be_bytes());
+        let body: [u8; BODY] = raw[..BODY].try_into().unwrap_or([0; BODY]);
+        raw[BODY..].copy_from_slice(&self.tag(&body));
+        b64::encode(&raw)
+    }
+
+    /// The claim of an authentic token; `None` for anything else.
+    pub fn check(&self, text: &[u8]) -> Option<TokenClaim> {
+        let text = core::str::from_utf8(text).ok()?;
+        let raw = b64::decode_exact::<TOKEN_LEN>(text)?;
+        if raw[0] != VERSION {
+            return None;
+        }
+        let body: [u8; BODY] = raw[..BODY].try_into().ok()?;
+        let tag = self.tag(&body);
+        // Constant-time comparison.
+        let diff = tag
+            .iter()
+            .zip(&raw[BODY..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return None;
+        }
+        Some(TokenClaim {
+            slot: u32::from_be_bytes(raw[1..5].try_into().ok()?),
+            timestamp: u64::from_be_bytes(raw[5..13].try_into().ok()?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn mint_check_and_forgery() {
+        let k = TokenKey::new([9; 32]);
+        let c = TokenClaim {
+            slot: 7,
+            timestamp: 1234,
+        };
+        let t = k.mint(c);
+        assert_eq!(t.len(), TOKEN_TEXT_LEN);
+        assert_eq!(k.check(t.as_bytes()), Some(c));
+        assert_eq!(TokenKey::new([8; 32]).check(t.as_bytes()), None);
+        // Known HMAC-SHA256 answer (RFC 4231 style check of the construction).
+        let mut raw = b64::decode_exact::<TOKEN_LEN>(&t).unwrap();
+        raw[2] ^= 1;
+        assert_eq!(k.check(b64::encode(&raw).as_bytes()), None);
+    }
+
+    #[test]
+    fn hmac_matches_reference() {
+        // HMAC-SHA256(key = 32 x 0x0b, msg = 13 bytes 0..12), computed independently:
+        // python3 -c "import hmac,hashlib;print(hmac.new(b'\x0b'*32,bytes(range(13)),hashlib.sha256).hexdigest())"
+        let k = TokenKey::new([0x0b; 32]);
+        let body: [u8; BODY] = core::array::from_fn(|i| i as u8);
+        let hex: String = k.tag(&body).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, HMAC_REF);
+    }
+
+    const HMAC_REF: &str = include_str!("token_hmac_ref.txt");
+
+    proptest! {
+        #[test]
+        fn garbage_never_checks(bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+            let k = TokenKey::new([1; 32]);
+            prop_assert_eq!(k.check(&bytes), None);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Framing, limits and timeouts over real sockets.
+
+use crate::*;
+use phonebook_proto::{ErrorBody, Health, LookupRecord, PlayerName, Visibility};
+use std::io::Write;
+use std::time::Instant;
+
+#[test]
+fn register_lookup_over_keep_alive_and_pipelining() {
+    let srv = start(|_| {});
+    let mut c = Conn::open(srv.addr());
+    let t = register(
+        &mut c,
+        &reg(&kp(1), "Alice Smith@Gilgamesh", Visibility::Public, vec![]),
+    );
+    // Three pipelined requests in one write, answered in order on one connection.
+    let get = format!(
+        "GET /api/lookup/Alice%20Smith@Gilgamesh HTTP/1.1\r\nAuthorization: Bearer {t}\r\n\r\n"
+    );
+    c.send_raw(format!("{get}GET /api/health HTTP/1.1\r\n\r\n{get}").as_bytes());
+    let a = c.read_reply().unwrap();
+    let h = c.read_reply().unwrap();
+    let b = c.read_reply().unwrap();
+    assert_eq!((a.status, h.status, b.status), (200, 200, 200));
+    let rec = LookupRecord::from_json_verified(
+        &a.body,
+        &PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec.ip.to_string(), "127.0.0.1");
+    assert_eq!(Health::from_json(&h.body).unwrap().active_users, 1);
+    assert_eq!(a.body, b.body);
+    srv.stop().unwrap();
+}
+
+#[test]
+fn a_request_split_across_many_writes_is_assembled() {
+    let srv = start(|_| {});
+    let mut c = Conn::open(srv.addr());
+    let body = reg(&kp(1), "Alice Smith@Gilgamesh", Visibility::Public, vec![]).to_json();
+    let req = format!(
+        "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for chunk in req.as_bytes().chunks(7) {
+        c.send_raw(chunk);
+        c.s.flush().unwrap();
+    }
+    assert_eq!(c.read_reply().unwrap().status, 200);
+}
+
+#[test]
+fn oversized_head_and_body_are_refused_and_closed() {
+    let srv = start(|c| {
+        c.max_header_bytes = 1024;
+        c.max_body_bytes = 1024;
+    });
+    let mut c = Conn::open(srv.addr());
+    let big = "a".repeat(2000);
+    c.send_raw(format!("GET /api/health HTTP/1.1\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let r = c.read_reply().unwrap();
+    assert_eq!(r.status, 431);
+    assert_eq!(
+        ErrorBody::from_json(&r.body).unwrap().error,
+        "headers_too_large"
+    );
+    assert!(c.is_closed());
+
+    let mut c = Conn::open(srv.addr());
+    c.send_raw(b"POST /api/register HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
+    let r = c.read_reply().unwrap();
+    assert_eq!((r.status, r.header("Connection")), (413, Some("close")));
+    assert!(c.is_closed());
+
+    let mut c = Conn::open(srv.addr());
+    let r = c.request(
+        "POST",
+        "/api/register",
+        "",
+        "Transfer-Encoding: chunked\r\n",
+    );
+    assert_eq!(r.status, 411);
+
+    let mut c = Conn::open(srv.addr());
+    c.send_raw(b"\x16\x03\x01garbage\r\n\r\n");
+    assert_eq!(c.read_reply().unwrap().status, 400);
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let srv = start(|c| {
+        c.read_timeout = 1;
+        c.idle_timeout = 1;
+    });
+    // A request that never completes (slowloris).
+    let mut slow = Conn::open(srv.addr());
+    slow.send_raw(b"GET /api/health HTTP/1.1\r\nX-A: b\r\n");
+    // An idle keep-alive connection.
+    let mut idle = Conn::open(srv.addr());
+    assert_eq!(idle.request("GET", "/api/health", "", "").status, 200);
+    let t = Instant::now();
+    assert!(slow.is_closed());
+    assert!(idle.is_closed());
+    // Closed by the sweeper, not by the client's own 10 s read timeout.
+    assert!(t.elapsed().as_secs() < 9);
+}
+
+#[test]
+fn connection_cap_answers_overloaded() {
+    let srv = start(|c| c.max_connections = 2);
+    let mut a = Conn::open(srv.addr());
+    let mut b = Conn::open(srv.addr());
+    assert_eq!(a.request("GET", "/api/health", "", "").status, 200);
+    assert_eq!(b.request("GET", "/api/health", "", "").status, 200);
+    let mut c = Conn::open(srv.addr());
+    let r = c.read_reply().unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(ErrorBody::from_json(&r.body).unwrap().error, "overloaded");
+    drop(a);
+    // The slot frees up once the server sees the close.
+    let mut ok = false;
+    for _ in 0..100 {
+        let mut d = Conn::open(srv.addr());
+        d.send_raw(b"GET /api/health HTTP/1.1\r\n\r\n");
+        if d.read_reply().is_some_and(|r| r.status == 200) {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok);
+}
+
+#[test]
+fn http10_closes_and_head_has_no_body() {
+    let srv = start(|_| {});
+    let mut c = Conn::open(srv.addr());
+    c.send_raw(b"HEAD /api/health HTTP/1.1\r\n\r\nGET /api/health HTTP/1.0\r\n\r\n");
+    let h = c.read_reply_head_only();
+    assert_eq!(h, 200);
+    let r = c.read_reply().unwrap();
+    assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
+    assert!(c.is_closed());
+}

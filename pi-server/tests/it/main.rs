@@ -1,0 +1,7 @@
+//! Integration tests of pi-server over real HTTP on 127.0.0.1:0.
+#![allow(missing_docs, missing_debug_implementations)]
+
+mod client;
+mod http;
+
+pub use client::*;

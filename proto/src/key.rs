@@ -1,0 +1,190 @@
+//! Ed25519 keys and signatures, validated when built.
+
+use crate::b64;
+use core::fmt;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+/// Bytes in a public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Bytes in a signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Why a key or signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not standard padded base64 of the right length.
+    Encoding,
+    /// Not a valid Ed25519 point, or a weak (small-order) key.
+    InvalidKey,
+    /// The signature does not verify (strict RFC 8032 verification).
+    BadSignature,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::Encoding => "not standard padded base64 of the expected length",
+            KeyError::InvalidKey => "not a valid Ed25519 public key",
+            KeyError::BadSignature => "signature does not verify",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// An Ed25519 public key: a valid, non-weak curve point.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; PUBLIC_KEY_LEN]);
+
+impl PublicKey {
+    /// Checks the point; weak (small-order) keys are refused.
+    pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, KeyError> {
+        let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidKey)?;
+        if vk.is_weak() {
+            return Err(KeyError::InvalidKey);
+        }
+        Ok(PublicKey(*bytes))
+    }
+
+    /// Parses standard padded base64 (44 characters).
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = b64::decode_exact::<PUBLIC_KEY_LEN>(text).ok_or(KeyError::Encoding)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.0
+    }
+
+    /// Standard padded base64.
+    pub fn to_base64(&self) -> String {
+        b64::encode(&self.0)
+    }
+
+    /// Strict Ed25519 verification of `sig` over `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), KeyError> {
+        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidKey)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+        vk.verify_strict(msg, &sig)
+            .map_err(|_| KeyError::BadSignature)
+    }
+
+    /// A short form for logs: the first 8 base64 characters.
+    pub fn short(&self) -> String {
+        let mut s = self.to_base64();
+        s.truncate(8);
+        s
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.short())
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+/// An Ed25519 signature (64 bytes). Only its encoding is checked when built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; SIGNATURE_LEN]);
+
+impl Signature {
+    /// Wraps raw bytes.
+    pub fn from_bytes(bytes: [u8; SIGNATURE_LEN]) -> Self {
+        Signature(bytes)
+    }
+
+    /// Parses standard padded base64 (88 characters).
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        b64::decode_exact::<SIGNATURE_LEN>(text)
+            .map(Signature)
+            .ok_or(KeyError::Encoding)
+    }
+
+    /// The raw 64 bytes.
+    pub fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.0
+    }
+
+    /// Standard padded base64.
+    pub fn to_base64(&self) -> String {
+        b64::encode(&self.0)
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.to_base64();
+        write!(f, "Signature({}..)", &s[..8])
+    }
+}
+
+/// A key pair that signs phone-book requests. The secret zeroizes on drop and never prints.
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+}
+
+impl Keypair {
+    /// Builds a key pair from a 32-byte secret seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Keypair {
+            signing: SigningKey::from_bytes(seed),
+        }
+    }
+
+    /// The secret seed; handle with care (store with owner-only permissions).
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `msg`.
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        Signature(self.signing.sign(msg).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair({}, secret hidden)", self.public().short())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_reject() {
+        let kp = Keypair::from_seed(&[1; 32]);
+        let pk = kp.public();
+        let sig = kp.sign(b"hello");
+        assert_eq!(pk.verify(b"hello", &sig), Ok(()));
+        assert_eq!(pk.verify(b"hellp", &sig), Err(KeyError::BadSignature));
+        let back = PublicKey::from_base64(&pk.to_base64()).unwrap();
+        assert_eq!(back, pk);
+        assert_eq!(Signature::from_base64(&sig.to_base64()).unwrap(), sig);
+        assert!(!format!("{kp:?}").contains(&crate::b64::encode(&[1; 32])));
+    }
+
+    #[test]
+    fn weak_and_invalid_keys_refused() {
+        // The identity point (small order).
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        assert_eq!(PublicKey::from_bytes(&id), Err(KeyError::InvalidKey));
+        assert_eq!(PublicKey::from_base64("short"), Err(KeyError::Encoding));
+    }
+}

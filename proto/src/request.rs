@@ -1,0 +1,414 @@
+//! Request bodies: what clients send, validated strictly on the server.
+
+use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
+use crate::key::{KeyError, Keypair, PublicKey, Signature};
+use crate::name::PlayerName;
+use crate::signed::{RecordFields, Visibility, friends_digest, unregister_message};
+use nanoserde::SerJson;
+use std::net::IpAddr;
+
+/// Most friend keys one registration may list.
+pub const MAX_FRIENDS: usize = 64;
+/// Most names one batch lookup may ask for.
+pub const MAX_BATCH: usize = 64;
+
+fn limits() -> Limits {
+    Limits {
+        max_depth: 2,
+        max_values: 2 * MAX_FRIENDS + 32,
+        max_string: 128,
+    }
+}
+
+fn name_field(f: &mut Fields) -> Result<PlayerName, BodyError> {
+    let s = f.str("playerName")?;
+    PlayerName::parse(&s).map_err(|e| BodyError::Invalid("playerName", e.to_string()))
+}
+
+fn key_field(f: &mut Fields, name: &'static str) -> Result<PublicKey, BodyError> {
+    let s = f.str(name)?;
+    PublicKey::from_base64(&s).map_err(|e| BodyError::Invalid(name, e.to_string()))
+}
+
+fn sig_field(f: &mut Fields) -> Result<Signature, BodyError> {
+    let s = f.str("signature")?;
+    Signature::from_base64(&s).map_err(|e| BodyError::Invalid("signature", e.to_string()))
+}
+
+/// `POST /api/register`: a signed claim that `name` is at `port` under `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// The player.
+    pub name: PlayerName,
+    /// The player's key; the name is bound to it.
+    pub key: PublicKey,
+    /// The player's QUIC port.
+    pub port: u16,
+    /// Who may learn the address.
+    pub visibility: Visibility,
+    /// Keys allowed to look the player up when `visibility` is `friends` (empty for public).
+    pub friends: Vec<PublicKey>,
+    /// An address claimed by the client; used only if it equals the observed one, or on a LAN
+    /// deployment that allows claims. Not signed (see docs/PROTOCOL.md).
+    pub ip: Option<IpAddr>,
+    /// Unix milliseconds when signed.
+    pub timestamp: u64,
+    /// Signature over [`Register::fields`]' message.
+    pub signature: Signature,
+}
+
+#[derive(SerJson)]
+struct RegisterWire {
+    #[nserde(rename = "playerName")]
+    player_name: String,
+    port: u16,
+    #[nserde(rename = "publicKey")]
+    public_key: String,
+    visibility: String,
+    friends: Option<Vec<String>>,
+    ip: Option<String>,
+    timestamp: u64,
+    signature: String,
+}
+
+impl Register {
+    /// Builds and signs a registration.
+    pub fn sign(
+        keypair: &Keypair,
+        name: PlayerName,
+        port: u16,
+        visibility: Visibility,
+        friends: Vec<PublicKey>,
+        timestamp: u64,
+    ) -> Self {
+        let mut r = Register {
+            name,
+            key: keypair.public(),
+            port,
+            visibility,
+            friends,
+            ip: None,
+            timestamp,
+            signature: Signature::from_bytes([0; 64]),
+        };
+        r.signature = keypair.sign(&r.fields().message());
+        r
+    }
+
+    /// The signed fields.
+    pub fn fields(&self) -> RecordFields<'_> {
+        RecordFields {
+            name: &self.name,
+            key: &self.key,
+            port: self.port,
+            visibility: self.visibility,
+            friends_digest: friends_digest(&self.friends),
+            timestamp: self.timestamp,
+        }
+    }
+
+    /// Checks the signature.
+    pub fn verify(&self) -> Result<(), KeyError> {
+        self.key.verify(&self.fields().message(), &self.signature)
+    }
+
+    /// Parses and validates a body (not the signature: call [`Register::verify`]).
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        let mut f = Fields::parse(body, limits())?;
+        let name = name_field(&mut f)?;
+        let port = f.int("port", 1..=65535)? as u16;
+        let key = key_field(&mut f, "publicKey")?;
+        let vis = f.str("visibility")?;
+        let visibility = Visibility::parse(&vis).ok_or_else(|| {
+            BodyError::Invalid("visibility", "must be \"public\" or \"friends\"".into())
+        })?;
+        let friend_text = f.opt_str_array("friends", MAX_FRIENDS)?.unwrap_or_default();
+        let mut friends = Vec::with_capacity(friend_text.len());
+        for t in &friend_text {
+            let k = PublicKey::from_base64(t)
+                .map_err(|e| BodyError::Invalid("friends", e.to_string()))?;
+            if friends.contains(&k) {
+                return Err(BodyError::Invalid("friends", "duplicate key".into()));
+            }
+            friends.push(k);
+        }
+        if visibility == Visibility::Public && !friends.is_empty() {
+            return Err(BodyError::Invalid(
+                "friends",
+                "must be empty when visibility is public".into(),
+            ));
+        }
+        let ip = match f.opt_str("ip")? {
+            None => None,
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| BodyError::Invalid("ip", "not an IPv4 or IPv6 address".into()))?,
+            ),
+        };
+        let timestamp = f.int("timestamp", 0..=MAX_SAFE_INT)?;
+        let signature = sig_field(&mut f)?;
+        f.finish()?;
+        Ok(Register {
+            name,
+            key,
+            port,
+            visibility,
+            friends,
+            ip,
+            timestamp,
+            signature,
+        })
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        RegisterWire {
+            player_name: self.name.as_str().to_owned(),
+            port: self.port,
+            public_key: self.key.to_base64(),
+            visibility: self.visibility.as_str().to_owned(),
+            friends: (!self.friends.is_empty())
+                .then(|| self.friends.iter().map(PublicKey::to_base64).collect()),
+            ip: self.ip.map(|ip| ip.to_string()),
+            timestamp: self.timestamp,
+            signature: self.signature.to_base64(),
+        }
+        .serialize_json()
+    }
+}
+
+/// `DELETE /api/unregister`: a signed request to drop `name` now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unregister {
+    /// The player.
+    pub name: PlayerName,
+    /// The key the name is bound to.
+    pub key: PublicKey,
+    /// Unix milliseconds when signed.
+    pub timestamp: u64,
+    /// Signature over [`unregister_message`].
+    pub signature: Signature,
+}
+
+#[derive(SerJson)]
+struct UnregisterWire {
+    #[nserde(rename = "playerName")]
+    player_name: String,
+    #[nserde(rename = "publicKey")]
+    public_key: String,
+    timestamp: u64,
+    signature: String,
+}
+
+impl Unregister {
+    /// Builds and signs an unregistration.
+    pub fn sign(keypair: &Keypair, name: PlayerName, timestamp: u64) -> Self {
+        let key = keypair.public();
+        let signature = keypair.sign(&unregister_message(&name, &key, timestamp));
+        Unregister {
+            name,
+            key,
+            timestamp,
+            signature,
+        }
+    }
+
+    /// Checks the signature.
+    pub fn verify(&self) -> Result<(), KeyError> {
+        self.key.verify(
+            &unregister_message(&self.name, &self.key, self.timestamp),
+            &self.signature,
+        )
+    }
+
+    /// Parses and validates a body (not the signature).
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        let mut f = Fields::parse(body, limits())?;
+        let name = name_field(&mut f)?;
+        let key = key_field(&mut f, "publicKey")?;
+        let timestamp = f.int("timestamp", 0..=MAX_SAFE_INT)?;
+        let signature = sig_field(&mut f)?;
+        f.finish()?;
+        Ok(Unregister {
+            name,
+            key,
+            timestamp,
+            signature,
+        })
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        UnregisterWire {
+            player_name: self.name.as_str().to_owned(),
+            public_key: self.key.to_base64(),
+            timestamp: self.timestamp,
+            signature: self.signature.to_base64(),
+        }
+        .serialize_json()
+    }
+}
+
+/// `POST /api/lookup`: many names at once (at most [`MAX_BATCH`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLookup {
+    /// The names asked for.
+    pub names: Vec<PlayerName>,
+}
+
+#[derive(SerJson)]
+struct BatchWire {
+    names: Vec<String>,
+}
+
+impl BatchLookup {
+    /// Parses and validates a body.
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        let mut f = Fields::parse(body, limits())?;
+        let text = f
+            .opt_str_array("names", MAX_BATCH)?
+            .ok_or(BodyError::Missing("names"))?;
+        f.finish()?;
+        let names = text
+            .iter()
+            .map(|s| PlayerName::parse(s).map_err(|e| BodyError::Invalid("names", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BatchLookup { names })
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        BatchWire {
+            names: self.names.iter().map(|n| n.as_str().to_owned()).collect(),
+        }
+        .serialize_json()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kp(n: u8) -> Keypair {
+        Keypair::from_seed(&[n; 32])
+    }
+
+    fn name(s: &str) -> PlayerName {
+        PlayerName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn register_roundtrip_and_verify() {
+        let friends = vec![kp(2).public(), kp(3).public()];
+        let mut r = Register::sign(
+            &kp(1),
+            name("Alice Smith@Gilgamesh"),
+            5000,
+            Visibility::Friends,
+            friends,
+            1_764_000_000_000,
+        );
+        r.ip = Some("203.0.113.9".parse().unwrap());
+        let json = r.to_json();
+        let back = Register::from_json(json.as_bytes()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.verify(), Ok(()));
+        let mut forged = back.clone();
+        forged.port = 5001;
+        assert_eq!(forged.verify(), Err(KeyError::BadSignature));
+        // Another key can't sign for this name's key.
+        let mut other = back;
+        other.signature = kp(9).sign(&other.fields().message());
+        assert_eq!(other.verify(), Err(KeyError::BadSignature));
+    }
+
+    #[test]
+    fn register_errors_name_the_field() {
+        let good = Register::sign(
+            &kp(1),
+            name("Alice Smith@Gilgamesh"),
+            5000,
+            Visibility::Public,
+            vec![],
+            1,
+        )
+        .to_json();
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace("5000", "0"), "port"),
+            (good.replace("5000", "70000"), "port"),
+            (good.replace("\"public\"", "\"everyone\""), "visibility"),
+            (good.replace("Alice Smith", "Alice"), "playerName"),
+            (
+                good.replace("\"timestamp\":1", "\"timestamp\":\"1\""),
+                "timestamp",
+            ),
+            (
+                good.replace(",\"signature\"", ",\"friends\":[\"x\"],\"signature\""),
+                "friends",
+            ),
+            (
+                good.replace(",\"signature\"", ",\"ip\":\"1.2.3\",\"signature\""),
+                "ip",
+            ),
+            (good.replace(",\"signature\":", ",\"sig\":"), "signature"),
+        ];
+        for (body, field) in cases {
+            let e = Register::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{body}: {e}");
+        }
+        let extra = good.replace("{", "{\"extra\":1,");
+        assert_eq!(
+            Register::from_json(extra.as_bytes()),
+            Err(BodyError::UnknownField)
+        );
+        let pub_with_friends = good.replace(
+            ",\"signature\"",
+            &format!(",\"friends\":[\"{}\"],\"signature\"", kp(2).public()),
+        );
+        assert_eq!(
+            Register::from_json(pub_with_friends.as_bytes())
+                .unwrap_err()
+                .field(),
+            Some("friends")
+        );
+    }
+
+    #[test]
+    fn unregister_and_batch_roundtrip() {
+        let u = Unregister::sign(&kp(4), name("Bob Jones@Ultros"), 77);
+        let back = Unregister::from_json(u.to_json().as_bytes()).unwrap();
+        assert_eq!(back, u);
+        assert_eq!(back.verify(), Ok(()));
+        let b = BatchLookup {
+            names: vec![name("Bob Jones@Ultros"), name("Aa Bb@Exodus")],
+        };
+        assert_eq!(BatchLookup::from_json(b.to_json().as_bytes()), Ok(b));
+        let too_many = BatchLookup {
+            names: vec![name("Bob Jones@Ultros"); MAX_BATCH + 1],
+        };
+        assert!(BatchLookup::from_json(too_many.to_json().as_bytes()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Register::from_json(&bytes);
+            let _ = Unregister::from_json(&bytes);
+            let _ = BatchLookup::from_json(&bytes);
+        }
+
+        #[test]
+        fn mutated_registers_fail_cleanly(i in any::<prop::sample::Index>(), b in any::<u8>()) {
+            let mut body = Register::sign(&kp(1), name("Alice Smith@Gilgamesh"), 5000,
+                Visibility::Public, vec![], 1).to_json().into_bytes();
+            let i = i.index(body.len());
+            body[i] = b;
+            if let Ok(r) = Register::from_json(&body) {
+                // Whatever still parses must either verify as the original or fail cleanly.
+                let _ = r.verify();
+            }
+        }
+    }
+}
