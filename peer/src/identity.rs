@@ -160,6 +160,11 @@ impl Identity {
         self.secret.sign(msg).to_bytes()
     }
 
+    /// The same key pair in the phone-book protocol crate's form (signs requests).
+    pub fn phonebook_keypair(&self) -> phonebook_proto::Keypair {
+        phonebook_proto::Keypair::from_seed(self.secret.as_bytes())
+    }
+
     /// The secret as PKCS#8 v1 DER (for TLS); zeroized when dropped.
     pub(crate) fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         const PREFIX: [u8; 16] = [
