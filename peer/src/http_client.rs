@@ -147,6 +147,74 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    /// Status code.
+    pub status: u16,
+    /// `Content-Length` (at most [`MAX_BODY`]).
+    pub content_length: usize,
+    /// `Retry-After` seconds.
+    pub retry_after: Option<u64>,
+    /// Whether the connection may be reused.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head at the start of `buf`: `Ok(None)` if more bytes are needed.
+pub fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let len = match parsed
+        .parse(buf)
+        .map_err(|_| invalid("malformed response head"))?
+    {
+        httparse::Status::Partial if buf.len() > MAX_HEAD => {
+            return Err(invalid("response head too large"));
+        }
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > MAX_HEAD => {
+            return Err(invalid("response head too large"));
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    let status = parsed.code.ok_or_else(|| invalid("no status"))?;
+    let mut length = None;
+    let mut retry_after = None;
+    let mut keep_alive = parsed.version == Some(1);
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Err(invalid("repeated content-length"));
+            }
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| invalid("bad content-length"))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = value.parse().ok();
+        } else if h.name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(invalid("transfer-encoding not supported"));
+        }
+    }
+    let content_length = length.ok_or_else(|| invalid("no content-length"))?;
+    if content_length > MAX_BODY {
+        return Err(invalid("response body too large"));
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        content_length,
+        retry_after,
+        keep_alive,
+    }))
+}
+
 /// Reads one response; returns it and whether the connection may be reused.
 async fn read_response(stream: &mut TcpStream) -> io::Result<(Response, bool)> {
     let mut buf = Vec::with_capacity(4096);
@@ -157,61 +225,22 @@ async fn read_response(stream: &mut TcpStream) -> io::Result<(Response, bool)> {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         buf.extend_from_slice(&tmp[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        match parsed
-            .parse(&buf)
-            .map_err(|_| invalid("malformed response head"))?
-        {
-            httparse::Status::Partial => {
-                if buf.len() > MAX_HEAD {
-                    return Err(invalid("response head too large"));
-                }
-            }
-            httparse::Status::Complete(head_len) => {
-                let status = parsed.code.ok_or_else(|| invalid("no status"))?;
-                let mut length = None;
-                let mut retry_after = None;
-                let mut keep = parsed.version == Some(1);
-                for h in parsed.headers.iter() {
-                    let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = Some(
-                            value
-                                .parse::<usize>()
-                                .map_err(|_| invalid("bad content-length"))?,
-                        );
-                    } else if h.name.eq_ignore_ascii_case("retry-after") {
-                        retry_after = value.parse().ok();
-                    } else if h.name.eq_ignore_ascii_case("connection")
-                        && value.eq_ignore_ascii_case("close")
-                    {
-                        keep = false;
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        return Err(invalid("transfer-encoding not supported"));
-                    }
-                }
-                let length = length.ok_or_else(|| invalid("no content-length"))?;
-                if length > MAX_BODY {
-                    return Err(invalid("response body too large"));
-                }
-                let mut body = buf.split_off(head_len);
-                if body.len() > length {
-                    return Err(invalid("unexpected bytes after response"));
-                }
-                let have = body.len();
-                body.resize(length, 0);
-                stream.read_exact(&mut body[have..]).await?;
-                return Ok((
-                    Response {
-                        status,
-                        retry_after,
-                        body,
-                    },
-                    keep,
-                ));
-            }
+        let Some(head) = parse_head(&buf)? else {
+            continue;
+        };
+        let mut body = buf.split_off(head.len);
+        if body.len() > head.content_length {
+            return Err(invalid("unexpected bytes after response"));
         }
+        let have = body.len();
+        body.resize(head.content_length, 0);
+        stream.read_exact(&mut body[have..]).await?;
+        let resp = Response {
+            status: head.status,
+            retry_after: head.retry_after,
+            body,
+        };
+        return Ok((resp, head.keep_alive));
     }
 }
 
@@ -233,5 +262,28 @@ mod tests {
         assert_eq!(parse_url("https://pb.example"), Err(BadUrl));
         assert_eq!(parse_url("http://pb.example/api"), Err(BadUrl));
         assert_eq!(parse_url("http://:80"), Err(BadUrl));
+    }
+
+    #[test]
+    fn heads() {
+        let h =
+            parse_head(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\n{}")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (h.status, h.content_length, h.retry_after, h.keep_alive),
+            (429, 2, Some(7), true)
+        );
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err(), "no length");
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n").is_err());
+        assert!(parse_head(&vec![b'a'; MAX_HEAD + 1]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_head_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_head(&bytes);
+        }
     }
 }

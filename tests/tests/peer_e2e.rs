@@ -9,15 +9,19 @@ use peer::download::DownloadConfig;
 use peer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::phonebook::{PhoneBookConfig, PhoneBookError};
 use peer::{
-    Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook, PinStore, PlayerName, Pool, PoolConfig,
-    ServeConfig, Server, Source, Visibility, download,
+    Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook, PinStore,
+    PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
 };
 use phonebook_proto::{Keypair, LookupRecord, Register, friends_digest};
 use pi_server::config::Config;
 use pi_server::server::TestServer;
 
 fn phone_book() -> TestServer {
-    let config = Config { listen: "127.0.0.1:0".parse().unwrap(), capacity: 64, ..Config::default() };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        ..Config::default()
+    };
     TestServer::start(config).expect("pi-server starts")
 }
 
@@ -33,13 +37,32 @@ struct Player {
 impl Player {
     fn new(name: &str, urls: &[String]) -> Self {
         let identity = Arc::new(Identity::generate());
-        let config = EndpointConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+        let config = EndpointConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
         let endpoint = Arc::new(Endpoint::bind(identity.clone(), &config).unwrap());
-        let book_config = PhoneBookConfig { urls: urls.to_vec(), ..Default::default() };
-        let book = Arc::new(PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap());
+        let book_config = PhoneBookConfig {
+            urls: urls.to_vec(),
+            ..Default::default()
+        };
+        let book = Arc::new(
+            PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
+        );
         let store = Arc::new(MemoryStore::default());
-        let server = Server::spawn(endpoint.clone(), store.clone(), ServeConfig::default(), None);
-        Self { identity, endpoint, book, store, _server: server }
+        let server = Server::spawn(
+            endpoint.clone(),
+            store.clone(),
+            ServeConfig::default(),
+            None,
+        );
+        Self {
+            identity,
+            endpoint,
+            book,
+            store,
+            _server: server,
+        }
     }
 
     fn port(&self) -> u16 {
@@ -47,16 +70,25 @@ impl Player {
     }
 
     async fn register(&self, visibility: Visibility, friends: &[PeerId]) {
-        self.book.register(self.port(), visibility, friends).await.expect("registered");
+        self.book
+            .register(self.port(), visibility, friends)
+            .await
+            .expect("registered");
     }
 
     fn pool(&self) -> Arc<Pool> {
-        Arc::new(Pool::new(self.endpoint.clone(), PinStore::in_memory(), PoolConfig::default()))
+        Arc::new(Pool::new(
+            self.endpoint.clone(),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ))
     }
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(151).wrapping_add(seed) ^ (i >> 11) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(151).wrapping_add(seed) ^ (i >> 11) as u8)
+        .collect()
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -72,8 +104,14 @@ fn players_register_look_up_connect_and_transfer() {
     let urls = vec![format!("http://{}", pb.addr())];
     smol::block_on(async {
         let cs = DEFAULT_CHUNK_SIZE as usize;
-        let files: Vec<Vec<u8>> = [0, 1, cs - 1, cs + 1].iter().map(|&n| content(n, n as u8)).collect();
-        let seeders = [Player::new("Alisaie Leveilleur@Ragnarok", &urls), Player::new("Alphinaud Leveilleur@Ragnarok", &urls)];
+        let files: Vec<Vec<u8>> = [0, 1, cs - 1, cs + 1]
+            .iter()
+            .map(|&n| content(n, n as u8))
+            .collect();
+        let seeders = [
+            Player::new("Alisaie Leveilleur@Ragnarok", &urls),
+            Player::new("Alphinaud Leveilleur@Ragnarok", &urls),
+        ];
         for s in &seeders {
             for f in &files {
                 s.store.add(f.clone(), DEFAULT_CHUNK_SIZE);
@@ -87,21 +125,37 @@ fn players_register_look_up_connect_and_transfer() {
             let found = me.book.lookup(s.book.name()).await.expect("found");
             assert_eq!(found.key, s.identity.id(), "the key the owner signed");
             assert_eq!(found.addr.port(), s.port());
-            sources.push(Source { name: Some(s.book.name().as_str().to_owned()), addr: found.addr, key: found.key });
+            sources.push(Source {
+                name: Some(s.book.name().as_str().to_owned()),
+                addr: found.addr,
+                key: found.key,
+            });
         }
         let pool = me.pool();
         let dir = temp_dir("e2e");
         for f in &files {
             let hash = FileHash::Sha1(peer::sha1_chain::sha1(f));
             let dest = dir.join(format!("{}", f.len()));
-            download(&pool, hash, &sources, &dest, DownloadConfig::default(), None).await.expect("downloaded");
+            download(
+                &pool,
+                hash,
+                &sources,
+                &dest,
+                DownloadConfig::default(),
+                None,
+            )
+            .await
+            .expect("downloaded");
             assert_eq!(&std::fs::read(&dest).unwrap(), f);
         }
         for s in &seeders {
             s.book.unregister().await.expect("unregistered");
         }
         let gone = me.book.lookup(seeders[0].book.name()).await;
-        assert!(matches!(gone, Err(PhoneBookError::NotFound { .. })), "{gone:?}");
+        assert!(
+            matches!(gone, Err(PhoneBookError::NotFound { .. })),
+            "{gone:?}"
+        );
     });
     pb.stop().unwrap();
 }
@@ -116,14 +170,30 @@ fn friends_only_player_is_invisible_to_strangers() {
             Player::new("Urianger Augurelt@Gilgamesh", &urls),
             Player::new("Nero Scaeva@Gilgamesh", &urls),
         );
-        owner.register(Visibility::Friends, &[friend.identity.id()]).await;
+        owner
+            .register(Visibility::Friends, &[friend.identity.id()])
+            .await;
         friend.register(Visibility::Public, &[]).await;
         stranger.register(Visibility::Public, &[]).await;
         let seen = stranger.book.lookup(owner.book.name()).await;
-        assert!(matches!(seen, Err(PhoneBookError::NotFound { .. })), "a stranger must not see the owner: {seen:?}");
-        let absent = stranger.book.lookup(&PlayerName::parse("Nobody Here@Gilgamesh").unwrap()).await;
-        assert_eq!(format!("{seen:?}").split('{').next(), format!("{absent:?}").split('{').next(), "hidden looks like absent");
-        let found = friend.book.lookup(owner.book.name()).await.expect("a friend sees the owner");
+        assert!(
+            matches!(seen, Err(PhoneBookError::NotFound { .. })),
+            "a stranger must not see the owner: {seen:?}"
+        );
+        let absent = stranger
+            .book
+            .lookup(&PlayerName::parse("Nobody Here@Gilgamesh").unwrap())
+            .await;
+        assert_eq!(
+            format!("{seen:?}").split('{').next(),
+            format!("{absent:?}").split('{').next(),
+            "hidden looks like absent"
+        );
+        let found = friend
+            .book
+            .lookup(owner.book.name())
+            .await
+            .expect("a friend sees the owner");
         assert_eq!(found.key, owner.identity.id());
     });
     pb.stop().unwrap();
@@ -147,12 +217,16 @@ fn lying_phone_book(record: String) -> SocketAddr {
                     have += n;
                     let mut headers = [httparse::EMPTY_HEADER; 32];
                     let mut req = httparse::Request::new(&mut headers);
-                    let Ok(httparse::Status::Complete(head)) = req.parse(&buf[..have]) else { continue };
+                    let Ok(httparse::Status::Complete(head)) = req.parse(&buf[..have]) else {
+                        continue;
+                    };
                     let len: usize = req
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
+                        .map_or(0, |h| {
+                            std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                        });
                     if have < head + len {
                         continue;
                     }
@@ -161,7 +235,10 @@ fn lying_phone_book(record: String) -> SocketAddr {
                     } else {
                         record.clone()
                     };
-                    let reply = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
                     if s.write_all(reply.as_bytes()).is_err() {
                         return;
                     }
@@ -184,7 +261,14 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
         // The liar serves the target's genuine signed record with another port (and key
         // material it cannot re-sign).
         let kp = Keypair::from_seed(&target.identity.phonebook_keypair().seed());
-        let genuine = Register::sign(&kp, target.book.name().clone(), target.port(), Visibility::Public, vec![], 1_764_000_000_000);
+        let genuine = Register::sign(
+            &kp,
+            target.book.name().clone(),
+            target.port(),
+            Visibility::Public,
+            vec![],
+            1_764_000_000_000,
+        );
         let forged = LookupRecord {
             name: genuine.name.clone(),
             ip: "127.0.0.1".parse().unwrap(),
@@ -199,7 +283,11 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
         let liar = format!("http://{}", lying_phone_book(forged.to_json()));
         let me = Player::new("Lucia Goe@Ragnarok", &[liar.clone(), real.clone()]);
         me.register(Visibility::Public, &[]).await;
-        let found = me.book.lookup(target.book.name()).await.expect("the honest phone book answers");
+        let found = me
+            .book
+            .lookup(target.book.name())
+            .await
+            .expect("the honest phone book answers");
         assert_eq!(found.addr.port(), target.port());
         let only_liar = Player::new("Aymeric Borel@Ragnarok", &[liar]);
         only_liar.register(Visibility::Public, &[]).await;

@@ -1,0 +1,238 @@
+//! One peer to one peer on loopback: the peer protocol (manifest, verified chunks, session
+//! AEAD, writes to a file) against a bare quinn stream of the same size, alternating, in one run.
+//!
+//! Run with: `cargo run --profile bench-fast -p peer --example bench_loopback -- [--size-mib 1024] [--runs 3] [--dir /dev/shm]`
+//! (tests/bench/peer-loopback.sh runs it pinned, one core per side).
+
+#[path = "support/bench_util.rs"]
+mod bench_util;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench_util::*;
+use peer::download::DownloadConfig;
+use peer::{
+    Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
+    ServeConfig, Server, Source, download,
+};
+
+fn loopback() -> EndpointConfig {
+    EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].clone())
+    };
+    match arg("--role").as_deref() {
+        Some("bare-server") => return bare_server(),
+        Some("peer-server") => return peer_server(Path::new(&arg("--file").unwrap())),
+        _ => {}
+    }
+    let size_mib: u64 = arg("--size-mib").map_or(1024, |s| s.parse().unwrap());
+    let runs: usize = arg("--runs").map_or(3, |s| s.parse().unwrap());
+    let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| {
+        if Path::new("/dev/shm").is_dir() {
+            "/dev/shm".into()
+        } else {
+            std::env::temp_dir().display().to_string()
+        }
+    }));
+    let size = size_mib << 20;
+    let src = dir.join(format!("peer-bench-{size_mib}.bin"));
+    if std::fs::metadata(&src).map(|m| m.len()).ok() != Some(size) {
+        let mut f = std::fs::File::create(&src).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for i in 0..size_mib {
+            fill(&mut buf, i + 1);
+            f.write_all(&buf).unwrap();
+        }
+    }
+    println!("loopback bulk transfer, {size_mib} MiB, {runs} runs each, alternating");
+    let mut bare = Vec::new();
+    let mut ours = Vec::new();
+    for run in 0..runs {
+        let (b, bo) = bare_run(size);
+        println!(
+            "run {run}: bare quinn   {:7.1} MB/s  ({:.2} s, other processes used {bo:.2} CPU s)",
+            size as f64 / b / 1e6,
+            b
+        );
+        bare.push(size as f64 / b);
+        let (p, po) = peer_run(&src, &dir, size);
+        println!(
+            "run {run}: peer protocol {:7.1} MB/s  ({:.2} s, other processes used {po:.2} CPU s)",
+            size as f64 / p / 1e6,
+            p
+        );
+        ours.push(size as f64 / p);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (b, p) = (median(&mut bare), median(&mut ours));
+    println!(
+        "median: bare quinn {:.1} MB/s, peer protocol {:.1} MB/s, ratio {:.1}% (target >= 90%)",
+        b / 1e6,
+        p / 1e6,
+        100.0 * p / b
+    );
+}
+
+/// Every async part runs on smol's executor thread (`smol::spawn`) rather than in
+/// `block_on` on the main thread: quinn's driver lives there, and cross-thread wake-ups
+/// between the two would cost more than the work itself on one pinned core.
+fn run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    smol::block_on(smol::spawn(fut))
+}
+
+fn bare_server() {
+    run(async {
+        let ep = Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap();
+        println!(
+            "READY {} {}",
+            ep.local_addr().unwrap().port(),
+            ep.identity().id()
+        );
+        let block = bytes::Bytes::from(vec![0x5au8; 1 << 20]);
+        while let Some(incoming) = ep.quinn().accept().await {
+            let block = block.clone();
+            let conn = incoming.await.unwrap();
+            let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+            let mut size = [0u8; 8];
+            recv.read_exact(&mut size).await.unwrap();
+            let mut left = u64::from_be_bytes(size);
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                send.write_chunk(block.slice(..n)).await.unwrap();
+                left -= n as u64;
+            }
+            send.finish().unwrap();
+            let _ = conn.closed().await;
+        }
+    });
+}
+
+fn peer_server(file: &Path) {
+    let file = file.to_owned();
+    run(async move {
+        let store = Arc::new(FolderStore::default());
+        store.add_file(&file).unwrap();
+        let ep = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap());
+        let _server = Server::spawn(ep.clone(), store, ServeConfig::default(), None);
+        println!(
+            "READY {} {}",
+            ep.local_addr().unwrap().port(),
+            ep.identity().id()
+        );
+        smol::future::pending::<()>().await;
+    });
+}
+
+fn client_endpoint() -> Arc<Endpoint> {
+    Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap())
+}
+
+/// Returns (seconds, CPU seconds used by other processes meanwhile).
+fn bare_run(size: u64) -> (f64, f64) {
+    let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
+    let port: u16 = ready[0].parse().unwrap();
+    let key: PeerId = ready[1].parse().unwrap();
+    let exclude = [std::process::id(), child.id()];
+    let cpu0 = other_cpu_seconds(&exclude);
+    let ep = client_endpoint();
+    let secs = run(async move {
+        let start = Instant::now();
+        let conn = ep
+            .connect(([127, 0, 0, 1], port).into(), key)
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.quinn().open_bi().await.unwrap();
+        send.write_all(&size.to_be_bytes()).await.unwrap();
+        let mut got = 0u64;
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
+            got += chunk.bytes.len() as u64;
+        }
+        assert_eq!(got, size);
+        let secs = start.elapsed().as_secs_f64();
+        conn.close(0, b"done");
+        secs
+    });
+    let other = other_cpu_seconds(&exclude) - cpu0;
+    let _ = child.kill();
+    let _ = child.wait();
+    (secs, other)
+}
+
+fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
+    let (mut child, ready) = spawn_role(
+        Some(1),
+        &["--role", "peer-server", "--file", src.to_str().unwrap()],
+    );
+    let port: u16 = ready[0].parse().unwrap();
+    let key: PeerId = ready[1].parse().unwrap();
+    let hash = FileHash::Sha1(sha1_of(src));
+    let exclude = [std::process::id(), child.id()];
+    let cpu0 = other_cpu_seconds(&exclude);
+    let dest = dir.join("peer-bench-out.bin");
+    let _ = std::fs::remove_file(&dest);
+    let pool = Arc::new(Pool::new(
+        client_endpoint(),
+        PinStore::in_memory(),
+        PoolConfig::default(),
+    ));
+    let source = Source {
+        name: None,
+        addr: ([127, 0, 0, 1], port).into(),
+        key,
+    };
+    let report = run({
+        let dest = dest.clone();
+        async move {
+            download(
+                &pool,
+                hash,
+                &[source],
+                &dest,
+                DownloadConfig::default(),
+                None,
+            )
+            .await
+        }
+    })
+    .unwrap();
+    let other = other_cpu_seconds(&exclude) - cpu0;
+    assert_eq!(report.bytes, size);
+    let _ = std::fs::remove_file(&dest);
+    let _ = child.kill();
+    let _ = child.wait();
+    (
+        report
+            .elapsed
+            .as_secs_f64()
+            .max(Duration::from_micros(1).as_secs_f64()),
+        other,
+    )
+}
+
+fn sha1_of(path: &Path) -> [u8; 20] {
+    let m = peer::Manifest::build(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        peer::manifest::DEFAULT_CHUNK_SIZE,
+    )
+    .unwrap();
+    let FileHash::Sha1(h) = m.hash() else {
+        unreachable!()
+    };
+    h
+}
