@@ -93,7 +93,7 @@ fn main() {
 /// `block_on` on the main thread: quinn's driver lives there, and cross-thread wake-ups
 /// between the two would cost more than the work itself on one pinned core.
 fn run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
-    smol::block_on(smol::spawn(fut))
+    smol::future::block_on(smol::spawn(fut))
 }
 
 fn bare_server() {
@@ -119,6 +119,11 @@ fn bare_server() {
             }
             send.finish().unwrap();
             let _ = conn.closed().await;
+            let p = conn.stats().path;
+            eprintln!(
+                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?})",
+                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt
+            );
         }
     });
 }

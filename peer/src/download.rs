@@ -493,7 +493,7 @@ async fn timer(state: Arc<State>) {
         let wait = deadline.map_or(Duration::from_secs(1), |d| {
             d.saturating_duration_since(Instant::now())
         });
-        smol::future::or(async { listener.await }, async {
+        smol::future::or(listener, async {
             smol::Timer::after(wait).await;
         })
         .await;

@@ -105,10 +105,13 @@ impl Store for FolderStore {
     }
 }
 
+/// A file held in memory: its manifest and bytes.
+type MemoryFile = (Arc<Manifest>, Arc<[u8]>);
+
 /// A store of byte buffers in memory (tests, examples).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    files: RwLock<HashMap<FileHash, (Arc<Manifest>, Arc<[u8]>)>>,
+    files: RwLock<HashMap<FileHash, MemoryFile>>,
 }
 
 impl MemoryStore {

@@ -124,8 +124,8 @@ fn corrupt_peer_is_caught_penalized_and_the_file_completes_from_the_others() {
         let hash = bad_store.add(data.clone(), DEFAULT_CHUNK_SIZE);
         let bad = seeder(Arc::new(CorruptStore(bad_store)), ServeConfig::default());
         let good = [
-            memory_seeder(&[data.clone()], DEFAULT_CHUNK_SIZE),
-            memory_seeder(&[data.clone()], DEFAULT_CHUNK_SIZE),
+            memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE),
+            memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE),
         ];
         let pool = downloader();
         let dest = temp_dir("corrupt").join("f");
@@ -203,7 +203,7 @@ fn interrupted_transfer_resumes_without_fetching_verified_chunks_again() {
         }
         drop(task); // interrupted
         assert!(!dest.exists());
-        let fast = memory_seeder(&[data.clone()], DEFAULT_CHUNK_SIZE);
+        let fast = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
         let report = download(
             &pool,
             hash,

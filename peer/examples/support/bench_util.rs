@@ -35,6 +35,8 @@ pub fn other_cpu_seconds(exclude: &[u32]) -> f64 {
 
 /// Spawns this example again in another role (pinned to CPU `cpu` with taskset if present)
 /// and waits for its `READY ...` line.
+// The child is returned to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 pub fn spawn_role(cpu: Option<u32>, args: &[&str]) -> (Child, Vec<String>) {
     let exe = std::env::current_exe().expect("own path");
     let mut cmd = match cpu {
@@ -55,7 +57,8 @@ pub fn spawn_role(cpu: Option<u32>, args: &[&str]) -> (Child, Vec<String>) {
     loop {
         line.clear();
         if out.read_line(&mut line).expect("read child") == 0 {
-            panic!("role {args:?} exited before READY");
+            let status = child.wait();
+            panic!("role {args:?} exited before READY: {status:?}");
         }
         if let Some(rest) = line.strip_prefix("READY ") {
             let words = rest.split_whitespace().map(str::to_owned).collect();
