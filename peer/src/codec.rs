@@ -1,5 +1,5 @@
 //! A bounded reader for the peer's binary formats: every read fails on short input and
-//! [`Reader::finish`] rejects trailing bytes.
+//! `Reader::finish` rejects trailing bytes.
 
 use std::fmt;
 

@@ -3,6 +3,33 @@
 //!
 //! It does not relay, punch holes through NATs or run the phone book: those are other crates
 //! and later issues (the endpoint exposes its UDP socket for them).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use peer::{download, DownloadConfig, Endpoint, EndpointConfig, Identity, MemoryStore, PinStore,
+//!            Pool, PoolConfig, ServeConfig, Server, Source};
+//!
+//! smol::block_on(async {
+//!     let local = EndpointConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+//!     // A player who has a mod file serves it...
+//!     let store = Arc::new(MemoryStore::default());
+//!     let hash = store.add(b"a texture".to_vec(), peer::manifest::DEFAULT_CHUNK_SIZE);
+//!     let seeder = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &local).unwrap());
+//!     let _server = Server::spawn(seeder.clone(), store, ServeConfig::default(), None);
+//!     // ...and another fetches it by hash from that player, proven by key.
+//!     let me = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &local).unwrap());
+//!     let pool = Arc::new(Pool::new(me, PinStore::in_memory(), PoolConfig::default()));
+//!     let source = Source {
+//!         name: None,
+//!         addr: ([127, 0, 0, 1], seeder.local_addr().unwrap().port()).into(),
+//!         key: seeder.identity().id(),
+//!     };
+//!     let dest = std::env::temp_dir().join(format!("peer-doc-{}", std::process::id()));
+//!     download(&pool, hash, &[source], &dest, DownloadConfig::default(), None).await.unwrap();
+//!     assert_eq!(std::fs::read(&dest).unwrap(), b"a texture");
+//!     # std::fs::remove_file(&dest).unwrap();
+//! });
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod codec;
