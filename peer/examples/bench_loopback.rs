@@ -155,6 +155,7 @@ fn bare_run(size: u64) -> (f64, f64) {
     let key: PeerId = ready[1].parse().unwrap();
     let exclude = [std::process::id(), child.id()];
     let cpu0 = other_cpu_seconds(&exclude);
+    let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
     let ep = client_endpoint();
     let secs = run(async move {
         let start = Instant::now();
@@ -174,6 +175,12 @@ fn bare_run(size: u64) -> (f64, f64) {
         secs
     });
     let other = other_cpu_seconds(&exclude) - cpu0;
+    let (me1, srv1) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    println!(
+        "  (bare: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
+        100.0 * (me1 - me0) / secs,
+        100.0 * (srv1 - srv0) / secs
+    );
     let _ = child.kill();
     let _ = child.wait();
     (secs, other)
@@ -189,6 +196,7 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     let hash = FileHash::Sha1(sha1_of(src));
     let exclude = [std::process::id(), child.id()];
     let cpu0 = other_cpu_seconds(&exclude);
+    let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
     let dest = dir.join("peer-bench-out.bin");
     let _ = std::fs::remove_file(&dest);
     let pool = Arc::new(Pool::new(
@@ -217,6 +225,13 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     })
     .unwrap();
     let other = other_cpu_seconds(&exclude) - cpu0;
+    let (me1, srv1) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "  (peer: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
+        100.0 * (me1 - me0) / secs,
+        100.0 * (srv1 - srv0) / secs
+    );
     assert_eq!(report.bytes, size);
     let _ = std::fs::remove_file(&dest);
     let _ = child.kill();

@@ -42,7 +42,7 @@ pub struct DownloadConfig {
     pub transfer: TransferConfig,
     /// Accept LZ4-compressed records.
     pub accept_lz4: bool,
-    /// Most sources used at once.
+    /// Most sources used at once (memory: at most `transfer.max_in_flight` chunk buffers).
     pub max_sources: usize,
     /// Sources with at least this many corrupt chunks on record are not used.
     pub max_corrupt_chunks: u64,
@@ -251,7 +251,10 @@ pub async fn download(
         .filter_map(|(_, c)| c.clone())
         .map(|c| (transfer.add_peer(), c))
         .collect();
-    let pipeline = config.transfer.pipeline;
+    let pipeline = config
+        .transfer
+        .max_pipeline
+        .max(config.transfer.min_pipeline);
     let state = Arc::new(State {
         transfer: Mutex::new(transfer),
         event: Event::new(),

@@ -39,6 +39,10 @@ pub struct EndpointConfig {
     /// UDP socket receive and send buffer sizes asked of the kernel (capped by
     /// `net.core.rmem_max` / `wmem_max`). The 208 KiB default drops packets at loopback rates.
     pub udp_buffer: usize,
+    /// Bytes a peer may send on one stream ahead of our reading (QUIC flow control).
+    pub stream_window: u32,
+    /// Bytes we keep unacknowledged in flight on one connection.
+    pub send_window: u64,
 }
 
 impl Default for EndpointConfig {
@@ -50,6 +54,8 @@ impl Default for EndpointConfig {
             max_streams_per_connection: 32,
             cipher: None,
             udp_buffer: 4 << 20,
+            stream_window: 8 << 20,
+            send_window: 32 << 20,
         }
     }
 }
@@ -127,6 +133,8 @@ fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
     ));
     t.max_concurrent_bidi_streams(config.max_streams_per_connection.into());
     t.max_concurrent_uni_streams(0u32.into());
+    t.stream_receive_window(config.stream_window.into());
+    t.send_window(config.send_window);
     t
 }
 

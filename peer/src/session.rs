@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn records_open_only_in_the_other_direction_with_the_same_nonce_and_header() {
         for cipher in [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305] {
-            let ex = [9u8; 64];
+            let ex: [u8; 64] = std::array::from_fn(|i| i as u8);
             let (client, server) = (
                 SessionKeys::from_exported(cipher, &ex, true),
                 SessionKeys::from_exported(cipher, &ex, false),

@@ -30,8 +30,15 @@ pub struct PeerSlot(pub usize);
 /// Limits of one transfer.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
-    /// Requests in flight per peer (pipelining depth).
-    pub pipeline: usize,
+    /// Requests in flight per peer at first (pipelining depth).
+    pub min_pipeline: usize,
+    /// Most requests in flight per peer: the depth grows with the peer's measured rate so
+    /// that about `pipeline_target` of data is in flight, between the two bounds.
+    pub max_pipeline: usize,
+    /// How much time's worth of a peer's data to keep requested.
+    pub pipeline_target: Duration,
+    /// Most requests in flight over all peers (each holds a chunk-sized buffer).
+    pub max_in_flight: usize,
     /// A request with no verified answer after this long is given to someone else.
     pub request_timeout: Duration,
     /// Timeouts after which a peer is dropped from the transfer.
@@ -43,7 +50,10 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            pipeline: 4,
+            min_pipeline: 2,
+            max_pipeline: 16,
+            pipeline_target: Duration::from_millis(500),
+            max_in_flight: 32,
             request_timeout: Duration::from_secs(30),
             max_timeouts: 3,
             endgame_holders: 2,
@@ -77,6 +87,7 @@ struct PeerState {
     chunks_ok: u32,
     bytes_ok: u64,
     timeouts: u32,
+    first_request: Option<Instant>,
 }
 
 /// What became of data a peer sent.
@@ -218,10 +229,32 @@ impl Transfer {
         self.peers[peer.0].in_flight.len()
     }
 
+    /// How many requests `peer` may have in flight now: enough for `pipeline_target` of data
+    /// at the rate it has delivered so far, within the configured bounds.
+    pub fn pipeline_depth(&self, peer: PeerSlot, now: Instant) -> usize {
+        let p = &self.peers[peer.0];
+        let (min, max) = (
+            self.config.min_pipeline,
+            self.config.max_pipeline.max(self.config.min_pipeline),
+        );
+        let Some(start) = p.first_request else {
+            return min;
+        };
+        let elapsed = now.saturating_duration_since(start).as_secs_f64().max(1e-3);
+        let rate = p.bytes_ok as f64 / elapsed;
+        let want = rate * self.config.pipeline_target.as_secs_f64()
+            / f64::from(self.manifest.chunk_size());
+        (1 + want as usize).clamp(min, max)
+    }
+
     /// The next chunk to ask `peer` for, if it has a free pipeline slot and there is work.
     pub fn poll_request(&mut self, peer: PeerSlot, now: Instant) -> Option<u32> {
+        let total: usize = self.peers.iter().map(|p| p.in_flight.len()).sum();
         let p = &self.peers[peer.0];
-        if p.dropped.is_some() || p.in_flight.len() >= self.config.pipeline {
+        if p.dropped.is_some()
+            || p.in_flight.len() >= self.pipeline_depth(peer, now)
+            || total >= self.config.max_in_flight
+        {
             return None;
         }
         let index = self.next_missing().or_else(|| self.endgame_pick(peer))?;
@@ -230,9 +263,9 @@ impl Transfer {
             Chunk::InFlight(h) => Chunk::InFlight(h + 1),
             _ => Chunk::InFlight(1),
         };
-        self.peers[peer.0]
-            .in_flight
-            .push((index, now + self.config.request_timeout));
+        let p = &mut self.peers[peer.0];
+        p.first_request.get_or_insert(now);
+        p.in_flight.push((index, now + self.config.request_timeout));
         Some(index)
     }
 

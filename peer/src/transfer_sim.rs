@@ -194,7 +194,8 @@ fn two_peers_failing_one_chunk_flags_the_manifest() {
     let mut t = Transfer::new(
         m,
         TransferConfig {
-            pipeline: 1,
+            min_pipeline: 1,
+            max_pipeline: 1,
             ..Default::default()
         },
         |_| false,
@@ -222,7 +223,7 @@ fn last_chunk_is_requested_first_and_resume_skips_done_chunks() {
     let mut t = Transfer::new(
         m,
         TransferConfig {
-            pipeline: 10,
+            min_pipeline: 10,
             ..Default::default()
         },
         |i| i == 1,
@@ -232,6 +233,51 @@ fn last_chunk_is_requested_first_and_resume_skips_done_chunks() {
     let asked: Vec<u32> = std::iter::from_fn(|| t.poll_request(p, now)).collect();
     assert_eq!(asked, vec![4, 0, 2, 3]);
     assert_eq!(t.chunks_done(), 1);
+}
+
+#[test]
+fn pipeline_grows_with_a_fast_peer_and_stays_shallow_for_a_slow_one() {
+    let slow = SimPeer {
+        rate: 1 << 16,
+        ..HONEST
+    };
+    let fast = SimPeer {
+        rate: 1 << 26,
+        latency: Duration::from_millis(1),
+        ..HONEST
+    };
+    let mut sim = Sim::new(
+        300 * MIN_CHUNK_SIZE as usize,
+        &[fast, slow],
+        TransferConfig::default(),
+        6,
+    );
+    assert!(sim.run());
+    let now = sim.now;
+    assert_eq!(
+        sim.transfer.pipeline_depth(PeerSlot(0), now),
+        TransferConfig::default().max_pipeline
+    );
+    assert_eq!(
+        sim.transfer.pipeline_depth(PeerSlot(1), now),
+        TransferConfig::default().min_pipeline
+    );
+}
+
+#[test]
+fn in_flight_requests_are_capped_over_all_peers() {
+    let data = vec![1u8; 40 * MIN_CHUNK_SIZE as usize];
+    let m = Arc::new(Manifest::from_bytes(&data, MIN_CHUNK_SIZE));
+    let config = TransferConfig {
+        min_pipeline: 8,
+        max_in_flight: 10,
+        ..Default::default()
+    };
+    let mut t = Transfer::new(m, config, |_| false);
+    let (a, b, now) = (t.add_peer(), t.add_peer(), Instant::now());
+    let n = std::iter::from_fn(|| t.poll_request(a, now)).count()
+        + std::iter::from_fn(|| t.poll_request(b, now)).count();
+    assert_eq!(n, 10);
 }
 
 #[test]

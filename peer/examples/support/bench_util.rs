@@ -88,3 +88,16 @@ pub fn fill(buf: &mut [u8], seed: u64) {
         c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
     }
 }
+
+/// CPU seconds (utime + stime) one process has used.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = after.split_whitespace().collect();
+    if f.len() <= 12 {
+        return 0.0;
+    }
+    (f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)) as f64 / 100.0
+}
