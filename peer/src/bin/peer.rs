@@ -36,7 +36,7 @@ OPTIONS:
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
   --upload-rate B       upload limit in bytes per second (serve)
   --max-uploads N       concurrent requests served (serve, default 16)
-  --compress            send LZ4-compressed records where they shrink (serve)
+  --compress            always try LZ4 (default: only with --upload-rate) (serve)
   --peer ADDR,KEY       a source by address and key (fetch; repeatable)
   --player NAME         a source by player name, looked up in the phone book (fetch; repeatable)
   --out PATH            where to write the fetched file (fetch)
@@ -209,7 +209,11 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         max_concurrent_uploads: args
             .max_uploads
             .unwrap_or(ServeConfig::default().max_concurrent_uploads),
-        compress: args.compress,
+        compress: if args.compress {
+            peer::serve::Compression::Always
+        } else {
+            peer::serve::Compression::WhenRateLimited
+        },
         ..Default::default()
     };
     let server = Server::spawn(endpoint.clone(), store, config, None);
