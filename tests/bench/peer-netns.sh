@@ -60,11 +60,16 @@ peer_arg() { echo "--peer 192.0.2.$((4*$1+2)):7000,${KEYS[$(($1-1))]}"; }
 fetch() { # label, peer args...
     local label=$1; shift
     rm -f "$WORK/out.bin" "$WORK/out.bin.part" "$WORK/out.bin.manifest"
-    local before after line
-    before=$(cpu_seconds_except)
-    line=$(ip netns exec pbdl "$BIN/peer" fetch "$HASH" --out "$WORK/out.bin" --identity "$WORK/dl.key" --pins "$WORK/pins" --quiet "$@" | head -1)
-    after=$(cpu_seconds_except)
-    echo "$label: $line (all processes used $(echo "$after - $before" | bc) CPU s)" >&2
+    local before after seeders0 seeders1 out line fetch_cpu other
+    before=$(machine_busy_seconds)
+    seeders0=$(pids_cpu_seconds "${PIDS[@]}")
+    out=$(ip netns exec pbdl "$BIN/peer" fetch "$HASH" --out "$WORK/out.bin" --identity "$WORK/dl.key" --pins "$WORK/pins" --quiet "$@")
+    after=$(machine_busy_seconds)
+    seeders1=$(pids_cpu_seconds "${PIDS[@]}")
+    line=$(echo "$out" | awk 'NR==1')
+    fetch_cpu=$(echo "$out" | sed -nE 's/^  cpu ([0-9.]+) s.*/\1/p')
+    other=$(echo "$after - $before - ($seeders1 - $seeders0) - ${fetch_cpu:-0}" | bc)
+    echo "$label: $line (seeders used $(echo "$seeders1 - $seeders0" | bc) CPU s, downloader ${fetch_cpu:-?} s, other processes $other s)" >&2
     echo "$line" | sed -E 's/.*= ([0-9.]+) MB\/s.*/\1/'
 }
 

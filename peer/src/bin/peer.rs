@@ -336,6 +336,7 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             m.sent_packets
         );
     }
+    println!("  cpu {:.2} s (this process)", own_cpu_seconds());
     Ok(())
 }
 
@@ -361,4 +362,40 @@ async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         found.key
     );
     Ok(())
+}
+
+/// CPU seconds (user + system) this process has used, from /proc (0 where there is none).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds (user + system) this process has used, from /proc (0 where there is none).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
