@@ -381,21 +381,3 @@ fn own_cpu_seconds() -> f64 {
     };
     (ticks(11) + ticks(12)) / 100.0
 }
-
-/// CPU seconds (user + system) this process has used, from /proc (0 where there is none).
-fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
