@@ -368,7 +368,7 @@ fn compressible_data_is_sent_compressed_and_arrives_intact() {
         let s = seeder(
             Arc::new(store),
             ServeConfig {
-                compress: true,
+                compress: peer::serve::Compression::Always,
                 ..Default::default()
             },
         );
@@ -386,5 +386,77 @@ fn compressible_data_is_sent_compressed_and_arrives_intact() {
         .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert!(s.server.stats().bytes_sent.load(Ordering::Relaxed) < data.len() as u64 / 4);
+    });
+}
+
+#[test]
+fn pool_holds_at_most_its_cap_and_closes_the_least_recently_used() {
+    smol::block_on(async {
+        let seeders: Vec<Seeder> = (0..3)
+            .map(|_| memory_seeder(&[], DEFAULT_CHUNK_SIZE))
+            .collect();
+        let endpoint =
+            Arc::new(peer::Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap());
+        let pool = Pool::new(
+            endpoint,
+            PinStore::in_memory(),
+            PoolConfig {
+                max_connections: 2,
+                ..Default::default()
+            },
+        );
+        let first = pool
+            .connect(None, seeders[0].addr(), seeders[0].source().key)
+            .await
+            .unwrap();
+        pool.connect(None, seeders[1].addr(), seeders[1].source().key)
+            .await
+            .unwrap();
+        pool.connect(None, seeders[2].addr(), seeders[2].source().key)
+            .await
+            .unwrap();
+        assert_eq!(pool.len(), 2);
+        assert!(
+            first.is_closed(),
+            "the least recently used connection was closed"
+        );
+        assert_eq!(pool.peer_record(&seeders[2].source().key).connects, 1);
+    });
+}
+
+#[test]
+fn a_full_server_closes_extra_connections_with_a_clear_code() {
+    smol::block_on(async {
+        let s = seeder(
+            Arc::new(MemoryStore::default()),
+            ServeConfig {
+                max_connections: 1,
+                ..Default::default()
+            },
+        );
+        let (a, b) = (downloader(), downloader());
+        let ca = a.connect(None, s.addr(), s.source().key).await.unwrap();
+        assert!(matches!(
+            ca.fetch_manifest(FileHash::Sha1([0; 20])).await,
+            Err(peer::fetch::FetchError::Status(
+                peer::wire::Status::NotFound
+            ))
+        ));
+        let cb = b.connect(None, s.addr(), s.source().key).await.unwrap();
+        match cb
+            .fetch_manifest(FileHash::Sha1([0; 20]))
+            .await
+            .unwrap_err()
+        {
+            peer::fetch::FetchError::Stream(StreamError::Lost(
+                quinn::ConnectionError::ApplicationClosed(c),
+            )) => {
+                assert_eq!(
+                    c.error_code.into_inner(),
+                    u64::from(peer::endpoint::CLOSE_FULL)
+                );
+            }
+            other => panic!("expected a close for a full server, got {other}"),
+        }
     });
 }
