@@ -16,7 +16,7 @@ use bench_util::*;
 use peer::download::DownloadConfig;
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
-    ServeConfig, Server, Source, download,
+    ServeConfig, Server, Source, Spawner, download,
 };
 
 fn loopback() -> EndpointConfig {
@@ -89,16 +89,24 @@ fn main() {
     );
 }
 
-/// Every async part runs on smol's executor thread (`smol::spawn`) rather than in
-/// `block_on` on the main thread: quinn's driver lives there, and cross-thread wake-ups
-/// between the two would cost more than the work itself on one pinned core.
-fn run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
-    smol::future::block_on(smol::spawn(fut))
+/// Runs `f` with an executor on this thread that also runs every task of the endpoints made
+/// with the spawner it gets: one thread per process does all the work, as a plugin would with
+/// `Endpoint::bind_on`. `PEER_BENCH_GLOBAL=1` uses smol's global executor instead.
+fn run<T, F: std::future::Future<Output = T>>(f: impl FnOnce(Spawner) -> F) -> T {
+    if std::env::var("PEER_BENCH_GLOBAL").as_deref() == Ok("1") {
+        return smol::block_on(f(Spawner::Global));
+    }
+    let ex = Arc::new(smol::Executor::new());
+    smol::block_on(ex.run(f(Spawner::Executor(ex.clone()))))
+}
+
+fn endpoint(spawner: Spawner) -> Arc<Endpoint> {
+    Arc::new(Endpoint::bind_on(Arc::new(Identity::generate()), &loopback(), spawner).unwrap())
 }
 
 fn bare_server() {
-    run(async {
-        let ep = Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap();
+    run(|spawner| async move {
+        let ep = endpoint(spawner);
         println!(
             "READY {} {}",
             ep.local_addr().unwrap().port(),
@@ -129,11 +137,10 @@ fn bare_server() {
 }
 
 fn peer_server(file: &Path) {
-    let file = file.to_owned();
-    run(async move {
+    run(|spawner| async move {
         let store = Arc::new(FolderStore::default());
-        store.add_file(&file).unwrap();
-        let ep = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap());
+        store.add_file(file).unwrap();
+        let ep = endpoint(spawner);
         let _server = Server::spawn(ep.clone(), store, ServeConfig::default(), None);
         println!(
             "READY {} {}",
@@ -144,10 +151,6 @@ fn peer_server(file: &Path) {
     });
 }
 
-fn client_endpoint() -> Arc<Endpoint> {
-    Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap())
-}
-
 /// Returns (seconds, CPU seconds used by other processes meanwhile).
 fn bare_run(size: u64) -> (f64, f64) {
     let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
@@ -156,8 +159,8 @@ fn bare_run(size: u64) -> (f64, f64) {
     let exclude = [std::process::id(), child.id()];
     let cpu0 = other_cpu_seconds(&exclude);
     let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
-    let ep = client_endpoint();
-    let secs = run(async move {
+    let secs = run(|spawner| async move {
+        let ep = endpoint(spawner);
         let start = Instant::now();
         let conn = ep
             .connect(([127, 0, 0, 1], port).into(), key)
@@ -199,18 +202,18 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
     let dest = dir.join("peer-bench-out.bin");
     let _ = std::fs::remove_file(&dest);
-    let pool = Arc::new(Pool::new(
-        client_endpoint(),
-        PinStore::in_memory(),
-        PoolConfig::default(),
-    ));
     let source = Source {
         name: None,
         addr: ([127, 0, 0, 1], port).into(),
         key,
     };
-    let report = run({
+    let report = run(|spawner| {
         let dest = dest.clone();
+        let pool = Arc::new(Pool::new(
+            endpoint(spawner),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ));
         async move {
             download(
                 &pool,

@@ -173,6 +173,7 @@ pub async fn download(
     progress: Option<smol::channel::Sender<Progress>>,
 ) -> Result<DownloadReport, DownloadError> {
     let start = Instant::now();
+    let spawner = pool.endpoint().spawner().clone();
     let part = with_suffix(dest, ".part");
     let sidecar = with_suffix(dest, ".manifest");
 
@@ -183,7 +184,7 @@ pub async fn download(
         .take(config.max_sources)
         .map(|s| {
             let (pool, s) = (pool.clone(), s.clone());
-            smol::spawn(async move {
+            spawner.spawn(async move {
                 let r = pool.connect(s.name.as_deref(), s.addr, s.key).await;
                 if let Err(e) = &r {
                     log::info!("source {} unusable: {e}", s.key.short());
@@ -203,7 +204,7 @@ pub async fn download(
     let manifest = match load_sidecar(&sidecar, hash) {
         Some(m) => m,
         None => {
-            let m = choose_manifest(&mut conns, hash)
+            let m = choose_manifest(&spawner, &mut conns, hash)
                 .await
                 .ok_or(DownloadError::NoManifest)?;
             write_durable(&sidecar, &m.encode(), 0o644)?;
@@ -269,10 +270,10 @@ pub async fn download(
     let mut tasks = Vec::new();
     for (slot, conn) in &slots {
         for _ in 0..pipeline {
-            tasks.push(smol::spawn(worker(state.clone(), conn.clone(), *slot)));
+            tasks.push(spawner.spawn(worker(state.clone(), conn.clone(), *slot)));
         }
     }
-    tasks.push(smol::spawn(timer(state.clone())));
+    tasks.push(spawner.spawn(timer(state.clone())));
     loop {
         let listener = state.event.listen();
         if state.finished() {
@@ -341,6 +342,7 @@ fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
 /// Asks every connected source for the manifest and keeps the one most of them sent; sources
 /// that sent another (or none) are not used for this file.
 async fn choose_manifest(
+    spawner: &crate::runtime::Spawner,
     conns: &mut [(PeerId, Option<PeerConnection>)],
     hash: FileHash,
 ) -> Option<Manifest> {
@@ -348,7 +350,7 @@ async fn choose_manifest(
         .iter()
         .map(|(_, c)| {
             let c = c.clone();
-            smol::spawn(async move {
+            spawner.spawn(async move {
                 match c {
                     Some(c) => c
                         .fetch_manifest(hash)

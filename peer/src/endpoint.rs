@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::identity::{Identity, PeerId};
+use crate::runtime::Spawner;
 use crate::session::{Cipher, SessionKeys};
 use crate::tls::{self, ExpectedServer};
 
@@ -120,6 +121,7 @@ pub struct Endpoint {
     socket: UdpSocket,
     transport: Arc<quinn::TransportConfig>,
     alpn: Vec<Vec<u8>>,
+    spawner: Spawner,
 }
 
 fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
@@ -139,8 +141,19 @@ fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
 }
 
 impl Endpoint {
-    /// Binds the UDP socket and starts the endpoint (client and server) on smol.
+    /// Binds the UDP socket and starts the endpoint (client and server) on smol's global
+    /// executor.
     pub fn bind(identity: Arc<Identity>, config: &EndpointConfig) -> io::Result<Self> {
+        Self::bind_on(identity, config, Spawner::Global)
+    }
+
+    /// Like [`Endpoint::bind`], with every task of this endpoint (quinn's and the library's)
+    /// spawned by `spawner`.
+    pub fn bind_on(
+        identity: Arc<Identity>,
+        config: &EndpointConfig,
+        spawner: Spawner,
+    ) -> io::Result<Self> {
         let socket = UdpSocket::bind(config.listen)?;
         let sock = socket2::SockRef::from(&socket);
         // Best effort: a smaller buffer only costs throughput.
@@ -157,7 +170,7 @@ impl Endpoint {
             quinn::EndpointConfig::default(),
             Some(server),
             socket.try_clone()?,
-            Arc::new(quinn::SmolRuntime),
+            spawner.quinn_runtime(),
         )?;
         Ok(Self {
             quinn,
@@ -165,7 +178,13 @@ impl Endpoint {
             socket,
             transport,
             alpn,
+            spawner,
         })
+    }
+
+    /// Where this endpoint's tasks run.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
     }
 
     /// Our identity.

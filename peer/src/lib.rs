@@ -46,6 +46,7 @@ pub mod pins;
 pub mod pool;
 pub mod rate_limit;
 pub mod records;
+pub mod runtime;
 pub mod serve;
 pub mod session;
 pub mod sha1_chain;
@@ -63,6 +64,7 @@ pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
 pub use phonebook_proto::{PlayerName, Visibility};
 pub use pins::PinStore;
 pub use pool::{Pool, PoolConfig};
+pub use runtime::Spawner;
 pub use serve::{ServeConfig, Server};
 pub use store::{FolderStore, MemoryStore, Store};
 

@@ -118,7 +118,7 @@ impl Server {
             bucket,
             stats: stats.clone(),
         });
-        let task = smol::spawn(accept_loop(shared));
+        let task = shared.endpoint.spawner().spawn(accept_loop(shared.clone()));
         Self { _task: task, stats }
     }
 
@@ -130,48 +130,50 @@ impl Server {
 
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.quinn().accept().await {
+        let spawner = shared.endpoint.spawner().clone();
         let shared = shared.clone();
-        smol::spawn(async move {
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    log::debug!("incoming handshake failed: {e}");
-                    return;
-                }
-            };
-            let conn = match PeerConnection::accepted(conn, shared.endpoint.identity()) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::info!("incoming connection refused: {e}");
-                    return;
-                }
-            };
-            let allowed = shared.policy.as_ref().is_none_or(|p| p(&conn.peer()));
-            let count = shared.stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
-            if !allowed || count > shared.config.max_connections {
-                shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-                shared
-                    .stats
-                    .connections_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                let (code, why) = if allowed {
-                    (CLOSE_FULL, "full")
-                } else {
-                    (CLOSE_REFUSED, "refused")
+        spawner
+            .spawn(async move {
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        log::debug!("incoming handshake failed: {e}");
+                        return;
+                    }
                 };
-                log::info!("closing connection from {}: {why}", conn.peer().short());
-                conn.close(code, why.as_bytes());
-                return;
-            }
-            log::debug!(
-                "peer {} connected from {}",
-                conn.peer().short(),
-                conn.remote_address()
-            );
-            serve_connection(&shared, &conn).await;
-            shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-        })
-        .detach();
+                let conn = match PeerConnection::accepted(conn, shared.endpoint.identity()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        log::info!("incoming connection refused: {e}");
+                        return;
+                    }
+                };
+                let allowed = shared.policy.as_ref().is_none_or(|p| p(&conn.peer()));
+                let count = shared.stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                if !allowed || count > shared.config.max_connections {
+                    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let (code, why) = if allowed {
+                        (CLOSE_FULL, "full")
+                    } else {
+                        (CLOSE_REFUSED, "refused")
+                    };
+                    log::info!("closing connection from {}: {why}", conn.peer().short());
+                    conn.close(code, why.as_bytes());
+                    return;
+                }
+                log::debug!(
+                    "peer {} connected from {}",
+                    conn.peer().short(),
+                    conn.remote_address()
+                );
+                serve_connection(&shared, &conn).await;
+                shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            })
+            .detach();
     }
 }
 
@@ -185,12 +187,16 @@ async fn serve_connection(shared: &Arc<Shared>, conn: &PeerConnection) {
             }
         };
         let (shared, conn) = (shared.clone(), conn.clone());
-        smol::spawn(async move {
-            if let Err(e) = serve_stream(&shared, &conn, send, recv).await {
-                log::debug!("request from {} failed: {e}", conn.peer().short());
-            }
-        })
-        .detach();
+        shared
+            .endpoint
+            .spawner()
+            .clone()
+            .spawn(async move {
+                if let Err(e) = serve_stream(&shared, &conn, send, recv).await {
+                    log::debug!("request from {} failed: {e}", conn.peer().short());
+                }
+            })
+            .detach();
     }
 }
 
