@@ -460,3 +460,46 @@ fn a_full_server_closes_extra_connections_with_a_clear_code() {
         }
     });
 }
+
+#[test]
+fn everything_can_run_on_one_application_owned_executor() {
+    let ex = Arc::new(smol::Executor::new());
+    let spawner = peer::Spawner::Executor(ex.clone());
+    smol::block_on(ex.run(async {
+        let data = content(3 * DEFAULT_CHUNK_SIZE as usize + 1, 21);
+        let store = MemoryStore::default();
+        let hash = store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        let seeder_ep = Arc::new(
+            peer::Endpoint::bind_on(Arc::new(Identity::generate()), &loopback(), spawner.clone())
+                .unwrap(),
+        );
+        let _server = Server::spawn(
+            seeder_ep.clone(),
+            Arc::new(store),
+            ServeConfig::default(),
+            None,
+        );
+        let me = Arc::new(
+            peer::Endpoint::bind_on(Arc::new(Identity::generate()), &loopback(), spawner.clone())
+                .unwrap(),
+        );
+        let pool = Arc::new(Pool::new(me, PinStore::in_memory(), PoolConfig::default()));
+        let source = peer::Source {
+            name: None,
+            addr: ([127, 0, 0, 1], seeder_ep.local_addr().unwrap().port()).into(),
+            key: seeder_ep.identity().id(),
+        };
+        let dest = temp_dir("executor").join("f");
+        download(
+            &pool,
+            hash,
+            &[source],
+            &dest,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }));
+}
