@@ -59,28 +59,30 @@ fn main() {
     }
     println!("loopback bulk transfer, {size_mib} MiB, {runs} runs each, alternating");
     let mut bare = Vec::new();
+    let mut sink = Vec::new();
     let mut ours = Vec::new();
+    let sink_path = dir.join("peer-bench-bare-out.bin");
     for run in 0..runs {
-        let (b, bo) = bare_run(size);
-        println!(
-            "run {run}: bare quinn   {:7.1} MB/s  ({:.2} s, other processes used {bo:.2} CPU s)",
-            size as f64 / b / 1e6,
-            b
-        );
+        let (b, bo) = bare_run(size, None);
+        println!("run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)", size as f64 / b / 1e6);
         bare.push(size as f64 / b);
+        let (w, wo) = bare_run(size, Some(&sink_path));
+        println!("run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)", size as f64 / w / 1e6);
+        sink.push(size as f64 / w);
         let (p, po) = peer_run(&src, &dir, size);
-        println!(
-            "run {run}: peer protocol {:7.1} MB/s  ({:.2} s, other processes used {po:.2} CPU s)",
-            size as f64 / p / 1e6,
-            p
-        );
+        println!("run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)", size as f64 / p / 1e6);
         ours.push(size as f64 / p);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
-    let (b, p) = (median(&mut bare), median(&mut ours));
+    let (b, w, p) = (median(&mut bare), median(&mut sink), median(&mut ours));
+    println!(
+        "median: bare+sha1+write {:.1} MB/s; peer protocol = {:.1}% of it",
+        w / 1e6,
+        100.0 * p / w
+    );
     println!(
         "median: bare quinn {:.1} MB/s, peer protocol {:.1} MB/s, ratio {:.1}% (target >= 90%)",
         b / 1e6,
@@ -152,7 +154,15 @@ fn peer_server(file: &Path) {
 }
 
 /// Returns (seconds, CPU seconds used by other processes meanwhile).
-fn bare_run(size: u64) -> (f64, f64) {
+/// A bare quinn stream; with `sink`, the receiver also does what any verified download must:
+/// SHA-1 over the bytes and writing them to a file.
+fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
+    let sink_path = sink.map(Path::to_owned);
+    let sink = sink.map(|p| {
+        let _ = std::fs::remove_file(p);
+        std::fs::File::create(p).unwrap()
+    });
+    let label = if sink_path.is_some() { "bare+sha1+write" } else { "bare" };
     let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
     let port: u16 = ready[0].parse().unwrap();
     let key: PeerId = ready[1].parse().unwrap();
@@ -169,9 +179,17 @@ fn bare_run(size: u64) -> (f64, f64) {
         let (mut send, mut recv) = conn.quinn().open_bi().await.unwrap();
         send.write_all(&size.to_be_bytes()).await.unwrap();
         let mut got = 0u64;
+        let mut sha = sha1::Sha1::default();
         while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
+            if let Some(f) = &sink {
+                use sha1::Digest as _;
+                use std::os::unix::fs::FileExt as _;
+                sha.update(&chunk.bytes);
+                f.write_all_at(&chunk.bytes, chunk.offset).unwrap();
+            }
             got += chunk.bytes.len() as u64;
         }
+        std::hint::black_box(sha);
         assert_eq!(got, size);
         let secs = start.elapsed().as_secs_f64();
         conn.close(0, b"done");
@@ -180,12 +198,15 @@ fn bare_run(size: u64) -> (f64, f64) {
     let other = other_cpu_seconds(&exclude) - cpu0;
     let (me1, srv1) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
     println!(
-        "  (bare: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
+        "  ({label}: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
         100.0 * (me1 - me0) / secs,
         100.0 * (srv1 - srv0) / secs
     );
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(p) = sink_path {
+        let _ = std::fs::remove_file(p);
+    }
     (secs, other)
 }
 
