@@ -10,9 +10,11 @@ RUNS=${2:-3}
 DIR=/dev/shm
 cargo build --profile bench-fast -p peer --example bench_loopback --example bench_codec
 busy_check
-taskset -c 0 target/bench-fast/examples/bench_loopback --size-mib "$SIZE" --runs "$RUNS" --dir "$DIR"
-echo
-target/bench-fast/examples/bench_codec
+if [ "${PEER_BENCH_NGINX_ONLY:-0}" != 1 ]; then
+    taskset -c 0 target/bench-fast/examples/bench_loopback --size-mib "$SIZE" --runs "$RUNS" --dir "$DIR"
+    echo
+    target/bench-fast/examples/bench_codec
+fi
 
 # nginx over HTTPS to curl, same file, same pinning.
 if ! command -v nginx >/dev/null || ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
@@ -23,6 +25,7 @@ if ! command -v nginx >/dev/null || ! command -v curl >/dev/null || ! command -v
     fi
 fi
 WORK=$(mktemp -d)
+chmod 755 "$WORK"  # nginx workers run as an unprivileged user
 trap 'kill $(cat "$WORK/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 openssl req -x509 -newkey ed25519 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 1 -subj /CN=localhost 2>/dev/null
 ln -s "$DIR/peer-bench-$SIZE.bin" "$WORK/file.bin"
@@ -45,11 +48,16 @@ http {
 CONF
 taskset -c 1 nginx -c "$WORK/nginx.conf" -e "$WORK/error.log"
 for i in $(seq 1 50); do curl -sk -o /dev/null https://127.0.0.1:18443/ 2>/dev/null && break; sleep 0.1; done
-NGINX_PIDS=$(pgrep -f "nginx.*$WORK" | tr '\n' ' ')
+NGINX_PIDS=$(pgrep nginx | tr '\n' ' ')
 for run in $(seq 1 "$RUNS"); do
     before=$(machine_busy_seconds); n0=$(pids_cpu_seconds $NGINX_PIDS)
-    out=$(taskset -c 0 curl -sk -o /dev/null -w '%{speed_download} %{time_total}' https://127.0.0.1:18443/file.bin)
+    out=$(taskset -c 0 curl -fsk -o /dev/null -w '%{speed_download} %{time_total}' https://127.0.0.1:18443/file.bin)
     after=$(machine_busy_seconds); n1=$(pids_cpu_seconds $NGINX_PIDS)
     set -- $out
-    echo "run $((run-1)): nginx HTTPS -> curl $(echo "scale=1; $1/1000000" | bc) MB/s ($2 s; machine busy $(echo "$after - $before" | bc) CPU s, of which nginx $(echo "$n1 - $n0" | bc) s; the rest is curl and other processes)"
+    echo "run $((run-1)): nginx HTTPS -> curl to /dev/null $(echo "scale=1; $1/1000000" | bc) MB/s ($2 s; machine busy $(echo "$after - $before" | bc) CPU s, of which nginx $(echo "$n1 - $n0" | bc) s; the rest is curl and other processes)"
+    rm -f "$DIR/peer-bench-curl.bin"
+    out=$(taskset -c 0 curl -fsk -o "$DIR/peer-bench-curl.bin" -w '%{speed_download} %{time_total}' https://127.0.0.1:18443/file.bin)
+    set -- $out
+    echo "run $((run-1)): nginx HTTPS -> curl to a file   $(echo "scale=1; $1/1000000" | bc) MB/s ($2 s; no hash check)"
+    rm -f "$DIR/peer-bench-curl.bin"
 done
