@@ -64,13 +64,22 @@ fn main() {
     let sink_path = dir.join("peer-bench-bare-out.bin");
     for run in 0..runs {
         let (b, bo) = bare_run(size, None);
-        println!("run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)", size as f64 / b / 1e6);
+        println!(
+            "run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)",
+            size as f64 / b / 1e6
+        );
         bare.push(size as f64 / b);
         let (w, wo) = bare_run(size, Some(&sink_path));
-        println!("run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)", size as f64 / w / 1e6);
+        println!(
+            "run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)",
+            size as f64 / w / 1e6
+        );
         sink.push(size as f64 / w);
         let (p, po) = peer_run(&src, &dir, size);
-        println!("run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)", size as f64 / p / 1e6);
+        println!(
+            "run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)",
+            size as f64 / p / 1e6
+        );
         ours.push(size as f64 / p);
     }
     let median = |v: &mut Vec<f64>| {
@@ -162,7 +171,11 @@ fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
         let _ = std::fs::remove_file(p);
         std::fs::File::create(p).unwrap()
     });
-    let label = if sink_path.is_some() { "bare+sha1+write" } else { "bare" };
+    let label = if sink_path.is_some() {
+        "bare+sha1+write"
+    } else {
+        "bare"
+    };
     let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
     let port: u16 = ready[0].parse().unwrap();
     let key: PeerId = ready[1].parse().unwrap();

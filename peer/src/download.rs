@@ -103,8 +103,9 @@ pub struct DownloadReport {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DownloadError {
-    /// No source could be connected to.
-    NoSources,
+    /// No source could be connected to: why, for each (sources skipped for earlier corrupt
+    /// data are not listed).
+    NoSources(Vec<(PeerId, crate::endpoint::ConnectError)>),
     /// No connected source had the file.
     NoManifest,
     /// Every source was dropped before the file completed. `suspect_manifest`: two sources
@@ -120,7 +121,13 @@ pub enum DownloadError {
 impl fmt::Display for DownloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoSources => f.write_str("no source could be reached"),
+            Self::NoSources(errors) => {
+                f.write_str("no source could be reached")?;
+                for (peer, e) in errors {
+                    write!(f, "; {}: {e}", peer.short())?;
+                }
+                Ok(())
+            }
             Self::NoManifest => f.write_str("no reachable source has the file"),
             Self::Failed { suspect_manifest: true } => {
                 f.write_str("every source failed; two sources failed the same chunk, so the manifest may be false")
@@ -184,21 +191,25 @@ pub async fn download(
         .take(config.max_sources)
         .map(|s| {
             let (pool, s) = (pool.clone(), s.clone());
-            spawner.spawn(async move {
-                let r = pool.connect(s.name.as_deref(), s.addr, s.key).await;
-                if let Err(e) = &r {
-                    log::info!("source {} unusable: {e}", s.key.short());
-                }
-                (s.key, r.ok())
-            })
+            spawner
+                .spawn(async move { (s.key, pool.connect(s.name.as_deref(), s.addr, s.key).await) })
         })
         .collect();
     let mut conns: Vec<(PeerId, Option<PeerConnection>)> = Vec::new();
+    let mut errors = Vec::new();
     for t in tasks {
-        conns.push(t.await);
+        let (key, result) = t.await;
+        match result {
+            Ok(c) => conns.push((key, Some(c))),
+            Err(e) => {
+                log::info!("source {} unusable: {e}", key.short());
+                conns.push((key, None));
+                errors.push((key, e));
+            }
+        }
     }
     if conns.iter().all(|(_, c)| c.is_none()) {
-        return Err(DownloadError::NoSources);
+        return Err(DownloadError::NoSources(errors));
     }
 
     let manifest = match load_sidecar(&sidecar, hash) {

@@ -228,16 +228,34 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         }
         None => None,
     };
-    loop {
-        smol::Timer::after(Duration::from_secs(60)).await;
-        let s = server.stats();
-        log::info!(
-            "serving: {} connections, {} uploads, {} bytes sent",
-            s.connections.load(std::sync::atomic::Ordering::Relaxed),
-            s.uploads.load(std::sync::atomic::Ordering::Relaxed),
-            s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed)
-        );
+    let stats = async {
+        loop {
+            smol::Timer::after(Duration::from_secs(60)).await;
+            let s = server.stats();
+            log::info!(
+                "serving: {} connections, {} uploads, {} bytes sent",
+                s.connections.load(std::sync::atomic::Ordering::Relaxed),
+                s.uploads.load(std::sync::atomic::Ordering::Relaxed),
+                s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    };
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
+    let stop = async {
+        use smol::stream::StreamExt as _;
+        let _ = signals.next().await;
+    };
+    smol::future::or(stats, stop).await;
+    drop(_keeper);
+    if let Some(b) = &book {
+        match b.unregister().await {
+            Ok(()) => eprintln!("unregistered"),
+            Err(e) => eprintln!("unregister failed: {e}"),
+        }
     }
+    endpoint.close();
+    Ok(())
 }
 
 async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
