@@ -24,10 +24,7 @@ fn scripted(replies: Vec<(u16, &'static str, &'static str)>) -> (String, Arc<Ato
         for mut s in listener.incoming().flatten().take(32) {
             let mut buf = vec![0u8; 8192];
             let mut have = 0;
-            loop {
-                let Ok(n) = s.read(&mut buf[have..]) else {
-                    break;
-                };
+            while let Ok(n) = s.read(&mut buf[have..]) {
                 if n == 0 {
                     break;
                 }
