@@ -23,13 +23,17 @@ use pi_server::server::TestServer;
 
 const DELAY: Duration = Duration::from_millis(20);
 
+/// A datagram waiting in the proxy: when it is due, a tie-breaking sequence number, where it
+/// goes and its bytes.
+type Delayed = (Instant, u64, SocketAddr, Vec<u8>);
+
 /// Forwards UDP between one client and `target`, delaying each datagram by DELAY.
 fn udp_delay_proxy(target: SocketAddr) -> SocketAddr {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = sock.local_addr().unwrap();
     std::thread::spawn(move || {
         let mut client: Option<SocketAddr> = None;
-        let mut queue: BinaryHeap<Reverse<(Instant, u64, SocketAddr, Vec<u8>)>> = BinaryHeap::new();
+        let mut queue: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
         let mut seq = 0u64;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -195,7 +199,6 @@ fn main() {
         let t0 = Instant::now();
         let found = book.lookup(&seed_name).await.unwrap();
         let lookup = rt(t0);
-        let t1 = Instant::now();
         let source = Source {
             name: Some(seed_name.as_str().to_owned()),
             addr: found.addr,
