@@ -187,7 +187,7 @@ impl Identity {
                 if mode & 0o077 != 0 {
                     return Err(IdentityError::Permissions(mode));
                 }
-                Self::parse(&text)
+                Self::from_file_text(&text)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let id = Self::generate();
@@ -208,7 +208,8 @@ impl Identity {
         Ok(())
     }
 
-    fn parse(text: &str) -> Result<Self, IdentityError> {
+    /// Parses the key file's text (what [`Identity::save`] writes).
+    pub fn from_file_text(text: &str) -> Result<Self, IdentityError> {
         let mut lines = text.lines();
         if lines.next() != Some(FILE_TAG) {
             return Err(IdentityError::Malformed);
@@ -248,6 +249,24 @@ mod tests {
         assert!(matches!(
             Identity::load_or_create(&path),
             Err(IdentityError::Permissions(0o644))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn from_file_text_never_panics(text in "(ffxiv-p2p-identity-v1\n)?[A-Za-z0-9+/=\n]{0,80}") {
+            let _ = Identity::from_file_text(&text);
+        }
+    }
+
+    #[test]
+    fn key_file_text_round_trips() {
+        let id = Identity::from_seed(&[5; 32]);
+        let text = format!("{FILE_TAG}\n{}\n", STANDARD.encode([5u8; 32]));
+        assert_eq!(Identity::from_file_text(&text).unwrap().id(), id.id());
+        assert!(matches!(
+            Identity::from_file_text("nope"),
+            Err(IdentityError::Malformed)
         ));
     }
 
