@@ -219,7 +219,7 @@ pub async fn download(
     let (manifest, sidecar_write) = match load_sidecar(&sidecar, hash) {
         Some(m) => (m, None),
         None => {
-            let m = choose_manifest(&spawner, &mut conns, hash)
+            let m = choose_manifest(&spawner, &mut conns, hash, config.transfer.request_timeout)
                 .await
                 .ok_or(DownloadError::NoManifest)?;
             let (path, bytes) = (sidecar.clone(), m.encode());
@@ -368,20 +368,29 @@ async fn choose_manifest(
     spawner: &crate::runtime::Spawner,
     conns: &mut [(PeerId, Option<PeerConnection>)],
     hash: FileHash,
+    timeout: Duration,
 ) -> Option<Manifest> {
     let tasks: Vec<_> = conns
         .iter()
         .map(|(_, c)| {
             let c = c.clone();
             spawner.spawn(async move {
-                match c {
-                    Some(c) => c
-                        .fetch_manifest(hash)
+                let c = c?;
+                let fetch = async {
+                    c.fetch_manifest(hash)
                         .await
                         .map_err(|e| log::info!("manifest from {}: {e}", c.peer().short()))
-                        .ok(),
-                    None => None,
-                }
+                        .ok()
+                };
+                let late = async {
+                    smol::Timer::after(timeout).await;
+                    log::info!(
+                        "manifest from {}: no answer in {timeout:?}",
+                        c.peer().short()
+                    );
+                    None
+                };
+                smol::future::or(fetch, late).await
             })
         })
         .collect();
@@ -455,10 +464,15 @@ async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
             listener.await;
             continue;
         };
-        match conn
-            .fetch_chunk(&manifest, index, state.config.accept_lz4, &mut buf)
-            .await
-        {
+        // A request this old has been given to another peer by `Transfer::handle_timeout`
+        // (which counts from the peer's last progress); stop waiting so the slot can work again.
+        let fetch = conn.fetch_chunk(&manifest, index, state.config.accept_lz4, &mut buf);
+        let late = async {
+            smol::Timer::after(state.config.transfer.request_timeout * 2).await;
+            Err(FetchError::TimedOut)
+        };
+        match smol::future::or(fetch, late).await {
+            Err(FetchError::TimedOut) => {}
             Ok(()) => {
                 let verdict = state.transfer.lock().expect("not poisoned").handle_data(
                     slot,

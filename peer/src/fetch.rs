@@ -25,6 +25,8 @@ pub enum FetchError {
     WrongManifest,
     /// The peer sent more or less data than the chunk holds.
     WrongLength,
+    /// No complete answer before the request's deadline.
+    TimedOut,
 }
 
 impl fmt::Display for FetchError {
@@ -35,6 +37,7 @@ impl fmt::Display for FetchError {
             Self::BadManifest(e) => write!(f, "bad manifest: {e}"),
             Self::WrongManifest => f.write_str("peer sent the manifest of another file"),
             Self::WrongLength => f.write_str("peer sent a chunk of the wrong length"),
+            Self::TimedOut => f.write_str("no answer before the deadline"),
         }
     }
 }

@@ -39,7 +39,10 @@ pub struct TransferConfig {
     pub pipeline_target: Duration,
     /// Most requests in flight over all peers (each holds a chunk-sized buffer).
     pub max_in_flight: usize,
-    /// A request with no verified answer after this long is given to someone else.
+    /// A peer that has delivered nothing for this long (since its oldest pending request was
+    /// sent, or since its last delivery if later) loses its pending requests to other peers.
+    /// Measured from progress rather than from each request, so that a deep pipeline on a slow
+    /// link is not mistaken for a dead peer.
     pub request_timeout: Duration,
     /// Timeouts after which a peer is dropped from the transfer.
     pub max_timeouts: u32,
@@ -88,6 +91,7 @@ struct PeerState {
     bytes_ok: u64,
     timeouts: u32,
     first_request: Option<Instant>,
+    last_progress: Option<Instant>,
 }
 
 /// What became of data a peer sent.
@@ -265,7 +269,7 @@ impl Transfer {
         };
         let p = &mut self.peers[peer.0];
         p.first_request.get_or_insert(now);
-        p.in_flight.push((index, now + self.config.request_timeout));
+        p.in_flight.push((index, now));
         Some(index)
     }
 
@@ -315,7 +319,7 @@ impl Transfer {
         peer: PeerSlot,
         index: u32,
         data: &[u8],
-        _now: Instant,
+        now: Instant,
     ) -> Result<Accepted, Rejected> {
         if index as usize >= self.chunks.len() {
             return Err(Rejected::OutOfRange);
@@ -339,6 +343,7 @@ impl Transfer {
         let p = &mut self.peers[peer.0];
         p.chunks_ok += 1;
         p.bytes_ok += data.len() as u64;
+        p.last_progress = Some(now);
         Ok(Accepted::New {
             offset: self.manifest.chunk_range(index).0,
         })
@@ -368,28 +373,34 @@ impl Transfer {
         }
     }
 
-    /// The earliest request deadline.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .iter()
-            .flat_map(|p| p.in_flight.iter().map(|&(_, d)| d))
-            .min()
+    /// When `peer`'s pending requests become late: `request_timeout` after the later of its
+    /// oldest pending request and its last delivery.
+    fn deadline(&self, p: &PeerState) -> Option<Instant> {
+        let oldest = p.in_flight.iter().map(|&(_, sent)| sent).min()?;
+        Some(oldest.max(p.last_progress.unwrap_or(oldest)) + self.config.request_timeout)
     }
 
-    /// Releases requests whose deadline passed; a peer that times out too often is dropped.
+    /// The earliest request deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.iter().filter_map(|p| self.deadline(p)).min()
+    }
+
+    /// Gives the pending requests of peers that made no progress in time to others; a peer
+    /// that times out too often is dropped.
     pub fn handle_timeout(&mut self, now: Instant) {
         for slot in 0..self.peers.len() {
-            let late: Vec<u32> = self.peers[slot]
-                .in_flight
-                .iter()
-                .filter(|&&(_, d)| d <= now)
-                .map(|&(i, _)| i)
-                .collect();
+            if self.deadline(&self.peers[slot]).is_none_or(|d| d > now) {
+                continue;
+            }
+            let late: Vec<u32> = self.peers[slot].in_flight.iter().map(|&(i, _)| i).collect();
             for i in late {
                 self.settle(PeerSlot(slot), i);
-                self.peers[slot].timeouts += 1;
             }
-            if self.peers[slot].timeouts >= self.config.max_timeouts {
+            let p = &mut self.peers[slot];
+            p.timeouts += 1;
+            // The next requests get a full timeout of their own.
+            p.last_progress = Some(now);
+            if p.timeouts >= self.config.max_timeouts {
                 self.drop_peer(PeerSlot(slot), Dropped::TooSlow);
             }
         }

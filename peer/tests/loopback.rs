@@ -503,3 +503,54 @@ fn everything_can_run_on_one_application_owned_executor() {
         assert_eq!(std::fs::read(&dest).unwrap(), data);
     }));
 }
+
+#[test]
+fn a_peer_that_accepts_but_never_answers_does_not_stall_the_download() {
+    smol::block_on(async {
+        // A "peer" that completes handshakes and accepts streams but never answers.
+        let silent =
+            Arc::new(peer::Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap());
+        let quiet = silent.clone();
+        let _hold = smol::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(incoming) = quiet.quinn().accept().await {
+                let Ok(conn) = incoming.await else { continue };
+                while let Ok(streams) = conn.accept_bi().await {
+                    held.push(streams);
+                }
+            }
+        });
+        let data = content(2 * DEFAULT_CHUNK_SIZE as usize + 3, 33);
+        let good = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
+        let silent_source = peer::Source {
+            name: None,
+            addr: ([127, 0, 0, 1], silent.local_addr().unwrap().port()).into(),
+            key: silent.identity().id(),
+        };
+        let pool = downloader();
+        let dest = temp_dir("silent").join("f");
+        let mut config = DownloadConfig::default();
+        config.transfer.request_timeout = std::time::Duration::from_millis(300);
+        let hash = sha1(&data);
+        let report = download(
+            &pool,
+            hash,
+            &[silent_source, good.source()],
+            &dest,
+            config,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        let silent_outcome = report
+            .sources
+            .iter()
+            .find(|s| s.peer == silent.identity().id())
+            .unwrap();
+        assert!(
+            !silent_outcome.used,
+            "no manifest from it, so it is left out"
+        );
+    });
+}
