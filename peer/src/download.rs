@@ -216,16 +216,22 @@ pub async fn download(
     // The sidecar is only needed to resume after an interruption: it is written durably on a
     // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
     // time to first byte.
-    let (manifest, sidecar_write) = match load_sidecar(&sidecar, hash) {
-        Some(m) => (m, None),
+    let (manifest, sidecar_write, early_chunk) = match load_sidecar(&sidecar, hash) {
+        Some(m) => (m, None, None),
         None => {
-            let m = choose_manifest(&spawner, &mut conns, hash, config.transfer.request_timeout)
-                .await
-                .ok_or(DownloadError::NoManifest)?;
+            let (m, early) = choose_manifest(
+                &spawner,
+                &mut conns,
+                hash,
+                config.transfer.request_timeout,
+                config.accept_lz4,
+            )
+            .await
+            .ok_or(DownloadError::NoManifest)?;
             let (path, bytes) = (sidecar.clone(), m.encode());
             let write = (m.chunk_count() > 1)
                 .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
-            (m, write)
+            (m, write, early)
         }
     };
     let manifest = Arc::new(manifest);
@@ -282,6 +288,12 @@ pub async fn download(
         progress,
         io_error: Mutex::new(None),
     });
+    if let Some((peer, data)) = early_chunk
+        && let Some((slot, _)) = slots.iter().find(|(_, c)| c.peer() == peer)
+        && let Some(last) = manifest.chunk_count().checked_sub(1)
+    {
+        accept_chunk(&state, *slot, peer, last, &data);
+    }
     send_progress(&state, &manifest);
 
     let mut tasks = Vec::new();
@@ -369,18 +381,33 @@ async fn choose_manifest(
     conns: &mut [(PeerId, Option<PeerConnection>)],
     hash: FileHash,
     timeout: Duration,
-) -> Option<Manifest> {
+    accept_lz4: bool,
+) -> Option<(Manifest, Option<(PeerId, Vec<u8>)>)> {
+    // The first source also sends the last chunk in the same exchange (one round trip saved).
+    let first = conns.iter().position(|(_, c)| c.is_some());
     let tasks: Vec<_> = conns
         .iter()
-        .map(|(_, c)| {
+        .enumerate()
+        .map(|(i, (_, c))| {
             let c = c.clone();
+            let with_chunk = Some(i) == first;
             spawner.spawn(async move {
                 let c = c?;
                 let fetch = async {
-                    c.fetch_manifest(hash)
-                        .await
-                        .map_err(|e| log::info!("manifest from {}: {e}", c.peer().short()))
-                        .ok()
+                    let mut chunk = Vec::new();
+                    let got = if with_chunk {
+                        c.fetch_manifest_and_last_chunk(hash, accept_lz4, &mut chunk)
+                            .await
+                    } else {
+                        c.fetch_manifest(hash).await.map(|m| (m, false))
+                    };
+                    match got {
+                        Ok((m, has_chunk)) => Some((m, has_chunk.then_some(chunk))),
+                        Err(e) => {
+                            log::info!("manifest from {}: {e}", c.peer().short());
+                            None
+                        }
+                    }
                 };
                 let late = async {
                     smol::Timer::after(timeout).await;
@@ -395,8 +422,13 @@ async fn choose_manifest(
         })
         .collect();
     let mut got = Vec::new();
-    for t in tasks {
-        got.push(t.await.map(|m| m.encode()));
+    let mut chunk = None;
+    for (t, (peer, _)) in tasks.into_iter().zip(conns.iter()) {
+        let answer = t.await;
+        got.push(answer.as_ref().map(|(m, _)| m.encode()));
+        if let Some((_, Some(data))) = answer {
+            chunk = Some((*peer, data));
+        }
     }
     let mut votes: Vec<(&Vec<u8>, usize)> = Vec::new();
     for enc in got.iter().flatten() {
@@ -416,7 +448,9 @@ async fn choose_manifest(
             *c = None;
         }
     }
-    Manifest::decode(&winner).ok()
+    // Keep the early chunk only if its sender agreed on the manifest.
+    let chunk = chunk.filter(|(peer, _)| conns.iter().any(|(p, c)| p == peer && c.is_some()));
+    Some((Manifest::decode(&winner).ok()?, chunk))
 }
 
 /// Which chunks of a partial file already verify (resume).
@@ -441,6 +475,42 @@ fn send_progress(state: &State, manifest: &Manifest) {
         bytes_done,
         bytes_total: manifest.file_size(),
     });
+}
+
+/// Verifies a chunk `peer` sent and writes it if it is new; a corrupt one penalizes the peer.
+fn accept_chunk(state: &State, slot: PeerSlot, peer: PeerId, index: u32, data: &[u8]) {
+    let verdict =
+        state
+            .transfer
+            .lock()
+            .expect("not poisoned")
+            .handle_data(slot, index, data, Instant::now());
+    match verdict {
+        Ok(Accepted::New { offset }) => {
+            if let Err(e) = state.file.write_all_at(data, offset) {
+                *state.io_error.lock().expect("not poisoned") = Some(e);
+            }
+            state.pool.record(peer, |r| {
+                r.chunks_received += 1;
+                r.bytes_received += data.len() as u64;
+            });
+            let manifest = state
+                .transfer
+                .lock()
+                .expect("not poisoned")
+                .manifest()
+                .clone();
+            send_progress(state, &manifest);
+        }
+        Ok(Accepted::Duplicate) => {}
+        Err(_) => {
+            log::warn!(
+                "peer {} sent chunk {index} that failed verification: dropped and penalized",
+                peer.short()
+            );
+            state.pool.record(peer, |r| r.corrupt_chunks += 1);
+        }
+    }
 }
 
 async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
@@ -473,34 +543,7 @@ async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
         };
         match smol::future::or(fetch, late).await {
             Err(FetchError::TimedOut) => {}
-            Ok(()) => {
-                let verdict = state.transfer.lock().expect("not poisoned").handle_data(
-                    slot,
-                    index,
-                    &buf,
-                    Instant::now(),
-                );
-                match verdict {
-                    Ok(Accepted::New { offset }) => {
-                        if let Err(e) = state.file.write_all_at(&buf, offset) {
-                            *state.io_error.lock().expect("not poisoned") = Some(e);
-                        }
-                        state.pool.record(conn.peer(), |r| {
-                            r.chunks_received += 1;
-                            r.bytes_received += buf.len() as u64;
-                        });
-                        send_progress(&state, &manifest);
-                    }
-                    Ok(Accepted::Duplicate) => {}
-                    Err(_) => {
-                        log::warn!(
-                            "peer {} sent chunk {index} that failed verification: dropped and penalized",
-                            conn.peer().short()
-                        );
-                        state.pool.record(conn.peer(), |r| r.corrupt_chunks += 1);
-                    }
-                }
-            }
+            Ok(()) => accept_chunk(&state, slot, conn.peer(), index, &buf),
             Err(FetchError::Status(Status::Busy)) => {
                 state
                     .transfer

@@ -8,7 +8,8 @@ use crate::hash::FileHash;
 use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
 use crate::records::{RecordReader, RecordWriter, StreamError};
 use crate::wire::{
-    MAX_RECORD_CIPHERTEXT, RECORD_HEADER_LEN, RECORD_SIZE, RecordKind, Request, Status, TAG_LEN,
+    MAX_RECORD_CIPHERTEXT, RECORD_HEADER_LEN, RECORD_SIZE, RecordHeader, RecordKind, Request,
+    Status, TAG_LEN,
 };
 
 /// A request to a peer failed.
@@ -87,13 +88,42 @@ impl PeerConnection {
 
     /// Asks the peer for the manifest of `hash`.
     pub async fn fetch_manifest(&self, hash: FileHash) -> Result<Manifest, FetchError> {
-        let mut ex = self.exchange(&Request::Manifest { hash }).await?;
+        Ok(self.fetch_manifest_inner(hash, None, false).await?.0)
+    }
+
+    /// Asks for the manifest of `hash` and, in the same exchange, the file's last chunk, which
+    /// is put in `last_chunk` (unverified: `Transfer::handle_data` checks it). Returns whether
+    /// the chunk came (an empty file has none).
+    pub async fn fetch_manifest_and_last_chunk(
+        &self,
+        hash: FileHash,
+        accept_lz4: bool,
+        last_chunk: &mut Vec<u8>,
+    ) -> Result<(Manifest, bool), FetchError> {
+        self.fetch_manifest_inner(hash, Some(last_chunk), accept_lz4)
+            .await
+    }
+
+    async fn fetch_manifest_inner(
+        &self,
+        hash: FileHash,
+        last_chunk: Option<&mut Vec<u8>>,
+        accept_lz4: bool,
+    ) -> Result<(Manifest, bool), FetchError> {
+        let request = Request::Manifest {
+            hash,
+            with_last_chunk: last_chunk.is_some(),
+            accept_lz4,
+        };
+        let mut ex = self.exchange(&request).await?;
         let mut reader = RecordReader::new(&mut ex.recv, &self.keys);
         let mut encoded = Vec::new();
         let mut buf = vec![0u8; MAX_RECORD_CIPHERTEXT];
+        let mut data_header = None;
         while let Some(h) = reader.header().await? {
             if h.kind != RecordKind::Manifest {
-                return Err(StreamError::Unexpected.into());
+                data_header = Some(h);
+                break;
             }
             let n = reader.body(h, &mut buf).await?;
             if encoded.len() + n > MAX_MANIFEST_LEN {
@@ -105,7 +135,15 @@ impl PeerConnection {
         if m.hash() != hash {
             return Err(FetchError::WrongManifest);
         }
-        Ok(m)
+        match (data_header, last_chunk, m.chunk_count().checked_sub(1)) {
+            (None, _, _) => Ok((m, false)),
+            (Some(h), Some(out), Some(last)) => {
+                let len = m.chunk_range(last).1;
+                read_chunk(&mut reader, Some(h), len, accept_lz4, out).await?;
+                Ok((m, true))
+            }
+            _ => Err(StreamError::Unexpected.into()),
+        }
     }
 
     /// Fetches chunk `index` of `manifest`'s file into `out` (resized to the chunk's length).
@@ -125,40 +163,59 @@ impl PeerConnection {
         };
         let mut ex = self.exchange(&request).await?;
         let mut reader = RecordReader::new(&mut ex.recv, &self.keys);
-        let len = manifest.chunk_range(index).1;
-        // Room for the last record's tag, which is decrypted in place.
-        out.resize(len + TAG_LEN, 0);
-        let mut scratch = Vec::new();
-        let mut pos = 0;
-        while pos < len {
-            let expect = (len - pos).min(RECORD_SIZE);
-            let h = reader.header().await?.ok_or(FetchError::WrongLength)?;
-            match h.kind {
-                RecordKind::Data => {
-                    if h.len as usize != expect + TAG_LEN {
-                        return Err(FetchError::WrongLength);
-                    }
-                    reader.body(h, &mut out[pos..]).await?;
-                }
-                RecordKind::DataLz4 if accept_lz4 => {
-                    scratch.resize(h.len as usize, 0);
-                    let n = reader.body(h, &mut scratch).await?;
-                    let got = lz4_flex::block::decompress_into(
-                        &scratch[..n],
-                        &mut out[pos..pos + expect],
-                    );
-                    if got.ok() != Some(expect) {
-                        return Err(FetchError::WrongLength);
-                    }
-                }
-                _ => return Err(StreamError::Unexpected.into()),
-            }
-            pos += expect;
-        }
-        out.truncate(len);
-        if reader.header().await?.is_some() {
-            return Err(FetchError::WrongLength);
-        }
-        Ok(())
+        read_chunk(
+            &mut reader,
+            None,
+            manifest.chunk_range(index).1,
+            accept_lz4,
+            out,
+        )
+        .await
     }
+}
+
+/// Reads the records of one chunk of `len` bytes into `out`, then the end of the stream.
+/// `first` is a header already read.
+async fn read_chunk(
+    reader: &mut RecordReader<'_>,
+    mut first: Option<RecordHeader>,
+    len: usize,
+    accept_lz4: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), FetchError> {
+    // Room for the last record's tag, which is decrypted in place.
+    out.resize(len + TAG_LEN, 0);
+    let mut scratch = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let expect = (len - pos).min(RECORD_SIZE);
+        let h = match first.take() {
+            Some(h) => h,
+            None => reader.header().await?.ok_or(FetchError::WrongLength)?,
+        };
+        match h.kind {
+            RecordKind::Data => {
+                if h.len as usize != expect + TAG_LEN {
+                    return Err(FetchError::WrongLength);
+                }
+                reader.body(h, &mut out[pos..]).await?;
+            }
+            RecordKind::DataLz4 if accept_lz4 => {
+                scratch.resize(h.len as usize, 0);
+                let n = reader.body(h, &mut scratch).await?;
+                let got =
+                    lz4_flex::block::decompress_into(&scratch[..n], &mut out[pos..pos + expect]);
+                if got.ok() != Some(expect) {
+                    return Err(FetchError::WrongLength);
+                }
+            }
+            _ => return Err(StreamError::Unexpected.into()),
+        }
+        pos += expect;
+    }
+    out.truncate(len);
+    if reader.header().await?.is_some() {
+        return Err(FetchError::WrongLength);
+    }
+    Ok(())
 }

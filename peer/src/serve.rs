@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{CLOSE_FULL, CLOSE_REFUSED, Endpoint, PeerConnection};
+use crate::hash::FileHash;
 use crate::identity::PeerId;
+use crate::manifest::Manifest;
 use crate::rate_limit::TokenBucket;
 use crate::records::{RecordReader, RecordWriter, StreamError};
 use crate::store::Store;
@@ -225,7 +227,7 @@ async fn serve_stream(
     let request = Request::decode(&buf[..n]);
 
     let (hash, slot) = match request {
-        Ok(Request::Manifest { hash }) | Ok(Request::Chunks { hash, .. }) => {
+        Ok(Request::Manifest { hash, .. }) | Ok(Request::Chunks { hash, .. }) => {
             let uploads = shared.stats.uploads.fetch_add(1, Ordering::Relaxed) + 1;
             let slot = UploadSlot(&shared.stats.uploads);
             if uploads > shared.config.max_concurrent_uploads {
@@ -252,12 +254,30 @@ async fn serve_stream(
     send.write_all(&[Status::Ok as u8]).await?;
     let mut writer = RecordWriter::new(&mut send, &conn.keys);
     match request {
-        Request::Manifest { .. } => {
+        Request::Manifest {
+            with_last_chunk,
+            accept_lz4,
+            ..
+        } => {
             for piece in manifest.encode().chunks(RECORD_SIZE) {
                 let mut buf = RecordWriter::buffer(piece.len());
                 buf[RECORD_HEADER_LEN..].copy_from_slice(piece);
                 let n = writer.send(RecordKind::Manifest, buf).await?;
                 throttle(shared, n).await;
+            }
+            if with_last_chunk
+                && let Some(last) = manifest.chunk_count().checked_sub(1)
+                && !send_chunk(
+                    shared,
+                    &mut writer,
+                    &hash,
+                    &manifest,
+                    last,
+                    compress(shared, accept_lz4),
+                )
+                .await?
+            {
+                return Ok(());
             }
         }
         Request::Chunks {
@@ -266,35 +286,10 @@ async fn serve_stream(
             accept_lz4,
             ..
         } => {
-            let compress = accept_lz4
-                && match shared.config.compress {
-                    Compression::Never => false,
-                    Compression::WhenRateLimited => shared.config.upload_rate.is_some(),
-                    Compression::Always => true,
-                };
+            let compress = compress(shared, accept_lz4);
             for index in first..first + u32::from(count) {
-                let (offset, len) = manifest.chunk_range(index);
-                let mut pos = 0;
-                while pos < len {
-                    let piece = (len - pos).min(RECORD_SIZE);
-                    let mut buf = RecordWriter::buffer(piece);
-                    if let Err(e) = shared.store.read_at(
-                        &hash,
-                        offset + pos as u64,
-                        &mut buf[RECORD_HEADER_LEN..],
-                    ) {
-                        log::warn!("store read failed for {hash}: {e}");
-                        send_reset(writer.send);
-                        return Ok(());
-                    }
-                    let (kind, buf) = if compress {
-                        maybe_compress(buf)
-                    } else {
-                        (RecordKind::Data, buf)
-                    };
-                    let n = writer.send(kind, buf).await?;
-                    throttle(shared, n).await;
-                    pos += piece;
+                if !send_chunk(shared, &mut writer, &hash, &manifest, index, compress).await? {
+                    return Ok(());
                 }
             }
         }
@@ -303,6 +298,51 @@ async fn serve_stream(
     drop(slot);
     let _ = send.finish();
     Ok(())
+}
+
+/// Whether to try LZ4 on a chunk for a requester that does (or does not) accept it.
+fn compress(shared: &Shared, accept_lz4: bool) -> bool {
+    accept_lz4
+        && match shared.config.compress {
+            Compression::Never => false,
+            Compression::WhenRateLimited => shared.config.upload_rate.is_some(),
+            Compression::Always => true,
+        }
+}
+
+/// Sends one chunk as records; false if the store failed (the stream is then reset).
+async fn send_chunk(
+    shared: &Shared,
+    writer: &mut RecordWriter<'_>,
+    hash: &FileHash,
+    manifest: &Manifest,
+    index: u32,
+    compress: bool,
+) -> Result<bool, StreamError> {
+    let (offset, len) = manifest.chunk_range(index);
+    let mut pos = 0;
+    while pos < len {
+        let piece = (len - pos).min(RECORD_SIZE);
+        let mut buf = RecordWriter::buffer(piece);
+        if let Err(e) =
+            shared
+                .store
+                .read_at(hash, offset + pos as u64, &mut buf[RECORD_HEADER_LEN..])
+        {
+            log::warn!("store read failed for {hash}: {e}");
+            send_reset(writer.send);
+            return Ok(false);
+        }
+        let (kind, buf) = if compress {
+            maybe_compress(buf)
+        } else {
+            (RecordKind::Data, buf)
+        };
+        let n = writer.send(kind, buf).await?;
+        throttle(shared, n).await;
+        pos += piece;
+    }
+    Ok(true)
 }
 
 fn send_reset(send: &mut quinn::SendStream) {

@@ -3,9 +3,10 @@
 //! ```text
 //! requester -> server:  one sealed record of kind REQUEST holding a `Request`, then FIN
 //! server -> requester:  a status byte, then (if Ok) sealed records until FIN:
-//!                       MANIFEST records (the encoded manifest) or DATA / DATA_LZ4 records
-//!                       (the requested chunks in order, each split into records of at most
-//!                       RECORD_SIZE plaintext bytes)
+//!                       MANIFEST records (the encoded manifest), followed with
+//!                       `with_last_chunk` by the DATA records of the file's last chunk; or
+//!                       DATA / DATA_LZ4 records (the requested chunks in order, each split
+//!                       into records of at most RECORD_SIZE plaintext bytes)
 //! record:               kind u8 | ciphertext length u32 | ciphertext (plaintext + 16-byte tag)
 //! ```
 //! The record header is the AEAD's associated data; the nonce is the stream id and the record's
@@ -91,6 +92,11 @@ pub enum Request {
     Manifest {
         /// Which file.
         hash: FileHash,
+        /// Send the file's last chunk after the manifest, saving the requester a round trip:
+        /// the scheduler asks for the last chunk first anyway.
+        with_last_chunk: bool,
+        /// The requester accepts LZ4-compressed records for that chunk.
+        accept_lz4: bool,
     },
     /// `count` consecutive chunks starting at `first`.
     Chunks {
@@ -113,9 +119,14 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         match self {
-            Self::Manifest { hash } => {
+            Self::Manifest {
+                hash,
+                with_last_chunk,
+                accept_lz4,
+            } => {
                 out.push(KIND_MANIFEST);
                 push_hash(&mut out, hash);
+                out.push(u8::from(*with_last_chunk) | u8::from(*accept_lz4) << 1);
             }
             Self::Chunks {
                 hash,
@@ -144,9 +155,18 @@ impl Request {
         }
         let kind = r.u8()?;
         let req = match kind {
-            KIND_MANIFEST => Self::Manifest {
-                hash: read_hash(&mut r)?,
-            },
+            KIND_MANIFEST => {
+                let hash = read_hash(&mut r)?;
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(DecodeError::Inconsistent);
+                }
+                Self::Manifest {
+                    hash,
+                    with_last_chunk: flags & 1 != 0,
+                    accept_lz4: flags & 2 != 0,
+                }
+            }
             KIND_CHUNKS => {
                 let hash = read_hash(&mut r)?;
                 let first = r.u32()?;
@@ -223,9 +243,15 @@ mod tests {
 
     fn any_request() -> impl Strategy<Value = Request> {
         prop_oneof![
-            any::<[u8; 20]>().prop_map(|h| Request::Manifest {
-                hash: FileHash::Sha1(h)
-            }),
+            (any::<[u8; 20]>(), any::<bool>(), any::<bool>()).prop_map(
+                |(h, with_last_chunk, accept_lz4)| {
+                    Request::Manifest {
+                        hash: FileHash::Sha1(h),
+                        with_last_chunk,
+                        accept_lz4,
+                    }
+                }
+            ),
             (
                 any::<[u8; 20]>(),
                 any::<u32>(),

@@ -554,3 +554,31 @@ fn a_peer_that_accepts_but_never_answers_does_not_stall_the_download() {
         );
     });
 }
+
+#[test]
+fn the_manifest_exchange_can_carry_the_last_chunk() {
+    smol::block_on(async {
+        let data = content(2 * DEFAULT_CHUNK_SIZE as usize + 99, 44);
+        let s = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
+        let pool = downloader();
+        let conn = pool.connect(None, s.addr(), s.source().key).await.unwrap();
+        let mut last = Vec::new();
+        let (m, got) = conn
+            .fetch_manifest_and_last_chunk(sha1(&data), true, &mut last)
+            .await
+            .unwrap();
+        assert!(got);
+        assert_eq!(&last[..], &data[2 * DEFAULT_CHUNK_SIZE as usize..]);
+        assert!(m.verify_chunk(2, &last));
+        let empty = memory_seeder(&[Vec::new()], DEFAULT_CHUNK_SIZE);
+        let conn = pool
+            .connect(None, empty.addr(), empty.source().key)
+            .await
+            .unwrap();
+        let (m, got) = conn
+            .fetch_manifest_and_last_chunk(sha1(b""), true, &mut last)
+            .await
+            .unwrap();
+        assert!(!got && m.file_size() == 0);
+    });
+}
