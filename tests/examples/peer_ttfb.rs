@@ -1,7 +1,7 @@
 //! Time to first byte of the peer library in round trips: a pi-server phone book and a seeder,
 //! each behind a proxy on loopback that delays every packet by 20 ms each way (RTT 40 ms), so
-//! that round trips dominate the timings. Cold: lookup, QUIC handshake, manifest, first chunk.
-//! Pooled: manifest and first chunk on the kept connection.
+//! that round trips dominate the timings. Cold: lookup, QUIC handshake, manifest exchange (which
+//! carries the file's last chunk). Pooled: the manifest exchange on the kept connection.
 //!
 //! Run with: `cargo run --profile bench-fast -p pb-tests --example peer_ttfb`
 
@@ -232,9 +232,11 @@ fn main() {
             "time to first byte, in round trips of a {rtt_ms} ms path (1000-byte file, one chunk):"
         );
         println!(
-            "  cold:   {cold:.2} RTT = phone-book lookup {lookup:.2} (kept-alive HTTP connection) + handshake, manifest and chunk {fetch:.2}"
+            "  cold:   {cold:.2} RTT = phone-book lookup {lookup:.2} (kept-alive HTTP connection) + QUIC handshake and the manifest exchange carrying the chunk {fetch:.2}"
         );
-        println!("  pooled: {pooled:.2} RTT (manifest + chunk on the kept connection)");
+        println!(
+            "  pooled: {pooled:.2} RTT (the manifest exchange carrying the chunk, on the kept connection)"
+        );
         println!(
             "  the two exchanges alone on the pooled connection: manifest {manifest_rt:.2} RTT, chunk {chunk_rt:.2} RTT"
         );
