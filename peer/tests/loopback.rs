@@ -582,3 +582,17 @@ fn the_manifest_exchange_can_carry_the_last_chunk() {
         assert!(!got && m.file_size() == 0);
     });
 }
+
+#[test]
+fn packets_sent_from_the_endpoint_socket_leave_from_the_quic_port() {
+    // What NAT traversal needs: its packets must come from the port peers know.
+    let ep = peer::Endpoint::bind(Arc::new(Identity::generate()), &loopback()).unwrap();
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ep.udp_socket()
+        .send_to(b"punch", probe.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = probe.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"punch");
+    assert_eq!(from.port(), ep.local_addr().unwrap().port());
+}

@@ -15,6 +15,14 @@ const OK: &str = r#"{"success":true,"ip":"127.0.0.1","port":5000,"expiresIn":360
 /// Answers each request with the next scripted (status, extra headers, body), one connection
 /// per request; counts requests.
 fn scripted(replies: Vec<(u16, &'static str, &'static str)>) -> (String, Arc<AtomicUsize>) {
+    scripted_notifying(replies, None)
+}
+
+/// Like [`scripted`], also sending on `notify` after each request it answers.
+fn scripted_notifying(
+    replies: Vec<(u16, &'static str, &'static str)>,
+    notify: Option<smol::channel::Sender<()>>,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -52,6 +60,9 @@ fn scripted(replies: Vec<(u16, &'static str, &'static str)>) -> (String, Arc<Ato
                     body.len()
                 );
                 let _ = s.write_all(reply.as_bytes());
+                if let Some(tx) = &notify {
+                    let _ = tx.try_send(());
+                }
                 break;
             }
         }
@@ -121,4 +132,18 @@ fn lookups_need_a_registration_first() {
     )
     .unwrap_err();
     assert!(matches!(err, PhoneBookError::NotRegistered), "{err}");
+}
+
+#[test]
+fn registration_is_renewed_at_the_phone_books_reregister_time() {
+    const SOON: &str = r#"{"success":true,"ip":"127.0.0.1","port":5000,"expiresIn":10,"reregisterIn":1,"token":"t"}"#;
+    let (tx, rx) = smol::channel::unbounded();
+    let (url, count) = scripted_notifying(vec![(200, "", SOON); 3], Some(tx));
+    let book = Arc::new(client(vec![url]));
+    smol::block_on(async {
+        let _keeper = book.keep_registered(5000, Visibility::Public, vec![]);
+        rx.recv().await.unwrap(); // the registration
+        rx.recv().await.unwrap(); // its renewal, due about a second later
+    });
+    assert!(count.load(Ordering::SeqCst) >= 2);
 }
