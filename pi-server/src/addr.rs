@@ -11,27 +11,6 @@ use std::net::IpAddr;
 /// Most addresses read from one forwarding header.
 pub const MAX_FORWARD_HOPS: usize = 16;
 
-impl Cidr {
-    /// Whether `ip` is inside this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 fn trusted(ip: IpAddr, proxies: &[Cidr]) -> bool {
     proxies.iter().any(|c| c.contains(ip))
 }

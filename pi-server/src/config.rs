@@ -185,7 +185,9 @@ impl Cidr {
     }
 
     /// Whether `ip` lies in this network (an IPv4 address never lies in an IPv6 network).
+    /// IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         match (self.addr, ip) {
             (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
                 mask(ip, self.prefix) == self.addr

@@ -9,5 +9,6 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
+pub mod snapshot;
 pub mod table;
 pub mod token;

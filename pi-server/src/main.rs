@@ -1,2 +1,66 @@
-//! `pi-server` binary.
-fn main() {}
+//! `pi-server`: the FFXIV peer-to-peer phone book. Run `pi-server --help`.
+
+use pi_server::cli::{self, Command};
+use pi_server::server::Server;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match cli::load(std::env::args_os().skip(1), &|k| std::env::var(k).ok()) {
+        Ok(Command::Run(c)) => c,
+        Ok(Command::PrintConfig(c)) => {
+            print!("{}", c.to_config_file());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("pi-server {}", cli::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Ok(_) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("pi-server: {e}\nTry 'pi-server --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(config.log_level.to_filter());
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&spec);
+    }
+    logger
+        .format_timestamp(None)
+        .target(env_logger::Target::Stderr)
+        .init();
+
+    let server = match Server::bind(config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = async {
+        use futures_lite::StreamExt as _;
+        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+            Ok(mut signals) => {
+                if let Some(Ok(sig)) = signals.next().await {
+                    log::info!("received {sig:?}");
+                }
+            }
+            Err(e) => {
+                log::error!("cannot watch signals ({e}); stop with SIGKILL only");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    match smol::block_on(server.run(stop)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -38,8 +38,10 @@ fn peer() -> IpAddr {
 
 impl Rig {
     fn new(f: impl FnOnce(&mut Config)) -> Self {
-        let mut c = Config::default();
-        c.capacity = 16;
+        let mut c = Config {
+            capacity: 16,
+            ..Config::default()
+        };
         f(&mut c);
         Rig {
             app: App::new(c, [3; 32]),

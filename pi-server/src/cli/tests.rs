@@ -301,6 +301,7 @@ fn trusted_proxies() {
     assert_eq!(got, ["10.0.0.0/8", "192.168.1.1/32", "fd00::/8", "::1/128"]);
     assert!(c.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
     assert!(!c.trusted_proxies[0].contains("11.0.0.1".parse().unwrap()));
+    assert!(c.trusted_proxies[0].contains("::ffff:10.1.2.3".parse().unwrap()));
     assert!(!c.trusted_proxies[2].contains("10.0.0.1".parse().unwrap()));
     assert!(c.trusted_proxies[2].contains("fd12::1".parse().unwrap()));
     assert_eq!(

@@ -36,7 +36,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
         let step = {
             let mut input = shared.input.borrow_mut();
             input.resize(READ_CHUNK, 0);
-            let n = match (&*stream.get_ref()).read(&mut input) {
+            let n = match stream.get_ref().read(&mut input) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -68,7 +68,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
             // Write what the socket takes now; keep the rest.
             let mut written = 0;
             while written < out.len() {
-                match (&*stream.get_ref()).write(&out[written..]) {
+                match stream.get_ref().write(&out[written..]) {
                     Ok(0) => return,
                     Ok(k) => written += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -86,7 +86,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
             if stream.writable().await.is_err() {
                 return;
             }
-            match (&*stream.get_ref()).write(&unsent) {
+            match stream.get_ref().write(&unsent) {
                 Ok(0) => return,
                 Ok(k) => {
                     unsent.drain(..k);

@@ -158,7 +158,7 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
                 shared.now().mono_ms,
                 format_args!("connection limit reached"),
             );
-            let _ = (&*entry.stream.get_ref()).write(&out);
+            let _ = entry.stream.get_ref().write(&out);
             continue;
         };
         {

@@ -47,7 +47,7 @@ impl FriendStore {
         Some((&l.keys, &l.digest))
     }
 
-    /// Stores `keys` in place of list `old` (or [`NO_FRIENDS`]). On `None` (budget exhausted)
+    /// Stores `keys` in place of list `old` (or `NO_FRIENDS`). On `None` (budget exhausted)
     /// the old list is untouched.
     pub fn replace(&mut self, old: u32, keys: &[PublicKey]) -> Option<u32> {
         let old_len = self.get(old).map_or(0, |(k, _)| k.len() as u32);
@@ -79,7 +79,7 @@ impl FriendStore {
         })
     }
 
-    /// Frees list `id` (no-op for [`NO_FRIENDS`]).
+    /// Frees list `id` (no-op for `NO_FRIENDS`).
     pub fn remove(&mut self, id: u32) {
         if id == NO_FRIENDS {
             return;

@@ -81,6 +81,7 @@ pub struct Table {
     sweep_cursor: u32,
     evict_cursor: u32,
     changes: u64,
+    hold_frees: bool,
 }
 
 fn canonical(name: &[u8]) -> ([u8; NAME_MAX_LEN], usize) {
@@ -109,6 +110,7 @@ impl Table {
             sweep_cursor: 0,
             evict_cursor: 0,
             changes: 0,
+            hold_frees: false,
         }
     }
 
@@ -290,7 +292,7 @@ impl Table {
 
     /// Live -> Retained (or Free when `retention` is 0).
     fn retire(&mut self, id: u32, now: u32, retention: u32) {
-        if retention == 0 {
+        if retention == 0 && !self.hold_frees {
             self.free_slot(id);
             return;
         }
@@ -364,10 +366,11 @@ impl Table {
             }
             match self.slots[id as usize].state {
                 SlotState::Free => {}
+                SlotState::Retained if self.hold_frees => {}
                 SlotState::Live => {
                     // Retention counts from the expiry, not from when the sweep got here.
                     let left = (d.saturating_add(retention)).saturating_sub(now);
-                    if left == 0 {
+                    if left == 0 && !self.hold_frees {
                         self.free_slot(id);
                     } else {
                         self.retire(id, now, left);
@@ -381,6 +384,20 @@ impl Table {
             }
         }
         changed
+    }
+
+    /// While on, no occupied slot becomes free (expired bindings wait), so a snapshot that
+    /// fixed its slot list at the start finds a record in each of them at the end. Evicting a
+    /// retained binding for a new name is still allowed: the slot is reused at once.
+    pub fn hold_frees(&mut self, on: bool) {
+        self.hold_frees = on;
+    }
+
+    /// Ids of the slots holding a record (live or retained), in order.
+    pub fn occupied(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].state != SlotState::Free)
+            .collect()
     }
 
     /// Seconds until the deadline of `id` (0 if past).

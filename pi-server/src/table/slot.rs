@@ -37,7 +37,7 @@ pub struct Slot {
     pub timestamp: u64,
     /// The address handed out, as IPv6 octets (IPv4 mapped).
     pub ip: [u8; 16],
-    /// Index in the friend pool, or [`NO_FRIENDS`].
+    /// Index in the friend pool, or `NO_FRIENDS`.
     pub friends: u32,
 }
 

@@ -3,5 +3,6 @@
 
 mod client;
 mod http;
+mod snapshot;
 
 pub use client::*;

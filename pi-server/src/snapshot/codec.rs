@@ -1,0 +1,289 @@
+//! Encoding into a buffer and streaming, validating decoding (see the format in the parent).
+
+use super::{
+    MAGIC, RecordState, SnapshotError, SnapshotHeader, SnapshotRecord, TRAILER_LEN, VERSION,
+};
+use phonebook_proto::Visibility;
+use phonebook_proto::name::NAME_MAX_LEN;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::{self, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Read buffer of [`SnapshotReader`], in bytes.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+const STATE_LIVE: u8 = 0;
+const STATE_RETAINED: u8 = 1;
+const FAMILY_V4: u8 = 4;
+const FAMILY_V6: u8 = 6;
+const VIS_PUBLIC: u8 = 0;
+const VIS_FRIENDS: u8 = 1;
+
+/// Appends the magic, the version and `h`.
+pub fn encode_header(h: &SnapshotHeader, out: &mut Vec<u8>) {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&h.saved_wall_ms.to_be_bytes());
+    out.extend_from_slice(&h.token_secret);
+    out.extend_from_slice(&h.record_count.to_be_bytes());
+}
+
+/// Appends one record.
+///
+/// This never fails; a record that breaks the rules of [`SnapshotRecord::validate`] is still
+/// framed consistently (a name over 255 bytes or over 255 friends are cut to fit their length
+/// byte), but the reader will refuse the file.
+pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.slot.to_be_bytes());
+    out.push(match r.state {
+        RecordState::Live => STATE_LIVE,
+        RecordState::Retained => STATE_RETAINED,
+    });
+    let name_len = u8::try_from(r.name.len()).unwrap_or(u8::MAX);
+    out.push(name_len);
+    out.extend_from_slice(&r.name.as_bytes()[..usize::from(name_len)]);
+    out.extend_from_slice(&r.key);
+    out.extend_from_slice(&r.signature);
+    out.extend_from_slice(&r.timestamp.to_be_bytes());
+    match r.ip {
+        IpAddr::V4(v4) => {
+            out.push(FAMILY_V4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(FAMILY_V6);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+    out.extend_from_slice(&r.port.to_be_bytes());
+    out.push(match r.visibility {
+        Visibility::Public => VIS_PUBLIC,
+        Visibility::Friends => VIS_FRIENDS,
+    });
+    let friends = u8::try_from(r.friends.len()).unwrap_or(u8::MAX);
+    out.push(friends);
+    for key in &r.friends[..usize::from(friends)] {
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(&r.remaining_secs.to_be_bytes());
+}
+
+/// Appends the SHA-256 trailer over all of `bytes`, for a snapshot built in memory
+/// ([`super::SnapshotWriter`] does this itself for files).
+pub fn append_trailer(bytes: &mut Vec<u8>) {
+    let digest: [u8; TRAILER_LEN] = Sha256::digest(&bytes[..]).into();
+    bytes.extend_from_slice(&digest);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Records,
+    Done,
+    Failed,
+}
+
+/// Reads a snapshot one record at a time, checking everything; see the parent module.
+///
+/// Memory stays bounded: a [`READ_BUFFER_BYTES`] buffer, one record, and one bit per slot
+/// seen (at most `capacity / 8` bytes). After an error every call returns an error.
+pub struct SnapshotReader<R> {
+    input: BufReader<R>,
+    hasher: Sha256,
+    capacity: u32,
+    remaining: u64,
+    seen_slots: Vec<u64>,
+    state: State,
+}
+
+impl<R> fmt::Debug for SnapshotReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("capacity", &self.capacity)
+            .field("remaining", &self.remaining)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> SnapshotReader<R> {
+    /// Reads and checks the magic, version and header. `capacity` bounds the record count and
+    /// every slot.
+    pub fn open(r: R, capacity: u32) -> Result<(Self, SnapshotHeader), SnapshotError> {
+        let mut reader = SnapshotReader {
+            input: BufReader::with_capacity(READ_BUFFER_BYTES, r),
+            hasher: Sha256::new(),
+            capacity,
+            remaining: 0,
+            seen_slots: Vec::new(),
+            state: State::Failed,
+        };
+        let mut magic = [0u8; MAGIC.len()];
+        let got = read_up_to(&mut reader.input, &mut magic)?;
+        if magic[..got] != MAGIC[..got] {
+            return Err(SnapshotError::BadMagic);
+        }
+        if got < MAGIC.len() {
+            return Err(SnapshotError::Truncated);
+        }
+        reader.hasher.update(magic);
+        let version = u32::from_be_bytes(reader.take()?);
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        let header = SnapshotHeader {
+            saved_wall_ms: u64::from_be_bytes(reader.take()?),
+            token_secret: reader.take()?,
+            record_count: u64::from_be_bytes(reader.take()?),
+        };
+        if header.record_count > u64::from(capacity) {
+            return Err(SnapshotError::TooManyRecords {
+                count: header.record_count,
+                capacity,
+            });
+        }
+        reader.remaining = header.record_count;
+        reader.state = State::Records;
+        Ok((reader, header))
+    }
+
+    /// The next record; `Ok(None)` once all records were read **and** the trailer matched and
+    /// nothing follows it. Records returned before an error are not trustworthy.
+    pub fn next_record(&mut self) -> Result<Option<SnapshotRecord>, SnapshotError> {
+        match self.state {
+            State::Done => return Ok(None),
+            State::Failed => return Err(SnapshotError::Corrupt("read after an earlier error")),
+            State::Records => {}
+        }
+        let result = if self.remaining == 0 {
+            self.finish().map(|()| None)
+        } else {
+            self.record().map(Some)
+        };
+        self.state = match &result {
+            Ok(None) => State::Done,
+            Ok(Some(_)) => State::Records,
+            Err(_) => State::Failed,
+        };
+        result
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut bytes = [0u8; N];
+        self.input.read_exact(&mut bytes)?;
+        self.hasher.update(bytes);
+        Ok(bytes)
+    }
+
+    fn byte(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn record(&mut self) -> Result<SnapshotRecord, SnapshotError> {
+        let slot = u32::from_be_bytes(self.take()?);
+        if slot >= self.capacity {
+            return Err(SnapshotError::SlotOutOfRange {
+                slot,
+                capacity: self.capacity,
+            });
+        }
+        let state = match self.byte()? {
+            STATE_LIVE => RecordState::Live,
+            STATE_RETAINED => RecordState::Retained,
+            _ => return Err(SnapshotError::Corrupt("unknown record state")),
+        };
+        let name_len = usize::from(self.byte()?);
+        if name_len == 0 || name_len > NAME_MAX_LEN {
+            return Err(SnapshotError::Corrupt("name length out of range"));
+        }
+        let mut name = [0u8; NAME_MAX_LEN];
+        let name = &mut name[..name_len];
+        self.input.read_exact(name)?;
+        self.hasher.update(&*name);
+        phonebook_proto::name::validate(name).map_err(SnapshotError::BadName)?;
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| SnapshotError::Corrupt("name is not UTF-8"))?;
+        let key = self.take()?;
+        let signature = self.take()?;
+        let timestamp = u64::from_be_bytes(self.take()?);
+        let ip = match self.byte()? {
+            FAMILY_V4 => IpAddr::V4(Ipv4Addr::from(self.take::<4>()?)),
+            FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(self.take::<16>()?)),
+            _ => return Err(SnapshotError::Corrupt("unknown address family")),
+        };
+        let port = u16::from_be_bytes(self.take()?);
+        let visibility = match self.byte()? {
+            VIS_PUBLIC => Visibility::Public,
+            VIS_FRIENDS => Visibility::Friends,
+            _ => return Err(SnapshotError::Corrupt("unknown visibility")),
+        };
+        let count = usize::from(self.byte()?);
+        if count > phonebook_proto::MAX_FRIENDS {
+            return Err(SnapshotError::Corrupt("more friends than MAX_FRIENDS"));
+        }
+        if visibility == Visibility::Public && count != 0 {
+            return Err(SnapshotError::Corrupt("public record with friends"));
+        }
+        let mut friends = Vec::with_capacity(count);
+        for _ in 0..count {
+            friends.push(self.take()?);
+        }
+        let remaining_secs = u32::from_be_bytes(self.take()?);
+        self.mark_slot(slot)?;
+        self.remaining -= 1;
+        Ok(SnapshotRecord {
+            slot,
+            state,
+            name,
+            key,
+            signature,
+            timestamp,
+            ip,
+            port,
+            visibility,
+            friends,
+            remaining_secs,
+        })
+    }
+
+    fn mark_slot(&mut self, slot: u32) -> Result<(), SnapshotError> {
+        let word = (slot / 64) as usize;
+        let bit = 1u64 << (slot % 64);
+        if word >= self.seen_slots.len() {
+            self.seen_slots.resize(word + 1, 0);
+        }
+        if self.seen_slots[word] & bit != 0 {
+            return Err(SnapshotError::Corrupt("slot used twice"));
+        }
+        self.seen_slots[word] |= bit;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SnapshotError> {
+        let mut trailer = [0u8; TRAILER_LEN];
+        self.input.read_exact(&mut trailer)?;
+        let digest: [u8; TRAILER_LEN] = self.hasher.clone().finalize().into();
+        if digest != trailer {
+            return Err(SnapshotError::ChecksumMismatch);
+        }
+        let mut one = [0u8; 1];
+        if read_up_to(&mut self.input, &mut one)? != 0 {
+            return Err(SnapshotError::TrailingBytes);
+        }
+        Ok(())
+    }
+}
+
+/// Fills `buf` as far as the input goes; returns how many bytes were read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, SnapshotError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(SnapshotError::Io(e)),
+        }
+    }
+    Ok(got)
+}
