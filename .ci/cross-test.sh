@@ -29,6 +29,20 @@ if [ -n "$need" ]; then
 fi
 rustup target add aarch64-unknown-linux-gnu aarch64-unknown-linux-musl >/dev/null 2>&1
 
+# Tests that re-run their own binary as a child process (e.g. pi-server's kill -9 snapshot test)
+# start an aarch64 executable directly: that needs binfmt_misc for aarch64 (qemu-user-static's
+# entry, flag F) and QEMU_LD_PREFIX so that emulated gnu binaries find their loader and libc.
+export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+        command -v update-binfmts >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binfmt-support >/dev/null
+        update-binfmts --enable qemu-aarch64 || true
+    fi
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+        || echo "cross-test: note: no binfmt_misc for aarch64 (not root?): tests that spawn their own binary will fail"
+fi
+
 fail=0; pass=0
 step "cargo build --release --target aarch64-unknown-linux-musl -p pi-server"
 cargo build --locked --release --target aarch64-unknown-linux-musl -p pi-server
