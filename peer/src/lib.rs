@@ -1,1 +1,78 @@
-//! Peer library (built in issue 3).
+//! Peer library: finds players through the phone book and moves mod files directly between them
+//! over mutually authenticated QUIC, verified chunk by chunk, resumable, from several peers at once.
+//!
+//! It does not relay, punch holes through NATs or run the phone book: those are other crates
+//! and later issues (the endpoint exposes its UDP socket for them).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use peer::{download, DownloadConfig, Endpoint, EndpointConfig, Identity, MemoryStore, PinStore,
+//!            Pool, PoolConfig, ServeConfig, Server, Source};
+//!
+//! smol::block_on(async {
+//!     let local = EndpointConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+//!     // A player who has a mod file serves it...
+//!     let store = Arc::new(MemoryStore::default());
+//!     let hash = store.add(b"a texture".to_vec(), peer::manifest::DEFAULT_CHUNK_SIZE);
+//!     let seeder = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &local).unwrap());
+//!     let _server = Server::spawn(seeder.clone(), store, ServeConfig::default(), None);
+//!     // ...and another fetches it by hash from that player, proven by key.
+//!     let me = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &local).unwrap());
+//!     let pool = Arc::new(Pool::new(me, PinStore::in_memory(), PoolConfig::default()));
+//!     let source = Source {
+//!         name: None,
+//!         addr: ([127, 0, 0, 1], seeder.local_addr().unwrap().port()).into(),
+//!         key: seeder.identity().id(),
+//!     };
+//!     let dest = std::env::temp_dir().join(format!("peer-doc-{}", std::process::id()));
+//!     download(&pool, hash, &[source], &dest, DownloadConfig::default(), None).await.unwrap();
+//!     assert_eq!(std::fs::read(&dest).unwrap(), b"a texture");
+//!     # std::fs::remove_file(&dest).unwrap();
+//! });
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod download;
+pub mod endpoint;
+pub mod fetch;
+mod fs_util;
+pub mod hash;
+pub mod http_client;
+pub mod identity;
+pub mod manifest;
+pub mod phonebook;
+pub mod pins;
+pub mod pool;
+pub mod rate_limit;
+pub mod records;
+pub mod runtime;
+pub mod serve;
+pub mod session;
+pub mod sha1_chain;
+pub mod store;
+pub mod tls;
+pub mod transfer;
+pub mod wire;
+
+pub use download::{DownloadConfig, DownloadError, DownloadReport, Progress, Source, download};
+pub use endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
+pub use hash::FileHash;
+pub use identity::{Identity, PeerId};
+pub use manifest::Manifest;
+pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
+pub use phonebook_proto::{PlayerName, Visibility};
+pub use pins::PinStore;
+pub use pool::{Pool, PoolConfig};
+pub use runtime::Spawner;
+pub use serve::{ServeConfig, Server};
+pub use store::{FolderStore, MemoryStore, Store};
+
+/// A fresh, empty directory for a unit test.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("peer-unit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

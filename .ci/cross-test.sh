@@ -1,0 +1,82 @@
+#!/bin/bash
+# Cross-compiles for the Raspberry Pi without Docker (.cargo/config.toml) and runs the test suites
+# of phonebook-proto, pi-server and peer under qemu-user, once as a Cortex-A72 (Pi 4) and once as a
+# Cortex-A76 (Pi 5), so that an instruction one of them lacks is caught. Also builds the static
+# musl pi-server that the SD-card image ships and runs it under both CPU models.
+# Installs what it needs when run as root (CI: fresh Debian 12). See cross/README.md.
+# CROSS_TEST_PROFILE=release|dev (default dev: see the timing note in cross/README.md).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+PROFILE=${CROSS_TEST_PROFILE:-dev}
+t0=$(date +%s)
+step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+
+need=""
+for t in aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
+         qemu-aarch64-static:qemu-user-static file:file; do
+    p=${t%%:*}
+    { [ -e "$p" ] || command -v "$p" >/dev/null; } || need="$need ${t#*:}"
+done
+if [ -n "$need" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "cross-test: FAIL: missing packages:$need (run as root to install them)"; exit 1
+    fi
+    step "installing$need"
+    [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
+fi
+rustup target add aarch64-unknown-linux-gnu aarch64-unknown-linux-musl >/dev/null 2>&1
+
+# Tests that re-run their own binary as a child process (e.g. pi-server's kill -9 snapshot test)
+# start an aarch64 executable directly: that needs binfmt_misc for aarch64 (qemu-user-static's
+# entry, flag F) and QEMU_LD_PREFIX so that emulated gnu binaries find their loader and libc.
+export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+        command -v update-binfmts >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binfmt-support >/dev/null
+        update-binfmts --enable qemu-aarch64 || true
+    fi
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+        || echo "cross-test: note: no binfmt_misc for aarch64 (not root?): tests that spawn their own binary will fail"
+fi
+
+fail=0; pass=0
+step "cargo build --release --target aarch64-unknown-linux-musl -p pi-server"
+cargo build --locked --release --target aarch64-unknown-linux-musl -p pi-server
+BIN=$TARGET_DIR/aarch64-unknown-linux-musl/release/pi-server
+file -L "$BIN"
+if file -L "$BIN" | grep -q 'ARM aarch64.*statically linked'; then pass=$((pass + 1)); else echo "FAIL: not a static aarch64 binary"; fail=$((fail + 1)); fi
+ls -l "$BIN"
+
+step "cargo test --no-run --target aarch64-unknown-linux-gnu ($PROFILE)"
+PKGS=(-p pi-server -p phonebook-proto -p peer)
+cargo test --locked --profile "$PROFILE" --target aarch64-unknown-linux-gnu "${PKGS[@]}" --no-run
+
+times=""
+for cpu in cortex-a72 cortex-a76; do
+    if [ -x "$BIN" ] && grep -q -- '--print-config' <(QEMU_CPU=$cpu qemu-aarch64-static "$BIN" --help 2>&1 || true); then
+        if QEMU_CPU=$cpu qemu-aarch64-static "$BIN" --print-config >/dev/null; then
+            echo "ok: static pi-server --print-config runs on $cpu"; pass=$((pass + 1))
+        else
+            echo "FAIL: static pi-server --print-config on $cpu"; fail=$((fail + 1))
+        fi
+    else
+        echo "skip: pi-server has no --print-config yet, not run on $cpu"
+    fi
+    step "cargo test under qemu-user, QEMU_CPU=$cpu"
+    ts=$(date +%s)
+    # PB_SLOW_TESTS=0: tests that move hundreds of MiB skip themselves under emulation.
+    if QEMU_CPU=$cpu PB_SLOW_TESTS=0 cargo test --locked --profile "$PROFILE" \
+            --target aarch64-unknown-linux-gnu "${PKGS[@]}"; then
+        pass=$((pass + 1))
+    else
+        echo "FAIL: tests under QEMU_CPU=$cpu"; fail=$((fail + 1))
+    fi
+    times="$times $cpu $(( $(date +%s) - ts )) s;"
+done
+echo "test run times:$times total $(( $(date +%s) - t0 )) s"
+echo "cross-test: $pass passed, $fail failed"
+[ "$fail" = 0 ]

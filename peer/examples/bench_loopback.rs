@@ -1,0 +1,295 @@
+//! One peer to one peer on loopback: the peer protocol (manifest, verified chunks, session
+//! AEAD, writes to a file) against a bare quinn stream of the same size, alternating, in one run.
+//!
+//! Run with: `cargo run --profile bench-fast -p peer --example bench_loopback -- [--size-mib 1024] [--runs 3] [--dir /dev/shm]`
+//! (tests/bench/peer-loopback.sh runs it pinned, one core per side).
+
+#[path = "support/bench_util.rs"]
+mod bench_util;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench_util::*;
+use peer::download::DownloadConfig;
+use peer::{
+    Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
+    ServeConfig, Server, Source, Spawner, download,
+};
+
+fn loopback() -> EndpointConfig {
+    EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].clone())
+    };
+    match arg("--role").as_deref() {
+        Some("bare-server") => return bare_server(),
+        Some("peer-server") => return peer_server(Path::new(&arg("--file").unwrap())),
+        _ => {}
+    }
+    let size_mib: u64 = arg("--size-mib").map_or(1024, |s| s.parse().unwrap());
+    let runs: usize = arg("--runs").map_or(3, |s| s.parse().unwrap());
+    let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| {
+        if Path::new("/dev/shm").is_dir() {
+            "/dev/shm".into()
+        } else {
+            std::env::temp_dir().display().to_string()
+        }
+    }));
+    let size = size_mib << 20;
+    let src = dir.join(format!("peer-bench-{size_mib}.bin"));
+    if std::fs::metadata(&src).map(|m| m.len()).ok() != Some(size) {
+        let mut f = std::fs::File::create(&src).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for i in 0..size_mib {
+            fill(&mut buf, i + 1);
+            f.write_all(&buf).unwrap();
+        }
+    }
+    println!("loopback bulk transfer, {size_mib} MiB, {runs} runs each, alternating");
+    let mut bare = Vec::new();
+    let mut sink = Vec::new();
+    let mut ours = Vec::new();
+    let sink_path = dir.join("peer-bench-bare-out.bin");
+    for run in 0..runs {
+        let (b, bo) = bare_run(size, None);
+        println!(
+            "run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)",
+            size as f64 / b / 1e6
+        );
+        bare.push(size as f64 / b);
+        let (w, wo) = bare_run(size, Some(&sink_path));
+        println!(
+            "run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)",
+            size as f64 / w / 1e6
+        );
+        sink.push(size as f64 / w);
+        let (p, po) = peer_run(&src, &dir, size);
+        println!(
+            "run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)",
+            size as f64 / p / 1e6
+        );
+        ours.push(size as f64 / p);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (b, w, p) = (median(&mut bare), median(&mut sink), median(&mut ours));
+    println!(
+        "median: bare+sha1+write {:.1} MB/s; peer protocol = {:.1}% of it",
+        w / 1e6,
+        100.0 * p / w
+    );
+    println!(
+        "median: bare quinn {:.1} MB/s, peer protocol {:.1} MB/s, ratio {:.1}% (target >= 90%)",
+        b / 1e6,
+        p / 1e6,
+        100.0 * p / b
+    );
+}
+
+/// Runs `f` with an executor on this thread that also runs every task of the endpoints made
+/// with the spawner it gets: one thread per process does all the work, as a plugin would with
+/// `Endpoint::bind_on`. `PEER_BENCH_GLOBAL=1` uses smol's global executor instead.
+fn run<T, F: std::future::Future<Output = T>>(f: impl FnOnce(Spawner) -> F) -> T {
+    if std::env::var("PEER_BENCH_GLOBAL").as_deref() == Ok("1") {
+        return smol::block_on(f(Spawner::Global));
+    }
+    let ex = Arc::new(smol::Executor::new());
+    smol::block_on(ex.run(f(Spawner::Executor(ex.clone()))))
+}
+
+fn endpoint(spawner: Spawner) -> Arc<Endpoint> {
+    Arc::new(Endpoint::bind_on(Arc::new(Identity::generate()), &loopback(), spawner).unwrap())
+}
+
+fn bare_server() {
+    run(|spawner| async move {
+        let ep = endpoint(spawner);
+        println!(
+            "READY {} {}",
+            ep.local_addr().unwrap().port(),
+            ep.identity().id()
+        );
+        let block = bytes::Bytes::from(vec![0x5au8; 1 << 20]);
+        while let Some(incoming) = ep.quinn().accept().await {
+            let block = block.clone();
+            let conn = incoming.await.unwrap();
+            let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+            let mut size = [0u8; 8];
+            recv.read_exact(&mut size).await.unwrap();
+            let mut left = u64::from_be_bytes(size);
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                send.write_chunk(block.slice(..n)).await.unwrap();
+                left -= n as u64;
+            }
+            send.finish().unwrap();
+            let _ = conn.closed().await;
+            let p = conn.stats().path;
+            eprintln!(
+                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?})",
+                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt
+            );
+        }
+    });
+}
+
+fn peer_server(file: &Path) {
+    run(|spawner| async move {
+        let store = Arc::new(FolderStore::default());
+        store.add_file(file).unwrap();
+        let ep = endpoint(spawner);
+        let _server = Server::spawn(ep.clone(), store, ServeConfig::default(), None);
+        println!(
+            "READY {} {}",
+            ep.local_addr().unwrap().port(),
+            ep.identity().id()
+        );
+        smol::future::pending::<()>().await;
+    });
+}
+
+/// Returns (seconds, CPU seconds used by other processes meanwhile).
+/// A bare quinn stream; with `sink`, the receiver also does what any verified download must:
+/// SHA-1 over the bytes and writing them to a file.
+fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
+    let sink_path = sink.map(Path::to_owned);
+    let sink = sink.map(|p| {
+        let _ = std::fs::remove_file(p);
+        std::fs::File::create(p).unwrap()
+    });
+    let label = if sink_path.is_some() {
+        "bare+sha1+write"
+    } else {
+        "bare"
+    };
+    let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
+    let port: u16 = ready[0].parse().unwrap();
+    let key: PeerId = ready[1].parse().unwrap();
+    let exclude = [std::process::id(), child.id()];
+    let cpu0 = other_cpu_seconds(&exclude);
+    let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    let secs = run(|spawner| async move {
+        let ep = endpoint(spawner);
+        let start = Instant::now();
+        let conn = ep
+            .connect(([127, 0, 0, 1], port).into(), key)
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.quinn().open_bi().await.unwrap();
+        send.write_all(&size.to_be_bytes()).await.unwrap();
+        let mut got = 0u64;
+        let mut sha = sha1::Sha1::default();
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
+            if let Some(f) = &sink {
+                use sha1::Digest as _;
+                use std::os::unix::fs::FileExt as _;
+                sha.update(&chunk.bytes);
+                f.write_all_at(&chunk.bytes, chunk.offset).unwrap();
+            }
+            got += chunk.bytes.len() as u64;
+        }
+        std::hint::black_box(sha);
+        assert_eq!(got, size);
+        let secs = start.elapsed().as_secs_f64();
+        conn.close(0, b"done");
+        secs
+    });
+    let other = other_cpu_seconds(&exclude) - cpu0;
+    let (me1, srv1) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    println!(
+        "  ({label}: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
+        100.0 * (me1 - me0) / secs,
+        100.0 * (srv1 - srv0) / secs
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(p) = sink_path {
+        let _ = std::fs::remove_file(p);
+    }
+    (secs, other)
+}
+
+fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
+    let (mut child, ready) = spawn_role(
+        Some(1),
+        &["--role", "peer-server", "--file", src.to_str().unwrap()],
+    );
+    let port: u16 = ready[0].parse().unwrap();
+    let key: PeerId = ready[1].parse().unwrap();
+    let hash = FileHash::Sha1(sha1_of(src));
+    let exclude = [std::process::id(), child.id()];
+    let cpu0 = other_cpu_seconds(&exclude);
+    let (me0, srv0) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    let dest = dir.join("peer-bench-out.bin");
+    let _ = std::fs::remove_file(&dest);
+    let source = Source {
+        name: None,
+        addr: ([127, 0, 0, 1], port).into(),
+        key,
+    };
+    let report = run(|spawner| {
+        let dest = dest.clone();
+        let pool = Arc::new(Pool::new(
+            endpoint(spawner),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ));
+        async move {
+            download(
+                &pool,
+                hash,
+                &[source],
+                &dest,
+                DownloadConfig::default(),
+                None,
+            )
+            .await
+        }
+    })
+    .unwrap();
+    let other = other_cpu_seconds(&exclude) - cpu0;
+    let (me1, srv1) = (cpu_seconds_of(exclude[0]), cpu_seconds_of(exclude[1]));
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "  (peer: receiver CPU {:.0}%, sender CPU {:.0}% of the wall time)",
+        100.0 * (me1 - me0) / secs,
+        100.0 * (srv1 - srv0) / secs
+    );
+    assert_eq!(report.bytes, size);
+    let _ = std::fs::remove_file(&dest);
+    let _ = child.kill();
+    let _ = child.wait();
+    (
+        report
+            .elapsed
+            .as_secs_f64()
+            .max(Duration::from_micros(1).as_secs_f64()),
+        other,
+    )
+}
+
+fn sha1_of(path: &Path) -> [u8; 20] {
+    let m = peer::Manifest::build(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        peer::manifest::DEFAULT_CHUNK_SIZE,
+    )
+    .unwrap();
+    let FileHash::Sha1(h) = m.hash() else {
+        unreachable!()
+    };
+    h
+}

@@ -1,0 +1,401 @@
+//! `peer`: try the peer library by hand and drive it from tests and benchmarks.
+//!
+//! Run with: `cargo run --release -p peer --bin peer -- --help`
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lexopt::prelude::*;
+use peer::download::DownloadConfig;
+use peer::phonebook::PhoneBookConfig;
+use peer::{
+    Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PhoneBook, PinStore,
+    PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
+};
+
+const HELP: &str = "\
+peer: move mod files directly between players
+
+USAGE:
+  peer id                                   print this identity's public key (made on first use)
+  peer serve DIR [options]                  serve every file under DIR (prints their SHA-1)
+  peer fetch HASH --out PATH [options]      fetch a file by SHA-1 from peers and/or players
+  peer lookup NAME [options]                look a player up in the phone book
+
+OPTIONS:
+  --identity PATH       key file (env PEER_IDENTITY, default ./peer-identity.key)
+  --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
+  --listen ADDR         UDP address (env PEER_LISTEN, default 0.0.0.0:0)
+  --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
+  --name NAME           our player name 'Forename Surname@World' (env PEER_NAME)
+  --visibility V        public | friends (serve; default public)
+  --friend KEY          a friend's public key (repeatable; with --visibility friends)
+  --upload-rate B       upload limit in bytes per second (serve)
+  --max-uploads N       concurrent requests served (serve, default 16)
+  --compress            always try LZ4 (default: only with --upload-rate) (serve)
+  --peer ADDR,KEY       a source by address and key (fetch; repeatable)
+  --player NAME         a source by player name, looked up in the phone book (fetch; repeatable)
+  --out PATH            where to write the fetched file (fetch)
+  --quiet               no progress lines
+  -h, --help            this text
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    command: String,
+    positional: Option<String>,
+    identity: Option<PathBuf>,
+    pins: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    phonebooks: Vec<String>,
+    name: Option<String>,
+    visibility: Option<String>,
+    friends: Vec<PeerId>,
+    upload_rate: Option<u64>,
+    max_uploads: Option<usize>,
+    compress: bool,
+    peers: Vec<(SocketAddr, PeerId)>,
+    players: Vec<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    let mut a = Args::default();
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            Long("identity") => a.identity = Some(p.value()?.into()),
+            Long("pins") => a.pins = Some(p.value()?.into()),
+            Long("listen") => a.listen = Some(p.value()?.parse()?),
+            Long("phonebook") => a.phonebooks.push(p.value()?.string()?),
+            Long("name") => a.name = Some(p.value()?.string()?),
+            Long("visibility") => a.visibility = Some(p.value()?.string()?),
+            Long("friend") => a.friends.push(p.value()?.parse()?),
+            Long("upload-rate") => a.upload_rate = Some(p.value()?.parse()?),
+            Long("max-uploads") => a.max_uploads = Some(p.value()?.parse()?),
+            Long("compress") => a.compress = true,
+            Long("peer") => {
+                let v = p.value()?.string()?;
+                let (addr, key) = v.split_once(',').ok_or("--peer takes ADDR,KEY")?;
+                a.peers.push((
+                    addr.parse().map_err(|_| "bad --peer address")?,
+                    key.parse().map_err(|_| "bad --peer key")?,
+                ));
+            }
+            Long("player") => a.players.push(p.value()?.string()?),
+            Long("out") => a.out = Some(p.value()?.into()),
+            Long("quiet") => a.quiet = true,
+            Value(v) if a.command.is_empty() => a.command = v.string()?,
+            Value(v) if a.positional.is_none() => a.positional = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    a.identity = a
+        .identity
+        .or_else(|| env("PEER_IDENTITY").map(Into::into))
+        .or(Some("peer-identity.key".into()));
+    a.pins = a
+        .pins
+        .or_else(|| env("PEER_PINS").map(Into::into))
+        .or(Some("peer-pins.txt".into()));
+    if a.listen.is_none() {
+        a.listen = env("PEER_LISTEN")
+            .map(|v| v.parse::<SocketAddr>())
+            .transpose()
+            .map_err(|_| "bad PEER_LISTEN")?;
+    }
+    if a.phonebooks.is_empty() {
+        a.phonebooks = env("PEER_PHONEBOOK")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+    }
+    a.name = a.name.or_else(|| env("PEER_NAME"));
+    Ok(a)
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("peer: {e}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match smol::block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn endpoint(args: &Args, identity: Arc<Identity>) -> Result<Arc<Endpoint>, Failure> {
+    let mut config = EndpointConfig::default();
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    Ok(Arc::new(Endpoint::bind(identity, &config)?))
+}
+
+fn phonebook(args: &Args, identity: &Identity) -> Result<Option<Arc<PhoneBook>>, Failure> {
+    if args.phonebooks.is_empty() {
+        return Ok(None);
+    }
+    let name = args
+        .name
+        .as_deref()
+        .ok_or("--phonebook needs --name (our player name)")?;
+    let config = PhoneBookConfig {
+        urls: args.phonebooks.clone(),
+        ..Default::default()
+    };
+    Ok(Some(Arc::new(PhoneBook::new(
+        identity,
+        PlayerName::parse(name)?,
+        config,
+    )?)))
+}
+
+fn visibility(args: &Args) -> Result<Visibility, Failure> {
+    Ok(match args.visibility.as_deref().unwrap_or("public") {
+        "public" => Visibility::Public,
+        "friends" => Visibility::Friends,
+        _ => return Err("--visibility is public or friends".into()),
+    })
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let identity = Arc::new(Identity::load_or_create(
+        args.identity.as_deref().expect("defaulted"),
+    )?);
+    match args.command.as_str() {
+        "id" => {
+            println!("{}", identity.id());
+            Ok(())
+        }
+        "serve" => serve(&args, identity).await,
+        "fetch" => fetch(&args, identity).await,
+        "lookup" => lookup(&args, identity).await,
+        "" => Err("a command is needed: id, serve, fetch or lookup (see --help)".into()),
+        other => Err(format!("unknown command {other:?} (see --help)").into()),
+    }
+}
+
+async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
+    let dir = args.positional.as_deref().ok_or("serve needs a folder")?;
+    let started = Instant::now();
+    let store = Arc::new(FolderStore::index(dir.as_ref())?);
+    for (hash, size, path) in store.list() {
+        println!("{hash} {size} {}", path.display());
+    }
+    eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
+    let endpoint = endpoint(args, identity.clone())?;
+    let config = ServeConfig {
+        upload_rate: args.upload_rate,
+        max_concurrent_uploads: args
+            .max_uploads
+            .unwrap_or(ServeConfig::default().max_concurrent_uploads),
+        compress: if args.compress {
+            peer::serve::Compression::Always
+        } else {
+            peer::serve::Compression::WhenRateLimited
+        },
+        ..Default::default()
+    };
+    let server = Server::spawn(endpoint.clone(), store, config, None);
+    let port = endpoint.local_addr()?.port();
+    println!("listening on port {port} key {}", identity.id());
+    let book = phonebook(args, &identity)?;
+    let _keeper = match &book {
+        Some(b) => {
+            b.register(port, visibility(args)?, &args.friends).await?;
+            eprintln!("registered as {}", b.name().as_str());
+            Some(b.keep_registered(port, visibility(args)?, args.friends.clone()))
+        }
+        None => None,
+    };
+    let stats = async {
+        loop {
+            smol::Timer::after(Duration::from_secs(60)).await;
+            let s = server.stats();
+            log::info!(
+                "serving: {} connections, {} uploads, {} bytes sent",
+                s.connections.load(std::sync::atomic::Ordering::Relaxed),
+                s.uploads.load(std::sync::atomic::Ordering::Relaxed),
+                s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    };
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
+    let stop = async {
+        use smol::stream::StreamExt as _;
+        let _ = signals.next().await;
+    };
+    smol::future::or(stats, stop).await;
+    drop(_keeper);
+    if let Some(b) = &book {
+        match b.unregister().await {
+            Ok(()) => eprintln!("unregistered"),
+            Err(e) => eprintln!("unregister failed: {e}"),
+        }
+    }
+    endpoint.close();
+    Ok(())
+}
+
+async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
+    let hash: FileHash = args
+        .positional
+        .as_deref()
+        .ok_or("fetch needs a file hash")?
+        .parse()?;
+    let out = args.out.clone().ok_or("fetch needs --out PATH")?;
+    let endpoint = endpoint(args, identity.clone())?;
+    let pins = PinStore::open(args.pins.as_deref().expect("defaulted"))?;
+    let pool = Arc::new(Pool::new(endpoint.clone(), pins, PoolConfig::default()));
+    let mut sources: Vec<Source> = args
+        .peers
+        .iter()
+        .map(|&(addr, key)| Source {
+            name: None,
+            addr,
+            key,
+        })
+        .collect();
+    if !args.players.is_empty() {
+        let book = phonebook(args, &identity)?.ok_or("--player needs --phonebook and --name")?;
+        book.register(
+            endpoint.local_addr()?.port(),
+            visibility(args)?,
+            &args.friends,
+        )
+        .await?;
+        for p in &args.players {
+            let name = PlayerName::parse(p)?;
+            match book.lookup(&name).await {
+                Ok(f) => sources.push(Source {
+                    name: Some(name.as_str().to_owned()),
+                    addr: f.addr,
+                    key: f.key,
+                }),
+                Err(e) => eprintln!("{p}: {e}"),
+            }
+        }
+    }
+    if sources.is_empty() {
+        return Err("no sources: give --peer ADDR,KEY or --player NAME".into());
+    }
+    let (tx, rx) = smol::channel::bounded::<peer::Progress>(64);
+    let quiet = args.quiet;
+    let printer = smol::spawn(async move {
+        let mut last = Instant::now();
+        while let Ok(p) = rx.recv().await {
+            if !quiet && (last.elapsed() >= Duration::from_secs(1) || p.bytes_done == p.bytes_total)
+            {
+                last = Instant::now();
+                eprintln!(
+                    "{} / {} bytes ({:.0}%)",
+                    p.bytes_done,
+                    p.bytes_total,
+                    100.0 * p.bytes_done as f64 / p.bytes_total.max(1) as f64
+                );
+            }
+        }
+    });
+    let report = download(
+        &pool,
+        hash,
+        &sources,
+        &out,
+        DownloadConfig::default(),
+        Some(tx),
+    )
+    .await?;
+    printer.await;
+    let secs = report.elapsed.as_secs_f64();
+    let fetched = report.bytes - report.resumed_bytes;
+    println!(
+        "fetched {hash}: {} bytes ({} resumed) in {secs:.3} s = {:.1} MB/s",
+        report.bytes,
+        report.resumed_bytes,
+        fetched as f64 / secs / 1e6
+    );
+    for s in &report.sources {
+        println!(
+            "  source {}: used {} chunks {} bytes {} dropped {:?}",
+            s.peer.short(),
+            s.used,
+            s.tally.chunks_ok,
+            s.tally.bytes_ok,
+            s.tally.dropped
+        );
+    }
+    for m in pool.metrics() {
+        println!(
+            "  peer {}: rtt {:?} lost {}/{} packets",
+            m.peer.short(),
+            m.rtt,
+            m.lost_packets,
+            m.sent_packets
+        );
+    }
+    println!("  cpu {:.2} s (this process)", own_cpu_seconds());
+    Ok(())
+}
+
+async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
+    let name = PlayerName::parse(
+        args.positional
+            .as_deref()
+            .ok_or("lookup needs a player name")?,
+    )?;
+    let book = phonebook(args, &identity)?.ok_or("lookup needs --phonebook and --name")?;
+    let endpoint = endpoint(args, identity.clone())?;
+    book.register(
+        endpoint.local_addr()?.port(),
+        visibility(args)?,
+        &args.friends,
+    )
+    .await?;
+    let found = book.lookup(&name).await?;
+    println!(
+        "{} {} {}",
+        found.record.name.as_str(),
+        found.addr,
+        found.key
+    );
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used, from /proc (0 where there is none).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}

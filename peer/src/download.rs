@@ -1,0 +1,610 @@
+//! Fetching one file from one or several peers: manifest, resume, verified chunks, penalties.
+//! The decisions are made by [`Transfer`]; this module does the I/O around it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+
+use crate::endpoint::PeerConnection;
+use crate::fetch::FetchError;
+use crate::fs_util::write_durable;
+use crate::hash::FileHash;
+use crate::identity::PeerId;
+use crate::manifest::Manifest;
+use crate::pool::Pool;
+use crate::transfer::{Accepted, PeerSlot, PeerTally, Transfer, TransferConfig};
+use crate::wire::Status;
+
+/// A peer that has the file.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Player name, checked against the pin store when given.
+    pub name: Option<String>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The key it must prove.
+    pub key: PeerId,
+}
+
+/// Download settings.
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    /// Scheduling limits.
+    pub transfer: TransferConfig,
+    /// Accept LZ4-compressed records.
+    pub accept_lz4: bool,
+    /// Most sources used at once (memory: at most `transfer.max_in_flight` chunk buffers).
+    pub max_sources: usize,
+    /// Sources with at least this many corrupt chunks on record are not used.
+    pub max_corrupt_chunks: u64,
+    /// Wait after a "busy" answer before asking that peer again.
+    pub busy_backoff: Duration,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        Self {
+            transfer: TransferConfig::default(),
+            accept_lz4: true,
+            max_sources: 16,
+            max_corrupt_chunks: 1,
+            busy_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A progress event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The file.
+    pub hash: FileHash,
+    /// Verified bytes on disk.
+    pub bytes_done: u64,
+    /// The file's size.
+    pub bytes_total: u64,
+}
+
+/// How one source did.
+#[derive(Debug, Clone)]
+pub struct SourceOutcome {
+    /// The source.
+    pub peer: PeerId,
+    /// Connected and agreed on the manifest.
+    pub used: bool,
+    /// Its counters in this download.
+    pub tally: PeerTally,
+}
+
+/// A finished download.
+#[derive(Debug, Clone)]
+pub struct DownloadReport {
+    /// The file.
+    pub hash: FileHash,
+    /// Its size.
+    pub bytes: u64,
+    /// Bytes found verified on disk from an earlier attempt.
+    pub resumed_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Per source.
+    pub sources: Vec<SourceOutcome>,
+}
+
+/// A download failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// No source could be connected to: why, for each (sources skipped for earlier corrupt
+    /// data are not listed).
+    NoSources(Vec<(PeerId, crate::endpoint::ConnectError)>),
+    /// No connected source had the file.
+    NoManifest,
+    /// Every source was dropped before the file completed. `suspect_manifest`: two sources
+    /// failed the same chunk, so the manifest itself may be false.
+    Failed {
+        /// See above.
+        suspect_manifest: bool,
+    },
+    /// Reading or writing the local file failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSources(errors) => {
+                f.write_str("no source could be reached")?;
+                for (peer, e) in errors {
+                    write!(f, "; {}: {e}", peer.short())?;
+                }
+                Ok(())
+            }
+            Self::NoManifest => f.write_str("no reachable source has the file"),
+            Self::Failed { suspect_manifest: true } => {
+                f.write_str("every source failed; two sources failed the same chunk, so the manifest may be false")
+            }
+            Self::Failed { suspect_manifest: false } => f.write_str("every source failed or sent corrupt data"),
+            Self::Io(e) => write!(f, "local file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {}
+
+impl From<io::Error> for DownloadError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = OsString::from(path.as_os_str());
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+struct State {
+    transfer: Mutex<Transfer>,
+    event: Event,
+    file: File,
+    pool: Arc<Pool>,
+    config: DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+    io_error: Mutex<Option<io::Error>>,
+}
+
+impl State {
+    fn finished(&self) -> bool {
+        let t = self.transfer.lock().expect("not poisoned");
+        t.is_complete() || t.all_dropped() || self.io_error.lock().expect("not poisoned").is_some()
+    }
+}
+
+/// Downloads the file named `hash` from `sources` to `dest` (the future is `Send`: spawn it
+/// anywhere). Verified chunks of an earlier,
+/// interrupted attempt (`dest.part` plus `dest.manifest`) are kept and not fetched again.
+pub async fn download(
+    pool: &Arc<Pool>,
+    hash: FileHash,
+    sources: &[Source],
+    dest: &Path,
+    config: DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+) -> Result<DownloadReport, DownloadError> {
+    let start = Instant::now();
+    let spawner = pool.endpoint().spawner().clone();
+    let part = with_suffix(dest, ".part");
+    let sidecar = with_suffix(dest, ".manifest");
+
+    // Connect to every usable source at once.
+    let tasks: Vec<_> = sources
+        .iter()
+        .filter(|s| pool.peer_record(&s.key).corrupt_chunks < config.max_corrupt_chunks)
+        .take(config.max_sources)
+        .map(|s| {
+            let (pool, s) = (pool.clone(), s.clone());
+            spawner
+                .spawn(async move { (s.key, pool.connect(s.name.as_deref(), s.addr, s.key).await) })
+        })
+        .collect();
+    let mut conns: Vec<(PeerId, Option<PeerConnection>)> = Vec::new();
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (key, result) = t.await;
+        match result {
+            Ok(c) => conns.push((key, Some(c))),
+            Err(e) => {
+                log::info!("source {} unusable: {e}", key.short());
+                conns.push((key, None));
+                errors.push((key, e));
+            }
+        }
+    }
+    if conns.iter().all(|(_, c)| c.is_none()) {
+        return Err(DownloadError::NoSources(errors));
+    }
+
+    // The sidecar is only needed to resume after an interruption: it is written durably on a
+    // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
+    // time to first byte.
+    let (manifest, sidecar_write, early_chunk) = match load_sidecar(&sidecar, hash) {
+        Some(m) => (m, None, None),
+        None => {
+            let (m, early) = choose_manifest(
+                &spawner,
+                &mut conns,
+                hash,
+                config.transfer.request_timeout,
+                config.accept_lz4,
+            )
+            .await
+            .ok_or(DownloadError::NoManifest)?;
+            let (path, bytes) = (sidecar.clone(), m.encode());
+            let write = (m.chunk_count() > 1)
+                .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
+            (m, write, early)
+        }
+    };
+    let manifest = Arc::new(manifest);
+
+    if manifest.chunk_count() == 0 {
+        if !manifest.is_verified_empty() {
+            return Err(DownloadError::Failed {
+                suspect_manifest: true,
+            });
+        }
+        write_durable(dest, b"", 0o644)?;
+        let _ = std::fs::remove_file(&sidecar);
+        return Ok(report(hash, &manifest, 0, start, &conns, None));
+    }
+
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&part)?;
+    let existing = file.metadata()?.len();
+    file.set_len(manifest.file_size())?;
+    let have = if existing > 0 {
+        verified_chunks(&file, &manifest)?
+    } else {
+        vec![false; manifest.chunk_count() as usize]
+    };
+    let resumed_bytes: u64 = (0..manifest.chunk_count())
+        .filter(|&i| have[i as usize])
+        .map(|i| manifest.chunk_range(i).1 as u64)
+        .sum();
+    if resumed_bytes > 0 {
+        log::info!("resuming {hash}: {resumed_bytes} bytes already verified");
+    }
+    let mut transfer = Transfer::new(manifest.clone(), config.transfer.clone(), |i| {
+        have[i as usize]
+    });
+    let slots: Vec<(PeerSlot, PeerConnection)> = conns
+        .iter()
+        .filter_map(|(_, c)| c.clone())
+        .map(|c| (transfer.add_peer(), c))
+        .collect();
+    let pipeline = config
+        .transfer
+        .max_pipeline
+        .max(config.transfer.min_pipeline);
+    let state = Arc::new(State {
+        transfer: Mutex::new(transfer),
+        event: Event::new(),
+        file,
+        pool: pool.clone(),
+        config,
+        progress,
+        io_error: Mutex::new(None),
+    });
+    if let Some((peer, data)) = early_chunk
+        && let Some((slot, _)) = slots.iter().find(|(_, c)| c.peer() == peer)
+        && let Some(last) = manifest.chunk_count().checked_sub(1)
+    {
+        accept_chunk(&state, *slot, peer, last, &data);
+    }
+    send_progress(&state, &manifest);
+
+    let mut tasks = Vec::new();
+    for (slot, conn) in &slots {
+        for _ in 0..pipeline {
+            tasks.push(spawner.spawn(worker(state.clone(), conn.clone(), *slot)));
+        }
+    }
+    tasks.push(spawner.spawn(timer(state.clone())));
+    loop {
+        let listener = state.event.listen();
+        if state.finished() {
+            break;
+        }
+        listener.await;
+    }
+    drop(tasks);
+
+    if let Some(e) = state.io_error.lock().expect("not poisoned").take() {
+        return Err(e.into());
+    }
+    let tallies: HashMap<PeerId, PeerTally> = {
+        let t = state.transfer.lock().expect("not poisoned");
+        if !t.is_complete() {
+            return Err(DownloadError::Failed {
+                suspect_manifest: t.manifest_suspect(),
+            });
+        }
+        slots.iter().map(|(s, c)| (c.peer(), t.tally(*s))).collect()
+    };
+    state.file.sync_all()?;
+    std::fs::rename(&part, dest)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    if let Some(w) = sidecar_write
+        && let Err(e) = w.await
+    {
+        log::warn!("could not save the resume manifest: {e}");
+    }
+    let _ = std::fs::remove_file(&sidecar);
+    Ok(report(
+        hash,
+        &manifest,
+        resumed_bytes,
+        start,
+        &conns,
+        Some(&tallies),
+    ))
+}
+
+fn report(
+    hash: FileHash,
+    manifest: &Manifest,
+    resumed_bytes: u64,
+    start: Instant,
+    conns: &[(PeerId, Option<PeerConnection>)],
+    tallies: Option<&HashMap<PeerId, PeerTally>>,
+) -> DownloadReport {
+    DownloadReport {
+        hash,
+        bytes: manifest.file_size(),
+        resumed_bytes,
+        elapsed: start.elapsed(),
+        sources: conns
+            .iter()
+            .map(|(k, c)| SourceOutcome {
+                peer: *k,
+                used: c.is_some(),
+                tally: tallies.and_then(|t| t.get(k).copied()).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
+    let bytes = std::fs::read(path).ok()?;
+    Manifest::decode(&bytes).ok().filter(|m| m.hash() == hash)
+}
+
+/// Asks every connected source for the manifest and keeps the one most of them sent; sources
+/// that sent another (or none) are not used for this file.
+async fn choose_manifest(
+    spawner: &crate::runtime::Spawner,
+    conns: &mut [(PeerId, Option<PeerConnection>)],
+    hash: FileHash,
+    timeout: Duration,
+    accept_lz4: bool,
+) -> Option<(Manifest, Option<(PeerId, Vec<u8>)>)> {
+    // The first source also sends the last chunk in the same exchange (one round trip saved).
+    let first = conns.iter().position(|(_, c)| c.is_some());
+    let tasks: Vec<_> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| {
+            let c = c.clone();
+            let with_chunk = Some(i) == first;
+            spawner.spawn(async move {
+                let c = c?;
+                let fetch = async {
+                    let mut chunk = Vec::new();
+                    let got = if with_chunk {
+                        c.fetch_manifest_and_last_chunk(hash, accept_lz4, &mut chunk)
+                            .await
+                    } else {
+                        c.fetch_manifest(hash).await.map(|m| (m, false))
+                    };
+                    match got {
+                        Ok((m, has_chunk)) => Some((m, has_chunk.then_some(chunk))),
+                        Err(e) => {
+                            log::info!("manifest from {}: {e}", c.peer().short());
+                            None
+                        }
+                    }
+                };
+                let late = async {
+                    smol::Timer::after(timeout).await;
+                    log::info!(
+                        "manifest from {}: no answer in {timeout:?}",
+                        c.peer().short()
+                    );
+                    None
+                };
+                smol::future::or(fetch, late).await
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    let mut chunk = None;
+    for (t, (peer, _)) in tasks.into_iter().zip(conns.iter()) {
+        let answer = t.await;
+        got.push(answer.as_ref().map(|(m, _)| m.encode()));
+        if let Some((_, Some(data))) = answer {
+            chunk = Some((*peer, data));
+        }
+    }
+    let mut votes: Vec<(&Vec<u8>, usize)> = Vec::new();
+    for enc in got.iter().flatten() {
+        match votes.iter_mut().find(|(e, _)| *e == enc) {
+            Some(v) => v.1 += 1,
+            None => votes.push((enc, 1)),
+        }
+    }
+    let (winner, _) = votes.iter().max_by_key(|(_, n)| *n)?;
+    let winner = (*winner).clone();
+    for ((peer, c), enc) in conns.iter_mut().zip(&got) {
+        if enc.as_ref() != Some(&winner) && c.is_some() {
+            log::info!(
+                "source {} not used: it lacks the file or its manifest disagrees",
+                peer.short()
+            );
+            *c = None;
+        }
+    }
+    // Keep the early chunk only if its sender agreed on the manifest.
+    let chunk = chunk.filter(|(peer, _)| conns.iter().any(|(p, c)| p == peer && c.is_some()));
+    Some((Manifest::decode(&winner).ok()?, chunk))
+}
+
+/// Which chunks of a partial file already verify (resume).
+fn verified_chunks(file: &File, manifest: &Manifest) -> io::Result<Vec<bool>> {
+    let mut buf = vec![0u8; manifest.chunk_size() as usize];
+    (0..manifest.chunk_count())
+        .map(|i| {
+            let (off, len) = manifest.chunk_range(i);
+            file.read_exact_at(&mut buf[..len], off)?;
+            Ok(manifest.verify_chunk(i, &buf[..len]))
+        })
+        .collect()
+}
+
+fn send_progress(state: &State, manifest: &Manifest) {
+    let Some(tx) = &state.progress else { return };
+    let t = state.transfer.lock().expect("not poisoned");
+    let bytes_done =
+        (u64::from(t.chunks_done()) * u64::from(manifest.chunk_size())).min(manifest.file_size());
+    let _ = tx.try_send(Progress {
+        hash: manifest.hash(),
+        bytes_done,
+        bytes_total: manifest.file_size(),
+    });
+}
+
+/// Verifies a chunk `peer` sent and writes it if it is new; a corrupt one penalizes the peer.
+fn accept_chunk(state: &State, slot: PeerSlot, peer: PeerId, index: u32, data: &[u8]) {
+    let verdict =
+        state
+            .transfer
+            .lock()
+            .expect("not poisoned")
+            .handle_data(slot, index, data, Instant::now());
+    match verdict {
+        Ok(Accepted::New { offset }) => {
+            if let Err(e) = state.file.write_all_at(data, offset) {
+                *state.io_error.lock().expect("not poisoned") = Some(e);
+            }
+            state.pool.record(peer, |r| {
+                r.chunks_received += 1;
+                r.bytes_received += data.len() as u64;
+            });
+            let manifest = state
+                .transfer
+                .lock()
+                .expect("not poisoned")
+                .manifest()
+                .clone();
+            send_progress(state, &manifest);
+        }
+        Ok(Accepted::Duplicate) => {}
+        Err(_) => {
+            log::warn!(
+                "peer {} sent chunk {index} that failed verification: dropped and penalized",
+                peer.short()
+            );
+            state.pool.record(peer, |r| r.corrupt_chunks += 1);
+        }
+    }
+}
+
+async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
+    let manifest = state
+        .transfer
+        .lock()
+        .expect("not poisoned")
+        .manifest()
+        .clone();
+    let mut buf = Vec::new();
+    loop {
+        let listener = state.event.listen();
+        let index = {
+            let mut t = state.transfer.lock().expect("not poisoned");
+            if t.is_complete() || !t.is_active(slot) {
+                break;
+            }
+            t.poll_request(slot, Instant::now())
+        };
+        let Some(index) = index else {
+            listener.await;
+            continue;
+        };
+        // A request this old has been given to another peer by `Transfer::handle_timeout`
+        // (which counts from the peer's last progress); stop waiting so the slot can work again.
+        let fetch = conn.fetch_chunk(&manifest, index, state.config.accept_lz4, &mut buf);
+        let late = async {
+            smol::Timer::after(state.config.transfer.request_timeout * 2).await;
+            Err(FetchError::TimedOut)
+        };
+        match smol::future::or(fetch, late).await {
+            Err(FetchError::TimedOut) => {}
+            Ok(()) => accept_chunk(&state, slot, conn.peer(), index, &buf),
+            Err(FetchError::Status(Status::Busy)) => {
+                state
+                    .transfer
+                    .lock()
+                    .expect("not poisoned")
+                    .handle_busy(slot, index);
+                state.event.notify(usize::MAX);
+                smol::Timer::after(state.config.busy_backoff).await;
+            }
+            Err(e) => {
+                log::info!(
+                    "peer {} dropped from the transfer: {e}",
+                    conn.peer().short()
+                );
+                state
+                    .transfer
+                    .lock()
+                    .expect("not poisoned")
+                    .handle_peer_lost(slot);
+                state.pool.record(conn.peer(), |r| r.request_failures += 1);
+            }
+        }
+        state.event.notify(usize::MAX);
+    }
+    state.event.notify(usize::MAX);
+}
+
+async fn timer(state: Arc<State>) {
+    loop {
+        let listener = state.event.listen();
+        let deadline = state.transfer.lock().expect("not poisoned").poll_timeout();
+        let wait = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        smol::future::or(listener, async {
+            smol::Timer::after(wait).await;
+        })
+        .await;
+        let mut t = state.transfer.lock().expect("not poisoned");
+        let before = t.poll_timeout();
+        t.handle_timeout(Instant::now());
+        if t.poll_timeout() != before {
+            drop(t);
+            state.event.notify(usize::MAX);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `download` must stay spawnable on multi-threaded executors.
+    #[allow(dead_code)]
+    fn download_future_is_send(pool: std::sync::Arc<crate::Pool>, dest: std::path::PathBuf) {
+        fn assert_send<T: Send>(_: T) {}
+        assert_send(super::download(
+            &pool,
+            crate::FileHash::Sha1([0; 20]),
+            &[],
+            &dest,
+            Default::default(),
+            None,
+        ));
+    }
+}

@@ -1,0 +1,359 @@
+//! The QUIC endpoint: one UDP socket, a certificate made from the identity, mutual
+//! authentication against an expected key, and per-session record keys.
+//!
+//! The UDP socket stays reachable ([`Endpoint::udp_socket`]) so that NAT traversal can send
+//! its own packets from the port that QUIC uses and peers learn.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::identity::{Identity, PeerId};
+use crate::runtime::Spawner;
+use crate::session::{Cipher, SessionKeys};
+use crate::tls::{self, ExpectedServer};
+
+/// Application close code: normal end.
+pub const CLOSE_DONE: u32 = 0;
+/// Application close code: the server's policy does not serve this key.
+pub const CLOSE_REFUSED: u32 = 1;
+/// Application close code: the server holds its maximum number of connections.
+pub const CLOSE_FULL: u32 = 2;
+/// Application close code: evicted from a full connection pool.
+pub const CLOSE_EVICTED: u32 = 3;
+
+/// Endpoint limits and timers.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// UDP address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Interval of keep-alive packets on an otherwise idle connection (keeps NAT bindings open).
+    pub keep_alive: Duration,
+    /// A connection with no packet for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most concurrent requests (bidirectional streams) a peer may open on one connection.
+    pub max_streams_per_connection: u32,
+    /// Record cipher to offer first; `None` picks by CPU ([`Cipher::preferred`]).
+    pub cipher: Option<Cipher>,
+    /// UDP socket receive and send buffer sizes asked of the kernel (capped by
+    /// `net.core.rmem_max` / `wmem_max`). The 208 KiB default drops packets at loopback rates.
+    pub udp_buffer: usize,
+    /// Bytes a peer may send on one stream ahead of our reading (QUIC flow control).
+    pub stream_window: u32,
+    /// Bytes we keep unacknowledged in flight on one connection.
+    pub send_window: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            keep_alive: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            max_streams_per_connection: 32,
+            cipher: None,
+            udp_buffer: 4 << 20,
+            stream_window: 8 << 20,
+            send_window: 32 << 20,
+        }
+    }
+}
+
+/// Connecting to a peer failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The peer proved a different key than expected (or none): not the player we looked for.
+    WrongKey {
+        /// The key we expected.
+        expected: PeerId,
+        /// The key its certificate carried, if any.
+        found: Option<PeerId>,
+    },
+    /// The peer closed the connection: its policy refuses us, or it is full.
+    Refused(u32),
+    /// The two sides share no protocol version or cipher.
+    NoCommonProtocol,
+    /// Our side could not start the connection (bad address, endpoint closed).
+    Start(quinn::ConnectError),
+    /// The handshake failed or timed out.
+    Handshake(quinn::ConnectionError),
+    /// The pinned key of this player differs.
+    Pin(crate::pins::PinError),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongKey {
+                expected,
+                found: Some(found),
+            } => {
+                write!(f, "peer proved key {found}, expected {expected}: refusing")
+            }
+            Self::WrongKey {
+                expected,
+                found: None,
+            } => {
+                write!(
+                    f,
+                    "peer showed no Ed25519 key, expected {expected}: refusing"
+                )
+            }
+            Self::Refused(code) => write!(f, "peer refused the connection (close code {code})"),
+            Self::NoCommonProtocol => f.write_str("peer speaks no common protocol version"),
+            Self::Start(e) => write!(f, "cannot start connection: {e}"),
+            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Self::Pin(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// A QUIC endpoint bound to one UDP socket.
+#[derive(Debug)]
+pub struct Endpoint {
+    quinn: quinn::Endpoint,
+    identity: Arc<Identity>,
+    socket: UdpSocket,
+    transport: Arc<quinn::TransportConfig>,
+    alpn: Vec<Vec<u8>>,
+    spawner: Spawner,
+}
+
+fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(config.keep_alive));
+    t.max_idle_timeout(Some(
+        config
+            .idle_timeout
+            .try_into()
+            .expect("idle timeout within QUIC's range"),
+    ));
+    t.max_concurrent_bidi_streams(config.max_streams_per_connection.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.stream_receive_window(config.stream_window.into());
+    t.send_window(config.send_window);
+    t
+}
+
+impl Endpoint {
+    /// Binds the UDP socket and starts the endpoint (client and server) on smol's global
+    /// executor.
+    pub fn bind(identity: Arc<Identity>, config: &EndpointConfig) -> io::Result<Self> {
+        Self::bind_on(identity, config, Spawner::Global)
+    }
+
+    /// Like [`Endpoint::bind`], with every task of this endpoint (quinn's and the library's)
+    /// spawned by `spawner`.
+    pub fn bind_on(
+        identity: Arc<Identity>,
+        config: &EndpointConfig,
+        spawner: Spawner,
+    ) -> io::Result<Self> {
+        let socket = UdpSocket::bind(config.listen)?;
+        let sock = socket2::SockRef::from(&socket);
+        // Best effort: a smaller buffer only costs throughput.
+        let _ = sock.set_recv_buffer_size(config.udp_buffer);
+        let _ = sock.set_send_buffer_size(config.udp_buffer);
+        let alpn = Cipher::alpn_preference(config.cipher.unwrap_or_else(Cipher::preferred));
+        let transport = Arc::new(transport(config));
+        let crypto = tls::server_config(&identity, alpn.clone());
+        let crypto =
+            quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(io::Error::other)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport.clone());
+        let quinn = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket.try_clone()?,
+            spawner.quinn_runtime(),
+        )?;
+        Ok(Self {
+            quinn,
+            identity,
+            socket,
+            transport,
+            alpn,
+            spawner,
+        })
+    }
+
+    /// Where this endpoint's tasks run.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
+    /// Our identity.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The bound address (the port to register with the phone book).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.quinn.local_addr()
+    }
+
+    /// The UDP socket QUIC uses, for NAT traversal: packets sent from it leave from QUIC's
+    /// port. It is non-blocking; QUIC drops what it cannot parse, so a hole-punching packet
+    /// that reaches it is harmless.
+    pub fn udp_socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// The underlying quinn endpoint.
+    pub fn quinn(&self) -> &quinn::Endpoint {
+        &self.quinn
+    }
+
+    /// Connects to `addr` and accepts the connection only if the peer proves `expected`.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected: PeerId,
+    ) -> Result<PeerConnection, ConnectError> {
+        let verifier = Arc::new(ExpectedServer {
+            expected,
+            seen: Mutex::new(None),
+        });
+        let crypto = tls::client_config(&self.identity, verifier.clone(), self.alpn.clone());
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(crypto))
+            .expect("ring provides QUIC's initial cipher suite");
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        let connecting = self
+            .quinn
+            .connect_with(config, addr, tls::SERVER_NAME)
+            .map_err(ConnectError::Start)?;
+        let conn = match connecting.await {
+            Ok(c) => c,
+            Err(e) => {
+                let seen = *verifier.seen.lock().expect("not poisoned");
+                return Err(match (seen, e) {
+                    (Some(k), e) if k == expected => ConnectError::Handshake(e),
+                    (Some(found), _) => ConnectError::WrongKey {
+                        expected,
+                        found: Some(found),
+                    },
+                    (None, quinn::ConnectionError::ApplicationClosed(c)) => {
+                        ConnectError::Refused(c.error_code.into_inner() as u32)
+                    }
+                    (None, e) => ConnectError::Handshake(e),
+                });
+            }
+        };
+        PeerConnection::new(conn, &self.identity, Some(expected))
+    }
+
+    /// Waits for the next incoming connection; `None` once the endpoint is closed.
+    pub async fn accept(&self) -> Option<Result<PeerConnection, ConnectError>> {
+        let incoming = self.quinn.accept().await?;
+        Some(match incoming.await {
+            Ok(conn) => PeerConnection::new(conn, &self.identity, None),
+            Err(e) => Err(ConnectError::Handshake(e)),
+        })
+    }
+
+    /// Closes every connection and stops the endpoint.
+    pub fn close(&self) {
+        self.quinn.close(CLOSE_DONE.into(), b"closing");
+    }
+}
+
+/// An authenticated connection to one peer, with its record keys. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PeerConnection {
+    pub(crate) conn: quinn::Connection,
+    peer: PeerId,
+    pub(crate) keys: Arc<SessionKeys>,
+}
+
+impl PeerConnection {
+    /// Wraps a connection a server accepted.
+    pub(crate) fn accepted(conn: quinn::Connection, us: &Identity) -> Result<Self, ConnectError> {
+        Self::new(conn, us, None)
+    }
+
+    fn new(
+        conn: quinn::Connection,
+        us: &Identity,
+        expected: Option<PeerId>,
+    ) -> Result<Self, ConnectError> {
+        let peer = conn
+            .peer_identity()
+            .and_then(|any| {
+                any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .and_then(|certs| certs.first().and_then(tls::key_of_certificate));
+        let Some(peer) = peer else {
+            conn.close(CLOSE_REFUSED.into(), b"no key");
+            return Err(ConnectError::WrongKey {
+                expected: expected.unwrap_or(us.id()),
+                found: None,
+            });
+        };
+        if let Some(e) = expected
+            && e != peer
+        {
+            conn.close(CLOSE_REFUSED.into(), b"wrong key");
+            return Err(ConnectError::WrongKey {
+                expected: e,
+                found: Some(peer),
+            });
+        }
+        let cipher = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol.and_then(|p| Cipher::from_alpn(&p)));
+        let Some(cipher) = cipher else {
+            conn.close(CLOSE_REFUSED.into(), b"no protocol");
+            return Err(ConnectError::NoCommonProtocol);
+        };
+        let is_client = expected.is_some();
+        let (client, server) = if is_client {
+            (us.id(), peer)
+        } else {
+            (peer, us.id())
+        };
+        let (label, ctx) = SessionKeys::exporter_input(&client, &server);
+        let mut exported = zeroize::Zeroizing::new([0u8; 64]);
+        conn.export_keying_material(&mut *exported, label, &ctx)
+            .map_err(|_| ConnectError::NoCommonProtocol)?;
+        let keys = Arc::new(SessionKeys::from_exported(cipher, &exported, is_client));
+        Ok(Self { conn, peer, keys })
+    }
+
+    /// The peer's proven key.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The peer's current address (personal data: log it at debug level at most).
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// The record cipher in use.
+    pub fn cipher(&self) -> Cipher {
+        self.keys.cipher()
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
+    }
+
+    /// Closes the connection with an application code.
+    pub fn close(&self, code: u32, reason: &[u8]) {
+        self.conn.close(code.into(), reason);
+    }
+
+    /// The quinn connection (statistics, datagrams for later protocols).
+    pub fn quinn(&self) -> &quinn::Connection {
+        &self.conn
+    }
+}

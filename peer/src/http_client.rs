@@ -1,0 +1,289 @@
+//! A minimal HTTP/1.1 client for the phone book: one keep-alive connection per server,
+//! `Content-Length` bodies only, every size bounded.
+
+use std::fmt;
+use std::io;
+
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+
+/// Largest response head accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest response body accepted (a full batch lookup answer fits).
+pub const MAX_BODY: usize = 256 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// A URL that this client cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUrl;
+
+impl fmt::Display for BadUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("phone-book URL must be http://HOST[:PORT] (put TLS in a local proxy)")
+    }
+}
+
+impl std::error::Error for BadUrl {}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, if present.
+    pub retry_after: Option<u64>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// One server's connection.
+#[derive(Debug)]
+pub struct HttpClient {
+    host: String,
+    port: u16,
+    stream: Option<TcpStream>,
+}
+
+fn parse_url(url: &str) -> Result<(String, u16), BadUrl> {
+    let rest = url.strip_prefix("http://").ok_or(BadUrl)?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || rest.len() > authority.len() + 1 {
+        return Err(BadUrl);
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse().map_err(|_| BadUrl)?)
+        }
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(BadUrl);
+    }
+    Ok((host.to_owned(), port))
+}
+
+impl HttpClient {
+    /// A client for `url` (`http://host:port`); connects on first use.
+    pub fn new(url: &str) -> Result<Self, BadUrl> {
+        let (host, port) = parse_url(url)?;
+        Ok(Self {
+            host,
+            port,
+            stream: None,
+        })
+    }
+
+    /// Sends one request and reads its response; reconnects once if a kept-alive connection
+    /// turned out to be closed.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
+        let reused = self.stream.is_some();
+        match self.try_request(method, path, bearer, body).await {
+            Err(_) if reused => {
+                self.stream = None;
+                self.try_request(method, path, bearer, body).await
+            }
+            r => r,
+        }
+    }
+
+    async fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\n",
+            self.host, self.port
+        );
+        if let Some(t) = bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        let mut out = req.into_bytes();
+        out.extend_from_slice(body);
+        let result = async {
+            stream.write_all(&out).await?;
+            read_response(stream).await
+        }
+        .await;
+        match result {
+            Ok((resp, keep)) => {
+                if !keep {
+                    self.stream = None;
+                }
+                Ok(resp)
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    /// Status code.
+    pub status: u16,
+    /// `Content-Length` (at most [`MAX_BODY`]).
+    pub content_length: usize,
+    /// `Retry-After` seconds.
+    pub retry_after: Option<u64>,
+    /// Whether the connection may be reused.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head at the start of `buf`: `Ok(None)` if more bytes are needed.
+pub fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let len = match parsed
+        .parse(buf)
+        .map_err(|_| invalid("malformed response head"))?
+    {
+        httparse::Status::Partial if buf.len() > MAX_HEAD => {
+            return Err(invalid("response head too large"));
+        }
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > MAX_HEAD => {
+            return Err(invalid("response head too large"));
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    let status = parsed.code.ok_or_else(|| invalid("no status"))?;
+    let mut length = None;
+    let mut retry_after = None;
+    let mut keep_alive = parsed.version == Some(1);
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Err(invalid("repeated content-length"));
+            }
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| invalid("bad content-length"))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = value.parse().ok();
+        } else if h.name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(invalid("transfer-encoding not supported"));
+        }
+    }
+    let content_length = length.ok_or_else(|| invalid("no content-length"))?;
+    if content_length > MAX_BODY {
+        return Err(invalid("response body too large"));
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        content_length,
+        retry_after,
+        keep_alive,
+    }))
+}
+
+/// Reads one response; returns it and whether the connection may be reused.
+async fn read_response(stream: &mut TcpStream) -> io::Result<(Response, bool)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        let Some(head) = parse_head(&buf)? else {
+            continue;
+        };
+        let mut body = buf.split_off(head.len);
+        if body.len() > head.content_length {
+            return Err(invalid("unexpected bytes after response"));
+        }
+        let have = body.len();
+        body.resize(head.content_length, 0);
+        stream.read_exact(&mut body[have..]).await?;
+        let resp = Response {
+            status: head.status,
+            retry_after: head.retry_after,
+            body,
+        };
+        return Ok((resp, head.keep_alive));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080"),
+            Ok(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            parse_url("http://pb.example/"),
+            Ok(("pb.example".into(), 80))
+        );
+        assert_eq!(parse_url("http://[::1]:81"), Ok(("::1".into(), 81)));
+        assert_eq!(parse_url("https://pb.example"), Err(BadUrl));
+        assert_eq!(parse_url("http://pb.example/api"), Err(BadUrl));
+        assert_eq!(parse_url("http://:80"), Err(BadUrl));
+    }
+
+    #[test]
+    fn heads() {
+        let h =
+            parse_head(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\n{}")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (h.status, h.content_length, h.retry_after, h.keep_alive),
+            (429, 2, Some(7), true)
+        );
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err(), "no length");
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n").is_err());
+        assert!(parse_head(&vec![b'a'; MAX_HEAD + 1]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_head_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_head(&bytes);
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Client of the phone book (docs/PROTOCOL.md): register with every configured phone book and
+//! keep the registration alive, look players up in order and check the owner's signature on
+//! every answer, unregister on shutdown. Retries use exponential backoff with jitter and
+//! honour `Retry-After`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use phonebook_proto::{
+    BodyError, ErrorBody, LookupRecord, PlayerName, PublicKey, RecordError, Register,
+    RegisterAnswer, Unregister, Visibility, name::encode_path_name, paths,
+};
+
+use crate::http_client::{BadUrl, HttpClient, Response};
+use crate::identity::{Identity, PeerId};
+
+/// Phone-book client settings.
+#[derive(Debug, Clone)]
+pub struct PhoneBookConfig {
+    /// Phone books, `http://host:port`, registered with all, looked up in order.
+    pub urls: Vec<String>,
+    /// Attempts per request to one phone book.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured (a longer one fails the request instead).
+    pub max_retry_after: Duration,
+    /// Timeout of one HTTP exchange.
+    pub request_timeout: Duration,
+}
+
+impl Default for PhoneBookConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A phone-book operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PhoneBookError {
+    /// A configured URL is unusable.
+    BadUrl(BadUrl),
+    /// No phone book is configured.
+    NoPhoneBook,
+    /// The phone book could not be reached (after retries).
+    Unreachable(io::Error),
+    /// The phone book refused the request (status and `error` code of its answer).
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field.
+        code: String,
+    },
+    /// No such player, or the player does not let us see them. `retry_after` seconds before
+    /// asking again.
+    NotFound {
+        /// Advised wait.
+        retry_after: Option<u64>,
+    },
+    /// An answer failed verification: the phone book lied or the record was altered.
+    Lying(RecordError),
+    /// An answer could not be parsed.
+    Malformed(BodyError),
+    /// Lookups need a registration first (its token authenticates them).
+    NotRegistered,
+}
+
+impl fmt::Display for PhoneBookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadUrl(e) => e.fmt(f),
+            Self::NoPhoneBook => f.write_str("no phone book configured"),
+            Self::Unreachable(e) => write!(f, "phone book unreachable: {e}"),
+            Self::Rejected { status, code } => write!(f, "phone book refused: {status} {code}"),
+            Self::NotFound { .. } => f.write_str("no such player, or not visible to us"),
+            Self::Lying(e) => write!(f, "phone book answer rejected: {e}"),
+            Self::Malformed(e) => write!(f, "malformed phone book answer: {e}"),
+            Self::NotRegistered => f.write_str("register before looking players up"),
+        }
+    }
+}
+
+impl std::error::Error for PhoneBookError {}
+
+/// A verified lookup answer.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Where the player's peer listens (personal data: never log above debug).
+    pub addr: SocketAddr,
+    /// The player's key, checked against the owner's signature.
+    pub key: PeerId,
+    /// The full record.
+    pub record: LookupRecord,
+}
+
+#[derive(Debug)]
+struct Book {
+    client: smol::lock::Mutex<HttpClient>,
+    token: std::sync::Mutex<Option<String>>,
+}
+
+/// The client.
+#[derive(Debug)]
+pub struct PhoneBook {
+    config: PhoneBookConfig,
+    keypair: phonebook_proto::Keypair,
+    name: PlayerName,
+    books: Vec<Book>,
+    last_timestamp: AtomicU64,
+}
+
+/// Converts between the library's key type and the protocol crate's.
+pub fn to_public_key(id: &PeerId) -> PublicKey {
+    PublicKey::from_bytes(id.as_bytes()).expect("a PeerId is a valid key")
+}
+
+/// See [`to_public_key`].
+pub fn to_peer_id(key: &PublicKey) -> PeerId {
+    PeerId::from_bytes(*key.as_bytes()).expect("a PublicKey is a valid key")
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    let frac = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+    d.mul_f64(0.5 + 0.5 * frac)
+}
+
+impl PhoneBook {
+    /// A client for player `name` with `identity`.
+    pub fn new(
+        identity: &Identity,
+        name: PlayerName,
+        config: PhoneBookConfig,
+    ) -> Result<Self, PhoneBookError> {
+        if config.urls.is_empty() {
+            return Err(PhoneBookError::NoPhoneBook);
+        }
+        let books = config
+            .urls
+            .iter()
+            .map(|u| {
+                Ok(Book {
+                    client: smol::lock::Mutex::new(
+                        HttpClient::new(u).map_err(PhoneBookError::BadUrl)?,
+                    ),
+                    token: Default::default(),
+                })
+            })
+            .collect::<Result<_, PhoneBookError>>()?;
+        Ok(Self {
+            keypair: identity.phonebook_keypair(),
+            name,
+            books,
+            config,
+            last_timestamp: AtomicU64::new(0),
+        })
+    }
+
+    /// Our player name.
+    pub fn name(&self) -> &PlayerName {
+        &self.name
+    }
+
+    /// A signing timestamp: now in Unix ms, strictly above every earlier one.
+    fn timestamp(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let prev = self.last_timestamp.fetch_max(now, Ordering::Relaxed);
+        if prev >= now {
+            self.last_timestamp.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            now
+        }
+    }
+
+    /// One request with retries; `body` is rebuilt per attempt (fresh signature timestamps).
+    async fn call(
+        &self,
+        book: &Book,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: impl Fn() -> Option<String>,
+    ) -> Result<Response, PhoneBookError> {
+        let mut last_err = None;
+        for attempt in 0..self.config.max_attempts {
+            let backoff = jitter(
+                self.config
+                    .backoff_base
+                    .saturating_mul(1 << attempt.min(16))
+                    .min(self.config.backoff_max),
+            );
+            let b = body();
+            let exchange = async {
+                let mut client = book.client.lock().await;
+                client
+                    .request(method, path, bearer, b.as_deref().map(str::as_bytes))
+                    .await
+            };
+            let timeout = async {
+                smol::Timer::after(self.config.request_timeout).await;
+                Err(io::Error::from(io::ErrorKind::TimedOut))
+            };
+            let wait = match smol::future::or(exchange, timeout).await {
+                Ok(r) if r.status == 429 || r.status == 503 || r.status >= 500 => {
+                    let ra = r.retry_after.map(Duration::from_secs);
+                    if ra.is_some_and(|ra| ra > self.config.max_retry_after)
+                        || attempt + 1 == self.config.max_attempts
+                    {
+                        return Ok(r);
+                    }
+                    backoff.max(ra.unwrap_or_default())
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    log::debug!("phone book request failed (attempt {}): {e}", attempt + 1);
+                    last_err = Some(e);
+                    backoff
+                }
+            };
+            if attempt + 1 < self.config.max_attempts {
+                smol::Timer::after(wait).await;
+            }
+        }
+        Err(PhoneBookError::Unreachable(last_err.unwrap_or_else(|| {
+            io::Error::from(io::ErrorKind::TimedOut)
+        })))
+    }
+
+    fn rejected(r: &Response) -> PhoneBookError {
+        let code = ErrorBody::from_json(&r.body)
+            .map(|b| b.error)
+            .unwrap_or_default();
+        PhoneBookError::Rejected {
+            status: r.status,
+            code,
+        }
+    }
+
+    /// Registers (or renews) with every phone book; succeeds if at least one accepted. Returns
+    /// the answer asking for the earliest renewal.
+    pub async fn register(
+        &self,
+        port: u16,
+        visibility: Visibility,
+        friends: &[PeerId],
+    ) -> Result<RegisterAnswer, PhoneBookError> {
+        let friends: Vec<PublicKey> = friends.iter().map(to_public_key).collect();
+        let mut best: Option<RegisterAnswer> = None;
+        let mut last_err = PhoneBookError::NoPhoneBook;
+        for book in &self.books {
+            let body = || {
+                let r = Register::sign(
+                    &self.keypair,
+                    self.name.clone(),
+                    port,
+                    visibility,
+                    friends.clone(),
+                    self.timestamp(),
+                );
+                Some(r.to_json())
+            };
+            match self.call(book, "POST", paths::REGISTER, None, body).await {
+                Ok(r) if r.status == 200 => match RegisterAnswer::from_json(&r.body) {
+                    Ok(a) => {
+                        *book.token.lock().expect("not poisoned") = Some(a.token.clone());
+                        if best
+                            .as_ref()
+                            .is_none_or(|b| a.reregister_in < b.reregister_in)
+                        {
+                            best = Some(a);
+                        }
+                    }
+                    Err(e) => last_err = PhoneBookError::Malformed(e),
+                },
+                Ok(r) => last_err = Self::rejected(&r),
+                Err(e) => last_err = e,
+            }
+        }
+        best.ok_or(last_err)
+    }
+
+    /// Looks `name` up in each phone book in order until one gives an answer that verifies.
+    pub async fn lookup(&self, name: &PlayerName) -> Result<Found, PhoneBookError> {
+        let path = format!("{}/{}", paths::LOOKUP, encode_path_name(name));
+        let mut last_err = PhoneBookError::NotRegistered;
+        for book in &self.books {
+            let Some(token) = book.token.lock().expect("not poisoned").clone() else {
+                continue;
+            };
+            match self.call(book, "GET", &path, Some(&token), || None).await {
+                Ok(r) if r.status == 200 => match LookupRecord::from_json_verified(&r.body, name) {
+                    Ok(record) => {
+                        let key = to_peer_id(&record.key);
+                        let addr = SocketAddr::new(record.ip, record.port);
+                        return Ok(Found { addr, key, record });
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "a phone book sent a lookup answer that fails verification: {e}"
+                        );
+                        last_err = PhoneBookError::Lying(e);
+                    }
+                },
+                Ok(r) if r.status == 404 => {
+                    last_err = PhoneBookError::NotFound {
+                        retry_after: r.retry_after,
+                    }
+                }
+                Ok(r) => last_err = Self::rejected(&r),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Unregisters from every phone book (on shutdown). Succeeds if at least one accepted.
+    pub async fn unregister(&self) -> Result<(), PhoneBookError> {
+        let mut ok = false;
+        let mut last_err = PhoneBookError::NoPhoneBook;
+        for book in &self.books {
+            let body = || {
+                Some(Unregister::sign(&self.keypair, self.name.clone(), self.timestamp()).to_json())
+            };
+            match self
+                .call(book, "DELETE", paths::UNREGISTER, None, body)
+                .await
+            {
+                Ok(r) if r.status == 200 => {
+                    ok = true;
+                    *book.token.lock().expect("not poisoned") = None;
+                }
+                Ok(r) => last_err = Self::rejected(&r),
+                Err(e) => last_err = e,
+            }
+        }
+        if ok { Ok(()) } else { Err(last_err) }
+    }
+
+    /// Keeps the registration alive: registers now, then again before each TTL runs out
+    /// (at the phone book's `reregisterIn`, less up to a tenth of jitter). Failed attempts are
+    /// retried after a backoff. Drop the task to stop; call [`PhoneBook::unregister`] after.
+    pub fn keep_registered(
+        self: &Arc<Self>,
+        port: u16,
+        visibility: Visibility,
+        friends: Vec<PeerId>,
+    ) -> smol::Task<()> {
+        let me = self.clone();
+        smol::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let wait = match me.register(port, visibility, &friends).await {
+                    Ok(a) => {
+                        failures = 0;
+                        let d = Duration::from_secs(a.reregister_in.max(1));
+                        d - jitter(d / 10).min(d / 10)
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        log::warn!("registration failed: {e}");
+                        jitter(
+                            me.config
+                                .backoff_base
+                                .saturating_mul(1 << failures.min(10))
+                                .min(me.config.backoff_max),
+                        )
+                    }
+                };
+                smol::Timer::after(wait).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! One connection per peer, reused for many transfers, with a cap; per-peer records of
+//! outcomes (failures, corrupt chunks) for monitoring and penalties.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::{CLOSE_EVICTED, ConnectError, Endpoint, PeerConnection};
+use crate::identity::PeerId;
+use crate::pins::PinStore;
+
+/// Pool limits.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Most outgoing connections held; the least recently used is closed to make room.
+    pub max_connections: usize,
+    /// Most peers whose outcome records are kept.
+    pub max_peer_records: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            max_peer_records: 4096,
+        }
+    }
+}
+
+/// What happened with one peer over this pool's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// Connections made.
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Requests that failed after connecting.
+    pub request_failures: u64,
+    /// Chunks that failed verification (each is a penalty).
+    pub corrupt_chunks: u64,
+    /// Verified chunks received.
+    pub chunks_received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+}
+
+/// A snapshot of one connected peer, for a plugin to show.
+#[derive(Debug, Clone)]
+pub struct PeerMetrics {
+    /// The peer.
+    pub peer: PeerId,
+    /// Smoothed round-trip time.
+    pub rtt: Duration,
+    /// UDP packets sent on the connection.
+    pub sent_packets: u64,
+    /// Of which QUIC declared lost.
+    pub lost_packets: u64,
+    /// UDP payload bytes received.
+    pub udp_bytes_received: u64,
+    /// UDP payload bytes sent.
+    pub udp_bytes_sent: u64,
+    /// How long the connection has been up.
+    pub connected_for: Duration,
+    /// Mean receive rate over the connection's life, bytes per second.
+    pub mean_receive_rate: f64,
+    /// Outcome counters.
+    pub record: PeerRecord,
+}
+
+#[derive(Debug)]
+struct Held {
+    conn: PeerConnection,
+    since: Instant,
+    last_used: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    conns: HashMap<PeerId, Held>,
+    records: HashMap<PeerId, PeerRecord>,
+}
+
+/// The connection pool.
+#[derive(Debug)]
+pub struct Pool {
+    endpoint: Arc<Endpoint>,
+    config: PoolConfig,
+    inner: Mutex<Inner>,
+    pins: Mutex<PinStore>,
+}
+
+impl Pool {
+    /// A pool on `endpoint` checking names against `pins`.
+    pub fn new(endpoint: Arc<Endpoint>, pins: PinStore, config: PoolConfig) -> Self {
+        Self {
+            endpoint,
+            config,
+            inner: Mutex::new(Inner::default()),
+            pins: Mutex::new(pins),
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// A connection to the peer with `key` at `addr`, reusing a live one. With a player
+    /// `name`, the key is checked against the pin store first (and pinned if new).
+    pub async fn connect(
+        &self,
+        name: Option<&str>,
+        addr: SocketAddr,
+        key: PeerId,
+    ) -> Result<PeerConnection, ConnectError> {
+        if let Some(name) = name {
+            self.pins
+                .lock()
+                .expect("not poisoned")
+                .check_and_pin(name, key)
+                .map_err(ConnectError::Pin)?;
+        }
+        if let Some(c) = self.reuse(key) {
+            return Ok(c);
+        }
+        let result = self.endpoint.connect(addr, key).await;
+        let mut inner = self.inner.lock().expect("not poisoned");
+        Self::touch_record(
+            &mut inner,
+            key,
+            self.config.max_peer_records,
+            |r| match &result {
+                Ok(_) => r.connects += 1,
+                Err(_) => r.connect_failures += 1,
+            },
+        );
+        let conn = result?;
+        // Another task may have connected meanwhile: keep the first, close ours.
+        if let Some(h) = inner.conns.get_mut(&key)
+            && !h.conn.is_closed()
+        {
+            conn.close(CLOSE_EVICTED, b"duplicate");
+            h.last_used = Instant::now();
+            return Ok(h.conn.clone());
+        }
+        inner.conns.retain(|_, h| !h.conn.is_closed());
+        while inner.conns.len() >= self.config.max_connections {
+            let oldest = inner
+                .conns
+                .iter()
+                .min_by_key(|(_, h)| h.last_used)
+                .map(|(k, _)| *k);
+            let Some(k) = oldest else { break };
+            if let Some(h) = inner.conns.remove(&k) {
+                h.conn.close(CLOSE_EVICTED, b"pool full");
+            }
+        }
+        let now = Instant::now();
+        inner.conns.insert(
+            key,
+            Held {
+                conn: conn.clone(),
+                since: now,
+                last_used: now,
+            },
+        );
+        Ok(conn)
+    }
+
+    fn reuse(&self, key: PeerId) -> Option<PeerConnection> {
+        let mut inner = self.inner.lock().expect("not poisoned");
+        let h = inner.conns.get_mut(&key)?;
+        if h.conn.is_closed() {
+            inner.conns.remove(&key);
+            return None;
+        }
+        h.last_used = Instant::now();
+        Some(h.conn.clone())
+    }
+
+    fn touch_record(inner: &mut Inner, key: PeerId, cap: usize, f: impl FnOnce(&mut PeerRecord)) {
+        if !inner.records.contains_key(&key) && inner.records.len() >= cap {
+            return;
+        }
+        f(inner.records.entry(key).or_default());
+    }
+
+    /// Updates a peer's record.
+    pub fn record(&self, key: PeerId, f: impl FnOnce(&mut PeerRecord)) {
+        let mut inner = self.inner.lock().expect("not poisoned");
+        Self::touch_record(&mut inner, key, self.config.max_peer_records, f);
+    }
+
+    /// A peer's record.
+    pub fn peer_record(&self, key: &PeerId) -> PeerRecord {
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .records
+            .get(key)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Live connections held.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.lock().expect("not poisoned");
+        inner.conns.values().filter(|h| !h.conn.is_closed()).count()
+    }
+
+    /// Whether no live connection is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Metrics of every live connection.
+    pub fn metrics(&self) -> Vec<PeerMetrics> {
+        let inner = self.inner.lock().expect("not poisoned");
+        inner
+            .conns
+            .iter()
+            .filter(|(_, h)| !h.conn.is_closed())
+            .map(|(k, h)| {
+                let s = h.conn.quinn().stats();
+                let age = h.since.elapsed();
+                PeerMetrics {
+                    peer: *k,
+                    rtt: s.path.rtt,
+                    sent_packets: s.path.sent_packets,
+                    lost_packets: s.path.lost_packets,
+                    udp_bytes_received: s.udp_rx.bytes,
+                    udp_bytes_sent: s.udp_tx.bytes,
+                    connected_for: age,
+                    mean_receive_rate: s.udp_rx.bytes as f64 / age.as_secs_f64().max(1e-3),
+                    record: inner.records.get(k).copied().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+}
