@@ -71,7 +71,9 @@ impl Server {
     /// Loads the snapshot (if configured) and binds the listening socket.
     pub fn bind(config: Config) -> io::Result<Server> {
         raise_fd_limit(config.max_connections);
-        let listener = Async::<TcpListener>::bind(config.listen)?;
+        // std sets SO_REUSEADDR, so a restart binds even while old connections are in
+        // TIME_WAIT (async-io's own bind does not).
+        let listener = Async::new(TcpListener::bind(config.listen)?)?;
         let start = Instant::now();
         let max_conns = config.max_connections as usize;
         let app = persist::load(config)?;

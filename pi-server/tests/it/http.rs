@@ -142,3 +142,17 @@ fn http10_closes_and_head_has_no_body() {
     assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
     assert!(c.is_closed());
 }
+
+#[test]
+fn restart_on_the_same_port_despite_time_wait() {
+    let srv = start(|_| {});
+    let addr = srv.addr();
+    let mut c = Conn::open(addr);
+    assert_eq!(c.request("GET", "/api/health", "", "").status, 200);
+    // The server closes first on stop, so its side of the connection sits in TIME_WAIT.
+    srv.stop().unwrap();
+    assert!(c.is_closed());
+    let again = start(|cfg| cfg.listen = addr);
+    let mut c = Conn::open(again.addr());
+    assert_eq!(c.request("GET", "/api/health", "", "").status, 200);
+}
