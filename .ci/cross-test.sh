@@ -69,7 +69,8 @@ for cpu in cortex-a72 cortex-a76; do
     step "cargo test under qemu-user, QEMU_CPU=$cpu"
     ts=$(date +%s)
     # PB_SLOW_TESTS=0: tests that move hundreds of MiB skip themselves under emulation.
-    if QEMU_CPU=$cpu PB_SLOW_TESTS=0 cargo test --locked --profile "$PROFILE" \
+    # PB_TIMEOUT_SCALE=10: tests with a deliberate timeout give emulation room.
+    if QEMU_CPU=$cpu PB_SLOW_TESTS=0 PB_TIMEOUT_SCALE=10 cargo test --locked --profile "$PROFILE" \
             --target aarch64-unknown-linux-gnu "${PKGS[@]}"; then
         pass=$((pass + 1))
     else

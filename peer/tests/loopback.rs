@@ -530,8 +530,13 @@ fn a_peer_that_accepts_but_never_answers_does_not_stall_the_download() {
         let pool = downloader();
         let dest = temp_dir("silent").join("f");
         let mut config = DownloadConfig::default();
-        // Short enough to keep the test quick, long enough for a loaded debug build.
-        config.transfer.request_timeout = std::time::Duration::from_secs(3);
+        // Short enough to keep the test quick, long enough for a loaded debug build;
+        // PB_TIMEOUT_SCALE stretches it under emulation (qemu-user runs it 10x slower).
+        let scale: u64 = std::env::var("PB_TIMEOUT_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        config.transfer.request_timeout = std::time::Duration::from_secs(3 * scale.max(1));
         let hash = sha1(&data);
         let report = download(
             &pool,
