@@ -47,6 +47,32 @@ impl App {
             })
     }
 
+    /// The checks every signed request passes, cheapest first: the per-key rate limit, the
+    /// clock skew, then the signature.
+    fn admit_signed(
+        &mut self,
+        key: &phonebook_proto::PublicKey,
+        timestamp: u64,
+        what: &str,
+        verify: impl FnOnce() -> Result<(), phonebook_proto::KeyError>,
+        now: Now,
+    ) -> Result<(), Answer> {
+        self.key_limit(key.as_bytes(), 1, now)?;
+        self.check_skew(timestamp, now)?;
+        if verify().is_err() {
+            self.metrics.reject(Reject::BadSignature);
+            self.audit.warn(
+                now.mono_ms,
+                format_args!("bad {what} signature for key {}", key.short()),
+            );
+            return Err(Answer::error(
+                ErrorCode::BadSignature,
+                "signature does not verify",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn register(&mut self, body: &[u8], origin: Origin, now: Now) -> Answer {
         let req = match Register::from_json(body) {
             Ok(r) => r,
@@ -55,19 +81,14 @@ impl App {
                 return Answer::error(ErrorCode::BadRequest, e.to_string());
             }
         };
-        if let Err(a) = self.key_limit(req.key.as_bytes(), 1, now) {
+        if let Err(a) = self.admit_signed(
+            &req.key,
+            req.timestamp,
+            "registration",
+            || req.verify(),
+            now,
+        ) {
             return a;
-        }
-        if let Err(a) = self.check_skew(req.timestamp, now) {
-            return a;
-        }
-        if req.verify().is_err() {
-            self.metrics.reject(Reject::BadSignature);
-            self.audit.warn(
-                now.mono_ms,
-                format_args!("bad registration signature for key {}", req.key.short()),
-            );
-            return Answer::error(ErrorCode::BadSignature, "signature does not verify");
         }
         let ip = match req.ip.map(|i| i.to_canonical()) {
             Some(claimed) if claimed != origin.client && !self.config.allow_claimed_ip => {
@@ -171,19 +192,14 @@ impl App {
                 return Answer::error(ErrorCode::BadRequest, e.to_string());
             }
         };
-        if let Err(a) = self.key_limit(req.key.as_bytes(), 1, now) {
+        if let Err(a) = self.admit_signed(
+            &req.key,
+            req.timestamp,
+            "unregistration",
+            || req.verify(),
+            now,
+        ) {
             return a;
-        }
-        if let Err(a) = self.check_skew(req.timestamp, now) {
-            return a;
-        }
-        if req.verify().is_err() {
-            self.metrics.reject(Reject::BadSignature);
-            self.audit.warn(
-                now.mono_ms,
-                format_args!("bad unregistration signature for key {}", req.key.short()),
-            );
-            return Answer::error(ErrorCode::BadSignature, "signature does not verify");
         }
         match self
             .table
