@@ -1,6 +1,17 @@
 //! `pb-client`: a small blocking command-line client of the phone book, for smoke tests and
 //! humans. Run with: `cargo run -p pb-tests --bin pb-client -- --help`
 
+/// Prints a line to stdout; a closed pipe (`pb-client keygen | head -1`) ends the program
+/// quietly instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use pb_tests::http::{Client, HttpError, Response, Url};
 use pb_tests::{hex, now_ms};
 use phonebook_proto::name::encode_path_name;
@@ -96,7 +107,7 @@ fn parse_args() -> Result<Args, Fail> {
     while let Some(arg) = p.next().map_err(|e| usage(e.to_string()))? {
         match arg {
             Short('h') | Long("help") => {
-                print!("{HELP}");
+                out!("{}", HELP.trim_end());
                 std::process::exit(0);
             }
             Long("url") => a.url = Some(val(&mut p)?),
@@ -198,8 +209,8 @@ fn run(a: Args) -> Result<(), Fail> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
         let kp = Keypair::from_seed(&seed);
-        println!("seed:      {}", hex::encode(&seed));
-        println!("publicKey: {}", kp.public());
+        out!("seed:      {}", hex::encode(&seed));
+        out!("publicKey: {}", kp.public());
         return Ok(());
     }
     let url_text = a
@@ -222,7 +233,7 @@ fn run(a: Args) -> Result<(), Fail> {
                     h.active_users, h.capacity, h.ttl, h.uptime, h.version
                 );
             }
-            println!("{}", r.text());
+            out!("{}", r.text());
             Ok(())
         }
         "register" => {
@@ -254,7 +265,7 @@ fn run(a: Args) -> Result<(), Fail> {
                     .transpose()?;
             let mut c = connect()?;
             let (r, _) = register(&mut c, &kp, name, port, vis, friends, ip)?;
-            println!("{}", r.text());
+            out!("{}", r.text());
             Ok(())
         }
         "lookup" => {
@@ -294,7 +305,7 @@ fn run(a: Args) -> Result<(), Fail> {
                 rec.visibility.as_str(),
                 rec.timestamp
             );
-            println!("{}", r.text());
+            out!("{}", r.text());
             Ok(())
         }
         "unregister" => {
@@ -310,7 +321,7 @@ fn run(a: Args) -> Result<(), Fail> {
                 f.0 = 1;
                 return Err(f);
             }
-            println!("{}", r.text());
+            out!("{}", r.text());
             Ok(())
         }
         other => Err(usage(format!("unknown command {other:?}"))),
