@@ -73,6 +73,32 @@ impl App {
         Ok(())
     }
 
+    /// 409 `key_conflict`, with an audit line: `key` signed for a name bound to another key.
+    fn key_conflict(&mut self, key: &phonebook_proto::PublicKey, what: &str, now: Now) -> Answer {
+        self.metrics.reject(Reject::KeyConflict);
+        self.audit.warn(
+            now.mono_ms,
+            format_args!(
+                "key conflict: {what} by key {} for a name bound to another key",
+                key.short()
+            ),
+        );
+        Answer::error(ErrorCode::KeyConflict, "this name is bound to another key")
+    }
+
+    /// 409 `replayed`, with an audit line.
+    fn replayed(&mut self, key: &phonebook_proto::PublicKey, what: &str, now: Now) -> Answer {
+        self.metrics.reject(Reject::Replayed);
+        self.audit.warn(
+            now.mono_ms,
+            format_args!("replayed or stale {what} (key {})", key.short()),
+        );
+        Answer::error(
+            ErrorCode::Replayed,
+            "timestamp is not newer than the last accepted for this name",
+        )
+    }
+
     pub(super) fn register(&mut self, body: &[u8], origin: Origin, now: Now) -> Answer {
         let req = match Register::from_json(body) {
             Ok(r) => r,
@@ -135,28 +161,8 @@ impl App {
                 };
                 Answer::ok(a.serialize_json().into_bytes())
             }
-            Err(RegisterError::KeyConflict) => {
-                self.metrics.reject(Reject::KeyConflict);
-                self.audit.warn(
-                    now.mono_ms,
-                    format_args!(
-                        "key conflict: key {} tried a name bound to another key",
-                        req.key.short()
-                    ),
-                );
-                Answer::error(ErrorCode::KeyConflict, "this name is bound to another key")
-            }
-            Err(RegisterError::Replayed) => {
-                self.metrics.reject(Reject::Replayed);
-                self.audit.warn(
-                    now.mono_ms,
-                    format_args!("replayed or stale registration (key {})", req.key.short()),
-                );
-                Answer::error(
-                    ErrorCode::Replayed,
-                    "timestamp is not newer than the last accepted for this name",
-                )
-            }
+            Err(RegisterError::KeyConflict) => self.key_conflict(&req.key, "registration", now),
+            Err(RegisterError::Replayed) => self.replayed(&req.key, "registration", now),
             Err(RegisterError::CapacityFull) => {
                 self.metrics.reject(Reject::CapacityFull);
                 self.audit.warn(
@@ -207,28 +213,8 @@ impl App {
         {
             Ok(()) => Answer::ok(br#"{"success":true}"#.to_vec()),
             Err(UnregisterError::NotFound) => Answer::error(ErrorCode::NotFound, "no such player"),
-            Err(UnregisterError::KeyConflict) => {
-                self.metrics.reject(Reject::KeyConflict);
-                self.audit.warn(
-                    now.mono_ms,
-                    format_args!(
-                        "forged unregistration: key {} for a name bound to another key",
-                        req.key.short()
-                    ),
-                );
-                Answer::error(ErrorCode::KeyConflict, "this name is bound to another key")
-            }
-            Err(UnregisterError::Replayed) => {
-                self.metrics.reject(Reject::Replayed);
-                self.audit.warn(
-                    now.mono_ms,
-                    format_args!("replayed unregistration (key {})", req.key.short()),
-                );
-                Answer::error(
-                    ErrorCode::Replayed,
-                    "timestamp is not newer than the last accepted for this name",
-                )
-            }
+            Err(UnregisterError::KeyConflict) => self.key_conflict(&req.key, "unregistration", now),
+            Err(UnregisterError::Replayed) => self.replayed(&req.key, "unregistration", now),
         }
     }
 }

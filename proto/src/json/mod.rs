@@ -132,12 +132,12 @@ impl Fields {
         }
     }
 
-    /// An optional array of strings with at most `max` items.
-    pub fn opt_str_array(
+    /// An optional array with at most `max` items.
+    fn opt_array(
         &mut self,
         name: &'static str,
         max: usize,
-    ) -> Result<Option<Vec<String>>, BodyError> {
+    ) -> Result<Option<Vec<Value>>, BodyError> {
         let items = match self.take(name) {
             None => return Ok(None),
             Some(Value::Array(items)) => items,
@@ -146,6 +146,18 @@ impl Fields {
         if items.len() > max {
             return Err(BodyError::Invalid(name, format!("at most {max} items")));
         }
+        Ok(Some(items))
+    }
+
+    /// An optional array of strings with at most `max` items.
+    pub fn opt_str_array(
+        &mut self,
+        name: &'static str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, BodyError> {
+        let Some(items) = self.opt_array(name, max)? else {
+            return Ok(None);
+        };
         items
             .into_iter()
             .map(|v| match v {
@@ -162,14 +174,9 @@ impl Fields {
         name: &'static str,
         max: usize,
     ) -> Result<Option<Vec<Fields>>, BodyError> {
-        let items = match self.take(name) {
-            None => return Ok(None),
-            Some(Value::Array(items)) => items,
-            Some(_) => return Err(BodyError::Invalid(name, "must be an array".into())),
+        let Some(items) = self.opt_array(name, max)? else {
+            return Ok(None);
         };
-        if items.len() > max {
-            return Err(BodyError::Invalid(name, format!("at most {max} items")));
-        }
         items
             .into_iter()
             .map(Fields::from_value)
