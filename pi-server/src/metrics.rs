@@ -91,6 +91,11 @@ pub struct Metrics {
     pub snapshot_bytes: u64,
     /// Snapshots that failed.
     pub snapshot_failures: u64,
+    /// Signature checks of signed requests, and the batches they were checked in (their
+    /// ratio is the mean batch size: 1 when idle, up to `MAX_BATCH` under load).
+    pub signatures_checked: u64,
+    /// See [`Metrics::signatures_checked`].
+    pub signature_batches: u64,
 }
 
 /// Table figures shown beside the counters.
@@ -205,6 +210,16 @@ impl Metrics {
             s,
             "# HELP phonebook_connections_total Connections accepted.\n# TYPE phonebook_connections_total counter\nphonebook_connections_total {}\n",
             self.connections_total
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_signatures_checked_total Signatures of register and unregister requests checked.\n# TYPE phonebook_signatures_checked_total counter\nphonebook_signatures_checked_total {}\n",
+            self.signatures_checked
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_signature_batches_total Batches those signatures were checked in.\n# TYPE phonebook_signature_batches_total counter\nphonebook_signature_batches_total {}\n",
+            self.signature_batches
         );
         s.push_str("# HELP phonebook_requests_total Requests answered, by endpoint and status.\n# TYPE phonebook_requests_total counter\n");
         for (ei, (_, ename)) in ENDPOINTS.iter().enumerate() {

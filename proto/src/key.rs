@@ -94,6 +94,34 @@ impl PublicKey {
             .map_err(|_| KeyError::BadSignature)
     }
 
+    /// Verifies many signatures at once, about twice as fast per signature as one by one
+    /// when there are dozens (measured by `pb-verify-bench --batch`). `Ok` means every item
+    /// verifies; on `Err` at least one does not, and the caller finds which with
+    /// [`PublicKey::verify`].
+    ///
+    /// Agreement with [`PublicKey::verify`]: every signature that strict verification accepts
+    /// is accepted here. The converse holds for every signature made by RFC 8032 signing; the
+    /// one kind strict verification refuses and a batch may accept is a signature whose `R`
+    /// its signer built with a small-order component (the batch equation is cofactorless with
+    /// random weights). Only the holder of the secret key can make one, and since clients
+    /// check records strictly, it only spoils that signer's own record. Keys are never weak
+    /// here: [`PublicKey::from_bytes`] refuses them.
+    pub fn verify_batch(items: &[(&PublicKey, &[u8], &Signature)]) -> Result<(), KeyError> {
+        match items {
+            [] => Ok(()),
+            [(key, msg, sig)] => key.verify(msg, sig),
+            _ => {
+                let msgs: Vec<&[u8]> = items.iter().map(|i| i.1).collect();
+                let sigs: Vec<ed25519_dalek::Signature> = items
+                    .iter()
+                    .map(|i| ed25519_dalek::Signature::from_bytes(&i.2.0))
+                    .collect();
+                let keys: Vec<VerifyingKey> = items.iter().map(|i| i.0.1).collect();
+                ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| KeyError::BadSignature)
+            }
+        }
+    }
+
     /// A short form for logs: the first 8 base64 characters.
     pub fn short(&self) -> String {
         let mut s = self.to_base64();
@@ -210,5 +238,78 @@ mod tests {
         id[0] = 1;
         assert_eq!(PublicKey::from_bytes(&id), Err(KeyError::InvalidKey));
         assert_eq!(PublicKey::from_base64("short"), Err(KeyError::Encoding));
+    }
+
+    fn batch_of(n: usize) -> Vec<(PublicKey, Vec<u8>, Signature)> {
+        (0..n)
+            .map(|i| {
+                let kp = Keypair::from_seed(&[i as u8 + 7; 32]);
+                let msg = format!("message {i}").into_bytes();
+                let sig = kp.sign(&msg);
+                (kp.public(), msg, sig)
+            })
+            .collect()
+    }
+
+    fn refs(b: &[(PublicKey, Vec<u8>, Signature)]) -> Vec<(&PublicKey, &[u8], &Signature)> {
+        b.iter().map(|(k, m, s)| (k, &m[..], s)).collect()
+    }
+
+    proptest::proptest! {
+        // Curve arithmetic is slow in debug builds: 48 cases of up to 12 signatures.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A batch verifies exactly when every member verifies alone, whatever is corrupted
+        /// (message, either half of the signature, or a swapped key).
+        #[test]
+        fn batch_agrees_with_strict(
+            n in 0usize..12,
+            bad in proptest::collection::vec((0usize..12, 0usize..4, 0usize..64, 1u8..=255), 0..3),
+        ) {
+            let mut b = batch_of(n);
+            for (i, what, at, x) in bad {
+                if n == 0 { break; }
+                let e = &mut b[i % n];
+                match what {
+                    0 => { let l = e.1.len(); e.1[at % l] ^= x; }
+                    1 => e.2.0[at % 32] ^= x,
+                    2 => e.2.0[32 + at % 32] ^= x,
+                    _ => e.0 = Keypair::from_seed(&[x; 32]).public(),
+                }
+            }
+            let alone = b.iter().all(|(k, m, s)| k.verify(m, s).is_ok());
+            proptest::prop_assert_eq!(PublicKey::verify_batch(&refs(&b)).is_ok(), alone);
+        }
+    }
+
+    /// The one documented disagreement: a signer who knows the secret scalar can make a
+    /// signature with the identity as `R`. Strict verification refuses it (small-order `R`);
+    /// the batch equation holds. Nobody else can make one for this key.
+    #[test]
+    fn self_made_small_order_r_is_the_known_divergence() {
+        use ed25519_dalek::Digest as _;
+        let kp = Keypair::from_seed(&[9; 32]);
+        let a = kp.signing.to_scalar();
+        let mut r = [0u8; 32];
+        r[0] = 1; // the identity, compressed
+        let msg = b"self-made";
+        let mut h = sha2::Sha512::new();
+        h.update(r);
+        h.update(kp.public().as_bytes());
+        h.update(msg);
+        let k = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice((k * a).as_bytes());
+        let sig = Signature(sig);
+        let pk = kp.public();
+        assert_eq!(pk.verify(msg, &sig), Err(KeyError::BadSignature));
+        let mut b = batch_of(3);
+        let honest = refs(&b);
+        let mut items = honest.clone();
+        items.push((&pk, msg, &sig));
+        assert_eq!(PublicKey::verify_batch(&items), Ok(()));
+        // An honest batch still fails when anyone else's signature is off.
+        b[1].1.push(b'!');
+        assert!(PublicKey::verify_batch(&refs(&b)).is_err());
     }
 }

@@ -20,6 +20,23 @@ use phonebook_proto::{ErrorBody, ErrorCode, Health, paths};
 use std::net::IpAddr;
 
 pub use audit::Audit;
+use register::Signed;
+pub use register::{Pending, verify_all};
+
+/// What [`App::start`] did with a request.
+#[derive(Debug)]
+pub enum Started {
+    /// Answered; `true` if the connection stays open.
+    Done(bool),
+    /// A signed request waits for its signature check; then call [`App::finish`].
+    Verify(Pending),
+}
+
+/// What routing decided: an answer now, or a signed request to verify first.
+enum Routed {
+    Answer(Answer),
+    Signed(Signed),
+}
 
 /// The time, as the handlers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +168,8 @@ impl App {
     }
 
     /// Handles one complete request and appends the answer to `out`. Returns whether the
-    /// connection stays open.
+    /// connection stays open. A signed request's signature is checked here, alone; the
+    /// server uses [`App::start`] and [`App::finish`] instead to check several at once.
     pub fn handle(
         &mut self,
         head: &Head<'_>,
@@ -160,6 +178,26 @@ impl App {
         now: Now,
         out: &mut Vec<u8>,
     ) -> bool {
+        match self.start(head, body, peer, now, out) {
+            Started::Done(keep_alive) => keep_alive,
+            Started::Verify(p) => {
+                let verified = p.verify();
+                self.finish(&p, verified, now, out)
+            }
+        }
+    }
+
+    /// Handles one complete request up to a signature check. Either the answer is written
+    /// to `out` ([`Started::Done`]), or a register or unregister request waits for its
+    /// signature to be checked ([`Started::Verify`]) and nothing is written yet.
+    pub fn start(
+        &mut self,
+        head: &Head<'_>,
+        body: &[u8],
+        peer: IpAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Started {
         let client = addr::client_ip(
             peer,
             head.forwarded,
@@ -167,9 +205,41 @@ impl App {
             &self.config.trusted_proxies,
         );
         let origin = Origin { peer, client };
-        let (endpoint, answer) = self.route(head, body, origin, now);
+        let head_only = head.method == Method::Head;
+        let (endpoint, routed) = self.route(head, body, origin, now);
+        let answer = match routed {
+            Routed::Answer(a) => a,
+            Routed::Signed(signed) => {
+                return Started::Verify(Pending::new(
+                    endpoint,
+                    head.keep_alive,
+                    head_only,
+                    origin,
+                    signed,
+                ));
+            }
+        };
+        Started::Done(self.respond(endpoint, answer, head.keep_alive, head_only, out))
+    }
+
+    /// Completes a request that [`App::start`] left waiting, given whether its signature
+    /// verified, and writes the answer to `out`. Returns whether the connection stays open.
+    /// `now` may be later than at the start.
+    pub fn finish(&mut self, p: &Pending, verified: bool, now: Now, out: &mut Vec<u8>) -> bool {
+        let answer = self.finish_signed(p, verified, now);
+        self.respond(p.endpoint, answer, p.keep_alive, p.head_only, out)
+    }
+
+    fn respond(
+        &mut self,
+        endpoint: Endpoint,
+        answer: Answer,
+        keep_alive: bool,
+        head_only: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         self.metrics.request(endpoint, answer.status);
-        let keep_alive = head.keep_alive && !answer.close;
+        let keep_alive = keep_alive && !answer.close;
         Response {
             status: answer.status,
             content_type: answer.content_type,
@@ -177,7 +247,7 @@ impl App {
             allow: answer.allow,
             bearer_challenge: answer.challenge,
             keep_alive,
-            head_only: head.method == Method::Head,
+            head_only,
         }
         .write(&answer.body, out);
         keep_alive
@@ -197,7 +267,7 @@ impl App {
         body: &[u8],
         origin: Origin,
         now: Now,
-    ) -> (Endpoint, Answer) {
+    ) -> (Endpoint, Routed) {
         let path = head.path;
         let m = if head.method == Method::Head {
             Method::Get
@@ -237,7 +307,7 @@ impl App {
                     }
                     None => Answer::error(ErrorCode::NotFound, "no such path"),
                 };
-                return (Endpoint::Other, a);
+                return (Endpoint::Other, Routed::Answer(a));
             }
         };
         if let Err(secs) = self
@@ -252,23 +322,30 @@ impl App {
             log::debug!("rate limited address {}", origin.client);
             return (
                 endpoint,
-                Answer::error_retry(
+                Routed::Answer(Answer::error_retry(
                     ErrorCode::RateLimited,
                     "too many requests from your address",
                     secs,
-                ),
+                )),
             );
         }
-        let answer = match endpoint {
-            Endpoint::Register => self.register(body, origin, now),
-            Endpoint::Unregister => self.unregister(body, now),
-            Endpoint::Lookup => self.lookup_one(head, now),
-            Endpoint::LookupBatch => self.lookup_batch(head, body, now),
-            Endpoint::Health => self.health(now),
-            Endpoint::Metrics => self.metrics_page(origin, now),
-            Endpoint::Other => Answer::error(ErrorCode::NotFound, "no such path"),
+        let begun = match endpoint {
+            Endpoint::Register => Some(self.register_begin(body, now)),
+            Endpoint::Unregister => Some(self.unregister_begin(body, now)),
+            _ => None,
         };
-        (endpoint, answer)
+        let answer = match (endpoint, begun) {
+            (_, Some(Ok(signed))) => return (endpoint, Routed::Signed(signed)),
+            (_, Some(Err(a))) => a,
+            (Endpoint::Lookup, None) => self.lookup_one(head, now),
+            (Endpoint::LookupBatch, None) => self.lookup_batch(head, body, now),
+            (Endpoint::Health, None) => self.health(now),
+            (Endpoint::Metrics, None) => self.metrics_page(origin, now),
+            (Endpoint::Register | Endpoint::Unregister | Endpoint::Other, None) => {
+                Answer::error(ErrorCode::NotFound, "no such path")
+            }
+        };
+        (endpoint, Routed::Answer(answer))
     }
 
     fn health(&self, now: Now) -> Answer {

@@ -1,11 +1,14 @@
 //! `POST /api/register` and `DELETE /api/unregister`.
 
 use super::{Answer, App, Now, Origin};
-use crate::metrics::Reject;
+use crate::metrics::{Endpoint, Reject};
 use crate::table::{RegisterError, UnregisterError};
 use crate::token::TokenClaim;
 use nanoserde::SerJson;
-use phonebook_proto::{ErrorBody, ErrorCode, Register, RegisterAnswer, Unregister};
+use phonebook_proto::signed::unregister_message;
+use phonebook_proto::{
+    ErrorBody, ErrorCode, PublicKey, Register, RegisterAnswer, Signature, Unregister,
+};
 
 /// Retry-After when the table is full, in seconds.
 pub const CAPACITY_RETRY_SECS: u32 = 60;
@@ -47,30 +50,26 @@ impl App {
             })
     }
 
-    /// The checks every signed request passes, cheapest first: the per-key rate limit, the
-    /// clock skew, then the signature.
+    /// The checks a signed request passes before its signature is checked, cheapest first:
+    /// the per-key rate limit, then the clock skew.
     fn admit_signed(
         &mut self,
         key: &phonebook_proto::PublicKey,
         timestamp: u64,
-        what: &str,
-        verify: impl FnOnce() -> Result<(), phonebook_proto::KeyError>,
         now: Now,
     ) -> Result<(), Answer> {
         self.key_limit(key.as_bytes(), 1, now)?;
-        self.check_skew(timestamp, now)?;
-        if verify().is_err() {
-            self.metrics.reject(Reject::BadSignature);
-            self.audit.warn(
-                now.mono_ms,
-                format_args!("bad {what} signature for key {}", key.short()),
-            );
-            return Err(Answer::error(
-                ErrorCode::BadSignature,
-                "signature does not verify",
-            ));
-        }
-        Ok(())
+        self.check_skew(timestamp, now)
+    }
+
+    /// 401 `bad_signature`, with an audit line.
+    fn bad_signature(&mut self, key: &phonebook_proto::PublicKey, what: &str, now: Now) -> Answer {
+        self.metrics.reject(Reject::BadSignature);
+        self.audit.warn(
+            now.mono_ms,
+            format_args!("bad {what} signature for key {}", key.short()),
+        );
+        Answer::error(ErrorCode::BadSignature, "signature does not verify")
     }
 
     /// 409 `key_conflict`, with an audit line: `key` signed for a name bound to another key.
@@ -99,23 +98,18 @@ impl App {
         )
     }
 
-    pub(super) fn register(&mut self, body: &[u8], origin: Origin, now: Now) -> Answer {
-        let req = match Register::from_json(body) {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.reject(Reject::BadRequest);
-                return Answer::error(ErrorCode::BadRequest, e.to_string());
-            }
-        };
-        if let Err(a) = self.admit_signed(
-            &req.key,
-            req.timestamp,
-            "registration",
-            || req.verify(),
-            now,
-        ) {
-            return a;
-        }
+    /// Parses a registration and admits it up to its signature check.
+    pub(super) fn register_begin(&mut self, body: &[u8], now: Now) -> Result<Signed, Answer> {
+        let req = Register::from_json(body).map_err(|e| {
+            self.metrics.reject(Reject::BadRequest);
+            Answer::error(ErrorCode::BadRequest, e.to_string())
+        })?;
+        self.admit_signed(&req.key, req.timestamp, now)?;
+        Ok(Signed::Register(Box::new(req)))
+    }
+
+    /// Finishes a registration whose signature verified.
+    fn register_commit(&mut self, req: &Register, origin: Origin, now: Now) -> Answer {
         let ip = match req.ip.map(|i| i.to_canonical()) {
             Some(claimed) if claimed != origin.client && !self.config.allow_claimed_ip => {
                 self.metrics.reject(Reject::BadRequest);
@@ -136,7 +130,7 @@ impl App {
             None => origin.client,
         };
         let ttl = self.config.ttl;
-        match self.table.register(&req, ip, now.secs(), ttl) {
+        match self.table.register(req, ip, now.secs(), ttl) {
             Ok(done) => {
                 log::debug!(
                     "registered {} at {ip}:{} ({})",
@@ -190,32 +184,128 @@ impl App {
         }
     }
 
-    pub(super) fn unregister(&mut self, body: &[u8], now: Now) -> Answer {
-        let req = match Unregister::from_json(body) {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.reject(Reject::BadRequest);
-                return Answer::error(ErrorCode::BadRequest, e.to_string());
-            }
-        };
-        if let Err(a) = self.admit_signed(
-            &req.key,
-            req.timestamp,
-            "unregistration",
-            || req.verify(),
-            now,
-        ) {
-            return a;
-        }
+    /// Parses an unregistration and admits it up to its signature check.
+    pub(super) fn unregister_begin(&mut self, body: &[u8], now: Now) -> Result<Signed, Answer> {
+        let req = Unregister::from_json(body).map_err(|e| {
+            self.metrics.reject(Reject::BadRequest);
+            Answer::error(ErrorCode::BadRequest, e.to_string())
+        })?;
+        self.admit_signed(&req.key, req.timestamp, now)?;
+        Ok(Signed::Unregister(Box::new(req)))
+    }
+
+    /// Finishes an unregistration whose signature verified.
+    fn unregister_commit(&mut self, req: &Unregister, now: Now) -> Answer {
         match self
             .table
-            .unregister(&req, now.secs(), self.config.retention)
+            .unregister(req, now.secs(), self.config.retention)
         {
             Ok(()) => Answer::ok(br#"{"success":true}"#.to_vec()),
             Err(UnregisterError::NotFound) => Answer::error(ErrorCode::NotFound, "no such player"),
             Err(UnregisterError::KeyConflict) => self.key_conflict(&req.key, "unregistration", now),
             Err(UnregisterError::Replayed) => self.replayed(&req.key, "unregistration", now),
         }
+    }
+
+    /// Completes a signed request once its signature has been checked (`verified`), and
+    /// returns the answer.
+    pub(super) fn finish_signed(&mut self, p: &Pending, verified: bool, now: Now) -> Answer {
+        let what = match &p.signed {
+            Signed::Register(_) => "registration",
+            Signed::Unregister(_) => "unregistration",
+        };
+        if !verified {
+            return self.bad_signature(p.key(), what, now);
+        }
+        match &p.signed {
+            Signed::Register(r) => self.register_commit(r, p.origin, now),
+            Signed::Unregister(u) => self.unregister_commit(u, now),
+        }
+    }
+}
+
+/// A signed request, parsed and admitted, whose signature is still to be checked.
+#[derive(Debug)]
+pub(super) enum Signed {
+    Register(Box<Register>),
+    Unregister(Box<Unregister>),
+}
+
+/// A register or unregister request waiting for its signature check (see [`App::start`]).
+/// Check it alone with [`Pending::verify`] or with others through [`verify_all`], then pass
+/// the verdict to [`App::finish`].
+#[derive(Debug)]
+pub struct Pending {
+    pub(super) endpoint: Endpoint,
+    pub(super) keep_alive: bool,
+    pub(super) head_only: bool,
+    pub(super) origin: Origin,
+    pub(super) signed: Signed,
+    message: Vec<u8>,
+}
+
+impl Pending {
+    pub(super) fn new(
+        endpoint: Endpoint,
+        keep_alive: bool,
+        head_only: bool,
+        origin: Origin,
+        signed: Signed,
+    ) -> Self {
+        let message = match &signed {
+            Signed::Register(r) => r.fields().message(),
+            Signed::Unregister(u) => unregister_message(&u.name, &u.key, u.timestamp),
+        };
+        Pending {
+            endpoint,
+            keep_alive,
+            head_only,
+            origin,
+            signed,
+            message,
+        }
+    }
+
+    /// The key that must have signed.
+    pub fn key(&self) -> &PublicKey {
+        match &self.signed {
+            Signed::Register(r) => &r.key,
+            Signed::Unregister(u) => &u.key,
+        }
+    }
+
+    /// The signature to check.
+    pub fn signature(&self) -> &Signature {
+        match &self.signed {
+            Signed::Register(r) => &r.signature,
+            Signed::Unregister(u) => &u.signature,
+        }
+    }
+
+    /// The exact signed bytes (docs/PROTOCOL.md).
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Strict verification of this request alone.
+    pub fn verify(&self) -> bool {
+        self.key().verify(&self.message, self.signature()).is_ok()
+    }
+}
+
+/// Verifies the signatures of `pending` together and returns one verdict per request, the
+/// same as [`Pending::verify`] would give each (see [`PublicKey::verify_batch`] for the one
+/// kind of self-made signature a batch may accept). When the batch fails, each request is
+/// checked alone, so one bad signature costs only its sender's request.
+pub fn verify_all(pending: &[&Pending]) -> Vec<bool> {
+    let items: Vec<_> = pending
+        .iter()
+        .map(|p| (p.key(), p.message(), p.signature()))
+        .collect();
+    if PublicKey::verify_batch(&items).is_ok() {
+        vec![true; pending.len()]
+    } else {
+        pending.iter().map(|p| p.verify()).collect()
     }
 }
 

@@ -7,11 +7,14 @@
 
 use super::Shared;
 use super::conns::ConnEntry;
+use crate::api::{Pending, Started};
 use crate::http::{HeadError, parse_head};
 use crate::metrics::Reject;
+use async_io::Async;
 use phonebook_proto::ErrorCode;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::net::TcpStream;
 use std::rc::Rc;
 
 /// Bytes read per `read` call.
@@ -22,26 +25,33 @@ enum Step {
     Continue,
     /// Close after writing what is in the output buffer.
     Close,
+    /// A signed request waits for its signature check; the requests after it wait for it.
+    Verify(Pending),
 }
 
 /// Serves one connection until it closes.
 pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
     let stream = entry.stream.clone();
-    let mut pending: Vec<u8> = Vec::new(); // an incomplete request
+    let mut pending: Vec<u8> = Vec::new(); // an incomplete request, or requests after a Verify
     let mut unsent: Vec<u8> = Vec::new(); // an answer the socket did not take at once
+    let mut resume = false; // `pending` may hold complete requests: answer them before reading
     loop {
-        if stream.readable().await.is_err() {
+        if !resume && stream.readable().await.is_err() {
             return;
         }
         let step = {
             let mut input = shared.input.borrow_mut();
-            input.resize(READ_CHUNK, 0);
-            let n = match stream.get_ref().read(&mut input) {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+            let n = if std::mem::take(&mut resume) {
+                0
+            } else {
+                input.resize(READ_CHUNK, 0);
+                match stream.get_ref().read(&mut input) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                }
             };
             let now = shared.now();
             if entry.busy_since_ms.get().is_none() {
@@ -65,19 +75,32 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
                     pending = Vec::new();
                 }
             }
-            // Write what the socket takes now; keep the rest.
-            let mut written = 0;
-            while written < out.len() {
-                match stream.get_ref().write(&out[written..]) {
-                    Ok(0) => return,
-                    Ok(k) => written += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => return,
+            if send_now(&stream, &out, &mut unsent).is_err() {
+                return;
+            }
+            step
+        };
+        let step = match step {
+            Step::Verify(p) => {
+                // No buffer is borrowed across this wait: other connections use them.
+                let Some((p, verified)) = shared.verifier.check(p).await else {
+                    return;
+                };
+                let now = shared.now();
+                let mut out = shared.output.borrow_mut();
+                out.clear();
+                let keep = shared.app.borrow_mut().finish(&p, verified, now, &mut out);
+                if send_now(&stream, &out, &mut unsent).is_err() {
+                    return;
+                }
+                if keep {
+                    resume = !pending.is_empty();
+                    Step::Continue
+                } else {
+                    Step::Close
                 }
             }
-            unsent.extend_from_slice(&out[written..]);
-            step
+            other => other,
         };
         while !unsent.is_empty() {
             entry.busy_since_ms.set(Some(
@@ -110,6 +133,25 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
             return;
         }
     }
+}
+
+/// Writes what the socket takes now and keeps the rest in `unsent`, after anything already
+/// there (answers go out in request order). `Err` when the connection is gone.
+fn send_now(stream: &Async<TcpStream>, out: &[u8], unsent: &mut Vec<u8>) -> Result<(), ()> {
+    let mut written = 0;
+    if unsent.is_empty() {
+        while written < out.len() {
+            match stream.get_ref().write(&out[written..]) {
+                Ok(0) => return Err(()),
+                Ok(k) => written += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(()),
+            }
+        }
+    }
+    unsent.extend_from_slice(&out[written..]);
+    Ok(())
 }
 
 /// Answers every complete request at the start of `data` (pipelining); returns the bytes
@@ -163,10 +205,11 @@ fn answer_all(
             return (at, Step::Continue);
         }
         let body = &buf[head.len..head.len + body_len];
-        let keep = app.handle(&head, body, peer, now, out);
         at += head.len + body_len;
-        if !keep {
-            return (data.len(), Step::Close);
+        match app.start(&head, body, peer, now, out) {
+            Started::Done(true) => {}
+            Started::Done(false) => return (data.len(), Step::Close),
+            Started::Verify(p) => return (at, Step::Verify(p)),
         }
     }
     (at, Step::Continue)

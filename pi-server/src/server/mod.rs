@@ -11,6 +11,7 @@
 mod conn;
 mod conns;
 mod persist;
+mod verify;
 
 use crate::api::{App, Now};
 use crate::config::Config;
@@ -25,6 +26,8 @@ use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub use verify::MAX_BATCH;
+use verify::Verifier;
 
 /// How often expiry and connection deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -37,6 +40,7 @@ pub(crate) struct Shared {
     pub(crate) input: RefCell<Vec<u8>>,
     pub(crate) output: RefCell<Vec<u8>>,
     conns: RefCell<Conns>,
+    verifier: Verifier,
     start: Instant,
     snapshot_changes: Cell<u64>,
 }
@@ -85,6 +89,7 @@ impl Server {
                 input: RefCell::new(Vec::new()),
                 output: RefCell::new(Vec::new()),
                 conns: RefCell::new(Conns::new(max_conns)),
+                verifier: Verifier::new(max_conns),
                 start,
                 snapshot_changes: Cell::new(changes),
             }),
@@ -118,10 +123,14 @@ impl Server {
         let accept = accept_loop(&ex, shared.clone(), listener);
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());
+        // A task of its own, so it runs in turn after the connections that queued work.
+        let sh = shared.clone();
+        let verifier = ex.spawn(async move { sh.verifier.run(&sh.app).await });
         let serve = async {
             let _ = accept.or(ticker).or(snapshots).await;
         };
         ex.run(serve.or(shutdown)).await;
+        drop(verifier);
         log::info!("stopping");
         shared.conns.borrow().close_all();
         persist::final_snapshot(&shared).await;

@@ -33,6 +33,91 @@ fn register_lookup_over_keep_alive_and_pipelining() {
     srv.stop().unwrap();
 }
 
+/// Signed requests wait for their signature check (in batches) without holding up the
+/// order of answers: registrations, a forged one and plain requests pipelined in one write,
+/// some of them after the last request's body was cut in two writes.
+#[test]
+fn pipelined_signed_requests_are_answered_in_order() {
+    let srv = start(|_| {});
+    let mut c = Conn::open(srv.addr());
+    let post = |r: &phonebook_proto::Register| {
+        let b = r.to_json();
+        format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    let alice = reg(&kp(1), "Alice Smith@Gilgamesh", Visibility::Public, vec![]);
+    let mut forged = reg(&kp(2), "Bob Jones@Gilgamesh", Visibility::Public, vec![]);
+    forged.port += 1;
+    let carol = reg(&kp(3), "Carol Diaz@Gilgamesh", Visibility::Public, vec![]);
+    let health = "GET /api/health HTTP/1.1\r\n\r\n";
+    let all = format!(
+        "{}{health}{}{}{health}",
+        post(&alice),
+        post(&forged),
+        post(&carol)
+    );
+    let cut = all.len() - health.len() - 10;
+    c.send_raw(&all.as_bytes()[..cut]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send_raw(&all.as_bytes()[cut..]);
+    let statuses: Vec<u16> = (0..5).map(|_| c.read_reply().unwrap().status).collect();
+    assert_eq!(statuses, [200, 200, 401, 200, 200]);
+    // Another connection sees the two good registrations.
+    let mut d = Conn::open(srv.addr());
+    let h = d.request("GET", "/api/health", "", "");
+    assert_eq!(Health::from_json(&h.body).unwrap().active_users, 2);
+    srv.stop().unwrap();
+}
+
+/// Many connections registering at once (so the checks batch up), one of them forged: each
+/// gets its own answer.
+#[test]
+fn concurrent_registrations_each_get_their_own_verdict() {
+    let srv = start(|_| {});
+    let addr = srv.addr();
+    let mut conns: Vec<(Conn, bool)> = Vec::new();
+    let mut bodies = Vec::new();
+    for i in 0..24u8 {
+        let name = format!("Player Number@World{}", (b'a' + i) as char);
+        let mut r = reg(&kp(i + 10), &name, Visibility::Public, vec![]);
+        let forged = i % 7 == 3;
+        if forged {
+            r.timestamp += 1;
+        }
+        let b = r.to_json();
+        bodies.push(format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
+        conns.push((Conn::open(addr), forged));
+    }
+    for ((c, _), b) in conns.iter_mut().zip(&bodies) {
+        c.send_raw(b.as_bytes());
+    }
+    for (c, forged) in &mut conns {
+        let rep = c.read_reply().unwrap();
+        assert_eq!(
+            rep.status,
+            if *forged { 401 } else { 200 },
+            "{}",
+            rep.text()
+        );
+    }
+    let mut d = Conn::open(addr);
+    let m = d.request("GET", "/metrics", "", "");
+    let text = m.text();
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap()
+    };
+    assert_eq!(count("phonebook_signatures_checked_total"), 24);
+    assert!(count("phonebook_signature_batches_total") <= 24);
+    srv.stop().unwrap();
+}
+
 #[test]
 fn a_request_split_across_many_writes_is_assembled() {
     let srv = start(|_| {});

@@ -3,7 +3,7 @@
 //! registration). This is the ceiling for signed registrations/s on that core.
 //! Run with: `taskset -c 0 cargo run --release -p pb-tests --bin pb-verify-bench -- --seconds 3`
 
-use phonebook_proto::{Keypair, PlayerName, Register, Visibility};
+use phonebook_proto::{Keypair, PlayerName, PublicKey, Register, Visibility};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ const HELP: &str = "\
 pb-verify-bench: Ed25519 verifications per second on the current core
 
 USAGE:
-    pb-verify-bench [--seconds S] [--keys N] [--json]
+    pb-verify-bench [--seconds S] [--keys N] [--batch N] [--json]
 
 Verifies real registration messages (as `pb-load --scenario register` sends) signed by N
 different keys, round robin, for S seconds after a short warm-up. Pin it with taskset to the
@@ -20,6 +20,8 @@ core the server uses.
 OPTIONS:
     --seconds S   time to measure [default: 3]
     --keys N      distinct signers [default: 256]
+    --batch N     verify N signatures at a time with PublicKey::verify_batch (as pi-server
+                  does when several registrations wait); 1 = one by one [default: 1]
     --json        one JSON object instead of text
 ";
 
@@ -28,6 +30,7 @@ fn main() {
     let mut seconds = 3.0f64;
     let mut keys = 256usize;
     let mut json = false;
+    let mut batch = 1usize;
     let mut p = lexopt::Parser::from_env();
     let fail = |m: String| -> ! {
         eprintln!("pb-verify-bench: {m}\n(try --help)");
@@ -50,6 +53,14 @@ fn main() {
                     .and_then(|v| v.parse::<usize>().ok())
                     .filter(|n| *n > 0)
                     .unwrap_or_else(|| fail("--keys needs a positive integer".into()))
+            }
+            Long("batch") => {
+                batch = p
+                    .value()
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|n| (1..=4096).contains(n))
+                    .unwrap_or_else(|| fail("--batch needs an integer from 1 to 4096".into()))
             }
             Long("json") => json = true,
             Short('h') | Long("help") => {
@@ -84,8 +95,15 @@ fn main() {
         let start = Instant::now();
         let mut n = 0u64;
         loop {
-            for (k, m, s) in &prepared {
-                black_box(k.verify(black_box(m), s)).expect("valid signature");
+            if batch == 1 {
+                for (k, m, s) in &prepared {
+                    black_box(k.verify(black_box(m), s)).expect("valid signature");
+                }
+            } else {
+                for group in prepared.chunks(batch) {
+                    let items: Vec<_> = group.iter().map(|(k, m, s)| (k, &m[..], s)).collect();
+                    black_box(PublicKey::verify_batch(black_box(&items))).expect("valid batch");
+                }
             }
             n += prepared.len() as u64;
             let e = start.elapsed();
@@ -103,6 +121,7 @@ fn main() {
             "{}",
             pb_tests::json::Obj::new()
                 .str("bench", "ed25519-verify")
+                .int("batch", batch as u64)
                 .int("verifies", n)
                 .num("seconds", e.as_secs_f64())
                 .num("verifies_per_s", per_s)
@@ -111,7 +130,7 @@ fn main() {
         );
     } else {
         println!(
-            "{n} verifications in {:.2} s: {per_s:.0}/s, {us:.2} us each",
+            "{n} verifications (batches of {batch}) in {:.2} s: {per_s:.0}/s, {us:.2} us each",
             e.as_secs_f64()
         );
     }
