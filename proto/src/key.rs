@@ -256,8 +256,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        // Curve arithmetic is slow in debug builds: 48 cases of up to 12 signatures.
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        // 128 cases of up to 12 signatures (the curve crates are optimised in test builds).
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
         /// A batch verifies exactly when every member verifies alone, whatever is corrupted
         /// (message, either half of the signature, or a swapped key).
         #[test]
