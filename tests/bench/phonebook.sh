@@ -4,7 +4,7 @@
 # core and the load generator (pb-load, one thread) to the other; nginx answering a fixed
 # GET /api/health beside them as the ceiling of one HTTP/1.1 request.
 #
-# Run with, from the workspace root, on a quiet machine (about 17 minutes):
+# Run with, from the workspace root, on a quiet machine (about 12 minutes):
 #     bash tests/bench/phonebook.sh
 # It prints a Markdown report and writes it to tests/bench/results-<date>.md.
 #
