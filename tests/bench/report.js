@@ -226,14 +226,18 @@ if (friendNs.length) {
     'is not in the list, and the answer is the same 404 as an absent name (counted as expected). Public: the ' +
     '`lookup-64` run above. The reference has no visibility.');
   p();
-  p('| friend keys per entry | public | friends-only, requester listed (200) | friends-only, not listed (404) | listed / public | answers as expected (listed; not listed) |');
-  p('|---:|---:|---:|---:|---:|---|');
+  const pre = (x) => (x && x.run && x.run.prefill && !x.run.prefill.skipped ? `${fmt(x.run.prefill.per_s)} /s` : 'n/a');
+  p('| friend keys per entry | public | friends-only, requester listed (200) | friends-only, not listed (404) | listed / public | answers as expected (listed; not listed) | prefill registrations/s, friends-only (public) |');
+  p('|---:|---:|---:|---:|---:|---|---:|');
   for (const n of friendNs) {
     const a = get(`lookup-friends-${n}`, 'pi-server');
     const d = get(`lookup-friends-${n}-denied`, 'pi-server');
     const e = (a && a.run && a.run.entries) || meta.friends_entries;
-    p(`| ${n} (${e} entries) | ${cell(lk64)} | ${cell(a)} | ${cell(d)} | ${ratio(us(run(a)), us(run(lk64)))} | ${asExpected(a)}; ${asExpected(d)} |`);
+    p(`| ${n} (${e} entries) | ${cell(lk64)} | ${cell(a)} | ${cell(d)} | ${ratio(us(run(a)), us(run(lk64)))} | ${asExpected(a)}; ${asExpected(d)} | ${pre(a)} (${pre(lk64)}) |`);
   }
+  p();
+  p('Prefill: registrations over 64 connections before the timed phase, signing by pb-load included (not a timed ' +
+    'measurement; it shows what N friend keys add to a registration).');
   p();
   p('pi-server stores each friend list sorted and checks membership with a binary search ' +
     '(`pi-server/src/table/friends.rs`), so the place of the requester\'s key in the list sent does not change its work.');
