@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of the phone book (issue 2, "Performance"): the reference Node server
 # of the original plan and pi-server, back to back on the same load, the server pinned to one
-# core and the load generator (pb-load, one thread) to the other.
+# core and the load generator (pb-load, one thread) to the other; nginx answering a fixed
+# GET /api/health beside them as the ceiling of one HTTP/1.1 request.
 #
-# Run with, from the workspace root, on a quiet machine (about 8 minutes):
+# Run with, from the workspace root, on a quiet machine (about 12 minutes):
 #     bash tests/bench/phonebook.sh
 # It prints a Markdown report and writes it to tests/bench/results-<date>.md.
 #
 # Knobs (environment): ENTRIES (100000) DURATION (10) WARMUP (2) REG_DURATION (5) IDLE (10000)
-#   OPEN_RATE (requests/s of the open-loop run at 512 connections, 40000)
+#   OPEN_RATE (requests/s of the open-loop row and target at 512 connections, 40000; added to
+#     OPEN_RATES if missing) OPEN_RATES (open-loop sweep at 512 connections, "20000 40000 60000
+#     80000"; a server's higher rates are skipped once it achieved < 90 % of the offered rate)
+#   FRIENDS (friend keys per entry of the friends-only lookup runs, "16 64"; "" skips them)
+#   FRIENDS_ENTRIES (entries of those runs, ENTRIES) SKIP_NGINX=1 NGINX (path of nginx)
 #   RSS_SIZES ("10000 100000 1000000") SERVER_CORE (0) LOAD_CORE (1) RETRIES (2)
 #   REF_SERVER (path of the reference server.js) OUT (report file) SKIP_WRK=1 SKIP_RSS=1
 #   QUIET_WAIT (seconds to wait for a quiet machine before each run, 120)
@@ -23,6 +28,9 @@ WARMUP=${WARMUP:-2}
 REG_DURATION=${REG_DURATION:-5}
 IDLE=${IDLE:-10000}
 OPEN_RATE=${OPEN_RATE:-40000}
+OPEN_RATES=${OPEN_RATES:-"20000 40000 60000 80000"}
+FRIENDS=${FRIENDS-"16 64"}
+FRIENDS_ENTRIES=${FRIENDS_ENTRIES:-$ENTRIES}
 RSS_SIZES=${RSS_SIZES:-"10000 100000 1000000"}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
@@ -56,6 +64,24 @@ if [[ ${SKIP_WRK:-0} != 1 ]]; then
     fi
     command -v wrk >/dev/null && have_wrk=1
 fi
+have_nginx=0
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+if [[ ${SKIP_NGINX:-0} == 1 ]]; then
+    nginx_why="SKIP_NGINX=1"
+elif [[ -x $NGINX ]]; then
+    have_nginx=1
+elif [[ $(id -u) == 0 ]]; then
+    say "installing nginx-light (the fixed-response ceiling)"
+    { apt-get install -y --no-install-recommends nginx-light >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y --no-install-recommends nginx-light >/dev/null 2>&1; }; } || true
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    [[ -x $NGINX ]] && have_nginx=1 || nginx_why="nginx could not be installed (apt-get install nginx-light failed)"
+else
+    nginx_why="nginx is not installed and this is not root (install nginx-light, or set NGINX)"
+fi
+[[ $have_nginx == 1 ]] || say "skipping the nginx fixed-response ceiling: $nginx_why"
+# The open-loop rates, ascending, with OPEN_RATE among them.
+open_rates=$(printf '%s\n' $OPEN_RATES "$OPEN_RATE" | sort -n -u | tr '\n' ' ')
 [[ $(nproc) -ge 2 ]] || say "warning: fewer than 2 cores; server and load will share a core"
 
 # Thousands of connections: raise the open-files limit (inherited by the servers).
@@ -83,6 +109,8 @@ has_flag log-level && pi_flags+=(--log-level warn)
 work=$(mktemp -d /tmp/pb-bench.XXXXXX)
 results=$work/results.jsonl
 server_pid=
+measure_pid=
+last_json=
 cleanup() {
     if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
 }
@@ -120,21 +148,73 @@ wait_up() {
     done
     die "server did not answer on port $port"
 }
-start() { # reference|pi-server [capacity]
+nginx_conf() { # the fixed-response server: one worker, keep-alive for the whole run, no log
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile $((IDLE + 8192));
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events {
+    worker_connections $((IDLE + 4096));
+}
+http {
+    access_log off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location = /api/health {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }
+        location / {
+            return 404;
+        }
+    }
+}
+CONF
+}
+start() { # reference|nginx|pi-server [capacity [more pi-server flags...]]
+    local kind=$1
+    shift
     port=$((port + 1))
-    if [[ $1 == reference ]]; then
+    case $kind in
+    reference)
         PORT=$port HOST=127.0.0.1 RATE_LIMIT=0 taskset -c "$SERVER_CORE" node "$REF_SERVER" >"$work/ref-$port.log" 2>&1 &
-    else
-        taskset -c "$SERVER_CORE" "$PI_SERVER" --listen "127.0.0.1:$port" --capacity "$2" "${pi_flags[@]}" \
+        ;;
+    nginx)
+        nginx_conf
+        taskset -c "$SERVER_CORE" "$NGINX" -p "$work/nginx/" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" \
+            -g 'daemon off;' >"$work/nginx-$port.log" 2>&1 &
+        ;;
+    *)
+        local capacity=$1
+        shift
+        taskset -c "$SERVER_CORE" "$PI_SERVER" --listen "127.0.0.1:$port" --capacity "$capacity" "${pi_flags[@]}" "$@" \
             >"$work/pi-$port.log" 2>&1 &
-    fi
+        ;;
+    esac
     server_pid=$!
+    measure_pid=$server_pid
     wait_up
+    if [[ $kind == nginx ]]; then
+        # CPU is measured on the one worker, not the master (which only waits).
+        measure_pid=$(cat "/proc/$server_pid/task/$server_pid/children" 2>/dev/null || pgrep -P "$server_pid")
+        measure_pid=${measure_pid%% *}
+        [[ -n $measure_pid && -d /proc/$measure_pid ]] || die "no nginx worker under master $server_pid"
+    fi
 }
 stop() {
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=
+    measure_pid=
 }
 run() { # label server pb-load-args...
     local label=$1 server=$2 attempt=1 json verdict
@@ -142,7 +222,8 @@ run() { # label server pb-load-args...
     while :; do
         wait_quiet
         json=$(taskset -c "$LOAD_CORE" "$bin/pb-load" --url "http://127.0.0.1:$port" --target "$server" \
-            --server-pid "$server_pid" --json "$@") || die "pb-load failed: $label $server"
+            --server-pid "$measure_pid" --json "$@") || die "pb-load failed: $label $server"
+        last_json=$json
         echo "{\"label\":\"$label\",\"server\":\"$server\",\"attempt\":$attempt,\"run\":$json}" >>"$results"
         verdict=$(node -e '
             const r = JSON.parse(process.argv[1]);
@@ -155,6 +236,34 @@ run() { # label server pb-load-args...
         attempt=$((attempt + 1))
         say "repeating the disturbed run"
     done
+}
+skip() { # label server why: a run not made, shown in the report
+    node -e 'console.log(JSON.stringify({label:process.argv[1],server:process.argv[2],skipped:process.argv[3]}))' \
+        "$1" "$2" "$3" >>"$results"
+    say "$1 $2: skipped ($3)"
+}
+sweep() { # server scenario pb-load-args...: the open loop at 512 connections, rates ascending
+    local server=$1 scenario=$2 r pct capped=
+    shift 2
+    for r in $open_rates; do
+        if [[ -n $capped ]]; then
+            skip "open-512-$r" "$server" "$capped"
+            continue
+        fi
+        run "open-512-$r" "$server" --scenario "$scenario" --connections 512 --rate "$r" "$@"
+        pct=$(node -e 'const r = JSON.parse(process.argv[1]); console.log(Math.floor(100 * r.requests_per_s / r.rate_target))' "$last_json")
+        (( pct >= 90 )) || capped="it achieved only $pct % of $r/s"
+    done
+}
+signature_counters() { # prints "checked batches" from pi-server's /metrics (loopback may read it)
+    node -e '
+        require("http").get(process.argv[1], (res) => {
+            let s = "";
+            res.on("data", (d) => (s += d)).on("end", () => {
+                const g = (n) => (new RegExp("^" + n + " (\\d+)", "m").exec(s) || [0, "null"])[1];
+                console.log(g("phonebook_signatures_checked_total") + " " + g("phonebook_signature_batches_total"));
+            });
+        }).on("error", () => console.log("null null"));' "http://127.0.0.1:$port/metrics"
 }
 note() { node -e 'console.log(JSON.stringify({label:"note",text:process.argv[1]}))' "$1" >>"$results"; }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -181,18 +290,35 @@ wrk_run() { # label server token
 node -e 'console.log(JSON.stringify({label:"meta", date:new Date().toISOString().slice(0,16).replace("T"," ")+" UTC",
     host:require("os").hostname(), commit:process.argv[1], cpu:process.argv[2], server_core:+process.argv[3],
     load_core:+process.argv[4], entries:+process.argv[5], duration:+process.argv[6], warmup:+process.argv[7],
-    node:process.version, command:process.argv[8]}))' \
+    node:process.version, command:process.argv[8], open_rate:+process.argv[9],
+    open_rates:process.argv[10].trim().split(/\s+/).map(Number), friends_entries:+process.argv[11],
+    nginx:process.argv[12]}))' \
     "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') x $(nproc)" \
     "$SERVER_CORE" "$LOAD_CORE" "$ENTRIES" "$DURATION" "$WARMUP" \
-    "ENTRIES=$ENTRIES DURATION=$DURATION bash tests/bench/phonebook.sh" >"$results"
+    "ENTRIES=$ENTRIES DURATION=$DURATION OPEN_RATES=\"$OPEN_RATES\" FRIENDS=\"$FRIENDS\" bash tests/bench/phonebook.sh" \
+    "$OPEN_RATE" "$open_rates" "$FRIENDS_ENTRIES" \
+    "$([[ $have_nginx == 1 ]] && "$NGINX" -v 2>&1 | head -1 | sed 's/^nginx version: //' || echo "")" >"$results"
 
 say "bare Ed25519 verify loop on core $SERVER_CORE"
 wait_quiet
 vb=$(taskset -c "$SERVER_CORE" "$bin/pb-verify-bench" --seconds 3 --json)
 echo "{\"label\":\"verify-bench\",\"server\":\"-\",\"run\":$vb}" >>"$results"
+say "bare Ed25519 batch verify loop (64 per batch) on core $SERVER_CORE"
+wait_quiet
+vb=$(taskset -c "$SERVER_CORE" "$bin/pb-verify-bench" --seconds 3 --batch 64 --json)
+echo "{\"label\":\"verify-bench-batch\",\"server\":\"-\",\"run\":$vb}" >>"$results"
 
 common=(--entries "$ENTRIES" --duration "$DURATION" --warmup "$WARMUP")
+timing=(--duration "$DURATION" --warmup "$WARMUP")
+if [[ $have_nginx == 1 ]]; then
+    say "=== nginx fixed response (the ceiling of one HTTP/1.1 request per read) ==="
+    start nginx
+    run health nginx --scenario health --connections 64 "${timing[@]}"
+    run health-512 nginx --scenario health --connections 512 "${timing[@]}"
+    sweep nginx health "${timing[@]}"
+    stop
+fi
 # Capacity for the prefill, the requesters and the fresh registrations of the register run.
 pi_capacity=$((ENTRIES + 2000000))
 for server in reference pi-server; do
@@ -200,8 +326,9 @@ for server in reference pi-server; do
     start "$server" "$pi_capacity"
     run lookup-64 "$server" --scenario lookup --connections 64 "${common[@]}"
     run lookup-512 "$server" --scenario lookup --connections 512 "${common[@]}"
-    run lookup-512-open "$server" --scenario lookup --connections 512 --rate "$OPEN_RATE" "${common[@]}"
-    run health "$server" --scenario health --connections 64 --duration "$DURATION" --warmup "$WARMUP"
+    sweep "$server" lookup "${common[@]}"
+    run health "$server" --scenario health --connections 64 "${timing[@]}"
+    run health-512 "$server" --scenario health --connections 512 "${timing[@]}"
     run mix "$server" --scenario mix --connections 64 "${common[@]}"
     if [[ $server == pi-server ]]; then
         run lookup-batch "$server" --scenario lookup-batch --batch 32 --connections 64 "${common[@]}"
@@ -218,7 +345,32 @@ for server in reference pi-server; do
         wrk_run wrk-lookup-64 "$server" "$token"
     fi
     # Last: it adds fresh names to the table.
+    [[ $server == pi-server ]] && read -r sig0 batch0 < <(signature_counters)
     run register "$server" --scenario register --connections 64 --duration "$REG_DURATION" --warmup 1
+    if [[ $server == pi-server ]]; then
+        read -r sig1 batch1 < <(signature_counters)
+        node -e '
+            const [c0, b0, c1, b1] = process.argv.slice(1).map((v) => (v === "null" ? null : +v));
+            const ok = ![c0, b0, c1, b1].includes(null);
+            console.log(JSON.stringify({label: "signature-batches", server: "pi-server", run: ok ?
+                {checked: c1 - c0, batches: b1 - b0, mean_batch: b1 > b0 ? (c1 - c0) / (b1 - b0) : null} :
+                {checked: null, batches: null, mean_batch: null}}));' "$sig0" "$batch0" "$sig1" "$batch1" >>"$results"
+        say "signature batches over the register run: $((sig1 - sig0)) signatures in $((batch1 - batch0)) batches" || true
+    fi
+    stop
+done
+
+# Friends-only lookups (pi-server only: the reference has no visibility). Each entry lists N
+# keys, the last one a requester's; a fresh server per N with a friend-key pool large enough
+# for every entry (FRIENDS_ENTRIES x N keys: 6.4M for 100k x 64, above the 4M default).
+for n in $FRIENDS; do
+    say "=== pi-server friends-only lookups, $n friend keys per entry ==="
+    fk=()
+    has_flag friend-keys-total && fk=(--friend-keys-total $((FRIENDS_ENTRIES * n + 100000)))
+    start pi-server $((FRIENDS_ENTRIES + 10000)) "${fk[@]}"
+    fcommon=(--entries "$FRIENDS_ENTRIES" --connections 64 --friends "$n" "${timing[@]}")
+    run "lookup-friends-$n" pi-server --scenario lookup "${fcommon[@]}"
+    run "lookup-friends-$n-denied" pi-server --scenario lookup --not-friend "${fcommon[@]}"
     stop
 done
 
@@ -233,6 +385,9 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
     done
 fi
 [[ $have_wrk == 1 ]] || note "wrk was not available: no cross-check."
+[[ $have_nginx == 1 ]] && note "nginx ($NGINX): worker_processes 1 pinned to core $SERVER_CORE, access_log off, keepalive_requests 1000000000, keepalive_timeout 600, return 200 '{\"status\":\"ok\"}' (application/json) for GET /api/health; CPU measured on the worker process." ||
+    note "nginx fixed-response ceiling skipped: $nginx_why."
+[[ -n $FRIENDS ]] && note "friends-only runs: a fresh pi-server per N with --capacity $((FRIENDS_ENTRIES + 10000)) and --friend-keys-total FRIENDS_ENTRIES x N + 100000, $FRIENDS_ENTRIES entries, 64 connections."
 note "pi-server binary: $PI_SERVER ($("$PI_SERVER" --version 2>&1 | head -1))${PI_SERVER_NOTE:+; $PI_SERVER_NOTE}."
 note "pi-server flags: --capacity N ${pi_flags[*]} (plus --listen); reference: RATE_LIMIT=0 node server.js."
 

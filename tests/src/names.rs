@@ -18,6 +18,9 @@ pub enum Space {
     /// Fresh names for the registration scenario; the salt keeps runs apart
     /// (`Fxxxxxxx Nsssss@Gilgamesh`).
     Fresh(u32),
+    /// Keys that fill the friend lists of friends-only benchmark players
+    /// (`Kxxxxxxx Friend@Gilgamesh`; only their keys are used).
+    Friend,
 }
 
 /// `i` in base 26 as exactly `width` lowercase letters (wrapping above 26^width).
@@ -36,6 +39,7 @@ pub fn name(space: Space, i: u64) -> String {
         Space::Prefill => format!("P{} Bench@{WORLD}", letters(i, 7)),
         Space::Requester => format!("R{} Asker@{WORLD}", letters(i, 7)),
         Space::Fresh(salt) => format!("F{} N{}@{WORLD}", letters(i, 7), letters(salt as u64, 5)),
+        Space::Friend => format!("K{} Friend@{WORLD}", letters(i, 7)),
     }
 }
 
@@ -45,6 +49,7 @@ pub fn seed(space: Space, i: u64) -> [u8; 32] {
         Space::Prefill => (1u8, 0u32),
         Space::Requester => (2, 0),
         Space::Fresh(s) => (3, s),
+        Space::Friend => (4, 0),
     };
     let mut s = [0x5au8; 32];
     s[0] = tag;
@@ -65,7 +70,12 @@ mod tests {
 
     #[test]
     fn names_are_valid_and_distinct() {
-        for space in [Space::Prefill, Space::Requester, Space::Fresh(12345)] {
+        for space in [
+            Space::Prefill,
+            Space::Requester,
+            Space::Fresh(12345),
+            Space::Friend,
+        ] {
             for i in [0, 1, 25, 26, 999_999, 26u64.pow(7) - 1] {
                 let n = name(space, i);
                 PlayerName::parse(&n).unwrap_or_else(|e| panic!("{n}: {e}"));
@@ -74,6 +84,7 @@ mod tests {
             assert_ne!(seed(space, 1), seed(space, 2));
         }
         assert_ne!(name(Space::Fresh(1), 0), name(Space::Fresh(2), 0));
+        assert_ne!(seed(Space::Friend, 0), seed(Space::Requester, 0));
         assert_eq!(name(Space::Prefill, 27), "Paaaaabb Bench@Gilgamesh");
     }
 }

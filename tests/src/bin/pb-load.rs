@@ -11,13 +11,17 @@ use pb_tests::names::{self, Space};
 use pb_tests::procstat::{self, Snapshot};
 use pb_tests::{now_ms, raise_nofile_limit};
 use phonebook_proto::name::encode_path_name;
-use phonebook_proto::{Keypair, PlayerName, Register, RegisterAnswer, Visibility, b64, paths};
+use phonebook_proto::{
+    Keypair, LookupRecord, MAX_FRIENDS, PlayerName, PublicKey, Register, RegisterAnswer,
+    Visibility, b64, friends_digest, paths,
+};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const HELP: &str = "\
-pb-load: load generator for the FFXIV P2P phone book (pi-server or the reference Node server)
+pb-load: load generator for the FFXIV P2P phone book (pi-server, the reference Node server, or
+nginx answering a fixed health response as a ceiling)
 
 USAGE:
     pb-load [OPTIONS]
@@ -46,7 +50,8 @@ SCENARIOS (--scenario):
 
 OPTIONS:
     --url URL                server [default: http://127.0.0.1:3000]
-    --target T               pi-server | reference [default: pi-server]
+    --target T               pi-server | reference | nginx [default: pi-server]; nginx (a
+                             fixed answer to GET /api/health) allows only --scenario health
     --scenario S             see above [default: lookup]
     --connections N          busy connections [default: 64]
     --duration D             timed phase, e.g. 10, 10s, 500ms, 1m [default: 10s]
@@ -60,6 +65,15 @@ OPTIONS:
                              [default: sized for the duration; the run ends early if used up]
     --lookup-percent P       share of lookups in mix [default: 90]
     --batch N                names per request in lookup-batch (at most 64) [default: 32]
+    --friends N              lookup/prefill on pi-server: prefilled players register with
+                             visibility friends and N friend keys (1..=64): N-1 fixed keys,
+                             then last the key of requester (entry mod --connections), so
+                             connection c looks up only entries it may see (keep --connections
+                             and --entries the same between the prefill and the runs; a check
+                             before the timed phase says when the table does not match)
+    --not-friend             with --friends: connection c looks up only entries whose list does
+                             not hold its key; every answer must be 404, the same as an absent
+                             name, and 404s count as expected (needs --connections >= 2)
     --rate R                 open loop (like wrk2): R requests/s in total, latency counted from
                              when each request was due; the generator's core busy-polls
                              [default: closed loop]
@@ -77,6 +91,18 @@ hard limit (the server needs `ulimit -n` raised too for thousands of connections
 enum Target {
     PiServer,
     Reference,
+    /// nginx with a fixed answer to `GET /api/health`: the ceiling of one HTTP/1.1 request.
+    Nginx,
+}
+
+impl Target {
+    fn as_str(self) -> &'static str {
+        match self {
+            Target::PiServer => "pi-server",
+            Target::Reference => "reference",
+            Target::Nginx => "nginx",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +171,10 @@ struct Opts {
     rate: Option<f64>,
     server_pid: Option<u32>,
     json: bool,
+    /// Friend keys per prefilled player (`None`: public players).
+    friends: Option<usize>,
+    /// Look up only entries whose friend list does not hold the requester's key.
+    not_friend: bool,
 }
 
 fn die(msg: impl std::fmt::Display) -> ! {
@@ -171,7 +201,30 @@ fn parse_duration(s: &str) -> Option<Duration> {
     (v >= 0.0 && v.is_finite()).then(|| Duration::from_secs_f64(v * scale))
 }
 
+/// What the command line asks for.
+#[derive(Debug)]
+enum Cli {
+    Help,
+    Run(Box<Opts>),
+}
+
 fn parse_opts() -> Opts {
+    match parse_args(std::env::args_os().skip(1)) {
+        Ok(Cli::Help) => {
+            print!("{HELP}");
+            std::process::exit(0);
+        }
+        Ok(Cli::Run(o)) => *o,
+        Err(e) => usage(e),
+    }
+}
+
+/// Parses the arguments (without the program name) and checks that they fit together.
+fn parse_args<I>(args: I) -> Result<Cli, String>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
     use lexopt::prelude::*;
     let mut o = Opts {
         url: Url::parse("http://127.0.0.1:3000").expect("default URL"),
@@ -190,102 +243,156 @@ fn parse_opts() -> Opts {
         rate: None,
         server_pid: None,
         json: false,
+        friends: None,
+        not_friend: false,
     };
-    let mut p = lexopt::Parser::from_env();
-    fn val(p: &mut lexopt::Parser, flag: &str) -> String {
+    let mut p = lexopt::Parser::from_args(args);
+    fn val(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
         p.value()
             .ok()
             .and_then(|v| v.into_string().ok())
-            .unwrap_or_else(|| usage(format!("{flag} needs a value")))
+            .ok_or_else(|| format!("{flag} needs a value"))
     }
-    fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> T {
-        let v = val(p, flag);
+    fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
+        let v = val(p, flag)?;
         v.parse()
-            .unwrap_or_else(|_| usage(format!("{flag}: {v:?} is not a valid number")))
+            .map_err(|_| format!("{flag}: {v:?} is not a valid number"))
     }
-    while let Some(arg) = p.next().unwrap_or_else(|e| usage(e)) {
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Short('h') | Long("help") => {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
+            Short('h') | Long("help") => return Ok(Cli::Help),
             Long("url") => {
-                let v = val(&mut p, "--url");
-                o.url = Url::parse(&v).unwrap_or_else(|e| usage(format!("--url {v:?}: {e}")));
+                let v = val(&mut p, "--url")?;
+                o.url = Url::parse(&v).map_err(|e| format!("--url {v:?}: {e}"))?;
             }
             Long("target") => {
-                o.target = match val(&mut p, "--target").as_str() {
+                o.target = match val(&mut p, "--target")?.as_str() {
                     "pi-server" => Target::PiServer,
                     "reference" => Target::Reference,
-                    _ => usage("--target must be pi-server or reference"),
+                    "nginx" => Target::Nginx,
+                    _ => return Err("--target must be pi-server, reference or nginx".into()),
                 }
             }
             Long("scenario") => {
-                let v = val(&mut p, "--scenario");
+                let v = val(&mut p, "--scenario")?;
                 o.scenario =
-                    Scenario::parse(&v).unwrap_or_else(|| usage(format!("unknown scenario {v:?}")));
+                    Scenario::parse(&v).ok_or_else(|| format!("unknown scenario {v:?}"))?;
             }
-            Long("connections") => o.connections = num(&mut p, "--connections"),
+            Long("connections") => o.connections = num(&mut p, "--connections")?,
             Long("duration") | Long("warmup") => {
                 let flag = if matches!(arg, Long("duration")) {
                     "--duration"
                 } else {
                     "--warmup"
                 };
-                let v = val(&mut p, flag);
-                let d = parse_duration(&v)
-                    .unwrap_or_else(|| usage(format!("{flag}: {v:?} is not a duration")));
+                let v = val(&mut p, flag)?;
+                let d =
+                    parse_duration(&v).ok_or_else(|| format!("{flag}: {v:?} is not a duration"))?;
                 if flag == "--duration" {
                     o.duration = d;
                 } else {
                     o.warmup = d;
                 }
             }
-            Long("entries") => o.entries = num(&mut p, "--entries"),
+            Long("entries") => o.entries = num(&mut p, "--entries")?,
             Long("prefill") => {
-                o.prefill = match val(&mut p, "--prefill").as_str() {
+                o.prefill = match val(&mut p, "--prefill")?.as_str() {
                     "auto" => PrefillMode::Auto,
                     "always" => PrefillMode::Always,
                     "never" => PrefillMode::Never,
-                    _ => usage("--prefill must be auto, always or never"),
+                    _ => return Err("--prefill must be auto, always or never".into()),
                 }
             }
             Long("prefill-connections") => {
-                o.prefill_connections = num(&mut p, "--prefill-connections")
+                o.prefill_connections = num(&mut p, "--prefill-connections")?
             }
-            Long("idle") => o.idle = Some(num(&mut p, "--idle")),
-            Long("pool") => o.pool = Some(num(&mut p, "--pool")),
+            Long("idle") => o.idle = Some(num(&mut p, "--idle")?),
+            Long("pool") => o.pool = Some(num(&mut p, "--pool")?),
             Long("lookup-percent") => {
-                o.lookup_percent = num(&mut p, "--lookup-percent");
+                o.lookup_percent = num(&mut p, "--lookup-percent")?;
                 if o.lookup_percent > 100 {
-                    usage("--lookup-percent must be 0..=100");
+                    return Err("--lookup-percent must be 0..=100".into());
                 }
             }
             Long("batch") => {
-                o.batch = num(&mut p, "--batch");
+                o.batch = num(&mut p, "--batch")?;
                 if !(1..=phonebook_proto::MAX_BATCH).contains(&o.batch) {
-                    usage("--batch must be 1..=64");
+                    return Err(format!(
+                        "--batch must be 1..={}",
+                        phonebook_proto::MAX_BATCH
+                    ));
                 }
             }
+            Long("friends") => {
+                let n: usize = num(&mut p, "--friends")?;
+                if !(1..=MAX_FRIENDS).contains(&n) {
+                    return Err(format!(
+                        "--friends must be 1..={MAX_FRIENDS} (the most keys a registration may list)"
+                    ));
+                }
+                o.friends = Some(n);
+            }
+            Long("not-friend") => o.not_friend = true,
             Long("rate") => {
-                let r: f64 = num(&mut p, "--rate");
+                let r: f64 = num(&mut p, "--rate")?;
                 if !(r > 0.0 && r.is_finite()) {
-                    usage("--rate must be a positive number of requests per second");
+                    return Err("--rate must be a positive number of requests per second".into());
                 }
                 o.rate = Some(r);
             }
-            Long("server-pid") => o.server_pid = Some(num(&mut p, "--server-pid")),
+            Long("server-pid") => o.server_pid = Some(num(&mut p, "--server-pid")?),
             Long("json") => o.json = true,
-            other => usage(other.unexpected()),
+            other => return Err(other.unexpected().to_string()),
         }
     }
+    check_opts(&o)?;
+    Ok(Cli::Run(Box::new(o)))
+}
+
+/// Combinations of options that cannot work.
+fn check_opts(o: &Opts) -> Result<(), String> {
     if o.connections == 0 || o.prefill_connections == 0 {
-        usage("--connections must be at least 1");
+        return Err("--connections must be at least 1".into());
     }
     if o.duration.is_zero() {
-        usage("--duration must be positive");
+        return Err("--duration must be positive".into());
     }
-    o
+    if o.target == Target::Nginx && o.scenario != Scenario::Health {
+        return Err(
+            "--target nginx answers only GET /api/health: use --scenario health with it".into(),
+        );
+    }
+    if o.scenario == Scenario::LookupBatch && o.target == Target::Reference {
+        return Err("the reference server has no batch lookup".into());
+    }
+    if o.not_friend && o.friends.is_none() {
+        return Err("--not-friend needs --friends N".into());
+    }
+    if o.friends.is_some() {
+        if o.target != Target::PiServer {
+            return Err(
+                "--friends needs --target pi-server (the others have no visibility)".into(),
+            );
+        }
+        if !matches!(o.scenario, Scenario::Lookup | Scenario::Prefill) {
+            return Err("--friends works with --scenario lookup or prefill".into());
+        }
+        if o.entries < o.connections as u64 {
+            return Err(format!(
+                "--friends needs --entries >= --connections (each connection looks up the entries \
+                 that list its key): {} < {}",
+                o.entries, o.connections
+            ));
+        }
+        if o.not_friend && o.connections < 2 {
+            return Err(
+                "--not-friend needs --connections >= 2 (each entry lists the key of one \
+                        requester; the others look it up)"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A fast, small PRNG (wyrand); quality is ample for picking names.
@@ -308,18 +415,89 @@ impl Rng {
     }
 }
 
+/// Friend lists of the prefilled players (`--friends N`): entry `j` lists `n - 1` fixed keys,
+/// then, last, the key of requester `j % requesters.len()` (the requester of connection
+/// `j % connections`). pi-server keeps lists sorted, so where the requester's key sits in the
+/// list sent does not change its work; last is the worst case for a server that scans.
+#[derive(Debug, Clone)]
+struct FriendPlan {
+    n: usize,
+    fillers: Vec<PublicKey>,
+    requesters: Vec<PublicKey>,
+}
+
+impl FriendPlan {
+    fn new(n: usize, requesters: usize) -> Self {
+        let key = |space, i| Keypair::from_seed(&names::seed(space, i)).public();
+        FriendPlan {
+            n,
+            fillers: (0..n.saturating_sub(1) as u64)
+                .map(|i| key(Space::Friend, i))
+                .collect(),
+            requesters: (0..requesters as u64)
+                .map(|i| key(Space::Requester, i))
+                .collect(),
+        }
+    }
+
+    /// The requester whose key entry `j` lists.
+    fn requester_of(&self, j: u64) -> usize {
+        (j % self.requesters.len() as u64) as usize
+    }
+
+    /// The friend list of entry `j`.
+    fn list(&self, j: u64) -> Vec<PublicKey> {
+        let mut v = self.fillers.clone();
+        v.push(self.requesters[self.requester_of(j)]);
+        v
+    }
+}
+
+/// The entry connection `conn` of `conns` looks up, from a random `x`: with `allowed`, one of
+/// the entries below `entries` that list its key (`j % conns == conn`); otherwise one that does
+/// not (needs `conns >= 2`). Needs `entries >= conns`.
+fn friends_pick(entries: u64, conns: u64, conn: u64, allowed: bool, x: u64) -> u64 {
+    let below = |n: u64| ((x as u128 * n as u128) >> 64) as u64;
+    if allowed {
+        // Entries conn, conn + conns, ... below `entries`.
+        let count = (entries - conn).div_ceil(conns);
+        conn + conns * below(count)
+    } else {
+        let j = below(entries);
+        if j % conns != conn {
+            j
+        } else if j + 1 < entries {
+            j + 1
+        } else {
+            j - 1
+        }
+    }
+}
+
 /// Request bytes of a registration of entry `i` of `space`, signed now (pi-server) or in the
 /// reference server's unsigned shape (same name and port; a well-formed key, not checked there).
-fn register_request(target: Target, host: &str, space: Space, i: u64, out: &mut Vec<u8>) {
+/// With `friends`, a friends-only registration with the list of entry `i`.
+fn register_request(
+    target: Target,
+    host: &str,
+    space: Space,
+    i: u64,
+    friends: Option<&FriendPlan>,
+    out: &mut Vec<u8>,
+) {
     let name = names::name(space, i);
     let seed = names::seed(space, i);
     let body = match target {
         Target::PiServer => {
             let kp = Keypair::from_seed(&seed);
             let n = PlayerName::parse(&name).expect("benchmark names are valid");
-            Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms()).to_json()
+            let (vis, list) = match friends {
+                Some(f) => (Visibility::Friends, f.list(i)),
+                None => (Visibility::Public, vec![]),
+            };
+            Register::sign(&kp, n, names::port(i), vis, list, now_ms()).to_json()
         }
-        Target::Reference => {
+        Target::Reference | Target::Nginx => {
             let mut s = String::with_capacity(128);
             s.push_str("{\"playerName\":");
             push_str(&mut s, &name);
@@ -348,6 +526,7 @@ struct Prefill {
     host: String,
     next: u64,
     end: u64,
+    friends: Option<FriendPlan>,
 }
 
 impl Workload for Prefill {
@@ -355,7 +534,14 @@ impl Workload for Prefill {
         if self.next >= self.end {
             return None;
         }
-        register_request(self.target, &self.host, Space::Prefill, self.next, out);
+        register_request(
+            self.target,
+            &self.host,
+            Space::Prefill,
+            self.next,
+            self.friends.as_ref(),
+            out,
+        );
         self.next += 1;
         Some(0)
     }
@@ -433,6 +619,9 @@ struct Work {
     /// Names per batch lookup (0: single lookups), and the names to pick from.
     batch: usize,
     names: Vec<String>,
+    /// `--friends`: lookups pick entries by connection (see [`friends_pick`]); whether the
+    /// picked entries list the connection's key.
+    friends_allowed: Option<bool>,
 }
 
 impl Workload for Work {
@@ -470,7 +659,18 @@ impl Workload for Work {
         let lookup = self.lookup_percent >= 100
             || (self.lookup_percent > 0 && self.rng.below(100) < self.lookup_percent);
         if lookup {
-            let p = &self.paths[self.rng.below(self.paths.len() as u64) as usize];
+            let n = self.paths.len() as u64;
+            let j = match self.friends_allowed {
+                Some(allowed) => friends_pick(
+                    n,
+                    self.auth.len() as u64,
+                    conn as u64,
+                    allowed,
+                    self.rng.next(),
+                ),
+                None => self.rng.below(n),
+            };
+            let p = &self.paths[j as usize];
             out.extend_from_slice(b"GET ");
             out.extend_from_slice(p.as_bytes());
             out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
@@ -491,7 +691,7 @@ impl Workload for Work {
                 Some(self.reg_kind)
             }
             Regs::Lazy { space, walk } => {
-                register_request(self.target, &self.host, *space, walk.next(), out);
+                register_request(self.target, &self.host, *space, walk.next(), None, out);
                 Some(self.reg_kind)
             }
         }
@@ -527,6 +727,53 @@ impl Probe {
         self.self_ticks[k] = procstat::process_ticks(std::process::id()).unwrap_or(0);
         self.snaps[k] = Snapshot::take();
     }
+}
+
+/// Before a `--friends` lookup run: the table holds the lists this run expects. The last entry
+/// must answer the requester it lists with a friends-only record carrying the digest of the
+/// list, and another requester with 404.
+fn check_friend_table(
+    c: &mut Client,
+    plan: &FriendPlan,
+    entries: u64,
+    tokens: &[String],
+) -> Result<(), String> {
+    let j = entries - 1;
+    let name = PlayerName::parse(&names::name(Space::Prefill, j)).expect("valid");
+    let path = format!("{}/{}", paths::LOOKUP, encode_path_name(&name));
+    let mut get = |who: usize| {
+        let auth = format!("Bearer {}", tokens[who]);
+        c.request("GET", &path, &[("Authorization", &auth)], None)
+            .map_err(|e| e.to_string())
+    };
+    let friend = plan.requester_of(j);
+    let r = get(friend)?;
+    if r.status != 200 {
+        return Err(format!(
+            "{name} answered {} to requester {friend}, which its friend list should hold: {}",
+            r.status,
+            r.text()
+        ));
+    }
+    let rec = LookupRecord::from_json_verified(&r.body, &name)
+        .map_err(|e| format!("{name}: answer to its friend: {e}"))?;
+    if rec.visibility != Visibility::Friends || rec.friends_digest != friends_digest(&plan.list(j))
+    {
+        return Err(format!(
+            "{name} is not registered friends-only with the friend list of this run"
+        ));
+    }
+    let stranger = (friend + 1) % tokens.len();
+    if stranger != friend {
+        let r = get(stranger)?;
+        if r.status != 404 {
+            return Err(format!(
+                "{name} answered {} to requester {stranger}, which its list does not hold (expected 404)",
+                r.status
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn health_active(c: &mut Client) -> u64 {
@@ -599,9 +846,6 @@ fn main() {
             | Scenario::Idle
             | Scenario::Prefill
     );
-    if scenario == Scenario::LookupBatch && o.target == Target::Reference {
-        usage("the reference server has no batch lookup");
-    }
     let log = |m: String| {
         if !o.json {
             eprintln!("{m}");
@@ -609,6 +853,7 @@ fn main() {
     };
 
     // 1. Prefill.
+    let friend_plan = o.friends.map(|n| FriendPlan::new(n, o.connections));
     let mut prefill_json = String::from("null");
     if needs_table && o.entries > 0 {
         let active = health_active(&mut ctl);
@@ -643,6 +888,7 @@ fn main() {
                 host: host.clone(),
                 next: 0,
                 end: o.entries,
+                friends: friend_plan.clone(),
             };
             let st = load::run(&plan, &mut w, &mut |_| {}).unwrap_or_else(|e| die(e));
             let ok = st.ok();
@@ -669,15 +915,11 @@ fn main() {
     let rss_filled = rss(o.server_pid);
 
     let mut report = Obj::new()
-        .str(
-            "target",
-            match o.target {
-                Target::PiServer => "pi-server",
-                Target::Reference => "reference",
-            },
-        )
+        .str("target", o.target.as_str())
         .str("scenario", scenario.as_str())
         .int("entries", if needs_table { o.entries } else { 0 })
+        .int("friends", o.friends.unwrap_or(0) as u64)
+        .bool("not_friend", o.not_friend)
         .raw("prefill", &prefill_json);
     if let Some(k) = rss_start {
         report = report.int("server_rss_start_kib", k);
@@ -706,6 +948,7 @@ fn main() {
             Scenario::Lookup | Scenario::LookupBatch | Scenario::Mix | Scenario::Idle
         );
     let mut auth = Vec::new();
+    let mut tokens = Vec::new();
     if authed {
         for i in 0..o.connections as u64 {
             let kp = Keypair::from_seed(&names::seed(Space::Requester, i));
@@ -725,7 +968,18 @@ fn main() {
             let a = RegisterAnswer::from_json(&r.body)
                 .unwrap_or_else(|e| die(format!("register answer: {e}")));
             auth.push(format!("Authorization: Bearer {}\r\n", a.token));
+            tokens.push(a.token);
         }
+    }
+    if let Some(plan) = &friend_plan
+        && scenario == Scenario::Lookup
+    {
+        check_friend_table(&mut ctl, plan, o.entries, &tokens)
+            .unwrap_or_else(|e| die(format!("{e}; prefill with the same --friends, --entries and --connections (--prefill always, or a fresh server)")));
+        log(format!(
+            "friend lists checked: entries list {} keys, the last one a requester's",
+            plan.n
+        ));
     }
 
     // 3. Requests of the timed phase.
@@ -767,7 +1021,7 @@ fn main() {
                 let items: Vec<Vec<u8>> = (0..pool_n)
                     .map(|_| {
                         let mut v = Vec::with_capacity(520);
-                        register_request(o.target, &host, reg_space, walk.next(), &mut v);
+                        register_request(o.target, &host, reg_space, walk.next(), None, &mut v);
                         v
                     })
                     .collect();
@@ -777,7 +1031,7 @@ fn main() {
                 ));
                 regs = Regs::Pool(items, 0);
             }
-            Target::Reference => {
+            Target::Reference | Target::Nginx => {
                 regs = Regs::Lazy {
                     space: reg_space,
                     walk,
@@ -812,6 +1066,7 @@ fn main() {
             Vec::new()
         },
         fixed,
+        friends_allowed: o.friends.map(|_| !o.not_friend),
     };
     let kinds: &[&str] = match scenario {
         Scenario::Register => &["register"],
@@ -912,6 +1167,13 @@ fn main() {
             *status_all.entry(*k).or_insert(0u64) += v;
         }
     }
+    // With --not-friend every answer should be the 404 of an absent name.
+    let expected_status: u16 = if o.not_friend { 404 } else { 200 };
+    let ok = if o.not_friend {
+        status_all.get(&404).copied().unwrap_or(0)
+    } else {
+        st.ok()
+    };
     let mut report = report
         .str("loop", if o.rate.is_some() { "open" } else { "closed" })
         .num("rate_target", o.rate.unwrap_or(0.0))
@@ -929,7 +1191,9 @@ fn main() {
         .num("warmup_s", o.warmup.as_secs_f64())
         .num("seconds", secs)
         .int("requests", n)
-        .int("ok", st.ok())
+        .int("ok", ok)
+        .int("expected_status", expected_status as u64)
+        .int("unexpected", n - ok)
         .num("requests_per_s", n as f64 / secs)
         .raw("latency", &lat_json(&lat))
         .raw("status", &status_json(&status_all))
@@ -976,7 +1240,12 @@ fn main() {
                 .finish(),
         );
     }
-    if let Some((s, b)) = &st.first_failure {
+    // The first answer other than 2xx, unless that is the 404 expected with --not-friend.
+    let first_failure = st
+        .first_failure
+        .as_ref()
+        .filter(|(s, _)| !(o.not_friend && *s == 404));
+    if let Some((s, b)) = first_failure {
         report = report.raw(
             "first_failure",
             &Obj::new().int("status", *s as u64).str("body", b).finish(),
@@ -989,10 +1258,7 @@ fn main() {
     let us = |v: u64| v as f64 / 1000.0;
     println!(
         "{} {} x{}: {n} requests in {secs:.2} s = {:.0}/s; latency p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
-        match o.target {
-            Target::PiServer => "pi-server",
-            Target::Reference => "reference",
-        },
+        o.target.as_str(),
         scenario.as_str(),
         o.connections,
         n as f64 / secs,
@@ -1024,7 +1290,10 @@ fn main() {
     if st.ran_out {
         println!("  the pre-signed pool ({pool_n}) ran out: the timed phase ended early");
     }
-    if let Some((s, b)) = &st.first_failure {
+    if o.not_friend {
+        println!("  --not-friend: {ok} of {n} answers were the expected 404");
+    }
+    if let Some((s, b)) = first_failure {
         println!("  first failure: {s} {b}");
     }
     if o.server_pid.is_some() {
@@ -1053,5 +1322,123 @@ fn main() {
             "  idle connections: {} held, {} still open, {} answered a health request",
             ic.held, ic.open, ic.answered
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Opts, String> {
+        match parse_args(args.iter().copied())? {
+            Cli::Run(o) => Ok(*o),
+            Cli::Help => Err("help".into()),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        parse(args).expect_err("should be refused")
+    }
+
+    #[test]
+    fn defaults_and_help() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.target, Target::PiServer);
+        assert_eq!(o.friends, None);
+        assert!(!o.not_friend);
+        assert!(matches!(parse_args(["--help"]), Ok(Cli::Help)));
+        assert!(err(&["--bogus"]).contains("--bogus"));
+    }
+
+    #[test]
+    fn nginx_target_serves_only_health() {
+        let o = parse(&["--target", "nginx", "--scenario", "health"]).unwrap();
+        assert_eq!(o.target, Target::Nginx);
+        assert_eq!(o.target.as_str(), "nginx");
+        assert!(err(&["--target", "nginx"]).contains("--scenario health"));
+        assert!(err(&["--target", "nginx", "--scenario", "register"]).contains("health"));
+        assert!(err(&["--target", "apache"]).contains("pi-server, reference or nginx"));
+    }
+
+    #[test]
+    fn friends_options() {
+        let o = parse(&["--friends", "64", "--not-friend"]).unwrap();
+        assert_eq!(o.friends, Some(64));
+        assert!(o.not_friend);
+        let o = parse(&["--friends", "1", "--scenario", "prefill"]).unwrap();
+        assert_eq!(o.friends, Some(1));
+        for bad in ["0", "65", "-1", "x", ""] {
+            assert!(err(&["--friends", bad]).contains("--friends"), "{bad}");
+        }
+        assert!(err(&["--friends"]).contains("needs a value"));
+        assert!(err(&["--not-friend"]).contains("needs --friends"));
+        assert!(err(&["--friends", "8", "--target", "reference"]).contains("pi-server"));
+        assert!(err(&["--friends", "8", "--scenario", "mix"]).contains("lookup or prefill"));
+        assert!(
+            err(&["--friends", "8", "--entries", "10", "--connections", "64"])
+                .contains("--entries >= --connections")
+        );
+        assert!(
+            err(&[
+                "--friends",
+                "8",
+                "--not-friend",
+                "--connections",
+                "1",
+                "--entries",
+                "5"
+            ])
+            .contains("--connections >= 2")
+        );
+    }
+
+    #[test]
+    fn friend_lists_end_with_the_requester() {
+        let plan = FriendPlan::new(16, 3);
+        for j in 0..7 {
+            let l = plan.list(j);
+            assert_eq!(l.len(), 16);
+            assert_eq!(*l.last().unwrap(), plan.requesters[(j % 3) as usize]);
+            let mut sorted: Vec<_> = l.iter().map(|k| *k.as_bytes()).collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 16, "no duplicate keys");
+            // A registration with it is valid.
+            let kp = Keypair::from_seed(&names::seed(Space::Prefill, j));
+            let name = PlayerName::parse(&names::name(Space::Prefill, j)).unwrap();
+            let body = Register::sign(&kp, name, 5000, Visibility::Friends, l, 1).to_json();
+            Register::from_json(body.as_bytes())
+                .unwrap()
+                .verify()
+                .unwrap();
+        }
+        let one = FriendPlan::new(1, 2);
+        assert_eq!(one.list(5), vec![one.requesters[1]]);
+        assert_eq!(FriendPlan::new(MAX_FRIENDS, 1).list(0).len(), MAX_FRIENDS);
+    }
+
+    #[test]
+    fn friends_pick_stays_on_the_right_side() {
+        let mut rng = Rng(42);
+        for (entries, conns) in [(10u64, 10u64), (11, 10), (100_000, 64), (7, 2), (1000, 512)] {
+            for conn in 0..conns {
+                let mut draws: Vec<u64> = (0..200).map(|_| rng.next()).collect();
+                draws.extend([0, u64::MAX, u64::MAX / 2]);
+                for x in draws {
+                    let j = friends_pick(entries, conns, conn, true, x);
+                    assert!(
+                        j < entries && j % conns == conn,
+                        "{entries} {conns} {conn} {j}"
+                    );
+                    let j = friends_pick(entries, conns, conn, false, x);
+                    assert!(
+                        j < entries && j % conns != conn,
+                        "{entries} {conns} {conn} {j}"
+                    );
+                }
+            }
+        }
+        // Allowed picks reach the last entry of the connection.
+        assert_eq!(friends_pick(11, 10, 0, true, u64::MAX), 10);
     }
 }
