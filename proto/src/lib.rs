@@ -28,7 +28,7 @@ pub mod signed;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use json::BodyError;
-pub use key::{KeyError, Keypair, PublicKey, Signature};
+pub use key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
 pub use name::{NameError, PlayerName};
 pub use request::{BatchLookup, MAX_BATCH, MAX_FRIENDS, Register, Unregister};
 pub use response::{BatchAnswer, Health, LookupRecord, RecordError, RegisterAnswer};

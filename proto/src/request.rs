@@ -1,7 +1,7 @@
 //! Request bodies: what clients send, validated strictly on the server.
 
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
-use crate::key::{KeyError, Keypair, PublicKey, Signature};
+use crate::key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
 use crate::name::PlayerName;
 use crate::signed::{RecordFields, Visibility, friends_digest, unregister_message};
 use nanoserde::SerJson;
@@ -47,7 +47,7 @@ pub struct Register {
     /// Who may learn the address.
     pub visibility: Visibility,
     /// Keys allowed to look the player up when `visibility` is `friends` (empty for public).
-    pub friends: Vec<PublicKey>,
+    pub friends: Vec<FriendKey>,
     /// An address claimed by the client; used only if it equals the observed one, or on a LAN
     /// deployment that allows claims. Not signed (see docs/PROTOCOL.md).
     pub ip: Option<IpAddr>,
@@ -86,7 +86,7 @@ impl Register {
             key: keypair.public(),
             port,
             visibility,
-            friends,
+            friends: friends.into_iter().map(FriendKey::from).collect(),
             ip: None,
             timestamp,
             signature: Signature::from_bytes([0; 64]),
@@ -123,14 +123,15 @@ impl Register {
             BodyError::Invalid("visibility", "must be \"public\" or \"friends\"".into())
         })?;
         let friend_text = f.opt_str_array("friends", MAX_FRIENDS)?.unwrap_or_default();
-        let mut friends = Vec::with_capacity(friend_text.len());
-        for t in &friend_text {
-            let k = PublicKey::from_base64(t)
-                .map_err(|e| BodyError::Invalid("friends", e.to_string()))?;
-            if friends.contains(&k) {
-                return Err(BodyError::Invalid("friends", "duplicate key".into()));
-            }
-            friends.push(k);
+        let friends = friend_text
+            .iter()
+            .map(|t| FriendKey::from_base64(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BodyError::Invalid("friends", e.to_string()))?;
+        let mut sorted = friends.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(BodyError::Invalid("friends", "duplicate key".into()));
         }
         if visibility == Visibility::Public && !friends.is_empty() {
             return Err(BodyError::Invalid(
@@ -169,7 +170,7 @@ impl Register {
             public_key: self.key.to_base64(),
             visibility: self.visibility.as_str().to_owned(),
             friends: (!self.friends.is_empty())
-                .then(|| self.friends.iter().map(PublicKey::to_base64).collect()),
+                .then(|| self.friends.iter().map(FriendKey::to_base64).collect()),
             ip: self.ip.map(|ip| ip.to_string()),
             timestamp: self.timestamp,
             signature: self.signature.to_base64(),
@@ -373,6 +374,41 @@ mod tests {
                 .field(),
             Some("friends")
         );
+    }
+
+    #[test]
+    fn friend_keys_are_bytes_not_points() {
+        // 32 bytes that a public key would refuse (no point has this y, or a weak one):
+        // accepted as a friend key and signed over like any other.
+        let bad = (0u8..=255)
+            .map(|i| [i; 32])
+            .find(|b| PublicKey::from_bytes(b).is_err())
+            .expect("about half of all y values are not on the curve");
+        let not_a_point = FriendKey::from_base64(&crate::b64::encode(&bad)).unwrap();
+        let mut r = Register::sign(
+            &kp(1),
+            name("Alice Smith@Gilgamesh"),
+            5000,
+            Visibility::Friends,
+            vec![kp(2).public()],
+            1,
+        );
+        r.friends.push(not_a_point);
+        r.signature = kp(1).sign(&r.fields().message());
+        let back = Register::from_json(r.to_json().as_bytes()).unwrap();
+        assert_eq!(back.friends, r.friends);
+        assert_eq!(back.verify(), Ok(()));
+        // Still strict about the encoding: 31 bytes, or a duplicate, is a 400 on `friends`.
+        let short = r
+            .to_json()
+            .replace(&not_a_point.to_base64(), &crate::b64::encode(&[0xff; 31]));
+        let e = Register::from_json(short.as_bytes()).unwrap_err();
+        assert_eq!(e.field(), Some("friends"));
+        let dup = r
+            .to_json()
+            .replace(&not_a_point.to_base64(), &kp(2).public().to_base64());
+        let e = Register::from_json(dup.as_bytes()).unwrap_err();
+        assert_eq!(e.field(), Some("friends"));
     }
 
     #[test]

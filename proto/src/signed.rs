@@ -6,7 +6,7 @@
 //! valid for another or for any other protocol.
 
 use crate::b64;
-use crate::key::PublicKey;
+use crate::key::{FriendKey, PublicKey};
 use crate::name::PlayerName;
 use sha2::{Digest, Sha256};
 
@@ -45,8 +45,8 @@ impl Visibility {
 
 /// SHA-256 over the friend keys sorted bytewise and concatenated (the digest of nothing for an
 /// empty list, as for every public record).
-pub fn friends_digest(friends: &[PublicKey]) -> [u8; 32] {
-    let mut sorted: Vec<&PublicKey> = friends.iter().collect();
+pub fn friends_digest(friends: &[FriendKey]) -> [u8; 32] {
+    let mut sorted: Vec<&FriendKey> = friends.iter().collect();
     sorted.sort_unstable();
     let mut h = Sha256::new();
     for k in sorted {
@@ -105,8 +105,8 @@ mod tests {
 
     #[test]
     fn digest_ignores_order() {
-        let a = crate::Keypair::from_seed(&[1; 32]).public();
-        let b = crate::Keypair::from_seed(&[2; 32]).public();
+        let a: FriendKey = crate::Keypair::from_seed(&[1; 32]).public().into();
+        let b: FriendKey = crate::Keypair::from_seed(&[2; 32]).public().into();
         assert_eq!(friends_digest(&[a, b]), friends_digest(&[b, a]));
         assert_ne!(friends_digest(&[a]), friends_digest(&[b]));
         assert_eq!(

@@ -16,7 +16,7 @@ use crate::snapshot::{
 use crate::table::{Slot, SlotState, Table};
 use crate::token::TokenKey;
 use async_io::Timer;
-use phonebook_proto::{PublicKey, Visibility};
+use phonebook_proto::{FriendKey, Visibility};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -79,11 +79,7 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
     ) else {
         return false;
     };
-    let friends: Vec<PublicKey> = rec
-        .friends
-        .iter()
-        .filter_map(|k| PublicKey::from_bytes(k).ok())
-        .collect();
+    let friends: Vec<FriendKey> = rec.friends.iter().map(|k| FriendKey(*k)).collect();
     table.restore(rec.slot, slot, &friends, rec.remaining_secs, 0)
 }
 

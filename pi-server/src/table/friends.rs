@@ -1,6 +1,6 @@
 //! The bounded pool of friend lists, kept sorted so membership is a binary search.
 
-use phonebook_proto::PublicKey;
+use phonebook_proto::FriendKey;
 use sha2::{Digest, Sha256};
 
 use super::slot::NO_FRIENDS;
@@ -49,7 +49,7 @@ impl FriendStore {
 
     /// Stores `keys` in place of list `old` (or `NO_FRIENDS`). On `None` (budget exhausted)
     /// the old list is untouched.
-    pub fn replace(&mut self, old: u32, keys: &[PublicKey]) -> Option<u32> {
+    pub fn replace(&mut self, old: u32, keys: &[FriendKey]) -> Option<u32> {
         let old_len = self.get(old).map_or(0, |(k, _)| k.len() as u32);
         let new_total = self.total - old_len + keys.len() as u32;
         if new_total > self.budget {

@@ -19,7 +19,7 @@ pub use slot::{Slot, SlotState};
 
 use hashbrown::HashTable;
 use phonebook_proto::name::NAME_MAX_LEN;
-use phonebook_proto::{PlayerName, PublicKey, Register, Unregister, Visibility};
+use phonebook_proto::{FriendKey, PlayerName, Register, Unregister, Visibility};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
@@ -413,7 +413,7 @@ impl Table {
         &mut self,
         id: u32,
         slot: Slot,
-        friends: &[PublicKey],
+        friends: &[FriendKey],
         remaining: u32,
         now: u32,
     ) -> bool {

@@ -1,5 +1,5 @@
 use super::*;
-use phonebook_proto::Keypair;
+use phonebook_proto::{Keypair, PublicKey};
 use proptest::prelude::*;
 
 const TTL: u32 = 100;
@@ -159,7 +159,10 @@ fn friends_visibility_and_pool_budget() {
     assert!(t.allows(s, owner.public().as_bytes()));
     assert!(!t.allows(s, kp(9).public().as_bytes()));
     let (_, digest) = t.friends_of(s).unwrap();
-    assert_eq!(*digest, phonebook_proto::friends_digest(&friends));
+    assert_eq!(
+        *digest,
+        phonebook_proto::friends_digest(&friends.iter().map(FriendKey::from).collect::<Vec<_>>())
+    );
     assert_eq!(t.friend_keys(), 3);
     // Budget is 10 keys: 3 + 8 does not fit; the old list stays.
     let many: Vec<PublicKey> = (10..18).map(|n| kp(n).public()).collect();

@@ -98,7 +98,7 @@ fn corrupt_snapshot_is_quarantined_and_the_server_starts() {
 }
 
 /// Starts the real binary; returns the child and its address (read from its log).
-fn spawn_binary(snap: &std::path::Path) -> (Child, std::net::SocketAddr) {
+fn spawn_binary(snap: &std::path::Path) -> (Killed, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pi-server"))
         .args([
             "--listen",
@@ -127,8 +127,30 @@ fn spawn_binary(snap: &std::path::Path) -> (Child, std::net::SocketAddr) {
     };
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (Killed(child), addr)
 }
+
+/// The server child, killed with SIGKILL when dropped, so that a failing
+/// assertion never leaves it running (holding the test's output pipe open).
+struct Killed(Child);
+
+impl Killed {
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Registrations per round of the kill -9 test: well under the capacity that
+/// `spawn_binary` sets over all rounds, whatever the speed of the machine.
+const PER_ROUND: u32 = 2_000;
 
 #[test]
 fn kill_9_during_snapshots_never_loses_the_file() {
@@ -152,16 +174,22 @@ fn kill_9_during_snapshots_never_loses_the_file() {
             + std::time::Duration::from_millis(1200 + 350 * u64::from(round));
         let mut n = 0u32;
         while std::time::Instant::now() < deadline {
-            let name = format!("Pl{} Ayer@World", name_part(registered));
+            // After PER_ROUND new names, renew the same ones: the table keeps
+            // changing (so snapshots keep being written) without filling up.
+            let name = format!(
+                "Pl{} Ayer@World",
+                name_part(round * PER_ROUND + n % PER_ROUND)
+            );
             let r = reg(&kp(7), &name, Visibility::Public, vec![]);
             let rep = c.request("POST", "/api/register", &r.to_json(), "");
             assert_eq!(rep.status, 200, "{}", rep.text());
-            registered += 1;
+            if n < PER_ROUND {
+                registered += 1;
+            }
             n += 1;
         }
         assert!(n > 0);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill_9();
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())

@@ -12,7 +12,7 @@ use pb_tests::procstat::{self, Snapshot};
 use pb_tests::{now_ms, raise_nofile_limit};
 use phonebook_proto::name::encode_path_name;
 use phonebook_proto::{
-    Keypair, LookupRecord, MAX_FRIENDS, PlayerName, PublicKey, Register, RegisterAnswer,
+    FriendKey, Keypair, LookupRecord, MAX_FRIENDS, PlayerName, PublicKey, Register, RegisterAnswer,
     Visibility, b64, friends_digest, paths,
 };
 use std::fmt::Write as _;
@@ -757,8 +757,8 @@ fn check_friend_table(
     }
     let rec = LookupRecord::from_json_verified(&r.body, &name)
         .map_err(|e| format!("{name}: answer to its friend: {e}"))?;
-    if rec.visibility != Visibility::Friends || rec.friends_digest != friends_digest(&plan.list(j))
-    {
+    let listed: Vec<FriendKey> = plan.list(j).into_iter().map(FriendKey::from).collect();
+    if rec.visibility != Visibility::Friends || rec.friends_digest != friends_digest(&listed) {
         return Err(format!(
             "{name} is not registered friends-only with the friend list of this run"
         ));
