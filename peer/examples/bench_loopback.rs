@@ -19,10 +19,18 @@ use peer::{
     ServeConfig, Server, Source, Spawner, download,
 };
 
+/// The endpoint both sides of every run use. Environment knobs for experiments:
+/// `PEER_BENCH_{STREAM,RECEIVE,SEND}_WINDOW`, `PEER_BENCH_UDP_BUFFER` (bytes).
 fn loopback() -> EndpointConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let d = EndpointConfig::default();
     EndpointConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
+        stream_window: env("PEER_BENCH_STREAM_WINDOW").map_or(d.stream_window, |v| v as u32),
+        receive_window: env("PEER_BENCH_RECEIVE_WINDOW").map_or(d.receive_window, |v| v),
+        send_window: env("PEER_BENCH_SEND_WINDOW").map_or(d.send_window, |v| v),
+        udp_buffer: env("PEER_BENCH_UDP_BUFFER").map_or(d.udp_buffer, |v| v as usize),
+        ..d
     }
 }
 
@@ -40,6 +48,9 @@ fn main() {
     }
     let size_mib: u64 = arg("--size-mib").map_or(1024, |s| s.parse().unwrap());
     let runs: usize = arg("--runs").map_or(3, |s| s.parse().unwrap());
+    // `--only bare|sha1|sink|peer` runs one kind (for profiling).
+    let only = arg("--only");
+    let want = |k: &str| only.as_deref().is_none_or(|o| o == k);
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| {
         if Path::new("/dev/shm").is_dir() {
             "/dev/shm".into()
@@ -58,46 +69,62 @@ fn main() {
         }
     }
     println!("loopback bulk transfer, {size_mib} MiB, {runs} runs each, alternating");
-    let mut bare = Vec::new();
-    let mut sink = Vec::new();
-    let mut ours = Vec::new();
     let sink_path = dir.join("peer-bench-bare-out.bin");
+    let kinds = [
+        (Kind::Bare, "bare quinn", "bare"),
+        (Kind::Sha1, "bare+sha1", "sha1"),
+        (Kind::Sha1Write, "bare+sha1+write", "sink"),
+        (Kind::Peer, "peer protocol", "peer"),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for run in 0..runs {
-        let (b, bo) = bare_run(size, None);
-        println!(
-            "run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)",
-            size as f64 / b / 1e6
-        );
-        bare.push(size as f64 / b);
-        let (w, wo) = bare_run(size, Some(&sink_path));
-        println!(
-            "run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)",
-            size as f64 / w / 1e6
-        );
-        sink.push(size as f64 / w);
-        let (p, po) = peer_run(&src, &dir, size);
-        println!(
-            "run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)",
-            size as f64 / p / 1e6
-        );
-        ours.push(size as f64 / p);
+        for (i, (kind, label, short)) in kinds.iter().enumerate() {
+            if !want(short) {
+                continue;
+            }
+            let (secs, other) = match kind {
+                Kind::Peer => peer_run(&src, &dir, size),
+                _ => bare_run(size, *kind, &sink_path),
+            };
+            println!(
+                "run {run}: {label:<17} {:7.1} MB/s  ({secs:.2} s, other processes used {other:.2} CPU s)",
+                size as f64 / secs / 1e6
+            );
+            rates[i].push(size as f64 / secs);
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (b, w, p) = (median(&mut bare), median(&mut sink), median(&mut ours));
-    println!(
-        "median: bare+sha1+write {:.1} MB/s; peer protocol = {:.1}% of it",
-        w / 1e6,
-        100.0 * p / w
-    );
+    let m: Vec<f64> = rates.iter_mut().map(median).collect();
+    let (b, p) = (m[0], m[3]);
+    for (i, (_, label, _)) in kinds.iter().enumerate().take(3) {
+        println!(
+            "median: {label:<17} {:7.1} MB/s; peer protocol = {:.1}% of it",
+            m[i] / 1e6,
+            100.0 * p / m[i]
+        );
+    }
     println!(
         "median: bare quinn {:.1} MB/s, peer protocol {:.1} MB/s, ratio {:.1}% (target >= 90%)",
         b / 1e6,
         p / 1e6,
         100.0 * p / b
     );
+}
+
+/// What a bare run's receiver does with the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Nothing (the reference).
+    Bare,
+    /// SHA-1 over every byte.
+    Sha1,
+    /// SHA-1 and a write to a file: the least any verified download to disk does.
+    Sha1Write,
+    /// Not a bare run: the peer protocol.
+    Peer,
 }
 
 /// Runs `f` with an executor on this thread that also runs every task of the endpoints made
@@ -137,12 +164,13 @@ fn bare_server() {
                 left -= n as u64;
             }
             send.finish().unwrap();
-            let _ = conn.closed().await;
+            let _ = send.stopped().await;
             let p = conn.stats().path;
             eprintln!(
-                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?})",
-                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt
+                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?}, mtu {})",
+                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt, p.current_mtu
             );
+            let _ = conn.closed().await;
         }
     });
 }
@@ -165,16 +193,16 @@ fn peer_server(file: &Path) {
 /// Returns (seconds, CPU seconds used by other processes meanwhile).
 /// A bare quinn stream; with `sink`, the receiver also does what any verified download must:
 /// SHA-1 over the bytes and writing them to a file.
-fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
-    let sink_path = sink.map(Path::to_owned);
-    let sink = sink.map(|p| {
+fn bare_run(size: u64, kind: Kind, sink_path: &Path) -> (f64, f64) {
+    let sink_path = (kind == Kind::Sha1Write).then(|| sink_path.to_owned());
+    let sink = sink_path.as_ref().map(|p| {
         let _ = std::fs::remove_file(p);
         std::fs::File::create(p).unwrap()
     });
-    let label = if sink_path.is_some() {
-        "bare+sha1+write"
-    } else {
-        "bare"
+    let label = match kind {
+        Kind::Bare => "bare",
+        Kind::Sha1 => "bare+sha1",
+        _ => "bare+sha1+write",
     };
     let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
     let port: u16 = ready[0].parse().unwrap();
@@ -194,10 +222,12 @@ fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
         let mut got = 0u64;
         let mut sha = sha1::Sha1::default();
         while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
-            if let Some(f) = &sink {
+            if kind != Kind::Bare {
                 use sha1::Digest as _;
-                use std::os::unix::fs::FileExt as _;
                 sha.update(&chunk.bytes);
+            }
+            if let Some(f) = &sink {
+                use std::os::unix::fs::FileExt as _;
                 f.write_all_at(&chunk.bytes, chunk.offset).unwrap();
             }
             got += chunk.bytes.len() as u64;
@@ -205,6 +235,14 @@ fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
         std::hint::black_box(sha);
         assert_eq!(got, size);
         let secs = start.elapsed().as_secs_f64();
+        let st = conn.quinn().stats();
+        println!(
+            "  ({label}: received {} datagrams in {} reads ({} B each on average), sent {} datagrams)",
+            st.udp_rx.datagrams,
+            st.udp_rx.ios,
+            st.udp_rx.bytes / st.udp_rx.datagrams.max(1),
+            st.udp_tx.datagrams
+        );
         conn.close(0, b"done");
         secs
     });
