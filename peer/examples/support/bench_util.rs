@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 /// CPU seconds (user, nice and system time of all CPUs, from /proc/stat) used so far by the
 /// machine, less what the processes in `exclude` used. Differences of two readings count
 /// processes that started and ended in between too (a scan of /proc would miss them).
-/// Interrupt and softirq time is left out: on loopback most of it is our own packets.
+/// Interrupt and softirq time is included (a process's own time may or may not include the
+/// softirq work of its packets, so small negative or positive values are noise).
 pub fn other_cpu_seconds(exclude: &[u32]) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -17,8 +18,11 @@ pub fn other_cpu_seconds(exclude: &[u32]) -> f64 {
         .map(|l| {
             l.split_whitespace()
                 .skip(1)
-                .take(3)
-                .map(|v| v.parse::<u64>().unwrap_or(0))
+                .take(7)
+                .enumerate()
+                // user nice system [idle iowait] irq softirq
+                .filter(|(i, _)| ![3, 4].contains(i))
+                .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
                 .sum()
         })
         .unwrap_or(0);
