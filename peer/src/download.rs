@@ -1,7 +1,7 @@
 //! Fetching one file from one or several peers: manifest, resume, verified chunks, penalties.
 //! The decisions are made by [`Transfer`]; this module does the I/O around it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -21,7 +21,7 @@ use crate::hash::FileHash;
 use crate::identity::PeerId;
 use crate::manifest::Manifest;
 use crate::pool::Pool;
-use crate::transfer::{Accepted, PeerSlot, PeerTally, Transfer, TransferConfig};
+use crate::transfer::{Accepted, Dropped, PeerSlot, PeerTally, Transfer, TransferConfig};
 use crate::wire::Status;
 
 /// A peer that has the file.
@@ -213,38 +213,174 @@ pub async fn download(
         return Err(DownloadError::NoSources(errors));
     }
 
-    // The sidecar is only needed to resume after an interruption: it is written durably on a
-    // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
-    // time to first byte.
-    let (manifest, sidecar_write, early_chunk) = match load_sidecar(&sidecar, hash) {
-        Some(m) => (m, None, None),
+    // Manifests to try, most voted first. A manifest whose chunks fail verification (its
+    // sources are dropped as corrupt) is abandoned for the next one, with the sources that
+    // sent that one: a majority of sources agreeing on a false manifest delays the download
+    // but cannot stop it while one honest source remains.
+    let mut candidates: VecDeque<Candidate> = VecDeque::new();
+    let mut from_sidecar = false;
+    let mut early_chunk = None;
+    match load_sidecar(&sidecar, hash) {
+        Some(m) => {
+            from_sidecar = true;
+            candidates.push_back(Candidate {
+                manifest: m,
+                sources: (0..conns.len()).collect(),
+            });
+        }
         None => {
-            let (m, early) = choose_manifest(
+            let (voted, early) = choose_manifest(
                 &spawner,
-                &mut conns,
+                &conns,
                 hash,
                 config.transfer.request_timeout,
                 config.accept_lz4,
+                true,
             )
-            .await
-            .ok_or(DownloadError::NoManifest)?;
-            let (path, bytes) = (sidecar.clone(), m.encode());
-            let write = (m.chunk_count() > 1)
-                .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
-            (m, write, early)
+            .await;
+            if voted.is_empty() {
+                return Err(DownloadError::NoManifest);
+            }
+            candidates.extend(voted);
+            early_chunk = early;
         }
-    };
+    }
+    // The sidecar is only needed to resume after an interruption: it is written durably on a
+    // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
+    // time to first byte. A later write waits for the earlier one.
+    let mut sidecar_write: Option<smol::Task<io::Result<()>>> = None;
+    let mut tried: Vec<Manifest> = Vec::new();
+    while let Some(Candidate { manifest, sources }) = candidates.pop_front() {
+        let round_conns: Vec<(PeerId, Option<PeerConnection>)> = conns
+            .iter()
+            .enumerate()
+            .map(|(i, (k, c))| (*k, c.clone().filter(|_| sources.contains(&i))))
+            .collect();
+        if !from_sidecar {
+            if let Some(w) = sidecar_write.take() {
+                let _ = w.await;
+            }
+            let (path, bytes) = (sidecar.clone(), manifest.encode());
+            sidecar_write = (manifest.chunk_count() > 1)
+                .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
+        }
+        // The early chunk came with the first vote's manifest exchange.
+        let early = early_chunk
+            .take()
+            .filter(|(peer, _)| round_conns.iter().any(|(p, c)| p == peer && c.is_some()));
+        let mut corrupt = false;
+        let result = fetch_with(
+            pool,
+            &spawner,
+            FetchRound {
+                hash,
+                manifest: manifest.clone(),
+                conns: &round_conns,
+                early_chunk: early,
+                dest,
+                part: &part,
+                sidecar: &sidecar,
+                start,
+                config: &config,
+                progress: progress.clone(),
+            },
+            &mut sidecar_write,
+            &mut corrupt,
+        )
+        .await;
+        match result {
+            Err(DownloadError::Failed { .. }) if corrupt => {
+                log::warn!(
+                    "{hash}: chunks failed verification against the manifest {} source(s) sent",
+                    sources.len()
+                );
+                tried.push(manifest);
+                if from_sidecar {
+                    // The saved manifest may be the false one: ask the sources.
+                    from_sidecar = false;
+                    let _ = std::fs::remove_file(&sidecar);
+                    let (voted, _) = choose_manifest(
+                        &spawner,
+                        &conns,
+                        hash,
+                        config.transfer.request_timeout,
+                        config.accept_lz4,
+                        false,
+                    )
+                    .await;
+                    candidates.extend(voted);
+                }
+                candidates.retain(|c| !tried.contains(&c.manifest));
+                if let Some(next) = candidates.front() {
+                    log::warn!(
+                        "{hash}: trying the manifest that {} other source(s) sent",
+                        next.sources.len()
+                    );
+                    continue;
+                }
+                return result;
+            }
+            other => return other,
+        }
+    }
+    Err(DownloadError::NoManifest)
+}
+
+/// A manifest and the sources (indices into the connections) that sent it.
+struct Candidate {
+    manifest: Manifest,
+    sources: Vec<usize>,
+}
+
+/// One attempt at the file with one manifest.
+struct FetchRound<'a> {
+    hash: FileHash,
+    manifest: Manifest,
+    /// Every source, `None` for those not used in this round.
+    conns: &'a [(PeerId, Option<PeerConnection>)],
+    early_chunk: Option<(PeerId, Vec<u8>)>,
+    dest: &'a Path,
+    part: &'a Path,
+    sidecar: &'a Path,
+    start: Instant,
+    config: &'a DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+}
+
+/// Fetches the file with one manifest. `corrupt` is set if any chunk failed verification
+/// against it.
+async fn fetch_with(
+    pool: &Arc<Pool>,
+    spawner: &crate::runtime::Spawner,
+    round: FetchRound<'_>,
+    sidecar_write: &mut Option<smol::Task<io::Result<()>>>,
+    corrupt: &mut bool,
+) -> Result<DownloadReport, DownloadError> {
+    let FetchRound {
+        hash,
+        manifest,
+        conns,
+        early_chunk,
+        dest,
+        part,
+        sidecar,
+        start,
+        config,
+        progress,
+    } = round;
+    let config = config.clone();
     let manifest = Arc::new(manifest);
 
     if manifest.chunk_count() == 0 {
         if !manifest.is_verified_empty() {
+            *corrupt = true;
             return Err(DownloadError::Failed {
                 suspect_manifest: true,
             });
         }
         write_durable(dest, b"", 0o644)?;
-        let _ = std::fs::remove_file(&sidecar);
-        return Ok(report(hash, &manifest, 0, start, &conns, None));
+        let _ = std::fs::remove_file(sidecar);
+        return Ok(report(hash, &manifest, 0, start, conns, None));
     }
 
     let file = OpenOptions::new()
@@ -252,7 +388,7 @@ pub async fn download(
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&part)?;
+        .open(part)?;
     let existing = file.metadata()?.len();
     file.set_len(manifest.file_size())?;
     let have = if existing > 0 {
@@ -318,6 +454,9 @@ pub async fn download(
     let tallies: HashMap<PeerId, PeerTally> = {
         let t = state.transfer.lock().expect("not poisoned");
         if !t.is_complete() {
+            *corrupt = slots
+                .iter()
+                .any(|(s, _)| t.tally(*s).dropped == Some(Dropped::Corrupt));
             return Err(DownloadError::Failed {
                 suspect_manifest: t.manifest_suspect(),
             });
@@ -325,22 +464,22 @@ pub async fn download(
         slots.iter().map(|(s, c)| (c.peer(), t.tally(*s))).collect()
     };
     state.file.sync_all()?;
-    std::fs::rename(&part, dest)?;
+    std::fs::rename(part, dest)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
     }
-    if let Some(w) = sidecar_write
+    if let Some(w) = sidecar_write.take()
         && let Err(e) = w.await
     {
         log::warn!("could not save the resume manifest: {e}");
     }
-    let _ = std::fs::remove_file(&sidecar);
+    let _ = std::fs::remove_file(sidecar);
     Ok(report(
         hash,
         &manifest,
         resumed_bytes,
         start,
-        &conns,
+        conns,
         Some(&tallies),
     ))
 }
@@ -374,17 +513,22 @@ fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
     Manifest::decode(&bytes).ok().filter(|m| m.hash() == hash)
 }
 
-/// Asks every connected source for the manifest and keeps the one most of them sent; sources
-/// that sent another (or none) are not used for this file.
+/// Asks every connected source for the manifest. Returns the manifests with the sources
+/// (indices into `conns`) that sent each, the one most of them sent first (ties: the one
+/// first asked), and the last chunk if `with_chunk` and the first source sent it.
 async fn choose_manifest(
     spawner: &crate::runtime::Spawner,
-    conns: &mut [(PeerId, Option<PeerConnection>)],
+    conns: &[(PeerId, Option<PeerConnection>)],
     hash: FileHash,
     timeout: Duration,
     accept_lz4: bool,
-) -> Option<(Manifest, Option<(PeerId, Vec<u8>)>)> {
+    with_chunk: bool,
+) -> (Vec<Candidate>, Option<(PeerId, Vec<u8>)>) {
     // The first source also sends the last chunk in the same exchange (one round trip saved).
-    let first = conns.iter().position(|(_, c)| c.is_some());
+    let first = conns
+        .iter()
+        .position(|(_, c)| c.is_some())
+        .filter(|_| with_chunk);
     let tasks: Vec<_> = conns
         .iter()
         .enumerate()
@@ -421,36 +565,31 @@ async fn choose_manifest(
             })
         })
         .collect();
-    let mut got = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut chunk = None;
-    for (t, (peer, _)) in tasks.into_iter().zip(conns.iter()) {
-        let answer = t.await;
-        got.push(answer.as_ref().map(|(m, _)| m.encode()));
-        if let Some((_, Some(data))) = answer {
+    for (i, (t, (peer, _))) in tasks.into_iter().zip(conns.iter()).enumerate() {
+        let Some((m, data)) = t.await else { continue };
+        if let Some(data) = data {
             chunk = Some((*peer, data));
         }
-    }
-    let mut votes: Vec<(&Vec<u8>, usize)> = Vec::new();
-    for enc in got.iter().flatten() {
-        match votes.iter_mut().find(|(e, _)| *e == enc) {
-            Some(v) => v.1 += 1,
-            None => votes.push((enc, 1)),
+        match candidates.iter_mut().find(|c| c.manifest == m) {
+            Some(c) => c.sources.push(i),
+            None => candidates.push(Candidate {
+                manifest: m,
+                sources: vec![i],
+            }),
         }
     }
-    let (winner, _) = votes.iter().max_by_key(|(_, n)| *n)?;
-    let winner = (*winner).clone();
-    for ((peer, c), enc) in conns.iter_mut().zip(&got) {
-        if enc.as_ref() != Some(&winner) && c.is_some() {
-            log::info!(
-                "source {} not used: it lacks the file or its manifest disagrees",
-                peer.short()
-            );
-            *c = None;
-        }
+    // Stable: equal votes keep the order of first appearance.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.sources.len()));
+    if candidates.len() > 1 {
+        log::info!(
+            "{hash}: sources disagree on the manifest ({} versions); using the one {} of them sent",
+            candidates.len(),
+            candidates[0].sources.len()
+        );
     }
-    // Keep the early chunk only if its sender agreed on the manifest.
-    let chunk = chunk.filter(|(peer, _)| conns.iter().any(|(p, c)| p == peer && c.is_some()));
-    Some((Manifest::decode(&winner).ok()?, chunk))
+    (candidates, chunk)
 }
 
 /// Which chunks of a partial file already verify (resume).
