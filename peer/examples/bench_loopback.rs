@@ -1,5 +1,8 @@
 //! One peer to one peer on loopback: the peer protocol (manifest, verified chunks, session
 //! AEAD, writes to a file) against a bare quinn stream of the same size, alternating, in one run.
+//! Two more bare runs show what verification alone costs: the receiver also SHA-1s every byte
+//! (`bare+sha1`), and also writes whole chunks to a file (`bare+sha1+write`). Every run uses
+//! the library's endpoint (same transport settings and runtime) on one thread per process.
 //!
 //! Run with: `cargo run --profile bench-fast -p peer --example bench_loopback -- [--size-mib 1024] [--runs 3] [--dir /dev/shm]`
 //! (tests/bench/peer-loopback.sh runs it pinned, one core per side).

@@ -11,7 +11,7 @@
 //! when the socket is ready), and re-inserts its timer into the reactor, waking it, whenever a
 //! deadline moves. At loopback rates that is one reactor round per datagram batch. The runtime
 //! here tries the socket first and waits only after `WouldBlock`, and moves timers later
-//! lazily; see [`UdpSocket`] and [`LazyTimer`].
+//! lazily; see `UdpSocket` and `LazyTimer` below.
 
 use std::fmt;
 use std::future::Future;
