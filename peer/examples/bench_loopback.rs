@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_util::*;
-use peer::download::DownloadConfig;
+use peer::download::{DownloadConfig, VerifyOn};
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
     ServeConfig, Server, Source, Spawner, download,
@@ -195,6 +195,13 @@ fn peer_server(file: &Path) {
 
 /// Bytes the bare+sha1+write receiver gathers per write (the peer protocol's chunk size).
 const WRITE_SIZE: usize = 1 << 20;
+/// The serving side's CPU: 1 (the script pins this process to 0), or none with
+/// `PEER_BENCH_UNPINNED=1` (run the example without taskset too: both sides then share both
+/// cores, and `PEER_BENCH_VERIFY=inline|thread` shows what verifying on another thread buys).
+fn server_cpu() -> Option<u32> {
+    (std::env::var("PEER_BENCH_UNPINNED").as_deref() != Ok("1")).then_some(1)
+}
+
 /// Returns (seconds, CPU seconds used by other processes meanwhile).
 /// A bare quinn stream; with `sink`, the receiver also does what any verified download must:
 /// SHA-1 over the bytes and writing them to a file.
@@ -209,7 +216,7 @@ fn bare_run(size: u64, kind: Kind, sink_path: &Path) -> (f64, f64) {
         Kind::Sha1 => "bare+sha1",
         _ => "bare+sha1+write",
     };
-    let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
+    let (mut child, ready) = spawn_role(server_cpu(), &["--role", "bare-server"]);
     let port: u16 = ready[0].parse().unwrap();
     let key: PeerId = ready[1].parse().unwrap();
     let exclude = [std::process::id(), child.id()];
@@ -282,7 +289,7 @@ fn bare_run(size: u64, kind: Kind, sink_path: &Path) -> (f64, f64) {
 
 fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     let (mut child, ready) = spawn_role(
-        Some(1),
+        server_cpu(),
         &["--role", "peer-server", "--file", src.to_str().unwrap()],
     );
     let port: u16 = ready[0].parse().unwrap();
@@ -298,6 +305,11 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
         addr: ([127, 0, 0, 1], port).into(),
         key,
     };
+    let verify_on = match std::env::var("PEER_BENCH_VERIFY").as_deref() {
+        Ok("inline") => VerifyOn::Inline,
+        Ok("thread") => VerifyOn::BlockingThread,
+        _ => VerifyOn::Auto,
+    };
     let report = run(|spawner| {
         let dest = dest.clone();
         let pool = Arc::new(Pool::new(
@@ -311,7 +323,10 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
                 hash,
                 &[source],
                 &dest,
-                DownloadConfig::default(),
+                DownloadConfig {
+                    verify_on,
+                    ..Default::default()
+                },
                 None,
             )
             .await

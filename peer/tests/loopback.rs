@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use peer::download::{DownloadConfig, DownloadError};
+use peer::download::{DownloadConfig, DownloadError, VerifyOn};
 use peer::endpoint::{CLOSE_REFUSED, ConnectError};
 use peer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::records::StreamError;
@@ -35,21 +35,20 @@ fn boundary_sizes_arrive_intact_from_two_seeders() {
         let pool = downloader();
         let dir = temp_dir("sizes");
         let sources: Vec<_> = seeders.iter().map(Seeder::source).collect();
-        for f in &files {
-            let dest = dir.join(format!("{}.bin", f.len()));
-            let report = download(
-                &pool,
-                sha1(f),
-                &sources,
-                &dest,
-                DownloadConfig::default(),
-                None,
-            )
-            .await
-            .unwrap();
-            assert_eq!(report.bytes, f.len() as u64);
-            assert_eq!(&std::fs::read(&dest).unwrap(), f, "size {}", f.len());
-            assert!(!dir.join(format!("{}.bin.part", f.len())).exists());
+        for verify_on in [VerifyOn::Inline, VerifyOn::BlockingThread] {
+            for f in &files {
+                let dest = dir.join(format!("{}-{verify_on:?}.bin", f.len()));
+                let config = DownloadConfig {
+                    verify_on,
+                    ..Default::default()
+                };
+                let report = download(&pool, sha1(f), &sources, &dest, config, None)
+                    .await
+                    .unwrap();
+                assert_eq!(report.bytes, f.len() as u64);
+                assert_eq!(&std::fs::read(&dest).unwrap(), f, "size {}", f.len());
+                assert!(!dest.with_extension("bin.part").exists());
+            }
         }
         assert_eq!(
             pool.len(),
