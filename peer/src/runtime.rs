@@ -102,9 +102,10 @@ impl quinn::Runtime for Runtime {
 struct LazyTimer {
     /// When quinn wants to be woken.
     deadline: Instant,
-    /// The reactor timer, armed at `armed`.
+    /// The reactor timer, armed at `armed`; `None` once it has fired and been seen (an
+    /// async-io timer that fired stays idle until set again).
     timer: smol::Timer,
-    armed: Instant,
+    armed: Option<Instant>,
 }
 
 impl LazyTimer {
@@ -112,8 +113,13 @@ impl LazyTimer {
         Self {
             deadline: at,
             timer: smol::Timer::at(at),
-            armed: at,
+            armed: Some(at),
         }
+    }
+
+    fn arm(&mut self, at: Instant) {
+        self.timer.set_at(at);
+        self.armed = Some(at);
     }
 }
 
@@ -121,22 +127,26 @@ impl quinn::AsyncTimer for LazyTimer {
     fn reset(self: Pin<&mut Self>, at: Instant) {
         let this = self.get_mut();
         this.deadline = at;
-        if at < this.armed {
-            this.timer.set_at(at);
-            this.armed = at;
+        if this.armed.is_none_or(|armed| at < armed) {
+            this.arm(at);
         }
     }
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
+            let Some(armed) = this.armed else {
+                // Fired and reported; quinn polls again only after a reset, but be safe.
+                this.arm(this.deadline);
+                continue;
+            };
             ready!(Future::poll(Pin::new(&mut this.timer), cx));
-            if this.armed >= this.deadline {
+            if armed >= this.deadline {
+                this.armed = None;
                 return Poll::Ready(());
             }
             // Fired at an earlier deadline that has since moved: wait for the real one.
-            this.timer.set_at(this.deadline);
-            this.armed = this.deadline;
+            this.arm(this.deadline);
         }
     }
 }
@@ -239,5 +249,48 @@ impl quinn::UdpPoller for UdpPoller {
         this.waiting = None;
         this.socket.send_blocked.store(false, Ordering::Relaxed);
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::AsyncTimer as _;
+    use std::time::Duration;
+
+    /// Waits for the timer; how long it took. Panics if it never fires.
+    fn wait(timer: &mut Pin<Box<LazyTimer>>) -> Duration {
+        let start = Instant::now();
+        let fired = smol::block_on(smol::future::or(
+            async {
+                std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
+                true
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                false
+            },
+        ));
+        assert!(fired, "timer never fired");
+        start.elapsed()
+    }
+
+    #[test]
+    fn lazy_timer_fires_at_moved_deadlines_and_again_after_firing() {
+        let ms = Duration::from_millis;
+        let mut t = Box::pin(LazyTimer::new(Instant::now() + ms(20)));
+        // Moved later before firing: not before the later deadline.
+        t.as_mut().reset(Instant::now() + ms(60));
+        assert!(wait(&mut t) >= ms(60));
+        // Set again after it fired: fires again.
+        t.as_mut().reset(Instant::now() + ms(30));
+        assert!(wait(&mut t) >= ms(30));
+        // Moved earlier: fires at the earlier deadline, before the first one.
+        t.as_mut().reset(Instant::now() + ms(5000));
+        t.as_mut().reset(Instant::now() + ms(10));
+        assert!(wait(&mut t) < ms(5000));
+        // A deadline already past: ready at once.
+        t.as_mut().reset(Instant::now());
+        wait(&mut t);
     }
 }
