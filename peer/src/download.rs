@@ -199,6 +199,8 @@ impl State {
 /// Downloads the file named `hash` from `sources` to `dest` (the future is `Send`: spawn it
 /// anywhere). Verified chunks of an earlier,
 /// interrupted attempt (`dest.part` plus `dest.manifest`) are kept and not fetched again.
+/// The manifest most sources send is used first; if its chunks fail verification, the next
+/// most common one is tried with the sources that sent it.
 pub async fn download(
     pool: &Arc<Pool>,
     hash: FileHash,
