@@ -1,5 +1,8 @@
 //! One peer to one peer on loopback: the peer protocol (manifest, verified chunks, session
 //! AEAD, writes to a file) against a bare quinn stream of the same size, alternating, in one run.
+//! Two more bare runs show what verification alone costs: the receiver also SHA-1s every byte
+//! (`bare+sha1`), and also writes whole chunks to a file (`bare+sha1+write`). Every run uses
+//! the library's endpoint (same transport settings and runtime) on one thread per process.
 //!
 //! Run with: `cargo run --profile bench-fast -p peer --example bench_loopback -- [--size-mib 1024] [--runs 3] [--dir /dev/shm]`
 //! (tests/bench/peer-loopback.sh runs it pinned, one core per side).
@@ -13,16 +16,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_util::*;
-use peer::download::DownloadConfig;
+use peer::download::{DownloadConfig, VerifyOn};
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
     ServeConfig, Server, Source, Spawner, download,
 };
 
+/// The endpoint both sides of every run use. Environment knobs for experiments:
+/// `PEER_BENCH_{STREAM,RECEIVE,SEND}_WINDOW`, `PEER_BENCH_UDP_BUFFER` (bytes).
 fn loopback() -> EndpointConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let d = EndpointConfig::default();
     EndpointConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
+        stream_window: env("PEER_BENCH_STREAM_WINDOW").map_or(d.stream_window, |v| v as u32),
+        receive_window: env("PEER_BENCH_RECEIVE_WINDOW").map_or(d.receive_window, |v| v),
+        send_window: env("PEER_BENCH_SEND_WINDOW").map_or(d.send_window, |v| v),
+        udp_buffer: env("PEER_BENCH_UDP_BUFFER").map_or(d.udp_buffer, |v| v as usize),
+        ..d
     }
 }
 
@@ -40,6 +51,9 @@ fn main() {
     }
     let size_mib: u64 = arg("--size-mib").map_or(1024, |s| s.parse().unwrap());
     let runs: usize = arg("--runs").map_or(3, |s| s.parse().unwrap());
+    // `--only bare|sha1|sink|peer` runs one kind (for profiling).
+    let only = arg("--only");
+    let want = |k: &str| only.as_deref().is_none_or(|o| o == k);
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| {
         if Path::new("/dev/shm").is_dir() {
             "/dev/shm".into()
@@ -58,46 +72,62 @@ fn main() {
         }
     }
     println!("loopback bulk transfer, {size_mib} MiB, {runs} runs each, alternating");
-    let mut bare = Vec::new();
-    let mut sink = Vec::new();
-    let mut ours = Vec::new();
     let sink_path = dir.join("peer-bench-bare-out.bin");
+    let kinds = [
+        (Kind::Bare, "bare quinn", "bare"),
+        (Kind::Sha1, "bare+sha1", "sha1"),
+        (Kind::Sha1Write, "bare+sha1+write", "sink"),
+        (Kind::Peer, "peer protocol", "peer"),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for run in 0..runs {
-        let (b, bo) = bare_run(size, None);
-        println!(
-            "run {run}: bare quinn        {:7.1} MB/s  ({b:.2} s, other processes used {bo:.2} CPU s)",
-            size as f64 / b / 1e6
-        );
-        bare.push(size as f64 / b);
-        let (w, wo) = bare_run(size, Some(&sink_path));
-        println!(
-            "run {run}: bare+sha1+write   {:7.1} MB/s  ({w:.2} s, other processes used {wo:.2} CPU s)",
-            size as f64 / w / 1e6
-        );
-        sink.push(size as f64 / w);
-        let (p, po) = peer_run(&src, &dir, size);
-        println!(
-            "run {run}: peer protocol     {:7.1} MB/s  ({p:.2} s, other processes used {po:.2} CPU s)",
-            size as f64 / p / 1e6
-        );
-        ours.push(size as f64 / p);
+        for (i, (kind, label, short)) in kinds.iter().enumerate() {
+            if !want(short) {
+                continue;
+            }
+            let (secs, other) = match kind {
+                Kind::Peer => peer_run(&src, &dir, size),
+                _ => bare_run(size, *kind, &sink_path),
+            };
+            println!(
+                "run {run}: {label:<17} {:7.1} MB/s  ({secs:.2} s, other processes used {other:.2} CPU s)",
+                size as f64 / secs / 1e6
+            );
+            rates[i].push(size as f64 / secs);
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (b, w, p) = (median(&mut bare), median(&mut sink), median(&mut ours));
-    println!(
-        "median: bare+sha1+write {:.1} MB/s; peer protocol = {:.1}% of it",
-        w / 1e6,
-        100.0 * p / w
-    );
+    let m: Vec<f64> = rates.iter_mut().map(median).collect();
+    let (b, p) = (m[0], m[3]);
+    for (i, (_, label, _)) in kinds.iter().enumerate().take(3) {
+        println!(
+            "median: {label:<17} {:7.1} MB/s; peer protocol = {:.1}% of it",
+            m[i] / 1e6,
+            100.0 * p / m[i]
+        );
+    }
     println!(
         "median: bare quinn {:.1} MB/s, peer protocol {:.1} MB/s, ratio {:.1}% (target >= 90%)",
         b / 1e6,
         p / 1e6,
         100.0 * p / b
     );
+}
+
+/// What a bare run's receiver does with the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Nothing (the reference).
+    Bare,
+    /// SHA-1 over every byte.
+    Sha1,
+    /// SHA-1 and a write to a file: the least any verified download to disk does.
+    Sha1Write,
+    /// Not a bare run: the peer protocol.
+    Peer,
 }
 
 /// Runs `f` with an executor on this thread that also runs every task of the endpoints made
@@ -137,12 +167,13 @@ fn bare_server() {
                 left -= n as u64;
             }
             send.finish().unwrap();
-            let _ = conn.closed().await;
+            let _ = send.stopped().await;
             let p = conn.stats().path;
             eprintln!(
-                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?})",
-                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt
+                "  (bare sender: {} packets sent, {} lost, {} congestion events, cwnd {} B, rtt {:?}, mtu {})",
+                p.sent_packets, p.lost_packets, p.congestion_events, p.cwnd, p.rtt, p.current_mtu
             );
+            let _ = conn.closed().await;
         }
     });
 }
@@ -162,21 +193,30 @@ fn peer_server(file: &Path) {
     });
 }
 
+/// Bytes the bare+sha1+write receiver gathers per write (the peer protocol's chunk size).
+const WRITE_SIZE: usize = 1 << 20;
+/// The serving side's CPU: 1 (the script pins this process to 0), or none with
+/// `PEER_BENCH_UNPINNED=1` (run the example without taskset too: both sides then share both
+/// cores, and `PEER_BENCH_VERIFY=inline|thread` shows what verifying on another thread buys).
+fn server_cpu() -> Option<u32> {
+    (std::env::var("PEER_BENCH_UNPINNED").as_deref() != Ok("1")).then_some(1)
+}
+
 /// Returns (seconds, CPU seconds used by other processes meanwhile).
 /// A bare quinn stream; with `sink`, the receiver also does what any verified download must:
 /// SHA-1 over the bytes and writing them to a file.
-fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
-    let sink_path = sink.map(Path::to_owned);
-    let sink = sink.map(|p| {
+fn bare_run(size: u64, kind: Kind, sink_path: &Path) -> (f64, f64) {
+    let sink_path = (kind == Kind::Sha1Write).then(|| sink_path.to_owned());
+    let sink = sink_path.as_ref().map(|p| {
         let _ = std::fs::remove_file(p);
         std::fs::File::create(p).unwrap()
     });
-    let label = if sink_path.is_some() {
-        "bare+sha1+write"
-    } else {
-        "bare"
+    let label = match kind {
+        Kind::Bare => "bare",
+        Kind::Sha1 => "bare+sha1",
+        _ => "bare+sha1+write",
     };
-    let (mut child, ready) = spawn_role(Some(1), &["--role", "bare-server"]);
+    let (mut child, ready) = spawn_role(server_cpu(), &["--role", "bare-server"]);
     let port: u16 = ready[0].parse().unwrap();
     let key: PeerId = ready[1].parse().unwrap();
     let exclude = [std::process::id(), child.id()];
@@ -193,18 +233,42 @@ fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
         send.write_all(&size.to_be_bytes()).await.unwrap();
         let mut got = 0u64;
         let mut sha = sha1::Sha1::default();
+        // Gathered into chunk-sized writes, as a downloader that verifies whole chunks does
+        // (one pwrite per chunk; writev of the received pieces measured slower on tmpfs).
+        let mut chunk_buf = Vec::with_capacity(WRITE_SIZE);
+        let mut written = 0u64;
         while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
-            if let Some(f) = &sink {
+            if kind != Kind::Bare {
                 use sha1::Digest as _;
-                use std::os::unix::fs::FileExt as _;
                 sha.update(&chunk.bytes);
-                f.write_all_at(&chunk.bytes, chunk.offset).unwrap();
             }
             got += chunk.bytes.len() as u64;
+            if let Some(f) = &sink {
+                use std::os::unix::fs::FileExt as _;
+                let mut rest = &chunk.bytes[..];
+                while !rest.is_empty() {
+                    let n = rest.len().min(WRITE_SIZE - chunk_buf.len());
+                    chunk_buf.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    if chunk_buf.len() == WRITE_SIZE || got == size {
+                        f.write_all_at(&chunk_buf, written).unwrap();
+                        written += chunk_buf.len() as u64;
+                        chunk_buf.clear();
+                    }
+                }
+            }
         }
         std::hint::black_box(sha);
         assert_eq!(got, size);
         let secs = start.elapsed().as_secs_f64();
+        let st = conn.quinn().stats();
+        println!(
+            "  ({label}: received {} datagrams in {} reads ({} B each on average), sent {} datagrams)",
+            st.udp_rx.datagrams,
+            st.udp_rx.ios,
+            st.udp_rx.bytes / st.udp_rx.datagrams.max(1),
+            st.udp_tx.datagrams
+        );
         conn.close(0, b"done");
         secs
     });
@@ -225,7 +289,7 @@ fn bare_run(size: u64, sink: Option<&Path>) -> (f64, f64) {
 
 fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     let (mut child, ready) = spawn_role(
-        Some(1),
+        server_cpu(),
         &["--role", "peer-server", "--file", src.to_str().unwrap()],
     );
     let port: u16 = ready[0].parse().unwrap();
@@ -241,6 +305,11 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
         addr: ([127, 0, 0, 1], port).into(),
         key,
     };
+    let verify_on = match std::env::var("PEER_BENCH_VERIFY").as_deref() {
+        Ok("inline") => VerifyOn::Inline,
+        Ok("thread") => VerifyOn::BlockingThread,
+        _ => VerifyOn::Auto,
+    };
     let report = run(|spawner| {
         let dest = dest.clone();
         let pool = Arc::new(Pool::new(
@@ -254,7 +323,10 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
                 hash,
                 &[source],
                 &dest,
-                DownloadConfig::default(),
+                DownloadConfig {
+                    verify_on,
+                    ..Default::default()
+                },
                 None,
             )
             .await

@@ -1,7 +1,7 @@
 //! Fetching one file from one or several peers: manifest, resume, verified chunks, penalties.
 //! The decisions are made by [`Transfer`]; this module does the I/O around it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use crate::hash::FileHash;
 use crate::identity::PeerId;
 use crate::manifest::Manifest;
 use crate::pool::Pool;
-use crate::transfer::{Accepted, PeerSlot, PeerTally, Transfer, TransferConfig};
+use crate::transfer::{Accepted, Dropped, PeerSlot, PeerTally, Transfer, TransferConfig};
 use crate::wire::Status;
 
 /// A peer that has the file.
@@ -48,6 +49,26 @@ pub struct DownloadConfig {
     pub max_corrupt_chunks: u64,
     /// Wait after a "busy" answer before asking that peer again.
     pub busy_backoff: Duration,
+    /// Where received chunks are verified and written.
+    pub verify_on: VerifyOn,
+}
+
+/// Where a download verifies (SHA-1) and writes the chunks it receives.
+///
+/// Verification is one SHA-1 pass over every byte (about 0.6 ns per byte on an x86 core with
+/// SHA instructions), as much CPU as quinn's own receive path at loopback rates. On a blocking
+/// thread it overlaps with the network tasks when another core is free (a Pi 5 has four); on
+/// one core the hand-off only adds thread switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyOn {
+    /// A blocking thread when this process may run on more than one CPU
+    /// (`std::thread::available_parallelism`, which follows the CPU affinity), else inline.
+    #[default]
+    Auto,
+    /// On the task that received the chunk.
+    Inline,
+    /// On smol's blocking thread pool (at most one job per request in flight).
+    BlockingThread,
 }
 
 impl Default for DownloadConfig {
@@ -58,6 +79,7 @@ impl Default for DownloadConfig {
             max_sources: 16,
             max_corrupt_chunks: 1,
             busy_backoff: Duration::from_millis(250),
+            verify_on: VerifyOn::Auto,
         }
     }
 }
@@ -160,6 +182,11 @@ struct State {
     config: DownloadConfig,
     progress: Option<smol::channel::Sender<Progress>>,
     io_error: Mutex<Option<io::Error>>,
+    /// Verify and write on a blocking thread.
+    off_thread: bool,
+    /// Blocking jobs not finished yet: the download waits for them before it ends, so that no
+    /// write lands in the file after it was renamed or re-verified for another manifest.
+    jobs: AtomicUsize,
 }
 
 impl State {
@@ -172,6 +199,8 @@ impl State {
 /// Downloads the file named `hash` from `sources` to `dest` (the future is `Send`: spawn it
 /// anywhere). Verified chunks of an earlier,
 /// interrupted attempt (`dest.part` plus `dest.manifest`) are kept and not fetched again.
+/// The manifest most sources send is used first; if its chunks fail verification, the next
+/// most common one is tried with the sources that sent it.
 pub async fn download(
     pool: &Arc<Pool>,
     hash: FileHash,
@@ -213,38 +242,174 @@ pub async fn download(
         return Err(DownloadError::NoSources(errors));
     }
 
-    // The sidecar is only needed to resume after an interruption: it is written durably on a
-    // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
-    // time to first byte.
-    let (manifest, sidecar_write, early_chunk) = match load_sidecar(&sidecar, hash) {
-        Some(m) => (m, None, None),
+    // Manifests to try, most voted first. A manifest whose chunks fail verification (its
+    // sources are dropped as corrupt) is abandoned for the next one, with the sources that
+    // sent that one: a majority of sources agreeing on a false manifest delays the download
+    // but cannot stop it while one honest source remains.
+    let mut candidates: VecDeque<Candidate> = VecDeque::new();
+    let mut from_sidecar = false;
+    let mut early_chunk = None;
+    match load_sidecar(&sidecar, hash) {
+        Some(m) => {
+            from_sidecar = true;
+            candidates.push_back(Candidate {
+                manifest: m,
+                sources: (0..conns.len()).collect(),
+            });
+        }
         None => {
-            let (m, early) = choose_manifest(
+            let (voted, early) = choose_manifest(
                 &spawner,
-                &mut conns,
+                &conns,
                 hash,
                 config.transfer.request_timeout,
                 config.accept_lz4,
+                true,
             )
-            .await
-            .ok_or(DownloadError::NoManifest)?;
-            let (path, bytes) = (sidecar.clone(), m.encode());
-            let write = (m.chunk_count() > 1)
-                .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
-            (m, write, early)
+            .await;
+            if voted.is_empty() {
+                return Err(DownloadError::NoManifest);
+            }
+            candidates.extend(voted);
+            early_chunk = early;
         }
-    };
+    }
+    // The sidecar is only needed to resume after an interruption: it is written durably on a
+    // blocking thread while the first chunks are fetched, so its fsyncs add nothing to the
+    // time to first byte. A later write waits for the earlier one.
+    let mut sidecar_write: Option<smol::Task<io::Result<()>>> = None;
+    let mut tried: Vec<Manifest> = Vec::new();
+    while let Some(Candidate { manifest, sources }) = candidates.pop_front() {
+        let round_conns: Vec<(PeerId, Option<PeerConnection>)> = conns
+            .iter()
+            .enumerate()
+            .map(|(i, (k, c))| (*k, c.clone().filter(|_| sources.contains(&i))))
+            .collect();
+        if !from_sidecar {
+            if let Some(w) = sidecar_write.take() {
+                let _ = w.await;
+            }
+            let (path, bytes) = (sidecar.clone(), manifest.encode());
+            sidecar_write = (manifest.chunk_count() > 1)
+                .then(|| smol::unblock(move || write_durable(&path, &bytes, 0o644)));
+        }
+        // The early chunk came with the first vote's manifest exchange.
+        let early = early_chunk
+            .take()
+            .filter(|(peer, _)| round_conns.iter().any(|(p, c)| p == peer && c.is_some()));
+        let mut corrupt = false;
+        let result = fetch_with(
+            pool,
+            &spawner,
+            FetchRound {
+                hash,
+                manifest: manifest.clone(),
+                conns: &round_conns,
+                early_chunk: early,
+                dest,
+                part: &part,
+                sidecar: &sidecar,
+                start,
+                config: &config,
+                progress: progress.clone(),
+            },
+            &mut sidecar_write,
+            &mut corrupt,
+        )
+        .await;
+        match result {
+            Err(DownloadError::Failed { .. }) if corrupt => {
+                log::warn!(
+                    "{hash}: chunks failed verification against the manifest {} source(s) sent",
+                    sources.len()
+                );
+                tried.push(manifest);
+                if from_sidecar {
+                    // The saved manifest may be the false one: ask the sources.
+                    from_sidecar = false;
+                    let _ = std::fs::remove_file(&sidecar);
+                    let (voted, _) = choose_manifest(
+                        &spawner,
+                        &conns,
+                        hash,
+                        config.transfer.request_timeout,
+                        config.accept_lz4,
+                        false,
+                    )
+                    .await;
+                    candidates.extend(voted);
+                }
+                candidates.retain(|c| !tried.contains(&c.manifest));
+                if let Some(next) = candidates.front() {
+                    log::warn!(
+                        "{hash}: trying the manifest that {} other source(s) sent",
+                        next.sources.len()
+                    );
+                    continue;
+                }
+                return result;
+            }
+            other => return other,
+        }
+    }
+    Err(DownloadError::NoManifest)
+}
+
+/// A manifest and the sources (indices into the connections) that sent it.
+struct Candidate {
+    manifest: Manifest,
+    sources: Vec<usize>,
+}
+
+/// One attempt at the file with one manifest.
+struct FetchRound<'a> {
+    hash: FileHash,
+    manifest: Manifest,
+    /// Every source, `None` for those not used in this round.
+    conns: &'a [(PeerId, Option<PeerConnection>)],
+    early_chunk: Option<(PeerId, Vec<u8>)>,
+    dest: &'a Path,
+    part: &'a Path,
+    sidecar: &'a Path,
+    start: Instant,
+    config: &'a DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+}
+
+/// Fetches the file with one manifest. `corrupt` is set if any chunk failed verification
+/// against it.
+async fn fetch_with(
+    pool: &Arc<Pool>,
+    spawner: &crate::runtime::Spawner,
+    round: FetchRound<'_>,
+    sidecar_write: &mut Option<smol::Task<io::Result<()>>>,
+    corrupt: &mut bool,
+) -> Result<DownloadReport, DownloadError> {
+    let FetchRound {
+        hash,
+        manifest,
+        conns,
+        early_chunk,
+        dest,
+        part,
+        sidecar,
+        start,
+        config,
+        progress,
+    } = round;
+    let config = config.clone();
     let manifest = Arc::new(manifest);
 
     if manifest.chunk_count() == 0 {
         if !manifest.is_verified_empty() {
+            *corrupt = true;
             return Err(DownloadError::Failed {
                 suspect_manifest: true,
             });
         }
         write_durable(dest, b"", 0o644)?;
-        let _ = std::fs::remove_file(&sidecar);
-        return Ok(report(hash, &manifest, 0, start, &conns, None));
+        let _ = std::fs::remove_file(sidecar);
+        return Ok(report(hash, &manifest, 0, start, conns, None));
     }
 
     let file = OpenOptions::new()
@@ -252,7 +417,7 @@ pub async fn download(
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&part)?;
+        .open(part)?;
     let existing = file.metadata()?.len();
     file.set_len(manifest.file_size())?;
     let have = if existing > 0 {
@@ -279,6 +444,11 @@ pub async fn download(
         .transfer
         .max_pipeline
         .max(config.transfer.min_pipeline);
+    let off_thread = match config.verify_on {
+        VerifyOn::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+        VerifyOn::Inline => false,
+        VerifyOn::BlockingThread => true,
+    };
     let state = Arc::new(State {
         transfer: Mutex::new(transfer),
         event: Event::new(),
@@ -287,6 +457,8 @@ pub async fn download(
         config,
         progress,
         io_error: Mutex::new(None),
+        off_thread,
+        jobs: AtomicUsize::new(0),
     });
     if let Some((peer, data)) = early_chunk
         && let Some((slot, _)) = slots.iter().find(|(_, c)| c.peer() == peer)
@@ -311,6 +483,13 @@ pub async fn download(
         listener.await;
     }
     drop(tasks);
+    loop {
+        let listener = state.event.listen();
+        if state.jobs.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        listener.await;
+    }
 
     if let Some(e) = state.io_error.lock().expect("not poisoned").take() {
         return Err(e.into());
@@ -318,6 +497,9 @@ pub async fn download(
     let tallies: HashMap<PeerId, PeerTally> = {
         let t = state.transfer.lock().expect("not poisoned");
         if !t.is_complete() {
+            *corrupt = slots
+                .iter()
+                .any(|(s, _)| t.tally(*s).dropped == Some(Dropped::Corrupt));
             return Err(DownloadError::Failed {
                 suspect_manifest: t.manifest_suspect(),
             });
@@ -325,22 +507,22 @@ pub async fn download(
         slots.iter().map(|(s, c)| (c.peer(), t.tally(*s))).collect()
     };
     state.file.sync_all()?;
-    std::fs::rename(&part, dest)?;
+    std::fs::rename(part, dest)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
     }
-    if let Some(w) = sidecar_write
+    if let Some(w) = sidecar_write.take()
         && let Err(e) = w.await
     {
         log::warn!("could not save the resume manifest: {e}");
     }
-    let _ = std::fs::remove_file(&sidecar);
+    let _ = std::fs::remove_file(sidecar);
     Ok(report(
         hash,
         &manifest,
         resumed_bytes,
         start,
-        &conns,
+        conns,
         Some(&tallies),
     ))
 }
@@ -374,17 +556,22 @@ fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
     Manifest::decode(&bytes).ok().filter(|m| m.hash() == hash)
 }
 
-/// Asks every connected source for the manifest and keeps the one most of them sent; sources
-/// that sent another (or none) are not used for this file.
+/// Asks every connected source for the manifest. Returns the manifests with the sources
+/// (indices into `conns`) that sent each, the one most of them sent first (ties: the one
+/// first asked), and the last chunk if `with_chunk` and the first source sent it.
 async fn choose_manifest(
     spawner: &crate::runtime::Spawner,
-    conns: &mut [(PeerId, Option<PeerConnection>)],
+    conns: &[(PeerId, Option<PeerConnection>)],
     hash: FileHash,
     timeout: Duration,
     accept_lz4: bool,
-) -> Option<(Manifest, Option<(PeerId, Vec<u8>)>)> {
+    with_chunk: bool,
+) -> (Vec<Candidate>, Option<(PeerId, Vec<u8>)>) {
     // The first source also sends the last chunk in the same exchange (one round trip saved).
-    let first = conns.iter().position(|(_, c)| c.is_some());
+    let first = conns
+        .iter()
+        .position(|(_, c)| c.is_some())
+        .filter(|_| with_chunk);
     let tasks: Vec<_> = conns
         .iter()
         .enumerate()
@@ -421,36 +608,31 @@ async fn choose_manifest(
             })
         })
         .collect();
-    let mut got = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut chunk = None;
-    for (t, (peer, _)) in tasks.into_iter().zip(conns.iter()) {
-        let answer = t.await;
-        got.push(answer.as_ref().map(|(m, _)| m.encode()));
-        if let Some((_, Some(data))) = answer {
+    for (i, (t, (peer, _))) in tasks.into_iter().zip(conns.iter()).enumerate() {
+        let Some((m, data)) = t.await else { continue };
+        if let Some(data) = data {
             chunk = Some((*peer, data));
         }
-    }
-    let mut votes: Vec<(&Vec<u8>, usize)> = Vec::new();
-    for enc in got.iter().flatten() {
-        match votes.iter_mut().find(|(e, _)| *e == enc) {
-            Some(v) => v.1 += 1,
-            None => votes.push((enc, 1)),
+        match candidates.iter_mut().find(|c| c.manifest == m) {
+            Some(c) => c.sources.push(i),
+            None => candidates.push(Candidate {
+                manifest: m,
+                sources: vec![i],
+            }),
         }
     }
-    let (winner, _) = votes.iter().max_by_key(|(_, n)| *n)?;
-    let winner = (*winner).clone();
-    for ((peer, c), enc) in conns.iter_mut().zip(&got) {
-        if enc.as_ref() != Some(&winner) && c.is_some() {
-            log::info!(
-                "source {} not used: it lacks the file or its manifest disagrees",
-                peer.short()
-            );
-            *c = None;
-        }
+    // Stable: equal votes keep the order of first appearance.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.sources.len()));
+    if candidates.len() > 1 {
+        log::info!(
+            "{hash}: sources disagree on the manifest ({} versions); using the one {} of them sent",
+            candidates.len(),
+            candidates[0].sources.len()
+        );
     }
-    // Keep the early chunk only if its sender agreed on the manifest.
-    let chunk = chunk.filter(|(peer, _)| conns.iter().any(|(p, c)| p == peer && c.is_some()));
-    Some((Manifest::decode(&winner).ok()?, chunk))
+    (candidates, chunk)
 }
 
 /// Which chunks of a partial file already verify (resume).
@@ -485,14 +667,81 @@ fn accept_chunk(state: &State, slot: PeerSlot, peer: PeerId, index: u32, data: &
             .lock()
             .expect("not poisoned")
             .handle_data(slot, index, data, Instant::now());
+    if let Ok(Accepted::New { offset }) = verdict
+        && let Err(e) = state.file.write_all_at(data, offset)
+    {
+        *state.io_error.lock().expect("not poisoned") = Some(e);
+    }
+    record_verdict(state, peer, index, verdict, data.len());
+}
+
+/// [`accept_chunk`] with the SHA-1 pass and the write on a blocking thread; gives the buffer
+/// back. The chunk counts as received only once it is written.
+async fn accept_chunk_off_thread(
+    state: &Arc<State>,
+    slot: PeerSlot,
+    peer: PeerId,
+    index: u32,
+    data: Vec<u8>,
+) -> Vec<u8> {
+    let (manifest, already) = {
+        let t = state.transfer.lock().expect("not poisoned");
+        (t.manifest().clone(), t.is_done(index))
+    };
+    state.jobs.fetch_add(1, Ordering::AcqRel);
+    let job = JobGuard(state.clone());
+    let (data, verified, written) = smol::unblock(move || {
+        let verified = manifest.verify_chunk(index, &data);
+        // A chunk another peer completed meanwhile is written again with the same verified
+        // bytes: harmless, and rare (endgame duplicates).
+        let written = if verified && !already {
+            let (offset, _) = manifest.chunk_range(index);
+            job.0.file.write_all_at(&data, offset)
+        } else {
+            Ok(())
+        };
+        drop(job);
+        (data, verified, written)
+    })
+    .await;
+    if let Err(e) = written {
+        *state.io_error.lock().expect("not poisoned") = Some(e);
+        return data;
+    }
+    let verdict = state.transfer.lock().expect("not poisoned").handle_checked(
+        slot,
+        index,
+        data.len(),
+        verified,
+        Instant::now(),
+    );
+    record_verdict(state, peer, index, verdict, data.len());
+    data
+}
+
+/// Counts a blocking job until dropped, then wakes the download.
+struct JobGuard(Arc<State>);
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        self.0.jobs.fetch_sub(1, Ordering::AcqRel);
+        self.0.event.notify(usize::MAX);
+    }
+}
+
+/// Pool records, progress and logs for what became of a chunk.
+fn record_verdict(
+    state: &State,
+    peer: PeerId,
+    index: u32,
+    verdict: Result<Accepted, crate::transfer::Rejected>,
+    len: usize,
+) {
     match verdict {
-        Ok(Accepted::New { offset }) => {
-            if let Err(e) = state.file.write_all_at(data, offset) {
-                *state.io_error.lock().expect("not poisoned") = Some(e);
-            }
+        Ok(Accepted::New { .. }) => {
             state.pool.record(peer, |r| {
                 r.chunks_received += 1;
-                r.bytes_received += data.len() as u64;
+                r.bytes_received += len as u64;
             });
             let manifest = state
                 .transfer
@@ -543,6 +792,16 @@ async fn worker(state: Arc<State>, conn: PeerConnection, slot: PeerSlot) {
         };
         match smol::future::or(fetch, late).await {
             Err(FetchError::TimedOut) => {}
+            Ok(()) if state.off_thread => {
+                buf = accept_chunk_off_thread(
+                    &state,
+                    slot,
+                    conn.peer(),
+                    index,
+                    std::mem::take(&mut buf),
+                )
+                .await;
+            }
             Ok(()) => accept_chunk(&state, slot, conn.peer(), index, &buf),
             Err(FetchError::Status(Status::Busy)) => {
                 state

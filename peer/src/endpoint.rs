@@ -44,6 +44,10 @@ pub struct EndpointConfig {
     pub stream_window: u32,
     /// Bytes we keep unacknowledged in flight on one connection.
     pub send_window: u64,
+    /// Bytes a peer may send on all streams of one connection ahead of our reading: bounds
+    /// what one connection can make us buffer (quinn's default is unlimited, which leaves
+    /// `max_streams_per_connection` times `stream_window`).
+    pub receive_window: u64,
 }
 
 impl Default for EndpointConfig {
@@ -57,6 +61,7 @@ impl Default for EndpointConfig {
             udp_buffer: 4 << 20,
             stream_window: 8 << 20,
             send_window: 32 << 20,
+            receive_window: 16 << 20,
         }
     }
 }
@@ -137,6 +142,7 @@ fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
     t.max_concurrent_uni_streams(0u32.into());
     t.stream_receive_window(config.stream_window.into());
     t.send_window(config.send_window);
+    t.receive_window(quinn::VarInt::from_u64(config.receive_window).unwrap_or(quinn::VarInt::MAX));
     t
 }
 

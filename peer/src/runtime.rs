@@ -5,12 +5,21 @@
 //! other without waking another thread; with the global executor every hand-off between the
 //! caller's `block_on` thread, smol's executor thread and the reactor thread is a futex
 //! wake-up and often a context switch (see the README's loopback figures).
+//!
+//! quinn's own smol runtime waits for the reactor before every send and every receive (a fresh
+//! `writable()` future, or `poll_readable` first, is pending until the next epoll round even
+//! when the socket is ready), and re-inserts its timer into the reactor, waking it, whenever a
+//! deadline moves. At loopback rates that is one reactor round per datagram batch. The runtime
+//! here tries the socket first and waits only after `WouldBlock`, and moves timers later
+//! lazily; see `UdpSocket` and `LazyTimer` below.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 /// Spawns the library's tasks.
@@ -46,25 +55,23 @@ impl Spawner {
 
     /// The quinn runtime that spawns its drivers here.
     pub(crate) fn quinn_runtime(&self) -> Arc<dyn quinn::Runtime> {
-        match self {
-            Self::Global => Arc::new(quinn::SmolRuntime),
-            Self::Executor(ex) => Arc::new(ExecutorRuntime(ex.clone())),
-        }
+        Arc::new(Runtime(self.clone()))
     }
 }
 
-/// quinn's smol runtime, but spawning on a given executor.
-struct ExecutorRuntime(Arc<smol::Executor<'static>>);
+/// quinn's runtime on smol: tasks go to the [`Spawner`]; sockets and timers as described in
+/// the module's documentation.
+struct Runtime(Spawner);
 
-impl fmt::Debug for ExecutorRuntime {
+impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ExecutorRuntime")
+        write!(f, "Runtime({:?})", self.0)
     }
 }
 
-impl quinn::Runtime for ExecutorRuntime {
-    fn new_timer(&self, i: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
-        quinn::SmolRuntime.new_timer(i)
+impl quinn::Runtime for Runtime {
+    fn new_timer(&self, at: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
+        Box::pin(LazyTimer::new(at))
     }
 
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
@@ -73,8 +80,217 @@ impl quinn::Runtime for ExecutorRuntime {
 
     fn wrap_udp_socket(
         &self,
-        t: std::net::UdpSocket,
+        socket: std::net::UdpSocket,
     ) -> io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
-        quinn::SmolRuntime.wrap_udp_socket(t)
+        Ok(Arc::new(UdpSocket {
+            state: quinn::udp::UdpSocketState::new((&socket).into())?,
+            io: smol::Async::new_nonblocking(socket)?,
+            send_blocked: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// A timer whose deadline moves later without touching the reactor.
+///
+/// quinn moves its connection timer (loss detection, idle timeout, acknowledgement delay) on
+/// nearly every packet, mostly later. Re-arming an async-io timer removes and inserts it in the
+/// reactor and wakes the reactor each time. This one keeps the reactor timer at the earliest
+/// deadline asked for: when it fires before the current deadline, the task is woken once,
+/// quinn checks the clock (it never relies on the timer alone) and polls again, and only then
+/// is the reactor timer moved to the real deadline. A deadline moved earlier re-arms at once.
+#[derive(Debug)]
+struct LazyTimer {
+    /// When quinn wants to be woken.
+    deadline: Instant,
+    /// The reactor timer, armed at `armed`; `None` once it has fired and been seen (an
+    /// async-io timer that fired stays idle until set again).
+    timer: smol::Timer,
+    armed: Option<Instant>,
+}
+
+impl LazyTimer {
+    fn new(at: Instant) -> Self {
+        Self {
+            deadline: at,
+            timer: smol::Timer::at(at),
+            armed: Some(at),
+        }
+    }
+
+    fn arm(&mut self, at: Instant) {
+        self.timer.set_at(at);
+        self.armed = Some(at);
+    }
+}
+
+impl quinn::AsyncTimer for LazyTimer {
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        let this = self.get_mut();
+        this.deadline = at;
+        if this.armed.is_none_or(|armed| at < armed) {
+            this.arm(at);
+        }
+    }
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            let Some(armed) = this.armed else {
+                // Fired and reported; quinn polls again only after a reset, but be safe.
+                this.arm(this.deadline);
+                continue;
+            };
+            ready!(Future::poll(Pin::new(&mut this.timer), cx));
+            if armed >= this.deadline {
+                this.armed = None;
+                return Poll::Ready(());
+            }
+            // Fired at an earlier deadline that has since moved: wait for the real one.
+            this.arm(this.deadline);
+        }
+    }
+}
+
+/// quinn's UDP socket on async-io, trying the socket before waiting for the reactor.
+struct UdpSocket {
+    io: smol::Async<std::net::UdpSocket>,
+    state: quinn::udp::UdpSocketState,
+    /// A send found the socket buffer full: senders wait for writability before the next try.
+    send_blocked: AtomicBool,
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket").finish_non_exhaustive()
+    }
+}
+
+impl quinn::AsyncUdpSocket for UdpSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(UdpPoller {
+            socket: self,
+            waiting: None,
+        })
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
+        let result = self.state.send((&self.io).into(), transmit);
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::WouldBlock
+        {
+            self.send_blocked.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.state.recv((&self.io).into(), bufs, meta) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                // Like quinn's own runtime: other errors (ICMP reports and the like) are
+                // dropped and the socket waited on again.
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    log::trace!("UDP receive error: {e}");
+                }
+                Err(_) => {}
+            }
+            ready!(self.io.poll_readable(cx))?;
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.state.may_fragment()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+}
+
+type Writable = Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>;
+
+/// Ready at once unless a send found the socket full; then until the reactor reports it
+/// writable.
+struct UdpPoller {
+    socket: Arc<UdpSocket>,
+    waiting: Option<Writable>,
+}
+
+impl fmt::Debug for UdpPoller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpPoller").finish_non_exhaustive()
+    }
+}
+
+impl quinn::UdpPoller for UdpPoller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.waiting.is_none() && !this.socket.send_blocked.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        let waiting = this.waiting.get_or_insert_with(|| {
+            let socket = this.socket.clone();
+            Box::pin(async move { socket.io.writable().await })
+        });
+        let result = ready!(waiting.as_mut().poll(cx));
+        this.waiting = None;
+        this.socket.send_blocked.store(false, Ordering::Relaxed);
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::AsyncTimer as _;
+    use std::time::Duration;
+
+    /// Waits for the timer; how long it took. Panics if it never fires.
+    fn wait(timer: &mut Pin<Box<LazyTimer>>) -> Duration {
+        let start = Instant::now();
+        let fired = smol::block_on(smol::future::or(
+            async {
+                std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
+                true
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                false
+            },
+        ));
+        assert!(fired, "timer never fired");
+        start.elapsed()
+    }
+
+    #[test]
+    fn lazy_timer_fires_at_moved_deadlines_and_again_after_firing() {
+        let ms = Duration::from_millis;
+        let mut t = Box::pin(LazyTimer::new(Instant::now() + ms(20)));
+        // Moved later before firing: not before the later deadline.
+        t.as_mut().reset(Instant::now() + ms(60));
+        assert!(wait(&mut t) >= ms(60));
+        // Set again after it fired: fires again.
+        t.as_mut().reset(Instant::now() + ms(30));
+        assert!(wait(&mut t) >= ms(30));
+        // Moved earlier: fires at the earlier deadline, before the first one.
+        t.as_mut().reset(Instant::now() + ms(5000));
+        t.as_mut().reset(Instant::now() + ms(10));
+        assert!(wait(&mut t) < ms(5000));
+        // A deadline already past: ready at once.
+        t.as_mut().reset(Instant::now());
+        wait(&mut t);
     }
 }

@@ -207,6 +207,11 @@ impl Transfer {
         self.done
     }
 
+    /// Whether chunk `index` is verified (and written).
+    pub fn is_done(&self, index: u32) -> bool {
+        self.chunks.get(index as usize) == Some(&Chunk::Done)
+    }
+
     /// Whether the peer still takes part.
     pub fn is_active(&self, peer: PeerSlot) -> bool {
         self.peers[peer.0].dropped.is_none()
@@ -324,7 +329,24 @@ impl Transfer {
         if index as usize >= self.chunks.len() {
             return Err(Rejected::OutOfRange);
         }
-        if !self.manifest.verify_chunk(index, data) {
+        let verified = self.manifest.verify_chunk(index, data);
+        self.handle_checked(peer, index, data.len(), verified, now)
+    }
+
+    /// Like [`Transfer::handle_data`], for `len` bytes of chunk `index` that the caller
+    /// verified itself (`Manifest::verify_chunk`), for example on another thread.
+    pub fn handle_checked(
+        &mut self,
+        peer: PeerSlot,
+        index: u32,
+        len: usize,
+        verified: bool,
+        now: Instant,
+    ) -> Result<Accepted, Rejected> {
+        if index as usize >= self.chunks.len() {
+            return Err(Rejected::OutOfRange);
+        }
+        if !verified {
             self.settle(peer, index);
             self.drop_peer(peer, Dropped::Corrupt);
             let first = *self.first_failure.entry(index).or_insert(peer);
@@ -342,7 +364,7 @@ impl Transfer {
         self.done += 1;
         let p = &mut self.peers[peer.0];
         p.chunks_ok += 1;
-        p.bytes_ok += data.len() as u64;
+        p.bytes_ok += len as u64;
         p.last_progress = Some(now);
         Ok(Accepted::New {
             offset: self.manifest.chunk_range(index).0,

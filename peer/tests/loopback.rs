@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use peer::download::{DownloadConfig, DownloadError};
+use peer::download::{DownloadConfig, DownloadError, VerifyOn};
 use peer::endpoint::{CLOSE_REFUSED, ConnectError};
 use peer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::records::StreamError;
@@ -35,21 +35,20 @@ fn boundary_sizes_arrive_intact_from_two_seeders() {
         let pool = downloader();
         let dir = temp_dir("sizes");
         let sources: Vec<_> = seeders.iter().map(Seeder::source).collect();
-        for f in &files {
-            let dest = dir.join(format!("{}.bin", f.len()));
-            let report = download(
-                &pool,
-                sha1(f),
-                &sources,
-                &dest,
-                DownloadConfig::default(),
-                None,
-            )
-            .await
-            .unwrap();
-            assert_eq!(report.bytes, f.len() as u64);
-            assert_eq!(&std::fs::read(&dest).unwrap(), f, "size {}", f.len());
-            assert!(!dir.join(format!("{}.bin.part", f.len())).exists());
+        for verify_on in [VerifyOn::Inline, VerifyOn::BlockingThread] {
+            for f in &files {
+                let dest = dir.join(format!("{}-{verify_on:?}.bin", f.len()));
+                let config = DownloadConfig {
+                    verify_on,
+                    ..Default::default()
+                };
+                let report = download(&pool, sha1(f), &sources, &dest, config, None)
+                    .await
+                    .unwrap();
+                assert_eq!(report.bytes, f.len() as u64);
+                assert_eq!(&std::fs::read(&dest).unwrap(), f, "size {}", f.len());
+                assert!(!dest.with_extension("bin.part").exists());
+            }
         }
         assert_eq!(
             pool.len(),
@@ -162,6 +161,87 @@ fn corrupt_peer_is_caught_penalized_and_the_file_completes_from_the_others() {
         .await
         .unwrap();
         assert!(report.sources.iter().all(|s| s.peer != bad.source().key));
+    });
+}
+
+/// Lies about a file: for `real` it serves the manifest of other bytes under `real`'s hash,
+/// and those bytes. Every chunk but the last verifies against that manifest; the last cannot.
+struct LyingStore {
+    real: FileHash,
+    manifest: Arc<Manifest>,
+    fake_hash: FileHash,
+    fake: MemoryStore,
+}
+
+impl LyingStore {
+    fn new(real: FileHash, fake_data: Vec<u8>) -> Self {
+        let fake = MemoryStore::default();
+        let fake_hash = fake.add(fake_data, DEFAULT_CHUNK_SIZE);
+        let mut encoded = fake.manifest(&fake_hash).unwrap().encode();
+        encoded[2..22].copy_from_slice(real.as_bytes());
+        let manifest = Arc::new(Manifest::decode(&encoded).unwrap());
+        Self {
+            real,
+            manifest,
+            fake_hash,
+            fake,
+        }
+    }
+}
+
+impl Store for LyingStore {
+    fn manifest(&self, hash: &FileHash) -> Option<Arc<Manifest>> {
+        (*hash == self.real).then(|| self.manifest.clone())
+    }
+    fn read_at(&self, _hash: &FileHash, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.fake.read_at(&self.fake_hash, offset, buf)
+    }
+}
+
+#[test]
+fn a_false_manifest_sent_by_most_sources_gives_way_to_the_next_one() {
+    smol::block_on(async {
+        let data = content(5 * DEFAULT_CHUNK_SIZE as usize + 9, 11);
+        let hash = sha1(&data);
+        let fake = content(data.len(), 12);
+        let liars = [
+            seeder(
+                Arc::new(LyingStore::new(hash, fake.clone())),
+                ServeConfig::default(),
+            ),
+            seeder(
+                Arc::new(LyingStore::new(hash, fake)),
+                ServeConfig::default(),
+            ),
+        ];
+        let honest = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
+        let pool = downloader();
+        let dest = temp_dir("lying-majority").join("f");
+        let sources = [liars[0].source(), honest.source(), liars[1].source()];
+        let report = download(
+            &pool,
+            hash,
+            &sources,
+            &dest,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        assert!(!dest.with_file_name("f.manifest").exists());
+        let honest_outcome = report
+            .sources
+            .iter()
+            .find(|s| s.peer == honest.source().key)
+            .unwrap();
+        assert_eq!(
+            honest_outcome.tally.chunks_ok, 6,
+            "every chunk from the honest source"
+        );
+        for liar in &liars {
+            assert!(pool.peer_record(&liar.source().key).corrupt_chunks >= 1);
+        }
     });
 }
 

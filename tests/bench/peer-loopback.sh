@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One peer to one peer, 1 GiB on loopback: peer protocol vs a bare quinn stream (same run,
-# alternating), then nginx over HTTPS to curl on the same file. Sides pinned to one core each.
+# alternating; with two more bare runs whose receiver also SHA-1s, and also writes the file),
+# then nginx over HTTPS to curl on the same file. Sides pinned to one core each.
 # Usage: tests/bench/peer-loopback.sh [SIZE_MIB] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

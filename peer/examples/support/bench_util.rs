@@ -4,33 +4,29 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-/// CPU seconds (utime + stime) used so far by every process except those in `exclude`.
+/// CPU seconds (user, nice and system time of all CPUs, from /proc/stat) used so far by the
+/// machine, less what the processes in `exclude` used. Differences of two readings count
+/// processes that started and ended in between too (a scan of /proc would miss them).
+/// Interrupt and softirq time is included (a process's own time may or may not include the
+/// softirq work of its packets, so small negative or positive values are noise).
 pub fn other_cpu_seconds(exclude: &[u32]) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
-    let mut total = 0u64;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if exclude.contains(&pid) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 of stat are at 11 and 12 after the command name.
-        if f.len() > 12 {
-            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        }
-    }
-    total as f64 / ticks
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let busy: u64 = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(7)
+                .enumerate()
+                // user nice system [idle iowait] irq softirq
+                .filter(|(i, _)| ![3, 4].contains(i))
+                .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    busy as f64 / ticks - exclude.iter().map(|&p| cpu_seconds_of(p)).sum::<f64>()
 }
 
 /// Spawns this example again in another role (pinned to CPU `cpu` with taskset if present)
