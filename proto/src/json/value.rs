@@ -283,6 +283,16 @@ impl Parser<'_> {
         self.i += 1; // opening quote
         let mut out: Vec<u8> = Vec::new();
         loop {
+            // Copy a run of plain bytes at once (most strings have no escape at all).
+            let rest = &self.s[self.i..];
+            let plain = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(rest.len());
+            // Never more than one byte past the limit (`out` is within it here).
+            let take = plain.min(self.limits.max_string + 1 - out.len());
+            out.extend_from_slice(&rest[..take]);
+            self.i += take;
             if out.len() > self.limits.max_string {
                 return Err(self.err(JsonErrorKind::TooLarge));
             }
@@ -398,6 +408,28 @@ mod tests {
         }
         assert_eq!(p(&format!("[{}1]", "1,".repeat(2000))), Err(TooLarge));
         assert_eq!(p(&format!("\"{}\"", "a".repeat(2000))), Err(TooLarge));
+    }
+
+    #[test]
+    fn string_limit_is_exact_with_and_without_escapes() {
+        let max = Limits::default().max_string;
+        let a = |n: usize| "a".repeat(n);
+        assert_eq!(p(&format!("\"{}\"", a(max))), Ok(Value::Str(a(max))));
+        assert_eq!(
+            p(&format!("\"{}\"", a(max + 1))),
+            Err(JsonErrorKind::TooLarge)
+        );
+        let escaped = format!("{}\n", a(max - 1));
+        assert_eq!(
+            p(&format!("\"{}\\n\"", a(max - 1))),
+            Ok(Value::Str(escaped))
+        );
+        assert_eq!(
+            p(&format!("\"{}\\n\"", a(max))),
+            Err(JsonErrorKind::TooLarge)
+        );
+        // A plain run ending at the end of input is an unterminated string.
+        assert_eq!(p(&format!("\"{}", a(10))), Err(JsonErrorKind::Eof));
     }
 
     /// The defect that made us write this reader: nanoserde 0.2.1's tokenizer, which its
