@@ -283,13 +283,17 @@ impl Parser<'_> {
         self.i += 1; // opening quote
         let mut out: Vec<u8> = Vec::new();
         loop {
+            // An escape may add up to 4 bytes: check before anything else.
+            if out.len() > self.limits.max_string {
+                return Err(self.err(JsonErrorKind::TooLarge));
+            }
             // Copy a run of plain bytes at once (most strings have no escape at all).
             let rest = &self.s[self.i..];
             let plain = rest
                 .iter()
                 .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
                 .unwrap_or(rest.len());
-            // Never more than one byte past the limit (`out` is within it here).
+            // Never more than one byte past the limit (`out` is within it, checked above).
             let take = plain.min(self.limits.max_string + 1 - out.len());
             out.extend_from_slice(&rest[..take]);
             self.i += take;
@@ -428,6 +432,16 @@ mod tests {
             p(&format!("\"{}\\n\"", a(max))),
             Err(JsonErrorKind::TooLarge)
         );
+        // Multi-byte escapes right at the limit (found by fuzzing json_body: the limit was
+        // checked only after a plain run, and the room left underflowed).
+        assert_eq!(
+            p(&format!("\"{}\"", "\\u2222".repeat(max / 3 + 2))),
+            Err(JsonErrorKind::TooLarge)
+        );
+        for pad in 0..4 {
+            let doc = format!("\"{}{}x\"", a(max - 3 + pad), "\\u2222");
+            let _ = p(&doc); // never panics, whatever the alignment
+        }
         // A plain run ending at the end of input is an unterminated string.
         assert_eq!(p(&format!("\"{}", a(10))), Err(JsonErrorKind::Eof));
     }
