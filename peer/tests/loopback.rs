@@ -85,16 +85,7 @@ fn large_file_256_mib() {
         let seeder = seeder(store, ServeConfig::default());
         let pool = downloader();
         let dest = dir.join("out.bin");
-        let report = download(
-            &pool,
-            hash,
-            &[seeder.source()],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        let report = fetch(&pool, hash, &[seeder.source()], &dest).await.unwrap();
         assert_eq!(report.bytes, 256 << 20);
         let got = std::fs::read(&dest).unwrap();
         assert_eq!(sha1(&got), hash);
@@ -129,16 +120,7 @@ fn corrupt_peer_is_caught_penalized_and_the_file_completes_from_the_others() {
         let pool = downloader();
         let dest = temp_dir("corrupt").join("f");
         let sources = [bad.source(), good[0].source(), good[1].source()];
-        let report = download(
-            &pool,
-            hash,
-            &sources,
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        let report = fetch(&pool, hash, &sources, &dest).await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         let bad_outcome = report
             .sources
@@ -150,16 +132,7 @@ fn corrupt_peer_is_caught_penalized_and_the_file_completes_from_the_others() {
         assert!(pool.peer_record(&bad.source().key).corrupt_chunks >= 1);
         // Penalized: the next download does not use it at all.
         let dest2 = temp_dir("corrupt2").join("f");
-        let report = download(
-            &pool,
-            hash,
-            &sources,
-            &dest2,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        let report = fetch(&pool, hash, &sources, &dest2).await.unwrap();
         assert!(report.sources.iter().all(|s| s.peer != bad.source().key));
     });
 }
@@ -218,16 +191,7 @@ fn a_false_manifest_sent_by_most_sources_gives_way_to_the_next_one() {
         let pool = downloader();
         let dest = temp_dir("lying-majority").join("f");
         let sources = [liars[0].source(), honest.source(), liars[1].source()];
-        let report = download(
-            &pool,
-            hash,
-            &sources,
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        let report = fetch(&pool, hash, &sources, &dest).await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert!(!dest.with_file_name("f.manifest").exists());
         let honest_outcome = report
@@ -284,16 +248,7 @@ fn interrupted_transfer_resumes_without_fetching_verified_chunks_again() {
         drop(task); // interrupted
         assert!(!dest.exists());
         let fast = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
-        let report = download(
-            &pool,
-            hash,
-            &[fast.source()],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        let report = fetch(&pool, hash, &[fast.source()], &dest).await.unwrap();
         assert!(
             report.resumed_bytes >= 4 * u64::from(DEFAULT_CHUNK_SIZE),
             "resumed {}",
@@ -394,16 +349,9 @@ fn unknown_file_and_unreachable_sources_are_reported() {
         let s = memory_seeder(&[], DEFAULT_CHUNK_SIZE);
         let pool = downloader();
         let dest = temp_dir("missing").join("f");
-        let err = download(
-            &pool,
-            FileHash::Sha1([1; 20]),
-            &[s.source()],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap_err();
+        let err = fetch(&pool, FileHash::Sha1([1; 20]), &[s.source()], &dest)
+            .await
+            .unwrap_err();
         assert!(matches!(err, DownloadError::NoManifest), "{err}");
     });
 }
@@ -423,16 +371,7 @@ fn one_upload_slot_still_serves_a_pipelined_download() {
         );
         let pool = downloader();
         let dest = temp_dir("slots").join("f");
-        download(
-            &pool,
-            hash,
-            &[s.source()],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        fetch(&pool, hash, &[s.source()], &dest).await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
     });
 }
@@ -454,16 +393,7 @@ fn compressible_data_is_sent_compressed_and_arrives_intact() {
         );
         let pool = downloader();
         let dest = temp_dir("lz4").join("f");
-        download(
-            &pool,
-            hash,
-            &[s.source()],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        fetch(&pool, hash, &[s.source()], &dest).await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert!(s.server.stats().bytes_sent.load(Ordering::Relaxed) < data.len() as u64 / 4);
     });
@@ -570,16 +500,7 @@ fn everything_can_run_on_one_application_owned_executor() {
             key: seeder_ep.identity().id(),
         };
         let dest = temp_dir("executor").join("f");
-        download(
-            &pool,
-            hash,
-            &[source],
-            &dest,
-            DownloadConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
+        fetch(&pool, hash, &[source], &dest).await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
     }));
 }

@@ -2,12 +2,13 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use peer::download::{DownloadConfig, DownloadError, DownloadReport};
 use peer::{
-    Endpoint, EndpointConfig, Identity, MemoryStore, PinStore, Pool, PoolConfig, ServeConfig,
-    Server, Source, Store,
+    Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PinStore, Pool, PoolConfig,
+    ServeConfig, Server, Source, Store,
 };
 
 /// A serving peer.
@@ -59,6 +60,16 @@ pub fn downloader() -> Arc<Pool> {
         PinStore::in_memory(),
         PoolConfig::default(),
     ))
+}
+
+/// Downloads `hash` from `sources` to `dest` with the default configuration and no progress.
+pub async fn fetch(
+    pool: &Arc<Pool>,
+    hash: FileHash,
+    sources: &[Source],
+    dest: &Path,
+) -> Result<DownloadReport, DownloadError> {
+    peer::download(pool, hash, sources, dest, DownloadConfig::default(), None).await
 }
 
 /// Bytes that differ at every offset and between seeds, cheap to make.
