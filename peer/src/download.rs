@@ -567,11 +567,14 @@ async fn choose_manifest(
     accept_lz4: bool,
     with_chunk: bool,
 ) -> (Vec<Candidate>, Option<(PeerId, Vec<u8>)>) {
-    // The first source also sends the last chunk in the same exchange (one round trip saved).
-    let first = conns
-        .iter()
-        .position(|(_, c)| c.is_some())
-        .filter(|_| with_chunk);
+    // A lone source also sends the last chunk in the same exchange (one round trip saved).
+    // With several, the vote waits for every answer, so a chunk riding on one of them would
+    // hold every source idle while it crosses that source's uplink: they start at once instead.
+    let mut live = conns.iter().enumerate().filter(|(_, (_, c))| c.is_some());
+    let first = match (live.next(), live.next()) {
+        (Some((i, _)), None) if with_chunk => Some(i),
+        _ => None,
+    };
     let tasks: Vec<_> = conns
         .iter()
         .enumerate()
