@@ -130,6 +130,9 @@ pub enum DownloadError {
     NoSources(Vec<(PeerId, crate::endpoint::ConnectError)>),
     /// No connected source had the file.
     NoManifest,
+    /// No source sent the file, and these refused to serve us: our key is not among those
+    /// their owners share with, or they were full ([`FetchError::Refused`]).
+    Refused(Vec<(PeerId, FetchError)>),
     /// Every source was dropped before the file completed. `suspect_manifest`: two sources
     /// failed the same chunk, so the manifest itself may be false.
     Failed {
@@ -151,6 +154,13 @@ impl fmt::Display for DownloadError {
                 Ok(())
             }
             Self::NoManifest => f.write_str("no reachable source has the file"),
+            Self::Refused(refusals) => {
+                f.write_str("no source served the file")?;
+                for (peer, e) in refusals {
+                    write!(f, "; {}: {e}", peer.short())?;
+                }
+                Ok(())
+            }
             Self::Failed { suspect_manifest: true } => {
                 f.write_str("every source failed; two sources failed the same chunk, so the manifest may be false")
             }
@@ -258,7 +268,7 @@ pub async fn download(
             });
         }
         None => {
-            let (voted, early) = choose_manifest(
+            let vote = choose_manifest(
                 &spawner,
                 &conns,
                 hash,
@@ -267,11 +277,15 @@ pub async fn download(
                 true,
             )
             .await;
-            if voted.is_empty() {
-                return Err(DownloadError::NoManifest);
+            if vote.candidates.is_empty() {
+                return Err(if vote.refused.is_empty() {
+                    DownloadError::NoManifest
+                } else {
+                    DownloadError::Refused(vote.refused)
+                });
             }
-            candidates.extend(voted);
-            early_chunk = early;
+            candidates.extend(vote.candidates);
+            early_chunk = vote.chunk;
         }
     }
     // The sidecar is only needed to resume after an interruption: it is written durably on a
@@ -328,7 +342,7 @@ pub async fn download(
                     // The saved manifest may be the false one: ask the sources.
                     from_sidecar = false;
                     let _ = std::fs::remove_file(&sidecar);
-                    let (voted, _) = choose_manifest(
+                    let vote = choose_manifest(
                         &spawner,
                         &conns,
                         hash,
@@ -337,7 +351,7 @@ pub async fn download(
                         false,
                     )
                     .await;
-                    candidates.extend(voted);
+                    candidates.extend(vote.candidates);
                 }
                 candidates.retain(|c| !tried.contains(&c.manifest));
                 if let Some(next) = candidates.front() {
@@ -556,9 +570,18 @@ fn load_sidecar(path: &Path, hash: FileHash) -> Option<Manifest> {
     Manifest::decode(&bytes).ok().filter(|m| m.hash() == hash)
 }
 
-/// Asks every connected source for the manifest. Returns the manifests with the sources
-/// (indices into `conns`) that sent each, the one most of them sent first (ties: the one
-/// first asked), and the last chunk if `with_chunk` and the first source sent it.
+/// What [`choose_manifest`] learnt from the sources.
+struct Vote {
+    /// The manifests with the sources (indices into `conns`) that sent each, the one most of
+    /// them sent first (ties: the one first asked).
+    candidates: Vec<Candidate>,
+    /// The last chunk, if asked for and the first source sent it.
+    chunk: Option<(PeerId, Vec<u8>)>,
+    /// The sources that refused to serve us, with their reason.
+    refused: Vec<(PeerId, FetchError)>,
+}
+
+/// Asks every connected source for the manifest.
 async fn choose_manifest(
     spawner: &crate::runtime::Spawner,
     conns: &[(PeerId, Option<PeerConnection>)],
@@ -566,7 +589,7 @@ async fn choose_manifest(
     timeout: Duration,
     accept_lz4: bool,
     with_chunk: bool,
-) -> (Vec<Candidate>, Option<(PeerId, Vec<u8>)>) {
+) -> Vote {
     // A lone source also sends the last chunk in the same exchange (one round trip saved).
     // With several, the vote waits for every answer, so a chunk riding on one of them would
     // hold every source idle while it crosses that source's uplink: they start at once instead.
@@ -592,10 +615,10 @@ async fn choose_manifest(
                         c.fetch_manifest(hash).await.map(|m| (m, false))
                     };
                     match got {
-                        Ok((m, has_chunk)) => Some((m, has_chunk.then_some(chunk))),
+                        Ok((m, has_chunk)) => Ok((m, has_chunk.then_some(chunk))),
                         Err(e) => {
                             log::info!("manifest from {}: {e}", c.peer().short());
-                            None
+                            Err(Some(e).filter(FetchError::is_refusal))
                         }
                     }
                 };
@@ -605,16 +628,24 @@ async fn choose_manifest(
                         "manifest from {}: no answer in {timeout:?}",
                         c.peer().short()
                     );
-                    None
+                    Err(None)
                 };
-                smol::future::or(fetch, late).await
+                Some(smol::future::or(fetch, late).await)
             })
         })
         .collect();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut chunk = None;
+    let mut refused = Vec::new();
     for (i, (t, (peer, _))) in tasks.into_iter().zip(conns.iter()).enumerate() {
-        let Some((m, data)) = t.await else { continue };
+        let (m, data) = match t.await {
+            Some(Ok(got)) => got,
+            Some(Err(Some(refusal))) => {
+                refused.push((*peer, refusal));
+                continue;
+            }
+            Some(Err(None)) | None => continue,
+        };
         if let Some(data) = data {
             chunk = Some((*peer, data));
         }
@@ -635,7 +666,11 @@ async fn choose_manifest(
             candidates[0].sources.len()
         );
     }
-    (candidates, chunk)
+    Vote {
+        candidates,
+        chunk,
+        refused,
+    }
 }
 
 /// Which chunks of a partial file already verify (resume).

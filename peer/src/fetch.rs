@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::codec::DecodeError;
-use crate::endpoint::PeerConnection;
+use crate::endpoint::{CLOSE_FULL, CLOSE_REFUSED, PeerConnection};
 use crate::hash::FileHash;
 use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
 use crate::records::{RecordReader, RecordWriter, StreamError};
@@ -28,6 +28,9 @@ pub enum FetchError {
     WrongLength,
     /// No complete answer before the request's deadline.
     TimedOut,
+    /// The peer closed the connection with a refusal code: [`CLOSE_REFUSED`] (its owner's
+    /// visibility does not include our key) or [`CLOSE_FULL`] (it serves its maximum of peers).
+    Refused(u32),
 }
 
 impl fmt::Display for FetchError {
@@ -39,21 +42,42 @@ impl fmt::Display for FetchError {
             Self::WrongManifest => f.write_str("peer sent the manifest of another file"),
             Self::WrongLength => f.write_str("peer sent a chunk of the wrong length"),
             Self::TimedOut => f.write_str("no answer before the deadline"),
+            Self::Refused(CLOSE_REFUSED) => f.write_str(
+                "peer refused our key (its owner shares with friends only, and our key is not on the list)",
+            ),
+            Self::Refused(CLOSE_FULL) => f.write_str("peer is serving its maximum of peers: try later"),
+            Self::Refused(code) => write!(f, "peer closed the connection (code {code})"),
         }
     }
 }
 
 impl std::error::Error for FetchError {}
 
+impl FetchError {
+    /// Whether the peer refused to serve us (our key, or it is full), rather than failing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
+}
+
 impl From<StreamError> for FetchError {
+    /// A connection the peer closed with a refusal code becomes [`FetchError::Refused`]: a
+    /// server refuses a key right after the handshake, so the requester meets the refusal on
+    /// its first request.
     fn from(e: StreamError) -> Self {
+        if let StreamError::Lost(quinn::ConnectionError::ApplicationClosed(c)) = &e {
+            let code = c.error_code.into_inner();
+            if code == u64::from(CLOSE_REFUSED) || code == u64::from(CLOSE_FULL) {
+                return Self::Refused(code as u32);
+            }
+        }
         Self::Stream(e)
     }
 }
 
 impl From<quinn::ReadExactError> for FetchError {
     fn from(e: quinn::ReadExactError) -> Self {
-        Self::Stream(e.into())
+        StreamError::from(e).into()
     }
 }
 
@@ -68,7 +92,7 @@ impl PeerConnection {
             .conn
             .open_bi()
             .await
-            .map_err(|e| FetchError::Stream(StreamError::Lost(e)))?;
+            .map_err(|e| FetchError::from(StreamError::Lost(e)))?;
         let enc = request.encode();
         let mut buf = RecordWriter::buffer(enc.len());
         buf[RECORD_HEADER_LEN..].copy_from_slice(&enc);

@@ -77,7 +77,22 @@ pub enum PhoneBookError {
     Malformed(BodyError),
     /// Lookups need a registration first (its token authenticates them).
     NotRegistered,
+    /// 409 `key_conflict`: `name` is bound to another key (a lost or replaced identity file,
+    /// or another player's name). The phone book frees a name only after the record of the key
+    /// holding it has expired and the retention after it has passed; it says nothing more, so
+    /// `frees_within` is that bound under the phone book's default settings.
+    KeyConflict {
+        /// The name we asked for.
+        name: PlayerName,
+        /// TTL + retention with the phone book's defaults ([`KEY_BINDING_DEFAULT`]), counted
+        /// from the holder's last registration; a phone book with other settings differs.
+        frees_within: Duration,
+    },
 }
+
+/// How long a phone book with default settings keeps a name bound to its key after that key's
+/// last registration: the record's TTL (1 h) plus the retention after it expires (24 h).
+pub const KEY_BINDING_DEFAULT: Duration = Duration::from_secs(3600 + 24 * 3600);
 
 impl fmt::Display for PhoneBookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,6 +105,14 @@ impl fmt::Display for PhoneBookError {
             Self::Lying(e) => write!(f, "phone book answer rejected: {e}"),
             Self::Malformed(e) => write!(f, "malformed phone book answer: {e}"),
             Self::NotRegistered => f.write_str("register before looking players up"),
+            Self::KeyConflict { name, frees_within } => write!(
+                f,
+                "the name {name} is bound to another key (the identity file that registered it \
+                 is lost or different): use that identity file, or wait until the name frees \
+                 up, within the TTL + retention of that key's last registration (about {} h \
+                 with the phone book's default settings)",
+                frees_within.as_secs().div_ceil(3600),
+            ),
         }
     }
 }
@@ -243,6 +266,20 @@ impl PhoneBook {
         })))
     }
 
+    /// Like [`PhoneBook::rejected`] for a request about our own name: a key conflict gets its
+    /// own error.
+    fn refused_for_name(&self, r: &Response) -> PhoneBookError {
+        match Self::rejected(r) {
+            PhoneBookError::Rejected { status: 409, code } if code == "key_conflict" => {
+                PhoneBookError::KeyConflict {
+                    name: self.name.clone(),
+                    frees_within: KEY_BINDING_DEFAULT,
+                }
+            }
+            other => other,
+        }
+    }
+
     fn rejected(r: &Response) -> PhoneBookError {
         let code = ErrorBody::from_json(&r.body)
             .map(|b| b.error)
@@ -289,7 +326,7 @@ impl PhoneBook {
                     }
                     Err(e) => last_err = PhoneBookError::Malformed(e),
                 },
-                Ok(r) => last_err = Self::rejected(&r),
+                Ok(r) => last_err = self.refused_for_name(&r),
                 Err(e) => last_err = e,
             }
         }
@@ -346,11 +383,20 @@ impl PhoneBook {
                     ok = true;
                     *book.token.lock().expect("not poisoned") = None;
                 }
-                Ok(r) => last_err = Self::rejected(&r),
+                Ok(r) => last_err = self.refused_for_name(&r),
                 Err(e) => last_err = e,
             }
         }
         if ok { Ok(()) } else { Err(last_err) }
+    }
+
+    /// Registers only to obtain a lookup token: visibility `friends` with an empty list, which
+    /// no key but our own can see (docs/PROTOCOL.md), so looking players up publishes nobody.
+    /// Call [`PhoneBook::unregister`] when the lookups are done, so that the name is not live
+    /// either. Use a client for [`requester_name`] rather than the player's own name, which a
+    /// running `serve` may hold with another visibility.
+    pub async fn register_hidden(&self, port: u16) -> Result<RegisterAnswer, PhoneBookError> {
+        self.register(port, Visibility::Friends, &[]).await
     }
 
     /// Keeps the registration alive: registers now, then again before each TTL runs out
@@ -387,4 +433,15 @@ impl PhoneBook {
             }
         })
     }
+}
+
+/// The name a requester registers under (hidden, see [`PhoneBook::register_hidden`]) to look
+/// players up without touching its player's own registration: `Req<6 letters> Client@Lookup`,
+/// the letters derived from the key (the same name `pb-client lookup` uses).
+pub fn requester_name(key: &PeerId) -> PlayerName {
+    let letters: String = key.as_bytes()[..6]
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    PlayerName::parse(&format!("Req{letters} Client@Lookup")).expect("a valid derived name")
 }

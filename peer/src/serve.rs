@@ -65,6 +65,26 @@ pub enum Compression {
 /// Who may download from us: return false to close the connection with [`CLOSE_REFUSED`].
 pub type Policy = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
 
+/// The policy that matches a phone-book registration: `Public` serves every key (`None`);
+/// `Friends` serves only the listed keys and the owner's own (`owner`, so that the owner's
+/// other devices sharing the key can fetch). The visibility a player chose for the phone book
+/// must also decide who may download: without this, a stranger who learnt the address (an
+/// older record, a shared network) could fetch from a friends-only player.
+pub fn visibility_policy(
+    owner: PeerId,
+    visibility: phonebook_proto::Visibility,
+    friends: &[PeerId],
+) -> Option<Policy> {
+    match visibility {
+        phonebook_proto::Visibility::Public => None,
+        phonebook_proto::Visibility::Friends => {
+            let allowed: std::collections::HashSet<PeerId> =
+                friends.iter().copied().chain([owner]).collect();
+            Some(Arc::new(move |key: &PeerId| allowed.contains(key)))
+        }
+    }
+}
+
 /// Serving counters.
 #[derive(Debug, Default)]
 pub struct ServeStats {

@@ -332,14 +332,69 @@ fn refused_requester_gets_a_clear_close_code() {
             .fetch_manifest(FileHash::Sha1([0; 20]))
             .await
             .unwrap_err();
-        match err {
-            peer::fetch::FetchError::Stream(StreamError::Lost(
-                quinn::ConnectionError::ApplicationClosed(c),
-            )) => {
-                assert_eq!(c.error_code.into_inner(), u64::from(CLOSE_REFUSED));
+        assert!(
+            matches!(err, peer::fetch::FetchError::Refused(CLOSE_REFUSED)),
+            "expected a typed refusal, got {err}"
+        );
+        assert!(err.to_string().contains("refused our key"), "{err}");
+    });
+}
+
+#[test]
+fn a_friends_only_seeder_serves_its_friends_and_refuses_others_with_a_typed_error() {
+    smol::block_on(async {
+        let data = content(DEFAULT_CHUNK_SIZE as usize + 3, 77);
+        let store = MemoryStore::default();
+        let hash = store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        let owner = Arc::new(Identity::generate());
+        let endpoint = Arc::new(peer::Endpoint::bind(owner.clone(), &loopback()).unwrap());
+        let (friend, stranger) = (downloader(), downloader());
+        let policy = peer::serve::visibility_policy(
+            owner.id(),
+            peer::Visibility::Friends,
+            &[friend.endpoint().identity().id()],
+        );
+        let _server = Server::spawn(
+            endpoint.clone(),
+            Arc::new(store),
+            ServeConfig::default(),
+            policy,
+        );
+        let source = peer::Source {
+            name: None,
+            addr: std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                endpoint.local_addr().unwrap().port(),
+            )),
+            key: owner.id(),
+        };
+        let dir = temp_dir("friends-policy");
+        fetch(
+            &friend,
+            hash,
+            std::slice::from_ref(&source),
+            &dir.join("friend"),
+        )
+        .await
+        .expect("a friend is served");
+        assert_eq!(std::fs::read(dir.join("friend")).unwrap(), data);
+        let err = fetch(&stranger, hash, &[source], &dir.join("stranger"))
+            .await
+            .unwrap_err();
+        match &err {
+            DownloadError::Refused(r) => {
+                assert_eq!(r.len(), 1);
+                assert!(matches!(
+                    r[0].1,
+                    peer::fetch::FetchError::Refused(CLOSE_REFUSED)
+                ));
             }
             other => panic!("expected a refusal, got {other}"),
         }
+        assert!(
+            peer::serve::visibility_policy(owner.id(), peer::Visibility::Public, &[]).is_none(),
+            "public serves everyone"
+        );
     });
 }
 

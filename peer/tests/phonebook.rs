@@ -147,3 +147,30 @@ fn registration_is_renewed_at_the_phone_books_reregister_time() {
     });
     assert!(count.load(Ordering::SeqCst) >= 2);
 }
+
+#[test]
+fn a_name_held_by_another_key_is_a_typed_key_conflict_that_says_when_it_frees() {
+    let conflict = r#"{"error":"key_conflict","message":"this name is bound to another key"}"#;
+    let (url, count) = scripted(vec![(409, "", conflict), (409, "", conflict)]);
+    let book = client(vec![url]);
+    let err = smol::block_on(book.register(5000, Visibility::Public, &[])).unwrap_err();
+    match &err {
+        PhoneBookError::KeyConflict { name, frees_within } => {
+            assert_eq!(name.as_str(), "Tataru Taru@Gilgamesh");
+            assert_eq!(*frees_within, peer::phonebook::KEY_BINDING_DEFAULT);
+            assert_eq!(frees_within.as_secs(), 25 * 3600);
+        }
+        other => panic!("expected a key conflict, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("Tataru Taru@Gilgamesh")
+            && text.contains("bound to another key")
+            && text.contains("about 25 h"),
+        "{text}"
+    );
+    // An unregistration with the wrong key is the same conflict.
+    let err = smol::block_on(book.unregister()).unwrap_err();
+    assert!(matches!(err, PhoneBookError::KeyConflict { .. }), "{err}");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "a conflict is not retried");
+}

@@ -47,7 +47,13 @@ fn main() -> ExitCode {
         match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
             Ok(mut signals) => {
                 if let Some(Ok(sig)) = signals.next().await {
-                    log::info!("received {sig:?}");
+                    log::info!(
+                        "{}, shutting down",
+                        match sig {
+                            async_signal::Signal::Int => "interrupted (Ctrl-C, SIGINT)",
+                            _ => "terminated (SIGTERM)",
+                        }
+                    );
                 }
             }
             Err(e) => {

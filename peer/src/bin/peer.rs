@@ -3,6 +3,25 @@
 //! Run with: `cargo run --release -p peer --bin peer -- --help`
 #![forbid(unsafe_code)]
 
+/// Prints a line to stdout; a closed pipe (`peer fetch ... | head -1`) ends the program quietly
+/// (exit status 0) instead of panicking.
+/// Prints a line to stderr, ignoring a closed stderr (`peer fetch ... 2>&1 | head -1`).
+macro_rules! note {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
 use peer::download::DownloadConfig;
-use peer::phonebook::PhoneBookConfig;
+use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PhoneBook, PinStore,
     PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
@@ -24,15 +43,20 @@ USAGE:
   peer id                                   print this identity's public key (made on first use)
   peer serve DIR [options]                  serve every file under DIR (prints their SHA-1)
   peer fetch HASH --out PATH [options]      fetch a file by SHA-1 from peers and/or players
-  peer lookup NAME [options]                look a player up in the phone book
+  peer lookup NAME --phonebook URL          look a player up in the phone book
+
+`serve` registers NAME with the chosen visibility and serves only the keys it allows
+(friends: the listed keys and our own; others are refused at their first request).
+`lookup` and `fetch --player` register hidden (visible to no other key) under a name
+derived from our key, only to get a lookup token, and unregister when done or on Ctrl-C.
 
 OPTIONS:
   --identity PATH       key file (env PEER_IDENTITY, default ./peer-identity.key)
   --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
   --listen ADDR         UDP address (env PEER_LISTEN, default 0.0.0.0:0)
   --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
-  --name NAME           our player name 'Forename Surname@World' (env PEER_NAME)
-  --visibility V        public | friends (serve; default public)
+  --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
+  --visibility V        who may look us up and download: public | friends (serve; default public)
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
   --upload-rate B       upload limit in bytes per second (serve)
   --max-uploads N       concurrent requests served (serve, default 16)
@@ -125,19 +149,84 @@ fn parse_args() -> Result<Args, lexopt::Error> {
 
 type Failure = Box<dyn std::error::Error>;
 
+/// Waits for SIGINT or SIGTERM and says which arrived.
+async fn stop_signal(signals: &mut async_signal::Signals) {
+    use smol::stream::StreamExt as _;
+    let what = match signals.next().await {
+        Some(Ok(async_signal::Signal::Int)) => "interrupted (Ctrl-C)",
+        Some(Ok(async_signal::Signal::Term)) => "terminated (SIGTERM)",
+        _ => "stopped",
+    };
+    note!("{what}, shutting down");
+}
+
+fn watch_signals() -> Result<async_signal::Signals, Failure> {
+    Ok(async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+    ])?)
+}
+
+/// A phone-book client for lookups only, under [`requester_name`] (not our player name, which a
+/// running `serve` may hold).
+fn lookup_book(args: &Args, identity: &Identity) -> Result<Arc<PhoneBook>, Failure> {
+    if args.phonebooks.is_empty() {
+        return Err("looking players up needs --phonebook URL".into());
+    }
+    let config = PhoneBookConfig {
+        urls: args.phonebooks.clone(),
+        ..Default::default()
+    };
+    Ok(Arc::new(PhoneBook::new(
+        identity,
+        requester_name(&identity.id()),
+        config,
+    )?))
+}
+
+/// Registers `book` hidden, runs `work` (lookups), then unregisters, also when a signal cuts the
+/// work short: looking players up publishes nobody and leaves no live name behind.
+async fn hidden_lookups<T>(
+    book: &PhoneBook,
+    port: u16,
+    signals: &mut async_signal::Signals,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let registered = std::cell::Cell::new(false);
+    let task = async {
+        book.register_hidden(port).await?;
+        registered.set(true);
+        work.await.map(Some)
+    };
+    let result = smol::future::or(task, async {
+        stop_signal(signals).await;
+        Ok(None)
+    })
+    .await;
+    // Interrupted: the registration may have reached a phone book before its answer reached us.
+    let interrupted = matches!(result, Ok(None));
+    if (registered.get() || interrupted)
+        && let Err(e) = book.unregister().await
+        && registered.get()
+    {
+        note!("peer: unregistering the lookup name failed: {e}");
+    }
+    result?.ok_or_else(|| "interrupted".into())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("peer: {e}\n\n{HELP}");
+            note!("peer: {e}\n\n{HELP}");
             return ExitCode::from(2);
         }
     };
     match smol::block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("peer: {e}");
+            note!("peer: {e}");
             ExitCode::FAILURE
         }
     }
@@ -184,7 +273,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     )?);
     match args.command.as_str() {
         "id" => {
-            println!("{}", identity.id());
+            out!("{}", identity.id());
             Ok(())
         }
         "serve" => serve(&args, identity).await,
@@ -200,9 +289,9 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let started = Instant::now();
     let store = Arc::new(FolderStore::index(dir.as_ref())?);
     for (hash, size, path) in store.list() {
-        println!("{hash} {size} {}", path.display());
+        out!("{hash} {size} {}", path.display());
     }
-    eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
+    note!("indexed in {:.1} s", started.elapsed().as_secs_f64());
     let endpoint = endpoint(args, identity.clone())?;
     let config = ServeConfig {
         upload_rate: args.upload_rate,
@@ -216,15 +305,17 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         },
         ..Default::default()
     };
-    let server = Server::spawn(endpoint.clone(), store, config, None);
+    let visibility = visibility(args)?;
+    let policy = peer::serve::visibility_policy(identity.id(), visibility, &args.friends);
+    let server = Server::spawn(endpoint.clone(), store, config, policy);
     let port = endpoint.local_addr()?.port();
-    println!("listening on port {port} key {}", identity.id());
+    out!("listening on port {port} key {}", identity.id());
     let book = phonebook(args, &identity)?;
     let _keeper = match &book {
         Some(b) => {
-            b.register(port, visibility(args)?, &args.friends).await?;
-            eprintln!("registered as {}", b.name().as_str());
-            Some(b.keep_registered(port, visibility(args)?, args.friends.clone()))
+            b.register(port, visibility, &args.friends).await?;
+            note!("registered as {}", b.name().as_str());
+            Some(b.keep_registered(port, visibility, args.friends.clone()))
         }
         None => None,
     };
@@ -240,18 +331,14 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             );
         }
     };
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
-    let stop = async {
-        use smol::stream::StreamExt as _;
-        let _ = signals.next().await;
-    };
+    let mut signals = watch_signals()?;
+    let stop = stop_signal(&mut signals);
     smol::future::or(stats, stop).await;
     drop(_keeper);
     if let Some(b) = &book {
         match b.unregister().await {
-            Ok(()) => eprintln!("unregistered"),
-            Err(e) => eprintln!("unregister failed: {e}"),
+            Ok(()) => note!("unregistered"),
+            Err(e) => note!("unregister failed: {e}"),
         }
     }
     endpoint.close();
@@ -266,6 +353,7 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         .parse()?;
     let out = args.out.clone().ok_or("fetch needs --out PATH")?;
     let endpoint = endpoint(args, identity.clone())?;
+    let mut signals = watch_signals()?;
     let pins = PinStore::open(args.pins.as_deref().expect("defaulted"))?;
     let pool = Arc::new(Pool::new(endpoint.clone(), pins, PoolConfig::default()));
     let mut sources: Vec<Source> = args
@@ -278,24 +366,29 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         })
         .collect();
     if !args.players.is_empty() {
-        let book = phonebook(args, &identity)?.ok_or("--player needs --phonebook and --name")?;
-        book.register(
-            endpoint.local_addr()?.port(),
-            visibility(args)?,
-            &args.friends,
-        )
-        .await?;
-        for p in &args.players {
-            let name = PlayerName::parse(p)?;
-            match book.lookup(&name).await {
-                Ok(f) => sources.push(Source {
-                    name: Some(name.as_str().to_owned()),
-                    addr: f.addr,
-                    key: f.key,
-                }),
-                Err(e) => eprintln!("{p}: {e}"),
+        let names = args
+            .players
+            .iter()
+            .map(|p| PlayerName::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let book = lookup_book(args, &identity)?;
+        let port = endpoint.local_addr()?.port();
+        let found = hidden_lookups(&book, port, &mut signals, async {
+            let mut found = Vec::new();
+            for name in &names {
+                match book.lookup(name).await {
+                    Ok(f) => found.push(Source {
+                        name: Some(name.as_str().to_owned()),
+                        addr: f.addr,
+                        key: f.key,
+                    }),
+                    Err(e) => note!("{}: {e}", name.as_str()),
+                }
             }
-        }
+            Ok(found)
+        })
+        .await?;
+        sources.extend(found);
     }
     if sources.is_empty() {
         return Err("no sources: give --peer ADDR,KEY or --player NAME".into());
@@ -308,7 +401,7 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             if !quiet && (last.elapsed() >= Duration::from_secs(1) || p.bytes_done == p.bytes_total)
             {
                 last = Instant::now();
-                eprintln!(
+                note!(
                     "{} / {} bytes ({:.0}%)",
                     p.bytes_done,
                     p.bytes_total,
@@ -317,26 +410,36 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             }
         }
     });
-    let report = download(
-        &pool,
-        hash,
-        &sources,
-        &out,
-        DownloadConfig::default(),
-        Some(tx),
-    )
-    .await?;
+    let work = async {
+        Some(
+            download(
+                &pool,
+                hash,
+                &sources,
+                &out,
+                DownloadConfig::default(),
+                Some(tx),
+            )
+            .await,
+        )
+    };
+    let report = smol::future::or(work, async {
+        stop_signal(&mut signals).await;
+        None
+    })
+    .await
+    .ok_or("interrupted (what arrived is kept in the .part file for a later fetch)")??;
     printer.await;
     let secs = report.elapsed.as_secs_f64();
     let fetched = report.bytes - report.resumed_bytes;
-    println!(
+    out!(
         "fetched {hash}: {} bytes ({} resumed) in {secs:.3} s = {:.1} MB/s",
         report.bytes,
         report.resumed_bytes,
         fetched as f64 / secs / 1e6
     );
     for s in &report.sources {
-        println!(
+        out!(
             "  source {}: used {} chunks {} bytes {} dropped {:?}",
             s.peer.short(),
             s.used,
@@ -346,7 +449,7 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         );
     }
     for m in pool.metrics() {
-        println!(
+        out!(
             "  peer {}: rtt {:?} lost {}/{} packets",
             m.peer.short(),
             m.rtt,
@@ -354,7 +457,7 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             m.sent_packets
         );
     }
-    println!("  cpu {:.2} s (this process)", own_cpu_seconds());
+    out!("  cpu {:.2} s (this process)", own_cpu_seconds());
     Ok(())
 }
 
@@ -364,16 +467,15 @@ async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             .as_deref()
             .ok_or("lookup needs a player name")?,
     )?;
-    let book = phonebook(args, &identity)?.ok_or("lookup needs --phonebook and --name")?;
+    let book = lookup_book(args, &identity)?;
     let endpoint = endpoint(args, identity.clone())?;
-    book.register(
-        endpoint.local_addr()?.port(),
-        visibility(args)?,
-        &args.friends,
-    )
+    let mut signals = watch_signals()?;
+    let port = endpoint.local_addr()?.port();
+    let found = hidden_lookups(&book, port, &mut signals, async {
+        Ok(book.lookup(&name).await?)
+    })
     .await?;
-    let found = book.lookup(&name).await?;
-    println!(
+    out!(
         "{} {} {}",
         found.record.name.as_str(),
         found.addr,
