@@ -30,25 +30,37 @@ USAGE:
 
 COMMANDS:
     health                      GET /api/health and print the answer
-    keygen                      print a new random secret seed (hex) and its public key
-    register   --name NAME --seed HEX --port N [--visibility public|friends]
+    keygen     [--seed-file PATH]
+                                make a new random secret seed: written to PATH (created
+                                with mode 0600, never overwritten) and only its public key
+                                printed; without --seed-file the seed is printed too
+    register   --name NAME SEED --port N [--visibility public|friends]
                [--friend BASE64_KEY]... [--ip ADDR]
                                 sign and send a registration; prints the answer (with the
                                 bearer token for lookups)
-    lookup     --name NAME --seed HEX [--as NAME] [--port N]
-                                register the requester (key from --seed, name from --as,
-                                default derived from the key; visible to nobody) to get a
-                                token, then look NAME up, check the owner's signature and
-                                print the record
-    unregister --name NAME --seed HEX
+    lookup     --name NAME SEED [--as NAME] [--port N]
+                                register the requester (its key from SEED, name from --as,
+                                default derived from the key) hidden, visible to no other
+                                key, to get a token; look NAME up, check the owner's
+                                signature and print the record; then unregister the
+                                requester (an interrupted lookup leaves a hidden record that
+                                expires with the TTL)
+    unregister --name NAME SEED
                                 sign and send an unregistration
+
+SEED (the secret key; never on the command line, where shell history and `ps` show it):
+    --seed-file PATH            a file holding the seed as 64 hex digits, readable by its
+                                owner only (mode 0600 or 0400; refused otherwise)
+    $PB_SEED_FILE               the same, from the environment
+    $PB_SEED                    the 64 hex digits themselves, from the environment
+    (--seed HEX still works for old scripts but is deprecated: it warns on stderr)
 
 OPTIONS:
     --url URL      phone book base URL [default: $PB_URL or http://127.0.0.1:3000]
     -h, --help     this text
 
 NAME is 'Forename Surname@World', e.g. \"Alice Smith@Gilgamesh\" (quote the space).
-HEX is a 32-byte Ed25519 secret seed as 64 hex digits (see `pb-client keygen`); keep it private.
+A seed is a 32-byte Ed25519 secret seed as 64 hex digits (see `pb-client keygen`).
 Timestamps are the current Unix time in milliseconds.
 
 EXIT STATUS:
@@ -58,9 +70,10 @@ EXIT STATUS:
     64 usage error (bad flag, name, hex or URL)
 
 EXAMPLES:
-    pb-client keygen
-    pb-client register --name \"Alice Smith@Gilgamesh\" --seed $SEED --port 55000
-    pb-client lookup --name \"Alice Smith@Gilgamesh\" --seed $OTHER_SEED
+    pb-client keygen --seed-file alice.seed
+    pb-client register --name \"Alice Smith@Gilgamesh\" --seed-file alice.seed --port 55000
+    pb-client keygen --seed-file bob.seed
+    pb-client lookup --name \"Alice Smith@Gilgamesh\" --seed-file bob.seed
 ";
 
 /// Exit status of a usage error (sysexits EX_USAGE).
@@ -72,6 +85,7 @@ struct Args {
     command: Option<String>,
     name: Option<String>,
     seed: Option<String>,
+    seed_file: Option<String>,
     port: Option<u16>,
     visibility: Option<String>,
     friends: Vec<String>,
@@ -113,6 +127,7 @@ fn parse_args() -> Result<Args, Fail> {
             Long("url") => a.url = Some(val(&mut p)?),
             Long("name") => a.name = Some(val(&mut p)?),
             Long("seed") => a.seed = Some(val(&mut p)?),
+            Long("seed-file") => a.seed_file = Some(val(&mut p)?),
             Long("port") => {
                 let v = val(&mut p)?;
                 a.port = Some(
@@ -145,12 +160,73 @@ fn name_arg(v: &Option<String>, flag: &str) -> Result<PlayerName, Fail> {
     PlayerName::parse(s).map_err(|e| usage(format!("{flag} {s:?}: {e}")))
 }
 
-fn keypair_arg(v: &Option<String>) -> Result<Keypair, Fail> {
-    let s = v
-        .as_deref()
-        .ok_or_else(|| usage("--seed HEX is required (make one with `pb-client keygen`)"))?;
-    let seed = hex::decode::<32>(s.trim()).map_err(|e| usage(format!("--seed: {e}")))?;
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The secret seed, from `--seed-file`, `$PB_SEED_FILE`, `$PB_SEED` or (deprecated) `--seed`.
+fn keypair_arg(a: &Args) -> Result<Keypair, Fail> {
+    let (text, from) = match (&a.seed_file, &a.seed) {
+        (Some(_), Some(_)) => return Err(usage("give --seed-file or --seed, not both")),
+        (Some(path), None) => (read_seed_file(path)?, "--seed-file"),
+        (None, Some(hex)) => {
+            eprintln!(
+                "pb-client: warning: --seed puts the secret seed in shell history and `ps`; \
+                 use --seed-file PATH or $PB_SEED instead (--seed is deprecated)"
+            );
+            (hex.clone(), "--seed")
+        }
+        (None, None) => match (env("PB_SEED_FILE"), env("PB_SEED")) {
+            (Some(path), _) => (read_seed_file(&path)?, "$PB_SEED_FILE"),
+            (None, Some(hex)) => (hex, "$PB_SEED"),
+            (None, None) => {
+                return Err(usage(
+                    "a seed is required: --seed-file PATH (make one with \
+                     `pb-client keygen --seed-file PATH`) or $PB_SEED",
+                ));
+            }
+        },
+    };
+    let seed = hex::decode::<32>(text.trim()).map_err(|e| usage(format!("{from}: {e}")))?;
     Ok(Keypair::from_seed(&seed))
+}
+
+/// Reads a seed file, refusing one that others may read.
+fn read_seed_file(path: &str) -> Result<String, Fail> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| usage(format!("seed file {path}: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(usage(format!(
+            "seed file {path} has mode {mode:03o}: others may read the secret; \
+             make it private with `chmod 600 {path}`"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| usage(format!("seed file {path}: {e}")))
+}
+
+/// Writes a new seed to `path` (mode 0600, never over an existing file).
+fn write_seed_file(path: &str, seed: &[u8; 32]) -> Result<(), Fail> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            Fail(
+                1,
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    format!("{path} exists: keygen never overwrites a seed (use another name)")
+                } else {
+                    format!("cannot create {path}: {e}")
+                },
+            )
+        })?;
+    f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Fail(1, format!("cannot write {path}: {e}")))
 }
 
 /// Prints the server's error code and message and maps the status to an exit code.
@@ -209,7 +285,13 @@ fn run(a: Args) -> Result<(), Fail> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
         let kp = Keypair::from_seed(&seed);
-        out!("seed:      {}", hex::encode(&seed));
+        match &a.seed_file {
+            Some(path) => {
+                write_seed_file(path, &seed)?;
+                eprintln!("secret seed written to {path} (mode 0600)");
+            }
+            None => out!("seed:      {}", hex::encode(&seed)),
+        }
         out!("publicKey: {}", kp.public());
         return Ok(());
     }
@@ -238,7 +320,7 @@ fn run(a: Args) -> Result<(), Fail> {
         }
         "register" => {
             let name = name_arg(&a.name, "--name")?;
-            let kp = keypair_arg(&a.seed)?;
+            let kp = keypair_arg(&a)?;
             let port = a.port.ok_or_else(|| usage("--port N is required"))?;
             let vis = match a.visibility.as_deref() {
                 None if a.friends.is_empty() => Visibility::Public,
@@ -270,7 +352,7 @@ fn run(a: Args) -> Result<(), Fail> {
         }
         "lookup" => {
             let target = name_arg(&a.name, "--name")?;
-            let kp = keypair_arg(&a.seed)?;
+            let kp = keypair_arg(&a)?;
             let me = match &a.as_name {
                 Some(_) => name_arg(&a.as_name, "--as")?,
                 None => derived_name(&kp.public()),
@@ -289,9 +371,22 @@ fn run(a: Args) -> Result<(), Fail> {
             eprintln!("registered requester {me} (visible to nobody) to get a token");
             let path = format!("{}/{}", paths::LOOKUP, encode_path_name(&target));
             let auth = format!("Bearer {}", ans.token);
-            let r = c
-                .request("GET", &path, &[("Authorization", &auth)], None)
-                .map_err(net)?;
+            let looked = c.request("GET", &path, &[("Authorization", &auth)], None);
+            // Whatever the answer, the requester's name must not stay live.
+            let body = Unregister::sign(&kp, me.clone(), now_ms()).to_json();
+            let gone = match c.request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes())) {
+                Err(_) => connect().and_then(|mut c| {
+                    c.request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes()))
+                        .map_err(net)
+                }),
+                ok => ok.map_err(net),
+            };
+            match gone {
+                Ok(g) if g.status == 200 => eprintln!("unregistered requester {me}"),
+                Ok(g) => eprintln!("unregistering requester {me} failed: {}", refused(&g).1),
+                Err(Fail(_, e)) => eprintln!("unregistering requester {me} failed: {e}"),
+            }
+            let r = looked.map_err(net)?;
             if r.status != 200 {
                 return Err(refused(&r));
             }
@@ -310,7 +405,7 @@ fn run(a: Args) -> Result<(), Fail> {
         }
         "unregister" => {
             let name = name_arg(&a.name, "--name")?;
-            let kp = keypair_arg(&a.seed)?;
+            let kp = keypair_arg(&a)?;
             let body = Unregister::sign(&kp, name, now_ms()).to_json();
             let mut c = connect()?;
             let r = c

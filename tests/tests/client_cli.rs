@@ -1,0 +1,166 @@
+//! `pb-client` as a user runs it, against a real pi-server on 127.0.0.1:0: the seed comes from
+//! a private file or the environment, never the command line, and a lookup leaves no live
+//! requester behind.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pi_server::config::Config;
+use pi_server::server::TestServer;
+
+fn phone_book() -> TestServer {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        ..Config::default()
+    };
+    TestServer::start(config).expect("pi-server starts")
+}
+
+fn client(pb: &TestServer) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pb-client"));
+    c.env_remove("PB_SEED")
+        .env_remove("PB_SEED_FILE")
+        .args(["--url", &format!("http://{}", pb.addr())]);
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pb-client-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn keygen(pb: &TestServer, path: &Path) -> Output {
+    run(client(pb).arg("keygen").arg("--seed-file").arg(path))
+}
+
+fn active_users(pb: &TestServer) -> String {
+    let o = run(client(pb).arg("health"));
+    assert!(o.status.success(), "{}", text(&o));
+    let body = String::from_utf8_lossy(&o.stdout).into_owned();
+    let at = body.find("\"activeUsers\":").unwrap() + "\"activeUsers\":".len();
+    body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[test]
+fn the_seed_comes_from_a_private_file_or_the_environment() {
+    let pb = phone_book();
+    let dir = temp_dir("seed");
+    let alice = dir.join("alice.seed");
+
+    let o = keygen(&pb, &alice);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.starts_with("publicKey: ") && !stdout.contains("seed:"),
+        "{stdout}"
+    );
+    let mode = std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let seed = std::fs::read_to_string(&alice).unwrap();
+    assert_eq!(seed.trim().len(), 64);
+    // Never overwritten.
+    let o = keygen(&pb, &alice);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&alice).unwrap(), seed);
+
+    let register = |seed_args: &[&str], env: Option<&str>| {
+        let mut c = client(&pb);
+        c.args([
+            "register",
+            "--name",
+            "Alice Smith@Gilgamesh",
+            "--port",
+            "55000",
+        ])
+        .args(seed_args);
+        if let Some(hex) = env {
+            c.env("PB_SEED", hex);
+        }
+        run(&mut c)
+    };
+    let path = alice.to_str().unwrap();
+    let o = register(&["--seed-file", path], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("warning"), "{}", text(&o));
+
+    let o = register(&[], Some(seed.trim()));
+    assert!(o.status.success(), "$PB_SEED: {}", text(&o));
+
+    // Old scripts (.ci/image-test.sh) keep working, with a warning.
+    let o = register(&["--seed", seed.trim()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--seed is deprecated"),
+        "{}",
+        text(&o)
+    );
+
+    // A seed file others may read is refused.
+    std::fs::set_permissions(&alice, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = register(&["--seed-file", path], None);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("chmod 600"), "{}", text(&o));
+
+    let o = register(&[], None);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("--seed-file"), "{}", text(&o));
+}
+
+#[test]
+fn a_lookup_leaves_no_live_requester() {
+    let pb = phone_book();
+    // Seeds as 64 hex digits through the deprecated --seed, which old versions also take, so
+    // that this test shows the old behaviour (a live requester) rather than an unknown flag.
+    let (alice, bob) = ("11".repeat(32), "22".repeat(32));
+    let o = run(client(&pb)
+        .args([
+            "register",
+            "--name",
+            "Alice Smith@Gilgamesh",
+            "--port",
+            "55000",
+        ])
+        .args(["--seed", &alice]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(active_users(&pb), "1");
+
+    let lookup = |target: &str| {
+        run(client(&pb)
+            .args(["lookup", "--name", target])
+            .args(["--as", "Bob Jones@Gilgamesh"])
+            .args(["--seed", &bob]))
+    };
+    let o = lookup("Alice Smith@Gilgamesh");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"port\":55000"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(active_users(&pb), "1", "the requester is not live after");
+
+    // A failed lookup unregisters the requester too.
+    let o = lookup("Nobody Here@Gilgamesh");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(active_users(&pb), "1");
+}
