@@ -32,8 +32,9 @@ COMMANDS:
     health                      GET /api/health and print the answer
     keygen     [--seed-file PATH]
                                 make a new random secret seed: written to PATH (created
-                                with mode 0600, never overwritten) and only its public key
-                                printed; without --seed-file the seed is printed too
+                                with mode 0600) and only its public key printed; if PATH
+                                exists, its seed is kept and its public key printed;
+                                without --seed-file the seed is printed too
     register   --name NAME SEED --port N [--visibility public|friends]
                [--friend BASE64_KEY]... [--ip ADDR]
                                 sign and send a registration; prints the answer (with the
@@ -214,16 +215,7 @@ fn write_seed_file(path: &str, seed: &[u8; 32]) -> Result<(), Fail> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| {
-            Fail(
-                1,
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    format!("{path} exists: keygen never overwrites a seed (use another name)")
-                } else {
-                    format!("cannot create {path}: {e}")
-                },
-            )
-        })?;
+        .map_err(|e| Fail(1, format!("cannot create {path}: {e}")))?;
     f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| Fail(1, format!("cannot write {path}: {e}")))
@@ -282,6 +274,17 @@ fn derived_name(key: &PublicKey) -> PlayerName {
 fn run(a: Args) -> Result<(), Fail> {
     let command = a.command.clone().ok_or_else(|| usage("no command given"))?;
     if command == "keygen" {
+        if let Some(path) = a
+            .seed_file
+            .as_deref()
+            .filter(|p| std::path::Path::new(p).exists())
+        {
+            // Never overwritten: keygen twice (a pasted quick start) keeps the first seed.
+            let kp = keypair_arg(&a)?;
+            eprintln!("{path} exists: kept its seed (keygen never overwrites one)");
+            out!("publicKey: {}", kp.public());
+            return Ok(());
+        }
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
         let kp = Keypair::from_seed(&seed);
