@@ -436,12 +436,18 @@ impl PhoneBook {
 }
 
 /// The name a requester registers under (hidden, see [`PhoneBook::register_hidden`]) to look
-/// players up without touching its player's own registration: `Req<6 letters> Client@Lookup`,
-/// the letters derived from the key (the same name `pb-client lookup` uses).
+/// players up without touching its player's own registration:
+/// `Req<12 letters> Peer@Lookup<10 letters>`, the 22 letters derived from the key (about 103
+/// bits, so two keys do not meet on one name; the name rule allows 20 letters before the world
+/// and 16 in it).
 pub fn requester_name(key: &PeerId) -> PlayerName {
-    let letters: String = key.as_bytes()[..6]
+    let letters: Vec<char> = key.as_bytes()[..22]
         .iter()
         .map(|b| char::from(b'a' + b % 26))
         .collect();
-    PlayerName::parse(&format!("Req{letters} Client@Lookup")).expect("a valid derived name")
+    let (forename, world): (String, String) = (
+        letters[..12].iter().collect(),
+        letters[12..].iter().collect(),
+    );
+    PlayerName::parse(&format!("Req{forename} Peer@Lookup{world}")).expect("a valid derived name")
 }

@@ -327,3 +327,36 @@ fn a_closed_stdout_ends_the_program_quietly() {
     assert!(!text.contains("panicked"), "{text}");
     assert_eq!(std::fs::read(&out).unwrap(), data);
 }
+
+#[test]
+fn a_name_held_by_another_key_is_a_key_conflict_with_a_real_phone_book() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let holder = book(&url, "Lyse Hext@Gilgamesh");
+    // The same name with another key: what a player who lost the identity file meets.
+    let newcomer = book(&url, "Lyse Hext@Gilgamesh");
+    smol::block_on(async {
+        holder
+            .register(5000, Visibility::Public, &[])
+            .await
+            .unwrap();
+        let err = newcomer
+            .register(5001, Visibility::Public, &[])
+            .await
+            .unwrap_err();
+        match &err {
+            PhoneBookError::KeyConflict { name, .. } => {
+                assert_eq!(name.as_str(), "Lyse Hext@Gilgamesh")
+            }
+            other => panic!("expected a key conflict, got {other:?}"),
+        }
+        assert!(err.to_string().contains("frees up"), "{err}");
+        // Unregistered, the name stays bound to the holder's key for the retention.
+        holder.unregister().await.unwrap();
+        let err = newcomer
+            .register(5001, Visibility::Public, &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneBookError::KeyConflict { .. }), "{err}");
+    });
+}

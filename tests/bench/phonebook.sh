@@ -337,8 +337,8 @@ for server in reference pi-server; do
     if [[ $have_wrk == 1 ]]; then
         token=
         if [[ $server == pi-server ]]; then
-            token=$("$bin/pb-client" --url "http://127.0.0.1:$port" register --name "Wrk Asker@Gilgamesh" \
-                --seed 7777777777777777777777777777777777777777777777777777777777777777 --port 9 |
+            token=$(PB_SEED=7777777777777777777777777777777777777777777777777777777777777777 \
+                "$bin/pb-client" --url "http://127.0.0.1:$port" register --name "Wrk Asker@Gilgamesh" --port 9 |
                 node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).token))')
         fi
         wait_quiet

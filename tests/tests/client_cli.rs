@@ -164,4 +164,12 @@ fn a_lookup_leaves_no_live_requester() {
     let o = lookup("Nobody Here@Gilgamesh");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(active_users(&pb), "1");
+
+    // Without --as, under a name derived from the key.
+    let o = run(client(&pb)
+        .args(["lookup", "--name", "Alice Smith@Gilgamesh"])
+        .args(["--seed", &bob]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Pbc@Lookup"), "{}", text(&o));
+    assert_eq!(active_users(&pb), "1");
 }

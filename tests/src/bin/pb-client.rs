@@ -262,13 +262,16 @@ fn register(
     Ok((r, a))
 }
 
-/// A requester name derived from the key: `Req<6 letters> Client@Lookup`.
+/// A requester name derived from the key: `Req<12 letters> Pbc@Lookup<10 letters>` (22
+/// letters, about 103 bits: two keys do not meet on one name).
 fn derived_name(key: &PublicKey) -> PlayerName {
-    let letters: String = key.as_bytes()[..6]
+    let letters: Vec<char> = key.as_bytes()[..22]
         .iter()
         .map(|b| (b'a' + b % 26) as char)
         .collect();
-    PlayerName::parse(&format!("Req{letters} Client@Lookup")).expect("derived name is valid")
+    let forename: String = letters[..12].iter().collect();
+    let world: String = letters[12..].iter().collect();
+    PlayerName::parse(&format!("Req{forename} Pbc@Lookup{world}")).expect("derived name is valid")
 }
 
 fn run(a: Args) -> Result<(), Fail> {
