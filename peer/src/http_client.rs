@@ -100,12 +100,17 @@ impl HttpClient {
         bearer: Option<&str>,
         body: Option<&[u8]>,
     ) -> io::Result<Response> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
-        }
-        let stream = self.stream.as_mut().expect("connected above");
+        // The stream is taken out while the exchange runs and put back only after a complete
+        // answer: a request cancelled half-way (a timeout, Ctrl-C) drops its connection, so the
+        // next request never reads the answer meant for the cancelled one.
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
+                s.set_nodelay(true)?;
+                s
+            }
+        };
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\n",
             self.host, self.port
@@ -123,23 +128,12 @@ impl HttpClient {
         req.push_str("\r\n");
         let mut out = req.into_bytes();
         out.extend_from_slice(body);
-        let result = async {
-            stream.write_all(&out).await?;
-            read_response(stream).await
+        stream.write_all(&out).await?;
+        let (resp, keep) = read_response(&mut stream).await?;
+        if keep {
+            self.stream = Some(stream);
         }
-        .await;
-        match result {
-            Ok((resp, keep)) => {
-                if !keep {
-                    self.stream = None;
-                }
-                Ok(resp)
-            }
-            Err(e) => {
-                self.stream = None;
-                Err(e)
-            }
-        }
+        Ok(resp)
     }
 }
 

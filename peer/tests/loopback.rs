@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use peer::download::{DownloadConfig, DownloadError, VerifyOn};
 use peer::endpoint::{CLOSE_REFUSED, ConnectError};
 use peer::manifest::DEFAULT_CHUNK_SIZE;
-use peer::records::StreamError;
 use peer::transfer::Dropped;
 use peer::{
     FileHash, Identity, Manifest, MemoryStore, PinStore, Pool, PoolConfig, ServeConfig, Server,
@@ -508,21 +507,18 @@ fn a_full_server_closes_extra_connections_with_a_clear_code() {
             ))
         ));
         let cb = b.connect(None, s.addr(), s.source().key).await.unwrap();
-        match cb
+        let err = cb
             .fetch_manifest(FileHash::Sha1([0; 20]))
             .await
-            .unwrap_err()
-        {
-            peer::fetch::FetchError::Stream(StreamError::Lost(
-                quinn::ConnectionError::ApplicationClosed(c),
-            )) => {
-                assert_eq!(
-                    c.error_code.into_inner(),
-                    u64::from(peer::endpoint::CLOSE_FULL)
-                );
-            }
-            other => panic!("expected a close for a full server, got {other}"),
-        }
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                peer::fetch::FetchError::Refused(peer::endpoint::CLOSE_FULL)
+            ),
+            "expected a typed refusal for a full server, got {err}"
+        );
+        assert!(err.to_string().contains("maximum of peers"), "{err}");
     });
 }
 

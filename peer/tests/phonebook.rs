@@ -174,3 +174,74 @@ fn a_name_held_by_another_key_is_a_typed_key_conflict_that_says_when_it_frees() 
     assert!(matches!(err, PhoneBookError::KeyConflict { .. }), "{err}");
     assert_eq!(count.load(Ordering::SeqCst), 2, "a conflict is not retried");
 }
+
+#[test]
+fn a_request_cut_short_never_reads_the_answer_meant_for_it() {
+    // The first connection answers its request only after the client's timeout; the answer
+    // (reregisterIn 1111) must not be taken for the retry's, which a new connection gets
+    // (reregisterIn 2222). A client that kept the first connection read 1111.
+    const LATE: &str = r#"{"success":true,"ip":"127.0.0.1","port":5000,"expiresIn":3600,"reregisterIn":1111,"token":"late"}"#;
+    const RETRY: &str = r#"{"success":true,"ip":"127.0.0.1","port":5000,"expiresIn":3600,"reregisterIn":2222,"token":"retry"}"#;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (i, s) in listener.incoming().flatten().take(2).enumerate() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 8192];
+                let mut have = 0;
+                // Both answers are kept-alive, so a client may read the next one on this
+                // connection.
+                loop {
+                    let n = s.read(&mut buf[have..]).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    have += n;
+                    let text = String::from_utf8_lossy(&buf[..have]).into_owned();
+                    let Some(head) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text[..head]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if have < head + 4 + len {
+                        continue;
+                    }
+                    have = 0;
+                    let body = if i == 0 {
+                        std::thread::sleep(Duration::from_millis(600));
+                        LATE
+                    } else {
+                        RETRY
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes());
+                }
+            });
+        }
+    });
+    let config = PhoneBookConfig {
+        urls: vec![url],
+        backoff_base: Duration::from_millis(5),
+        request_timeout: Duration::from_millis(300),
+        max_attempts: 2,
+        ..Default::default()
+    };
+    let book = PhoneBook::new(
+        &Identity::generate(),
+        PlayerName::parse("Tataru Taru@Gilgamesh").unwrap(),
+        config,
+    )
+    .unwrap();
+    let answer = smol::block_on(book.register(5000, Visibility::Public, &[]))
+        .expect("the retry on a new connection is answered");
+    assert_eq!(
+        answer.reregister_in, 2222,
+        "took the cancelled request's answer"
+    );
+}

@@ -205,11 +205,19 @@ async fn hidden_lookups<T>(
     .await;
     // Interrupted: the registration may have reached a phone book before its answer reached us.
     let interrupted = matches!(result, Ok(None));
-    if (registered.get() || interrupted)
-        && let Err(e) = book.unregister().await
-        && registered.get()
-    {
-        note!("peer: unregistering the lookup name failed: {e}");
+    if registered.get() || interrupted {
+        // A second Ctrl-C does not wait for an unreachable phone book's retries.
+        let unregister = async { book.unregister().await.map_err(|e| e.to_string()) };
+        let again = async {
+            use smol::stream::StreamExt as _;
+            let _ = signals.next().await;
+            Err("interrupted again: not waiting (the hidden record expires with its TTL)".into())
+        };
+        if let Err(e) = smol::future::or(unregister, again).await
+            && (registered.get() || e.starts_with("interrupted"))
+        {
+            note!("peer: unregistering the lookup name failed: {e}");
+        }
     }
     result?.ok_or_else(|| "interrupted".into())
 }
