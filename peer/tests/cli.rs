@@ -360,3 +360,103 @@ fn a_name_held_by_another_key_is_a_key_conflict_with_a_real_phone_book() {
         assert!(matches!(err, PhoneBookError::KeyConflict { .. }), "{err}");
     });
 }
+
+/// A phone book that accepts registrations and unregistrations but never answers a lookup;
+/// sends each request line on `seen`.
+fn stalling_phone_book(seen: std::sync::mpsc::Sender<String>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten().take(16) {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = vec![0u8; 16384];
+                let mut have = 0;
+                loop {
+                    let n = s.read(&mut buf[have..]).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    have += n;
+                    let text = String::from_utf8_lossy(&buf[..have]).into_owned();
+                    let Some(head) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text[..head]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if have < head + 4 + len {
+                        continue;
+                    }
+                    have = 0;
+                    let line = text.lines().next().unwrap().to_owned();
+                    let _ = seen.send(line.clone());
+                    let body = if line.starts_with("POST") {
+                        r#"{"success":true,"ip":"127.0.0.1","port":5000,"expiresIn":3600,"reregisterIn":3000,"token":"t"}"#
+                    } else if line.starts_with("DELETE") {
+                        r#"{"success":true}"#
+                    } else {
+                        continue; // a lookup: never answered
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes());
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn ctrl_c_during_a_lookup_unregisters_the_requester() {
+    let (tx, seen) = std::sync::mpsc::channel();
+    let url = stalling_phone_book(tx);
+    let dir = temp_dir("cli-ctrl-c");
+    let (me, _) = identity(&dir, "me");
+    let child = peer()
+        .args(["lookup", "Thancred Waters@Gilgamesh", "--phonebook", &url])
+        .args(["--name", "Minfilia Warde@Gilgamesh"])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--identity")
+        .arg(&me)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = Running(Some(child));
+    let wait = std::time::Duration::from_secs(30);
+    assert!(
+        seen.recv_timeout(wait)
+            .unwrap()
+            .starts_with("POST /api/register")
+    );
+    assert!(
+        seen.recv_timeout(wait)
+            .unwrap()
+            .starts_with("GET /api/lookup/")
+    );
+    let pid = running.child().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let line = seen
+        .recv_timeout(wait)
+        .expect("an unregistration after Ctrl-C");
+    assert!(line.starts_with("DELETE /api/unregister"), "{line}");
+    let out = running.0.take().unwrap().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("interrupted (Ctrl-C), shutting down"),
+        "{text}"
+    );
+}
