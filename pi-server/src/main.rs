@@ -35,6 +35,10 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
 
+    // Watched before the server binds and says it listens, so that a signal sent as soon as
+    // it listens already stops it cleanly (final snapshot) rather than killing it.
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -44,7 +48,7 @@ fn main() -> ExitCode {
     };
     let stop = async {
         use futures_lite::StreamExt as _;
-        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+        match signals {
             Ok(mut signals) => {
                 if let Some(Ok(sig)) = signals.next().await {
                     log::info!(

@@ -315,6 +315,8 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     };
     let visibility = visibility(args)?;
     let policy = peer::serve::visibility_policy(identity.id(), visibility, &args.friends);
+    // Watched before we say where we listen: a signal sent from then on stops us cleanly.
+    let mut signals = watch_signals()?;
     let server = Server::spawn(endpoint.clone(), store, config, policy);
     let port = endpoint.local_addr()?.port();
     out!("listening on port {port} key {}", identity.id());
@@ -339,7 +341,6 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             );
         }
     };
-    let mut signals = watch_signals()?;
     let stop = stop_signal(&mut signals);
     smol::future::or(stats, stop).await;
     drop(_keeper);

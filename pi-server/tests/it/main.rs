@@ -3,6 +3,7 @@
 
 mod client;
 mod http;
+mod signals;
 mod snapshot;
 
 pub use client::*;
