@@ -3,8 +3,6 @@
 //! Run with: `cargo run --release -p peer --bin peer -- --help`
 #![forbid(unsafe_code)]
 
-/// Prints a line to stdout; a closed pipe (`peer fetch ... | head -1`) ends the program quietly
-/// (exit status 0) instead of panicking.
 /// Prints a line to stderr, ignoring a closed stderr (`peer fetch ... 2>&1 | head -1`).
 macro_rules! note {
     ($($t:tt)*) => {{
@@ -13,6 +11,8 @@ macro_rules! note {
     }};
 }
 
+/// Prints a line to stdout; a closed pipe (`peer fetch ... | head -1`) ends the program quietly
+/// (exit status 0) instead of panicking.
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
