@@ -50,8 +50,9 @@ COMMANDS:
                                 sign and send an unregistration
 
 SEED (the secret key; never on the command line, where shell history and `ps` show it):
-    --seed-file PATH            a file holding the seed as 64 hex digits, readable by its
-                                owner only (mode 0600 or 0400; refused otherwise)
+    --seed-file PATH            a file holding the seed as 64 hex digits, with no
+                                permission for group or others (e.g. mode 0600; refused
+                                otherwise)
     $PB_SEED_FILE               the same, from the environment
     $PB_SEED                    the 64 hex digits themselves, from the environment
     (--seed HEX still works for old scripts but is deprecated: it warns on stderr)
