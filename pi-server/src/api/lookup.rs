@@ -24,12 +24,20 @@ impl App {
                 "lookups need Authorization: Bearer <token from your registration>",
             )
         };
-        let Some(claim) = head.bearer.and_then(|t| self.tokens.check(t)) else {
-            return Err(unauthorized(self));
+        // The token's tag covers the key of the registration it was minted for; it checks only
+        // against the key its slot holds now, live and with the same timestamp.
+        let table = &self.table;
+        let holder = |claim: crate::token::TokenClaim| match table.live_slot(claim.slot, now.secs())
+        {
+            Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
+            _ => None,
         };
-        match self.table.live_slot(claim.slot, now.secs()) {
-            Some((s, _)) if s.timestamp == claim.timestamp => Ok(s.key),
-            _ => Err(unauthorized(self)),
+        match head.bearer.and_then(|t| self.tokens.check(t, holder)) {
+            Some(claim) => match self.table.live_slot(claim.slot, now.secs()) {
+                Some((s, _)) => Ok(s.key),
+                None => Err(unauthorized(self)),
+            },
+            None => Err(unauthorized(self)),
         }
     }
 

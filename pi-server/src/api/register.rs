@@ -141,10 +141,13 @@ impl App {
                 // Re-register after 80-90 % of the TTL, spread so clients do not come in waves.
                 let span = u64::from(ttl) / 10;
                 let reregister_in = u64::from(ttl) * 8 / 10 + self.next_random() % (span + 1);
-                let token = self.tokens.mint(TokenClaim {
-                    slot: done.slot,
-                    timestamp: req.timestamp,
-                });
+                let token = self.tokens.mint(
+                    TokenClaim {
+                        slot: done.slot,
+                        timestamp: req.timestamp,
+                    },
+                    req.key.as_bytes(),
+                );
                 let a = RegisterAnswer {
                     success: true,
                     ip: ip.to_string(),

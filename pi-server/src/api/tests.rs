@@ -468,3 +468,47 @@ fn health_and_metrics() {
     assert!(text.contains("phonebook_requests_total{endpoint=\"register\",status=\"200\"} 1"));
     assert!(text.contains("phonebook_rejections_total{reason=\"key_conflict\"} 0"));
 }
+
+/// Issue 9: a token must die with its registration. A registers, unregisters (or expires) and
+/// the slot frees; B registers a name into the same slot with the same millisecond timestamp.
+/// A's old token must not authenticate as B.
+#[test]
+fn token_dies_with_its_registration_when_the_slot_changes_hands() {
+    for how in ["unregister", "expiry", "retention end"] {
+        let retention = if how == "retention end" { 60 } else { 0 };
+        let mut rig = Rig::new(|c| c.retention = retention);
+        let a = reg(&kp(1), "Alice Smith@Gilgamesh", T0);
+        let a_token = rig.token(&a);
+        match how {
+            "expiry" => rig.now.mono_ms += 3600 * 1000,
+            _ => {
+                let u = Unregister::sign(&kp(1), a.name.clone(), T0 + 1).to_json();
+                let rep = rig.send(
+                    format!(
+                        "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{u}",
+                        u.len()
+                    )
+                    .as_bytes(),
+                );
+                assert_eq!(rep.status, 200);
+            }
+        }
+        if how == "retention end" {
+            rig.now.mono_ms += 61 * 1000;
+        }
+        let secs = rig.now.secs();
+        rig.app.table.sweep(secs, 16, retention);
+        assert_eq!(rig.app.table.find("Alice Smith@Gilgamesh"), None, "{how}");
+        // B takes the freed slot with the same timestamp A used.
+        rig.now.wall_ms = T0;
+        let b_token = rig.token(&reg(&kp(2), "Bob Jones@Gilgamesh", T0));
+        assert_eq!(rig.app.table.find("Bob Jones@Gilgamesh"), Some(0), "{how}");
+        assert_eq!(rig.lookup(&b_token, "Bob Jones@Gilgamesh").status, 200);
+        let rep = rig.lookup(&a_token, "Bob Jones@Gilgamesh");
+        assert_eq!(
+            (rep.status, rep.code()),
+            (401, "unauthorized".into()),
+            "A's token after {how} must not authenticate as B"
+        );
+    }
+}
