@@ -31,7 +31,7 @@
 //! the value, spaces and tabs are ignored, and one pair of matching quotes (`"..."` or `'...'`)
 //! around the value is removed. Names are the flag names without `--`.
 
-use crate::config::{Cidr, Config, LogLevel};
+use crate::config::{Cidr, Config, LogLevel, ProxyHeader};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read};
@@ -250,6 +250,7 @@ enum Kind {
     Bool,
     Cidrs,
     Level,
+    Header,
 }
 
 impl Kind {
@@ -263,6 +264,7 @@ impl Kind {
             Kind::Bool => "true|false",
             Kind::Cidrs => "CIDR,...",
             Kind::Level => "LEVEL",
+            Kind::Header => "HEADER",
         }
     }
 }
@@ -353,7 +355,7 @@ macro_rules! bool_setting {
 }
 
 /// Every setting, in help and `--print-config` order.
-static SETTINGS: [Setting; 21] = [
+static SETTINGS: [Setting; 22] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -431,7 +433,7 @@ static SETTINGS: [Setting; 21] = [
     Setting {
         name: "trusted-proxies",
         kind: Kind::Cidrs,
-        doc: "Networks whose Forwarded / X-Forwarded-For headers are believed (empty: none).",
+        doc: "Networks of your reverse proxies: their proxy-header is believed (empty: none).",
         set: |c, v| {
             c.trusted_proxies = cidrs(v)?;
             Ok(())
@@ -441,6 +443,20 @@ static SETTINGS: [Setting; 21] = [
             list.join(",")
         },
     },
+    Setting {
+        name: "proxy-header",
+        kind: Kind::Header,
+        doc: "The one header your trusted proxies set: x-forwarded-for (nginx, Caddy, HAProxy, \
+              Traefik append to it by default), forwarded (RFC 7239) or x-real-ip. Only it is \
+              read, walked from the right; the proxy must append to it or overwrite it.",
+        set: |c, v| {
+            c.proxy_header = ProxyHeader::parse(v).ok_or_else(|| {
+                "must be one of x-forwarded-for, forwarded, x-real-ip".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.proxy_header.to_string(),
+    },
     bool_setting!(
         "allow-claimed-ip",
         allow_claimed_ip,
@@ -449,7 +465,8 @@ static SETTINGS: [Setting; 21] = [
     bool_setting!(
         "metrics-public",
         metrics_public,
-        "Serve /metrics to everyone (otherwise loopback and trusted proxies only)."
+        "Serve /metrics to everyone (otherwise only to clients on loopback or in \
+         trusted-proxies, judged after proxy resolution)."
     ),
     Setting {
         name: "log-level",

@@ -17,6 +17,64 @@ pub struct Cidr {
     pub prefix: u8,
 }
 
+/// The one forwarding header the operator's reverse proxy sets; only it is read, and only
+/// from a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, ...` (nginx `$proxy_add_x_forwarded_for`, Caddy,
+    /// HAProxy `option forwardfor`, Traefik): the default.
+    XForwardedFor,
+    /// `Forwarded: for=client;proto=https, for=proxy1` (RFC 7239).
+    Forwarded,
+    /// `X-Real-IP: client` (nginx `proxy_set_header X-Real-IP $remote_addr`).
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// Every header, in help order.
+    pub const ALL: [ProxyHeader; 3] = [
+        ProxyHeader::XForwardedFor,
+        ProxyHeader::Forwarded,
+        ProxyHeader::XRealIp,
+    ];
+
+    /// The header name in lower case, as flags and files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+            ProxyHeader::XRealIp => "x-real-ip",
+        }
+    }
+
+    /// Parses a header name, ignoring ASCII case.
+    pub fn parse(text: &str) -> Option<ProxyHeader> {
+        ProxyHeader::ALL
+            .into_iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// The header name as usually written (`X-Forwarded-For`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "X-Forwarded-For",
+            ProxyHeader::Forwarded => "Forwarded",
+            ProxyHeader::XRealIp => "X-Real-IP",
+        }
+    }
+
+    /// Position in [`ProxyHeader::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ProxyHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Log verbosity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -51,11 +109,14 @@ pub struct Config {
     pub max_skew: u32,
     /// Most open client connections.
     pub max_connections: u32,
-    /// Networks whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Networks whose forwarding header ([`Config::proxy_header`]) is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// The one forwarding header the trusted proxies set; the others are ignored.
+    pub proxy_header: ProxyHeader,
     /// Accept a client-claimed `ip` that differs from the observed address (LAN deployments only).
     pub allow_claimed_ip: bool,
-    /// Serve `/metrics` to everyone (otherwise only to loopback and trusted proxies).
+    /// Serve `/metrics` to everyone (otherwise only to clients on loopback or in a trusted proxy
+    /// range, judged by the client address after proxy resolution).
     pub metrics_public: bool,
     /// Log verbosity (RUST_LOG, if set, wins).
     pub log_level: LogLevel,
@@ -91,6 +152,7 @@ impl Default for Config {
             max_skew: 300,
             max_connections: 16_384,
             trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
             allow_claimed_ip: false,
             metrics_public: false,
             log_level: LogLevel::Info,

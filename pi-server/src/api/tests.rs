@@ -512,3 +512,101 @@ fn token_dies_with_its_registration_when_the_slot_changes_hands() {
         );
     }
 }
+
+fn proxied_rig() -> Rig {
+    Rig::new(|c| {
+        c.trusted_proxies = vec![Cidr {
+            addr: "10.0.0.0".parse().unwrap(),
+            prefix: 8,
+        }]
+    })
+}
+
+/// Registers from the trusted proxy 10.1.2.3 with `headers` and returns the recorded address.
+fn recorded_ip(rig: &mut Rig, ts: u64, headers: &str) -> String {
+    let body = reg(&kp(1), "Alice Smith@Gilgamesh", ts).to_json();
+    let req = format!(
+        "POST /api/register HTTP/1.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let rep = rig.send_from("10.1.2.3".parse().unwrap(), req.as_bytes());
+    assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
+    RegisterAnswer::from_json(&rep.body).unwrap().ip
+}
+
+/// Issue 9: behind a trusted proxy that sets X-Forwarded-For, a `Forwarded` header sent by the
+/// client must not pick the recorded address.
+#[test]
+fn client_sent_forwarded_does_not_beat_the_proxys_header() {
+    let mut rig = proxied_rig();
+    let ip = recorded_ip(
+        &mut rig,
+        T0,
+        "Forwarded: for=192.0.2.66\r\nX-Forwarded-For: 203.0.113.7\r\n",
+    );
+    assert_eq!(ip, "203.0.113.7");
+}
+
+/// Issue 9: 16 junk hops sent by the client must not push the address the proxy appended out
+/// of the window.
+#[test]
+fn junk_hops_do_not_push_out_the_proxys_hop() {
+    let mut rig = proxied_rig();
+    let junk: Vec<String> = (1..=16).map(|i| format!("192.0.2.{i}")).collect();
+    let xff = format!("X-Forwarded-For: {}, 203.0.113.7\r\n", junk.join(", "));
+    assert_eq!(recorded_ip(&mut rig, T0, &xff), "203.0.113.7");
+    // Unparsable junk left of the proxy's hop is never looked at either.
+    let xff = "X-Forwarded-For: <script>, 203.0.113.8\r\n";
+    assert_eq!(recorded_ip(&mut rig, T0 + 1, xff), "203.0.113.8");
+}
+
+/// Issue 9: several header lines of the same name are one comma list (RFC 9110 5.3). A first
+/// proxy appended the client; a second trusted proxy added its own line (HAProxy style).
+#[test]
+fn repeated_forwarding_lines_are_one_list() {
+    let mut rig = proxied_rig();
+    let lines = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 10.9.9.9\r\n";
+    assert_eq!(recorded_ip(&mut rig, T0, lines), "203.0.113.7");
+}
+
+/// Issue 9: with a reverse proxy on the same host every request comes from loopback; /metrics
+/// must be judged by the client address after proxy resolution.
+#[test]
+fn metrics_through_a_loopback_proxy_are_refused_to_the_internet() {
+    let mut rig = Rig::new(|c| {
+        c.trusted_proxies = vec![Cidr {
+            addr: "127.0.0.1".parse().unwrap(),
+            prefix: 32,
+        }]
+    });
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let rep = rig.send_from(
+        lo,
+        b"GET /metrics HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n",
+    );
+    assert_eq!((rep.status, rep.code()), (404, "not_found".into()));
+    // The proxy host itself (no forwarding header) still sees them.
+    assert_eq!(
+        rig.send_from(lo, b"GET /metrics HTTP/1.1\r\n\r\n").status,
+        200
+    );
+    // And everyone does with metrics-public.
+    rig.app.config.metrics_public = true;
+    let rep = rig.send_from(
+        lo,
+        b"GET /metrics HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n",
+    );
+    assert_eq!(rep.status, 200);
+}
+
+/// A trusted proxy whose header gives no usable client address gets a clear 400.
+#[test]
+fn unusable_forwarding_header_is_a_clear_400() {
+    let mut rig = proxied_rig();
+    let rep = rig.send_from(
+        "10.1.2.3".parse().unwrap(),
+        b"GET /api/health HTTP/1.1\r\nX-Forwarded-For: unknown\r\n\r\n",
+    );
+    assert_eq!((rep.status, rep.code()), (400, "bad_request".into()));
+    assert!(String::from_utf8_lossy(&rep.body).contains("X-Forwarded-For"));
+}

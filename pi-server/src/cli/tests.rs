@@ -74,7 +74,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 21] = [
+    let values: [(&str, &str); 22] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -84,6 +84,7 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("max-skew", "60"),
         ("max-connections", "100"),
         ("trusted-proxies", "10.0.0.0/8, fd00::/8"),
+        ("proxy-header", "Forwarded"),
         ("allow-claimed-ip", "true"),
         ("metrics-public", "true"),
         ("log-level", "debug"),
@@ -133,6 +134,7 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
     assert_ne!(by_flag.capacity, d.capacity);
     assert_ne!(by_flag.ttl, d.ttl);
     assert_ne!(by_flag.retention, d.retention);
+    assert_ne!(by_flag.proxy_header, d.proxy_header);
     assert_ne!(by_flag.max_skew, d.max_skew);
     assert_ne!(by_flag.max_connections, d.max_connections);
     assert_ne!(by_flag.allow_claimed_ip, d.allow_claimed_ip);
@@ -600,7 +602,10 @@ fn arb_config() -> impl Strategy<Value = Config> {
             0u32..=1_000_000,
             1u32..=1_000_000,
         ),
-        0u32..=100_000_000,
+        (
+            0u32..=100_000_000,
+            proptest::sample::select(ProxyHeader::ALL.to_vec()),
+        ),
     )
         .prop_map(|(a, b, c, d, e, f, g)| Config {
             listen: a.0,
@@ -612,6 +617,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
             max_skew: c.0,
             max_connections: c.1,
             trusted_proxies: c.2,
+            proxy_header: g.1,
             allow_claimed_ip: d.0,
             metrics_public: d.1,
             log_level: d.2,
@@ -623,7 +629,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
             rate_ip_burst: f.1,
             rate_key: f.2,
             rate_key_burst: f.3,
-            friend_keys_total: g,
+            friend_keys_total: g.0,
         })
 }
 
