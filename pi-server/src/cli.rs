@@ -72,6 +72,13 @@ pub const BURST_RANGE: RangeInclusive<u32> = 1..=1_000_000;
 /// `friend-keys-total`, keys (0 allows only public registrations with friends lists empty).
 pub const FRIEND_KEYS_TOTAL_RANGE: RangeInclusive<u32> = 0..=100_000_000;
 
+/// `max-records-per-address`, live records.
+pub const RECORDS_PER_ADDRESS_RANGE: RangeInclusive<u32> = 1..=50_000_000;
+/// `max-friend-keys-per-address` and `max-friend-keys-per-key`, keys.
+pub const FRIEND_KEYS_QUOTA_RANGE: RangeInclusive<u32> = 0..=100_000_000;
+/// `quota-ipv6-prefix`, bits.
+pub const QUOTA_IPV6_PREFIX_RANGE: RangeInclusive<u32> = 32..=64;
+
 /// The program's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -355,7 +362,7 @@ macro_rules! bool_setting {
 }
 
 /// Every setting, in help and `--print-config` order.
-static SETTINGS: [Setting; 22] = [
+static SETTINGS: [Setting; 26] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -541,6 +548,36 @@ static SETTINGS: [Setting; 22] = [
         Kind::Count,
         FRIEND_KEYS_TOTAL_RANGE,
         "Most friend keys stored across all registrations."
+    ),
+    int_setting!(
+        "max-records-per-address",
+        max_records_per_address,
+        Kind::Count,
+        RECORDS_PER_ADDRESS_RANGE,
+        "Most live registrations charged to one address (IPv6: one quota-ipv6-prefix); \
+         more get 429 quota_exceeded. Players behind one carrier-grade NAT share it."
+    ),
+    int_setting!(
+        "max-friend-keys-per-address",
+        max_friend_keys_per_address,
+        Kind::Count,
+        FRIEND_KEYS_QUOTA_RANGE,
+        "Most friend keys held by the live registrations of one address (IPv6: one prefix)."
+    ),
+    int_setting!(
+        "max-friend-keys-per-key",
+        max_friend_keys_per_key,
+        Kind::Count,
+        FRIEND_KEYS_QUOTA_RANGE,
+        "Most friend keys held by the live registrations of one public key (64 = one full list)."
+    ),
+    int_setting!(
+        "quota-ipv6-prefix",
+        quota_ipv6_prefix,
+        Kind::Count,
+        QUOTA_IPV6_PREFIX_RANGE,
+        "IPv6 addresses in one prefix of this length share the per-address quotas: 48, since \
+         one subscriber or server often holds a whole /48 (65,536 /64s)."
     ),
 ];
 

@@ -138,6 +138,14 @@ pub struct Config {
     pub rate_key_burst: u32,
     /// Most friend keys stored across all registrations.
     pub friend_keys_total: u32,
+    /// Most live records charged to one address (IPv6: one `quota_ipv6_prefix`).
+    pub max_records_per_address: u32,
+    /// Most friend keys held by the live records of one address (IPv6: one prefix).
+    pub max_friend_keys_per_address: u32,
+    /// Most friend keys held by the live records of one public key.
+    pub max_friend_keys_per_key: u32,
+    /// Prefix length under which IPv6 addresses share the per-address quotas.
+    pub quota_ipv6_prefix: u32,
 }
 
 impl Default for Config {
@@ -165,6 +173,10 @@ impl Default for Config {
             rate_key: 50,
             rate_key_burst: 100,
             friend_keys_total: 4_000_000,
+            max_records_per_address: 256,
+            max_friend_keys_per_address: 4096,
+            max_friend_keys_per_key: 256,
+            quota_ipv6_prefix: 48,
         }
     }
 }

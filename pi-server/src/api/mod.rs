@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::http::{Head, Method, Response};
 use crate::metrics::{Endpoint, Gauges, Metrics, Reject};
 use crate::ratelimit::Limiter;
-use crate::table::{Table, TableLimits};
+use crate::table::{QuotaLimits, Table, TableLimits};
 use crate::token::TokenKey;
 use nanoserde::SerJson;
 use phonebook_proto::{ErrorBody, ErrorCode, Health, paths};
@@ -137,6 +137,12 @@ impl App {
         let table = Table::new(TableLimits {
             capacity: config.capacity,
             friend_keys_total: config.friend_keys_total,
+            quotas: QuotaLimits {
+                records_per_source: config.max_records_per_address,
+                friend_keys_per_source: config.max_friend_keys_per_address,
+                friend_keys_per_key: config.max_friend_keys_per_key,
+                ipv6_prefix: config.quota_ipv6_prefix.min(128) as u8,
+            },
         });
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);

@@ -610,3 +610,88 @@ fn unusable_forwarding_header_is_a_clear_400() {
     assert_eq!((rep.status, rep.code()), (400, "bad_request".into()));
     assert!(String::from_utf8_lossy(&rep.body).contains("X-Forwarded-For"));
 }
+
+fn register_from(rig: &mut Rig, from: &str, r: &Register) -> Reply {
+    let body = r.to_json();
+    let req = format!(
+        "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    rig.send_from(from.parse().unwrap(), req.as_bytes())
+}
+
+fn seeded(a: u32, b: u32, tag: u8) -> Keypair {
+    let mut seed = [tag; 32];
+    seed[..4].copy_from_slice(&a.to_be_bytes());
+    seed[4..8].copy_from_slice(&b.to_be_bytes());
+    Keypair::from_seed(&seed)
+}
+
+fn junk_friends(list: u32) -> Vec<PublicKey> {
+    (0..64).map(|i| seeded(list, i, 9).public()).collect()
+}
+
+/// Issue 9: one address filling the friend-key pool with junk keys (64 per registration, a
+/// fresh key each time, within the rate limits) must not stop a friends-only registration from
+/// another address. The pool here is 4,160 keys; the attacker is stopped at its quota.
+#[test]
+fn one_address_cannot_exhaust_the_friend_key_pool() {
+    let mut rig = Rig::new(|c| {
+        c.capacity = 1000;
+        c.friend_keys_total = 4096 + 64;
+    });
+    let attacker = "203.0.113.66";
+    let mut refused = None;
+    for i in 0..66u32 {
+        let k = seeded(i, 0, 7);
+        let name = format!("Junk {}@World", letters(i));
+        let r = friends_reg(&k, &name, junk_friends(i), T0);
+        let rep = register_from(&mut rig, attacker, &r);
+        if rep.status != 200 {
+            refused = Some((rep.status, rep.code()));
+            break;
+        }
+    }
+    let honest = friends_reg(&kp(1), "Alice Smith@Gilgamesh", junk_friends(999), T0);
+    let rep = register_from(&mut rig, "198.51.100.1", &honest);
+    assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
+    assert_eq!(refused, Some((429, "quota_exceeded".into())));
+}
+
+/// Issue 9: the same attack on the table's live-record capacity: one address registering many
+/// public names must not stop a registration from another address.
+#[test]
+fn one_address_cannot_fill_the_table() {
+    let mut rig = Rig::new(|c| c.capacity = 257);
+    let mut refused = None;
+    for i in 0..257u32 {
+        let k = seeded(i, 0, 8);
+        let name = format!("Name {}@World", letters(i));
+        // Another /64 of the same /48 each time: still one quota.
+        let from = format!("2001:db8:66:{:x}::1", i + 1);
+        let rep = register_from(&mut rig, &from, &reg(&k, &name, T0));
+        if rep.status != 200 {
+            refused = Some((rep.status, rep.code()));
+            break;
+        }
+    }
+    let rep = register_from(
+        &mut rig,
+        "198.51.100.1",
+        &reg(&kp(1), "Alice Smith@Gilgamesh", T0),
+    );
+    assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
+    assert_eq!(refused, Some((429, "quota_exceeded".into())));
+}
+
+/// `i` spelled with letters only (names allow no digits).
+fn letters(mut i: u32) -> String {
+    let mut s = String::from("Q");
+    loop {
+        s.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return s;
+        }
+    }
+}

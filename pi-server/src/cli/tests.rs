@@ -74,7 +74,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 22] = [
+    let values: [(&str, &str); 26] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -97,6 +97,10 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("rate-key", "9"),
         ("rate-key-burst", "11"),
         ("friend-keys-total", "12"),
+        ("max-records-per-address", "13"),
+        ("max-friend-keys-per-address", "14"),
+        ("max-friend-keys-per-key", "15"),
+        ("quota-ipv6-prefix", "56"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -135,6 +139,13 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
     assert_ne!(by_flag.ttl, d.ttl);
     assert_ne!(by_flag.retention, d.retention);
     assert_ne!(by_flag.proxy_header, d.proxy_header);
+    assert_ne!(by_flag.max_records_per_address, d.max_records_per_address);
+    assert_ne!(
+        by_flag.max_friend_keys_per_address,
+        d.max_friend_keys_per_address
+    );
+    assert_ne!(by_flag.max_friend_keys_per_key, d.max_friend_keys_per_key);
+    assert_ne!(by_flag.quota_ipv6_prefix, d.quota_ipv6_prefix);
     assert_ne!(by_flag.max_skew, d.max_skew);
     assert_ne!(by_flag.max_connections, d.max_connections);
     assert_ne!(by_flag.allow_claimed_ip, d.allow_claimed_ip);
@@ -605,6 +616,12 @@ fn arb_config() -> impl Strategy<Value = Config> {
         (
             0u32..=100_000_000,
             proptest::sample::select(ProxyHeader::ALL.to_vec()),
+            (
+                1u32..=50_000_000,
+                0u32..=100_000_000,
+                0u32..=100_000_000,
+                32u32..=64,
+            ),
         ),
     )
         .prop_map(|(a, b, c, d, e, f, g)| Config {
@@ -630,6 +647,10 @@ fn arb_config() -> impl Strategy<Value = Config> {
             rate_key: f.2,
             rate_key_burst: f.3,
             friend_keys_total: g.0,
+            max_records_per_address: g.2.0,
+            max_friend_keys_per_address: g.2.1,
+            max_friend_keys_per_key: g.2.2,
+            quota_ipv6_prefix: g.2.3,
         })
 }
 
