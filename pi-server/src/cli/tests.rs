@@ -1,7 +1,10 @@
 use super::*;
+use crate::config::{Cidr, LogLevel, ProxyHeader};
 use proptest::prelude::*;
+use settings::{SETTINGS, find};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
@@ -469,7 +472,7 @@ fn file_size_is_capped() {
 
 #[test]
 fn default_config_round_trips_through_print_config() {
-    let text = Config::default().to_config_file();
+    let text = to_config_file(&Config::default());
     assert_eq!(
         parse_config_file(Path::new("p"), text.as_bytes()).unwrap(),
         Config::default()
@@ -506,9 +509,45 @@ fn print_config_output_is_read_back_by_config() {
     let Command::PrintConfig(config) = cmd else {
         panic!("{cmd:?}")
     };
-    let file = TempFile::new("print", config.to_config_file().as_bytes());
+    let file = TempFile::new("print", to_config_file(&config).as_bytes());
     assert_eq!(run(&["--config", &file.arg()]).unwrap(), config);
     assert_eq!(config.snapshot, Some(PathBuf::from(" /tmp/a \"b\" ")));
+}
+
+/// Issue 9: `--help` shows each numeric setting's range, and that range is the one enforced.
+#[test]
+fn every_numeric_setting_has_its_range_in_help_and_enforced() {
+    let Ok(Command::Help(text)) = load(args(&["--help"]), &no_env) else {
+        panic!()
+    };
+    let numeric: Vec<_> = SETTINGS.iter().filter(|s| s.range.is_some()).collect();
+    assert_eq!(numeric.len(), 19);
+    let d = Config::default();
+    for setting in numeric {
+        let r = setting.range.clone().unwrap();
+        let flag = format!("--{}", setting.name);
+        assert!(
+            text.contains(&format!("[range: {}-{}]", r.start(), r.end())),
+            "{flag}"
+        );
+        let default: u32 = (setting.get)(&d).parse().unwrap();
+        assert!(
+            r.contains(&default),
+            "{flag} default {default} outside {r:?}"
+        );
+        for ok in [*r.start(), *r.end()] {
+            assert!(run(&[&flag, &ok.to_string()]).is_ok(), "{flag} {ok}");
+        }
+        let mut bad = vec![u64::from(*r.end()) + 1];
+        if *r.start() > 0 {
+            bad.push(u64::from(*r.start()) - 1);
+        }
+        for b in bad {
+            let e = err(&[&flag, &b.to_string()]);
+            let rule = format!("must be an integer from {} to {}", r.start(), r.end());
+            assert!(e.contains(&rule), "{flag} {b}: {e}");
+        }
+    }
 }
 
 #[test]
@@ -526,7 +565,17 @@ fn help_lists_every_setting_with_default_and_env() {
         let block = &block[..block.find("\n    --").unwrap_or(block.len())];
         assert!(block.contains("[default: "), "{}", setting.name);
         assert!(block.contains(&format!("[env: {var}]")), "{}", setting.name);
-        assert!(block.contains(setting.doc), "{}", setting.name);
+        let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words(block).contains(&words(setting.doc)),
+            "{}",
+            setting.name
+        );
+        assert!(block.lines().all(|l| l.len() <= 96), "{}", setting.name);
+        if let Some(r) = &setting.range {
+            let shown = format!("[range: {}-{}]", r.start(), r.end());
+            assert!(block.contains(&shown), "{}: {shown}", setting.name);
+        }
     }
     for needle in [
         "USAGE",
@@ -657,7 +706,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
 proptest! {
     #[test]
     fn any_valid_config_round_trips(config in arb_config()) {
-        let text = config.to_config_file();
+        let text = to_config_file(&config);
         let back = parse_config_file(Path::new("p"), text.as_bytes()).unwrap();
         prop_assert_eq!(back, config);
     }
@@ -673,7 +722,7 @@ proptest! {
          "[ -~\t\r]{0,30}"), 0..6)) {
         let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         if let Ok(config) = parse_config_file(Path::new("p"), text.as_bytes()) {
-            let again = parse_config_file(Path::new("p"), config.to_config_file().as_bytes());
+            let again = parse_config_file(Path::new("p"), to_config_file(&config).as_bytes());
             prop_assert_eq!(again.unwrap(), config);
         }
     }
