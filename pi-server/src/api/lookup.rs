@@ -26,18 +26,20 @@ impl App {
         };
         // The token's tag covers the key of the registration it was minted for; it checks only
         // against the key its slot holds now, live and with the same timestamp.
-        let table = &self.table;
-        let holder = |claim: crate::token::TokenClaim| match table.live_slot(claim.slot, now.secs())
-        {
-            Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
-            _ => None,
-        };
-        match head.bearer.and_then(|t| self.tokens.check(t, holder)) {
-            Some(claim) => match self.table.live_slot(claim.slot, now.secs()) {
-                Some((s, _)) => Ok(s.key),
-                None => Err(unauthorized(self)),
-            },
-            None => Err(unauthorized(self)),
+        let (table, t) = (&self.table, now.secs());
+        let mut holder = None;
+        let checked = head.bearer.and_then(|token| {
+            self.tokens.check(token, |claim| {
+                holder = match table.live_slot(claim.slot, t) {
+                    Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
+                    _ => None,
+                };
+                holder
+            })
+        });
+        match (checked, holder) {
+            (Some(_), Some(key)) => Ok(key),
+            _ => Err(unauthorized(self)),
         }
     }
 

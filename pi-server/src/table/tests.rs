@@ -201,6 +201,8 @@ fn restore_puts_records_back() {
     )
     .unwrap();
     assert!(t.restore(6, s.clone(), &[], 50, 0));
+    // A restored live record is charged to its address again.
+    assert_eq!(t.quotas().source_use(t.quotas().source_of(ip())), (1, 0));
     assert!(!t.restore(6, s.clone(), &[], 50, 0));
     assert!(!t.restore(9, s, &[], 50, 0));
     let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
