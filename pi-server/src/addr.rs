@@ -11,7 +11,7 @@
 //!
 //! A trusted peer without the header is itself the client (a health check on the proxy host).
 //! If every hop is a trusted proxy, the left-most one is the client. An unparsable hop where the
-//! walk stops, more than [`MAX_FORWARD_HOPS`] trusted hops, or more than
+//! walk stops, a client hop beyond the [`MAX_FORWARD_HOPS`] right-most ones, or more than
 //! [`crate::http::MAX_FORWARD_LINES`] lines are a [`ForwardError`] (answered 400).
 //! IPv4-mapped IPv6 addresses are folded to IPv4 everywhere.
 
@@ -20,7 +20,7 @@ use crate::http::Forwarding;
 use core::fmt;
 use std::net::IpAddr;
 
-/// Most hops read from the right of the forwarding list before giving up.
+/// Most hops read from the right of the forwarding list: the client must be among them.
 pub const MAX_FORWARD_HOPS: usize = 16;
 
 /// Why the forwarding header of a trusted proxy gave no client address.
@@ -28,7 +28,7 @@ pub const MAX_FORWARD_HOPS: usize = 16;
 pub enum ForwardError {
     /// The hop where the walk stopped is not an address (`unknown`, an obfuscated node, junk).
     Unparsable,
-    /// More than [`MAX_FORWARD_HOPS`] hops are trusted proxies.
+    /// The [`MAX_FORWARD_HOPS`] right-most hops are all trusted proxies, and more follow.
     TooManyHops,
     /// More than [`crate::http::MAX_FORWARD_LINES`] lines of the header.
     TooManyLines,
