@@ -174,9 +174,9 @@ pub(super) static SETTINGS: [Setting; 26] = [
     Setting {
         name: "proxy-header",
         kind: Kind::Header,
-        doc: "The one header your trusted proxies set: x-forwarded-for (nginx, Caddy, HAProxy, \
-              Traefik append to it by default), forwarded (RFC 7239) or x-real-ip. Only it is \
-              read, walked from the right; the proxy must append to it or overwrite it.",
+        doc: "The one header your trusted proxies set: x-forwarded-for (what nginx, Caddy, HAProxy \
+              and Traefik write by default), forwarded (RFC 7239) or x-real-ip. Only it is read, \
+              walked from the right; the proxy must append to it or overwrite it.",
         range: None,
         set: |c, v| {
             c.proxy_header = ProxyHeader::parse(v).ok_or_else(|| {

@@ -6,8 +6,9 @@ use core::fmt;
 /// from a trusted proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyHeader {
-    /// `X-Forwarded-For: client, proxy1, ...` (nginx `$proxy_add_x_forwarded_for`, Caddy,
-    /// HAProxy `option forwardfor`, Traefik): the default.
+    /// `X-Forwarded-For: client, proxy1, ...`: the default. nginx
+    /// (`$proxy_add_x_forwarded_for`) and HAProxy (`option forwardfor`) append to it, Caddy and
+    /// Traefik overwrite it by default.
     XForwardedFor,
     /// `Forwarded: for=client;proto=https, for=proxy1` (RFC 7239).
     Forwarded,
