@@ -4,13 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pi_server::cli::parse_config_file;
+use pi_server::cli::{parse_config_file, to_config_file};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.conf");
     if let Ok(config) = parse_config_file(path, data) {
-        let again = parse_config_file(path, config.to_config_file().as_bytes())
+        let again = parse_config_file(path, to_config_file(&config).as_bytes())
             .expect("printed config must parse");
         assert_eq!(again, config);
     }

@@ -5,12 +5,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use pi_server::api::{App, Now};
-use pi_server::config::Config;
+use pi_server::config::{Cidr, Config};
 use pi_server::http::parse_head;
 use std::cell::RefCell;
 
 thread_local! {
-    static APP: RefCell<App> = RefCell::new(App::new(Config { capacity: 64, rate_ip: 0, rate_key: 0, ..Config::default() }, [1; 32]));
+    // The fuzzer's peer 192.0.2.1 is a trusted proxy, so forwarding headers are read too.
+    static APP: RefCell<App> = RefCell::new(App::new(Config {
+        capacity: 64,
+        rate_ip: 0,
+        rate_key: 0,
+        trusted_proxies: vec![Cidr::parse("192.0.2.0/24").unwrap()],
+        ..Config::default()
+    }, [1; 32]));
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let config = match cli::load(std::env::args_os().skip(1), &|k| std::env::var(k).ok()) {
         Ok(Command::Run(c)) => c,
         Ok(Command::PrintConfig(c)) => {
-            print!("{}", c.to_config_file());
+            print!("{}", cli::to_config_file(&c));
             return ExitCode::SUCCESS;
         }
         Ok(Command::Help(text)) => {

@@ -49,6 +49,7 @@ pub enum Reject {
     RateLimitedKey,
     CapacityFull,
     FriendPoolFull,
+    QuotaExceeded,
     BodyTooLarge,
     HeadersTooLarge,
     TooManyConnections,
@@ -56,7 +57,7 @@ pub enum Reject {
     NotAllowed,
 }
 
-const REJECTS: [(Reject, &str); 15] = [
+const REJECTS: [(Reject, &str); 16] = [
     (Reject::BadRequest, "bad_request"),
     (Reject::ClockSkew, "clock_skew"),
     (Reject::BadSignature, "bad_signature"),
@@ -67,6 +68,7 @@ const REJECTS: [(Reject, &str); 15] = [
     (Reject::RateLimitedKey, "rate_limited_key"),
     (Reject::CapacityFull, "capacity_full"),
     (Reject::FriendPoolFull, "friend_pool_full"),
+    (Reject::QuotaExceeded, "quota_exceeded"),
     (Reject::BodyTooLarge, "body_too_large"),
     (Reject::HeadersTooLarge, "headers_too_large"),
     (Reject::TooManyConnections, "too_many_connections"),

@@ -1,19 +1,26 @@
 //! Lookup tokens: proof, cheap to check, that a signed registration was accepted.
 //!
 //! A token names the requester's slot and the timestamp of the registration that produced it,
-//! and carries an HMAC-SHA256 tag (truncated to 128 bits) under a server secret. It is valid
-//! while that exact registration is live: a renewal, an unregistration or expiry invalidates it.
-//! Checking costs two SHA-256 compressions (the keyed states are precomputed), against about 50
-//! microseconds for an Ed25519 verification.
+//! and carries an HMAC-SHA256 tag (truncated to 128 bits) under a server secret. The tag also
+//! covers the registrant's public key, which the token does not carry: the server checks it
+//! against the key the slot holds *at check time*. So a token is valid only while that exact
+//! registration is live: a renewal, an unregistration or expiry invalidates it, and when the
+//! slot later holds someone else's registration, even one with the same timestamp, the old
+//! token does not check (issue 9: in version 1 it then authenticated as the new owner).
+//! Checking costs two SHA-256 compressions (the keyed states are precomputed, and the 45 MAC'd
+//! bytes fit in one block), against about 50 microseconds for an Ed25519 verification.
 //!
-//! Layout (29 bytes, then standard base64, 40 characters): version `1`, slot (u32 BE),
-//! timestamp (u64 BE), tag (16 bytes) over the first 13 bytes.
+//! Layout (29 bytes, then standard base64, 40 characters): version `2`, slot (u32 BE),
+//! timestamp (u64 BE), tag (16 bytes) = HMAC over the first 13 bytes followed by the 32-byte
+//! public key of the registrant. Version-1 tokens are refused (re-register for a new one).
 
 use phonebook_proto::b64;
 use sha2::{Digest, Sha256};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const BODY: usize = 13;
+/// Bytes under the MAC: the token's body, then the registrant's key.
+const MACED: usize = BODY + 32;
 const TAG: usize = 16;
 /// Bytes in a token.
 pub const TOKEN_LEN: usize = BODY + TAG;
@@ -68,9 +75,16 @@ impl TokenKey {
         self.secret
     }
 
-    fn tag(&self, body: &[u8; BODY]) -> [u8; TAG] {
+    fn tag(&self, body: &[u8; BODY], key: &[u8; 32]) -> [u8; TAG] {
+        let mut msg = [0u8; MACED];
+        msg[..BODY].copy_from_slice(body);
+        msg[BODY..].copy_from_slice(key);
+        self.mac(&msg)
+    }
+
+    fn mac(&self, msg: &[u8]) -> [u8; TAG] {
         let mut i = self.inner.clone();
-        i.update(body);
+        i.update(msg);
         let mut o = self.outer.clone();
         o.update(i.finalize());
         let full = o.finalize();
@@ -79,38 +93,44 @@ impl TokenKey {
         t
     }
 
-    /// A token for `claim`.
-    pub fn mint(&self, claim: TokenClaim) -> String {
+    /// A token for `claim`, minted for the registrant whose public key is `key`.
+    pub fn mint(&self, claim: TokenClaim, key: &[u8; 32]) -> String {
         let mut raw = [0u8; TOKEN_LEN];
         raw[0] = VERSION;
         raw[1..5].copy_from_slice(&claim.slot.to_be_bytes());
         raw[5..13].copy_from_slice(&claim.timestamp.to_be_bytes());
         let body: [u8; BODY] = raw[..BODY].try_into().unwrap_or([0; BODY]);
-        raw[BODY..].copy_from_slice(&self.tag(&body));
+        raw[BODY..].copy_from_slice(&self.tag(&body, key));
         b64::encode(&raw)
     }
 
-    /// The claim of an authentic token; `None` for anything else.
-    pub fn check(&self, text: &[u8]) -> Option<TokenClaim> {
+    /// The claim of an authentic token; `None` for anything else. `holder` gives the public
+    /// key of the registration that currently matches the claim (its slot is live and holds
+    /// that timestamp), or `None`; the tag is checked against that key, so a token minted for
+    /// another registrant never checks.
+    pub fn check(
+        &self,
+        text: &[u8],
+        holder: impl FnOnce(TokenClaim) -> Option<[u8; 32]>,
+    ) -> Option<TokenClaim> {
         let text = core::str::from_utf8(text).ok()?;
         let raw = b64::decode_exact::<TOKEN_LEN>(text)?;
         if raw[0] != VERSION {
             return None;
         }
         let body: [u8; BODY] = raw[..BODY].try_into().ok()?;
-        let tag = self.tag(&body);
+        let claim = TokenClaim {
+            slot: u32::from_be_bytes(raw[1..5].try_into().ok()?),
+            timestamp: u64::from_be_bytes(raw[5..13].try_into().ok()?),
+        };
+        let key = holder(claim)?;
+        let tag = self.tag(&body, &key);
         // Constant-time comparison.
         let diff = tag
             .iter()
             .zip(&raw[BODY..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
-            return None;
-        }
-        Some(TokenClaim {
-            slot: u32::from_be_bytes(raw[1..5].try_into().ok()?),
-            timestamp: u64::from_be_bytes(raw[5..13].try_into().ok()?),
-        })
+        (diff == 0).then_some(claim)
     }
 }
 
@@ -126,23 +146,42 @@ mod tests {
             slot: 7,
             timestamp: 1234,
         };
-        let t = k.mint(c);
+        let owner = [5u8; 32];
+        let held_by = |key: [u8; 32]| move |_: TokenClaim| Some(key);
+        let t = k.mint(c, &owner);
         assert_eq!(t.len(), TOKEN_TEXT_LEN);
-        assert_eq!(k.check(t.as_bytes()), Some(c));
-        assert_eq!(TokenKey::new([8; 32]).check(t.as_bytes()), None);
-        // Known HMAC-SHA256 answer (RFC 4231 style check of the construction).
+        assert_eq!(k.check(t.as_bytes(), held_by(owner)), Some(c));
+        assert_eq!(
+            TokenKey::new([8; 32]).check(t.as_bytes(), held_by(owner)),
+            None
+        );
+        // The slot now holds another registrant's key: the token is dead.
+        assert_eq!(k.check(t.as_bytes(), held_by([6; 32])), None);
+        assert_eq!(k.check(t.as_bytes(), |_| None), None);
         let mut raw = b64::decode_exact::<TOKEN_LEN>(&t).unwrap();
         raw[2] ^= 1;
-        assert_eq!(k.check(b64::encode(&raw).as_bytes()), None);
+        assert_eq!(k.check(b64::encode(&raw).as_bytes(), held_by(owner)), None);
+        // A version-1 token (same body, tag without the key) is refused.
+        let mut v1 = b64::decode_exact::<TOKEN_LEN>(&t).unwrap();
+        v1[0] = 1;
+        let body: [u8; BODY] = v1[..BODY].try_into().unwrap();
+        v1[BODY..].copy_from_slice(&k.mac(&body));
+        assert_eq!(k.check(b64::encode(&v1).as_bytes(), held_by(owner)), None);
     }
 
     #[test]
     fn hmac_matches_reference() {
-        // HMAC-SHA256(key = 32 x 0x0b, msg = 13 bytes 0..12), computed independently:
-        // python3 -c "import hmac,hashlib;print(hmac.new(b'\x0b'*32,bytes(range(13)),hashlib.sha256).hexdigest())"
+        // HMAC-SHA256(key = 32 x 0x0b, msg = 45 bytes 0..44) truncated to 16 bytes, computed
+        // independently: python3 -c "import hmac,hashlib;
+        // print(hmac.new(b'\x0b'*32,bytes(range(45)),hashlib.sha256).hexdigest()[:32])"
         let k = TokenKey::new([0x0b; 32]);
         let body: [u8; BODY] = core::array::from_fn(|i| i as u8);
-        let hex: String = k.tag(&body).iter().map(|b| format!("{b:02x}")).collect();
+        let key: [u8; 32] = core::array::from_fn(|i| (BODY + i) as u8);
+        let hex: String = k
+            .tag(&body, &key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(hex, HMAC_REF);
     }
 
@@ -152,7 +191,7 @@ mod tests {
         #[test]
         fn garbage_never_checks(bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
             let k = TokenKey::new([1; 32]);
-            prop_assert_eq!(k.check(&bytes), None);
+            prop_assert_eq!(k.check(&bytes, |_| Some([2; 32])), None);
         }
     }
 }

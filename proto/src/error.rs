@@ -30,6 +30,10 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// 429: too many requests; wait `Retry-After` seconds.
     RateLimited,
+    /// 429: the registration would exceed a quota of your address or key (live records, or
+    /// friend keys they hold); no `Retry-After`: it frees when one of your own records is
+    /// unregistered or expires.
+    QuotaExceeded,
     /// 503: the table is full; wait `Retry-After` seconds.
     CapacityFull,
     /// 503: too many connections.
@@ -54,6 +58,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::CapacityFull => "capacity_full",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::VersionNotSupported => "version_not_supported",
@@ -70,7 +75,7 @@ impl ErrorCode {
             ErrorCode::KeyConflict | ErrorCode::Replayed => 409,
             ErrorCode::LengthRequired => 411,
             ErrorCode::BodyTooLarge => 413,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::CapacityFull | ErrorCode::Overloaded => 503,
             ErrorCode::VersionNotSupported => 505,
@@ -84,7 +89,7 @@ impl ErrorCode {
 }
 
 /// Every code, for documentation and tests.
-pub const ALL: [ErrorCode; 15] = [
+pub const ALL: [ErrorCode; 16] = [
     ErrorCode::BadRequest,
     ErrorCode::ClockSkew,
     ErrorCode::BadSignature,
@@ -97,6 +102,7 @@ pub const ALL: [ErrorCode; 15] = [
     ErrorCode::BodyTooLarge,
     ErrorCode::HeadersTooLarge,
     ErrorCode::RateLimited,
+    ErrorCode::QuotaExceeded,
     ErrorCode::CapacityFull,
     ErrorCode::Overloaded,
     ErrorCode::VersionNotSupported,

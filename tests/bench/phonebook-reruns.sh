@@ -36,8 +36,10 @@ start() { # reference|pi-server [pi-server flags...]
         [[ -f $REF_SERVER ]] || { echo "reference server.js not found (set REF_SERVER)" >&2; exit 1; }
         PORT=$port HOST=127.0.0.1 RATE_LIMIT=0 taskset -c 0 node "$REF_SERVER" >/dev/null 2>&1 &
     else
+        # One load client on 127.0.0.1: rate limits and per-address quotas off.
         taskset -c 0 "$bin/pi-server" --listen "127.0.0.1:$port" --rate-ip 0 --rate-key 0 \
-            --log-level warn "$@" >/dev/null 2>&1 &
+            --max-records-per-address 50000000 --max-friend-keys-per-address 100000000 \
+            --max-friend-keys-per-key 100000000 --log-level warn "$@" >/dev/null 2>&1 &
     fi
     pid=$!
     for _ in $(seq 50); do

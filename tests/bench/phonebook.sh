@@ -105,6 +105,9 @@ has_flag() { grep -q -- "--$1\b" <<<"$pi_help"; }
 has_flag max-connections && pi_flags+=(--max-connections $((IDLE + 4096)))
 has_flag idle-timeout && pi_flags+=(--idle-timeout 600)
 has_flag log-level && pi_flags+=(--log-level warn)
+# Every load client registers from 127.0.0.1: lift the per-address quotas (issue 9).
+has_flag max-records-per-address && pi_flags+=(--max-records-per-address 50000000
+    --max-friend-keys-per-address 100000000 --max-friend-keys-per-key 100000000)
 
 work=$(mktemp -d /tmp/pb-bench.XXXXXX)
 results=$work/results.jsonl

@@ -24,11 +24,21 @@ impl App {
                 "lookups need Authorization: Bearer <token from your registration>",
             )
         };
-        let Some(claim) = head.bearer.and_then(|t| self.tokens.check(t)) else {
-            return Err(unauthorized(self));
-        };
-        match self.table.live_slot(claim.slot, now.secs()) {
-            Some((s, _)) if s.timestamp == claim.timestamp => Ok(s.key),
+        // The token's tag covers the key of the registration it was minted for; it checks only
+        // against the key its slot holds now, live and with the same timestamp.
+        let (table, t) = (&self.table, now.secs());
+        let mut holder = None;
+        let checked = head.bearer.and_then(|token| {
+            self.tokens.check(token, |claim| {
+                holder = match table.live_slot(claim.slot, t) {
+                    Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
+                    _ => None,
+                };
+                holder
+            })
+        });
+        match (checked, holder) {
+            (Some(_), Some(key)) => Ok(key),
             _ => Err(unauthorized(self)),
         }
     }

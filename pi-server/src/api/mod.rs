@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::http::{Head, Method, Response};
 use crate::metrics::{Endpoint, Gauges, Metrics, Reject};
 use crate::ratelimit::Limiter;
-use crate::table::{Table, TableLimits};
+use crate::table::{QuotaLimits, Table, TableLimits};
 use crate::token::TokenKey;
 use nanoserde::SerJson;
 use phonebook_proto::{ErrorBody, ErrorCode, Health, paths};
@@ -137,6 +137,12 @@ impl App {
         let table = Table::new(TableLimits {
             capacity: config.capacity,
             friend_keys_total: config.friend_keys_total,
+            quotas: QuotaLimits {
+                records_per_source: config.max_records_per_address,
+                friend_keys_per_source: config.max_friend_keys_per_address,
+                friend_keys_per_key: config.max_friend_keys_per_key,
+                ipv6_prefix: config.quota_ipv6_prefix.min(128) as u8,
+            },
         });
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
@@ -198,14 +204,30 @@ impl App {
         now: Now,
         out: &mut Vec<u8>,
     ) -> Started {
-        let client = addr::client_ip(
-            peer,
-            head.forwarded,
-            head.x_forwarded_for,
-            &self.config.trusted_proxies,
-        );
-        let origin = Origin { peer, client };
         let head_only = head.method == Method::Head;
+        let which = self.config.proxy_header;
+        let client =
+            match addr::client_ip(peer, &head.forwarding, which, &self.config.trusted_proxies) {
+                Ok(client) => client,
+                Err(e) => {
+                    self.metrics.reject(Reject::BadRequest);
+                    let a = Answer::error(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "invalid {} header from the trusted proxy: {e}",
+                            which.name()
+                        ),
+                    );
+                    return Started::Done(self.respond(
+                        Endpoint::Other,
+                        a,
+                        head.keep_alive,
+                        head_only,
+                        out,
+                    ));
+                }
+            };
+        let origin = Origin { peer, client };
         let (endpoint, routed) = self.route(head, body, origin, now);
         let answer = match routed {
             Routed::Answer(a) => a,
@@ -360,13 +382,16 @@ impl App {
         Answer::ok(h.serialize_json().into_bytes())
     }
 
+    /// `/metrics`, for clients on loopback or in a trusted proxy range, judged by the client
+    /// address after proxy resolution: behind a proxy on the same host every peer is loopback.
     fn metrics_page(&self, origin: Origin, now: Now) -> Answer {
+        let client = origin.client.to_canonical();
         let trusted = self
             .config
             .trusted_proxies
             .iter()
-            .any(|c| c.contains(origin.peer));
-        if !(self.config.metrics_public || origin.peer.to_canonical().is_loopback() || trusted) {
+            .any(|c| c.contains(client));
+        if !(self.config.metrics_public || client.is_loopback() || trusted) {
             return Answer::error(ErrorCode::NotFound, "no such path");
         }
         let g = Gauges {

@@ -2,7 +2,7 @@
 
 use super::{Answer, App, Now, Origin};
 use crate::metrics::{Endpoint, Reject};
-use crate::table::{RegisterError, UnregisterError};
+use crate::table::{QuotaError, RegisterError, UnregisterError};
 use crate::token::TokenClaim;
 use nanoserde::SerJson;
 use phonebook_proto::signed::unregister_message;
@@ -141,10 +141,13 @@ impl App {
                 // Re-register after 80-90 % of the TTL, spread so clients do not come in waves.
                 let span = u64::from(ttl) / 10;
                 let reregister_in = u64::from(ttl) * 8 / 10 + self.next_random() % (span + 1);
-                let token = self.tokens.mint(TokenClaim {
-                    slot: done.slot,
-                    timestamp: req.timestamp,
-                });
+                let token = self.tokens.mint(
+                    TokenClaim {
+                        slot: done.slot,
+                        timestamp: req.timestamp,
+                    },
+                    req.key.as_bytes(),
+                );
                 let a = RegisterAnswer {
                     success: true,
                     ip: ip.to_string(),
@@ -167,6 +170,33 @@ impl App {
                     ErrorCode::CapacityFull,
                     "the phone book is full",
                     CAPACITY_RETRY_SECS,
+                )
+            }
+            Err(RegisterError::Quota(q)) => {
+                self.metrics.reject(Reject::QuotaExceeded);
+                let (what, limit) = match q {
+                    QuotaError::Records => (
+                        "live registrations from your address",
+                        self.config.max_records_per_address,
+                    ),
+                    QuotaError::SourceFriendKeys => (
+                        "friend keys in the registrations from your address",
+                        self.config.max_friend_keys_per_address,
+                    ),
+                    QuotaError::KeyFriendKeys => (
+                        "friend keys in the registrations of your key",
+                        self.config.max_friend_keys_per_key,
+                    ),
+                };
+                self.audit.warn(
+                    now.mono_ms,
+                    format_args!("quota: {what} over {limit} (key {})", req.key.short()),
+                );
+                Answer::error(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "at most {limit} {what}; unregister one or let it expire, or register with fewer friends"
+                    ),
                 )
             }
             Err(RegisterError::FriendPoolFull) => {

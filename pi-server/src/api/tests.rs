@@ -468,3 +468,5 @@ fn health_and_metrics() {
     assert!(text.contains("phonebook_requests_total{endpoint=\"register\",status=\"200\"} 1"));
     assert!(text.contains("phonebook_rejections_total{reason=\"key_conflict\"} 0"));
 }
+
+mod security;

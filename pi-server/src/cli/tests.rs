@@ -1,7 +1,10 @@
 use super::*;
+use crate::config::{Cidr, LogLevel, ProxyHeader};
 use proptest::prelude::*;
+use settings::{SETTINGS, find};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
@@ -74,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 21] = [
+    let values: [(&str, &str); 26] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -84,6 +87,7 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("max-skew", "60"),
         ("max-connections", "100"),
         ("trusted-proxies", "10.0.0.0/8, fd00::/8"),
+        ("proxy-header", "Forwarded"),
         ("allow-claimed-ip", "true"),
         ("metrics-public", "true"),
         ("log-level", "debug"),
@@ -96,6 +100,10 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("rate-key", "9"),
         ("rate-key-burst", "11"),
         ("friend-keys-total", "12"),
+        ("max-records-per-address", "13"),
+        ("max-friend-keys-per-address", "14"),
+        ("max-friend-keys-per-key", "15"),
+        ("quota-ipv6-prefix", "56"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -133,6 +141,14 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
     assert_ne!(by_flag.capacity, d.capacity);
     assert_ne!(by_flag.ttl, d.ttl);
     assert_ne!(by_flag.retention, d.retention);
+    assert_ne!(by_flag.proxy_header, d.proxy_header);
+    assert_ne!(by_flag.max_records_per_address, d.max_records_per_address);
+    assert_ne!(
+        by_flag.max_friend_keys_per_address,
+        d.max_friend_keys_per_address
+    );
+    assert_ne!(by_flag.max_friend_keys_per_key, d.max_friend_keys_per_key);
+    assert_ne!(by_flag.quota_ipv6_prefix, d.quota_ipv6_prefix);
     assert_ne!(by_flag.max_skew, d.max_skew);
     assert_ne!(by_flag.max_connections, d.max_connections);
     assert_ne!(by_flag.allow_claimed_ip, d.allow_claimed_ip);
@@ -456,7 +472,7 @@ fn file_size_is_capped() {
 
 #[test]
 fn default_config_round_trips_through_print_config() {
-    let text = Config::default().to_config_file();
+    let text = to_config_file(&Config::default());
     assert_eq!(
         parse_config_file(Path::new("p"), text.as_bytes()).unwrap(),
         Config::default()
@@ -493,9 +509,45 @@ fn print_config_output_is_read_back_by_config() {
     let Command::PrintConfig(config) = cmd else {
         panic!("{cmd:?}")
     };
-    let file = TempFile::new("print", config.to_config_file().as_bytes());
+    let file = TempFile::new("print", to_config_file(&config).as_bytes());
     assert_eq!(run(&["--config", &file.arg()]).unwrap(), config);
     assert_eq!(config.snapshot, Some(PathBuf::from(" /tmp/a \"b\" ")));
+}
+
+/// Issue 9: `--help` shows each numeric setting's range, and that range is the one enforced.
+#[test]
+fn every_numeric_setting_has_its_range_in_help_and_enforced() {
+    let Ok(Command::Help(text)) = load(args(&["--help"]), &no_env) else {
+        panic!()
+    };
+    let numeric: Vec<_> = SETTINGS.iter().filter(|s| s.range.is_some()).collect();
+    assert_eq!(numeric.len(), 19);
+    let d = Config::default();
+    for setting in numeric {
+        let r = setting.range.clone().unwrap();
+        let flag = format!("--{}", setting.name);
+        assert!(
+            text.contains(&format!("[range: {}-{}]", r.start(), r.end())),
+            "{flag}"
+        );
+        let default: u32 = (setting.get)(&d).parse().unwrap();
+        assert!(
+            r.contains(&default),
+            "{flag} default {default} outside {r:?}"
+        );
+        for ok in [*r.start(), *r.end()] {
+            assert!(run(&[&flag, &ok.to_string()]).is_ok(), "{flag} {ok}");
+        }
+        let mut bad = vec![u64::from(*r.end()) + 1];
+        if *r.start() > 0 {
+            bad.push(u64::from(*r.start()) - 1);
+        }
+        for b in bad {
+            let e = err(&[&flag, &b.to_string()]);
+            let rule = format!("must be an integer from {} to {}", r.start(), r.end());
+            assert!(e.contains(&rule), "{flag} {b}: {e}");
+        }
+    }
 }
 
 #[test]
@@ -513,7 +565,17 @@ fn help_lists_every_setting_with_default_and_env() {
         let block = &block[..block.find("\n    --").unwrap_or(block.len())];
         assert!(block.contains("[default: "), "{}", setting.name);
         assert!(block.contains(&format!("[env: {var}]")), "{}", setting.name);
-        assert!(block.contains(setting.doc), "{}", setting.name);
+        let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words(block).contains(&words(setting.doc)),
+            "{}",
+            setting.name
+        );
+        assert!(block.lines().all(|l| l.len() <= 96), "{}", setting.name);
+        if let Some(r) = &setting.range {
+            let shown = format!("[range: {}-{}]", r.start(), r.end());
+            assert!(block.contains(&shown), "{}: {shown}", setting.name);
+        }
     }
     for needle in [
         "USAGE",
@@ -543,111 +605,4 @@ fn env_var_names() {
     assert_eq!(env_var_name("ttl"), "PI_SERVER_TTL");
 }
 
-fn arb_cidr() -> impl Strategy<Value = Cidr> {
-    prop_oneof![
-        (any::<u32>(), 0u8..=32).prop_map(|(a, p)| {
-            let addr = IpAddr::V4(a.into());
-            Cidr {
-                addr: crate::config::mask(addr, p),
-                prefix: p,
-            }
-        }),
-        (any::<u128>(), 0u8..=128).prop_map(|(a, p)| {
-            let addr = IpAddr::V6(a.into());
-            Cidr {
-                addr: crate::config::mask(addr, p),
-                prefix: p,
-            }
-        }),
-    ]
-    .prop_filter("not IPv4-mapped", |c| match c.addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
-        IpAddr::V4(_) => true,
-    })
-}
-
-fn arb_config() -> impl Strategy<Value = Config> {
-    (
-        (
-            (any::<IpAddr>(), any::<u16>()).prop_map(SocketAddr::from),
-            proptest::option::of("[^\r\n]{1,40}"),
-        ),
-        (
-            1u32..=86_400,
-            1u32..=50_000_000,
-            10u32..=604_800,
-            0u32..=2_592_000,
-        ),
-        (
-            1u32..=86_400,
-            1u32..=1_000_000,
-            proptest::collection::vec(arb_cidr(), 0..5),
-        ),
-        (
-            any::<bool>(),
-            any::<bool>(),
-            proptest::sample::select(LogLevel::ALL.to_vec()),
-        ),
-        (
-            1024u32..=1_048_576,
-            1024u32..=1_048_576,
-            1u32..=3600,
-            1u32..=3600,
-        ),
-        (
-            0u32..=1_000_000,
-            1u32..=1_000_000,
-            0u32..=1_000_000,
-            1u32..=1_000_000,
-        ),
-        0u32..=100_000_000,
-    )
-        .prop_map(|(a, b, c, d, e, f, g)| Config {
-            listen: a.0,
-            snapshot: a.1.map(PathBuf::from),
-            snapshot_interval: b.0,
-            capacity: b.1,
-            ttl: b.2,
-            retention: b.3,
-            max_skew: c.0,
-            max_connections: c.1,
-            trusted_proxies: c.2,
-            allow_claimed_ip: d.0,
-            metrics_public: d.1,
-            log_level: d.2,
-            max_header_bytes: e.0,
-            max_body_bytes: e.1,
-            read_timeout: e.2,
-            idle_timeout: e.3,
-            rate_ip: f.0,
-            rate_ip_burst: f.1,
-            rate_key: f.2,
-            rate_key_burst: f.3,
-            friend_keys_total: g,
-        })
-}
-
-proptest! {
-    #[test]
-    fn any_valid_config_round_trips(config in arb_config()) {
-        let text = config.to_config_file();
-        let back = parse_config_file(Path::new("p"), text.as_bytes()).unwrap();
-        prop_assert_eq!(back, config);
-    }
-
-    #[test]
-    fn config_file_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let _ = parse_config_file(Path::new("p"), &bytes);
-    }
-
-    #[test]
-    fn config_file_lines_never_panic(lines in proptest::collection::vec(
-        (proptest::sample::select(vec!["ttl", "listen", "trusted-proxies", "snapshot", "log-level", "x"]),
-         "[ -~\t\r]{0,30}"), 0..6)) {
-        let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        if let Ok(config) = parse_config_file(Path::new("p"), text.as_bytes()) {
-            let again = parse_config_file(Path::new("p"), config.to_config_file().as_bytes());
-            prop_assert_eq!(again.unwrap(), config);
-        }
-    }
-}
+mod props;

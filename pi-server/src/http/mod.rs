@@ -3,5 +3,7 @@
 mod request;
 mod response;
 
-pub use request::{Head, HeadError, MAX_HEADERS, Method, parse_head};
+pub use request::{
+    Forwarding, Head, HeadError, MAX_FORWARD_LINES, MAX_HEADERS, Method, parse_head,
+};
 pub use response::{Response, reason};

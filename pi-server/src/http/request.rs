@@ -1,9 +1,41 @@
 //! Request heads, parsed with httparse under fixed limits.
 
+use crate::config::ProxyHeader;
 use core::fmt;
 
 /// Most header lines in a request (431 above).
 pub const MAX_HEADERS: usize = 32;
+/// Most lines of one forwarding header kept; more make that header unusable (the request is
+/// refused if it is the configured one, see [`crate::addr`]).
+pub const MAX_FORWARD_LINES: usize = 4;
+
+/// The lines of the three forwarding headers (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`),
+/// in the order they came. Several lines of one name form one comma-separated list
+/// (RFC 9110 section 5.3), so every line is kept, up to [`MAX_FORWARD_LINES`] per name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding<'a> {
+    lines: [[&'a [u8]; MAX_FORWARD_LINES]; 3],
+    counts: [u8; 3],
+}
+
+impl<'a> Forwarding<'a> {
+    /// Records one line of `which`.
+    pub fn push(&mut self, which: ProxyHeader, value: &'a [u8]) {
+        let k = which.index();
+        let n = usize::from(self.counts[k]);
+        if n < MAX_FORWARD_LINES {
+            self.lines[k][n] = value;
+        }
+        self.counts[k] = self.counts[k].saturating_add(1);
+    }
+
+    /// The lines of `which` in order, or `None` if there were more than [`MAX_FORWARD_LINES`].
+    pub fn lines(&self, which: ProxyHeader) -> Option<&[&'a [u8]]> {
+        let k = which.index();
+        let n = usize::from(self.counts[k]);
+        (n <= MAX_FORWARD_LINES).then(|| &self.lines[k][..n])
+    }
+}
 
 /// Request methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +69,8 @@ pub struct Head<'a> {
     pub keep_alive: bool,
     /// The credentials of `Authorization: Bearer <token>`.
     pub bearer: Option<&'a [u8]>,
-    /// `Forwarded` header value.
-    pub forwarded: Option<&'a [u8]>,
-    /// `X-Forwarded-For` header value.
-    pub x_forwarded_for: Option<&'a [u8]>,
+    /// The forwarding headers' lines (believed only from a trusted proxy).
+    pub forwarding: Forwarding<'a>,
 }
 
 /// Why a head could not be used.
@@ -112,8 +142,7 @@ pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
         content_length: None,
         keep_alive: minor >= 1,
         bearer: None,
-        forwarded: None,
-        x_forwarded_for: None,
+        forwarding: Forwarding::default(),
     };
     for h in req.headers.iter() {
         let name = h.name;
@@ -142,10 +171,8 @@ pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
             if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
                 head.bearer = Some(v[7..].trim_ascii());
             }
-        } else if name.eq_ignore_ascii_case("forwarded") {
-            head.forwarded = Some(h.value);
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            head.x_forwarded_for = Some(h.value);
+        } else if let Some(which) = ProxyHeader::parse(name) {
+            head.forwarding.push(which, h.value);
         }
     }
     Ok(head)
@@ -163,7 +190,9 @@ mod tests {
         assert_eq!(h.method, Method::Get);
         assert_eq!(h.path, b"/api/lookup/Aa%20Bb@W");
         assert_eq!(h.bearer, Some(&b"abc"[..]));
-        assert_eq!(h.x_forwarded_for, Some(&b"1.2.3.4"[..]));
+        let xff = h.forwarding.lines(ProxyHeader::XForwardedFor);
+        assert_eq!(xff, Some(&[&b"1.2.3.4"[..]][..]));
+        assert_eq!(h.forwarding.lines(ProxyHeader::Forwarded), Some(&[][..]));
         assert!(h.keep_alive);
         assert_eq!(&r[h.len..], b"rest");
         let h = parse_head(b"POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n", 8192).unwrap();
@@ -204,6 +233,28 @@ mod tests {
         assert_eq!(
             parse_head(r.as_bytes(), 8192).err(),
             Some(HeadError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn repeated_forwarding_lines_are_all_kept_in_order() {
+        let mut r = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..MAX_FORWARD_LINES {
+            r.push_str(&format!(
+                "x-forwarded-for: 192.0.2.{i}\r\nX-Real-IP: 1.1.1.{i}\r\n"
+            ));
+        }
+        let full = format!("{r}\r\n");
+        let h = parse_head(full.as_bytes(), 8192).unwrap();
+        let lines = h.forwarding.lines(ProxyHeader::XForwardedFor).unwrap();
+        assert_eq!(lines.len(), MAX_FORWARD_LINES);
+        assert_eq!(lines[1], b"192.0.2.1");
+        r.push_str("X-Forwarded-For: 192.0.2.99\r\n\r\n");
+        let h = parse_head(r.as_bytes(), 8192).unwrap();
+        assert_eq!(h.forwarding.lines(ProxyHeader::XForwardedFor), None);
+        assert_eq!(
+            h.forwarding.lines(ProxyHeader::XRealIp).map(<[_]>::len),
+            Some(MAX_FORWARD_LINES)
         );
     }
 

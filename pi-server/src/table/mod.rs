@@ -12,9 +12,11 @@
 //! reaches it.
 
 mod friends;
+mod quota;
 mod slot;
 
 pub use friends::FriendStore;
+pub use quota::{Charge, QuotaError, QuotaLimits, Quotas, source_key};
 pub use slot::{Slot, SlotState};
 
 use hashbrown::HashTable;
@@ -34,6 +36,8 @@ pub enum RegisterError {
     CapacityFull,
     /// The friend-key pool is exhausted.
     FriendPoolFull,
+    /// The registration would break a per-address or per-key quota.
+    Quota(QuotaError),
 }
 
 /// Why an unregistration was refused.
@@ -63,6 +67,8 @@ pub struct TableLimits {
     pub capacity: u32,
     /// Most friend keys across all records.
     pub friend_keys_total: u32,
+    /// Per-address and per-key quotas.
+    pub quotas: QuotaLimits,
 }
 
 /// The table. See the module docs.
@@ -75,6 +81,7 @@ pub struct Table {
     hasher: RandomState,
     free: Vec<u32>,
     friends: FriendStore,
+    quotas: Quotas,
     capacity: u32,
     live: u32,
     retained: u32,
@@ -104,6 +111,7 @@ impl Table {
             hasher: RandomState::new(),
             free: Vec::new(),
             friends: FriendStore::new(limits.friend_keys_total),
+            quotas: Quotas::new(limits.quotas),
             capacity: limits.capacity,
             live: 0,
             retained: 0,
@@ -142,6 +150,31 @@ impl Table {
     /// Friend keys stored.
     pub fn friend_keys(&self) -> u32 {
         self.friends.total_keys()
+    }
+
+    /// The per-address and per-key accounting.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// What the record in `id` is charged, if it is live (even past its deadline, until the
+    /// sweep retires it: it still holds its friend keys until then).
+    fn charge_of(&self, id: u32) -> Option<Charge> {
+        let s = self.slots.get(id as usize)?;
+        (s.state == SlotState::Live).then(|| Charge {
+            source: self.quotas.source_of(s.ip()),
+            key: s.key,
+            friend_keys: self
+                .friends
+                .get(s.friends)
+                .map_or(0, |(k, _)| k.len() as u32),
+        })
+    }
+
+    fn release(&mut self, id: u32) {
+        if let Some(c) = self.charge_of(id) {
+            self.quotas.release(&c);
+        }
     }
 
     fn hash(&self, canon: &[u8]) -> u64 {
@@ -213,6 +246,18 @@ impl Table {
                 return Err(RegisterError::Replayed);
             }
         }
+        let old_charge = existing.and_then(|id| self.charge_of(id));
+        let new_charge = Charge {
+            source: self.quotas.source_of(ip),
+            key: *req.key.as_bytes(),
+            friend_keys: match req.visibility {
+                Visibility::Public => 0,
+                Visibility::Friends => req.friends.len() as u32,
+            },
+        };
+        self.quotas
+            .check(old_charge.as_ref(), &new_charge)
+            .map_err(RegisterError::Quota)?;
         let friends = match req.visibility {
             Visibility::Public => slot::NO_FRIENDS,
             Visibility::Friends => {
@@ -246,6 +291,10 @@ impl Table {
                 }
             },
         };
+        if let Some(old) = old_charge {
+            self.quotas.release(&old);
+        }
+        self.quotas.charge(&new_charge);
         let s = &mut self.slots[id as usize];
         s.fill(req, ip, friends);
         self.deadline[id as usize] = now.saturating_add(ttl);
@@ -296,6 +345,7 @@ impl Table {
             self.free_slot(id);
             return;
         }
+        self.release(id);
         self.live -= 1;
         let s = &mut self.slots[id as usize];
         self.friends.remove(s.friends);
@@ -305,6 +355,7 @@ impl Table {
     }
 
     fn free_slot(&mut self, id: u32) {
+        self.release(id);
         let s = &self.slots[id as usize];
         match s.state {
             SlotState::Live => self.live -= 1,
@@ -449,6 +500,9 @@ impl Table {
         let h = self.hash(&canon.0[..canon.1]);
         self.slots[id as usize] = slot;
         self.deadline[id as usize] = now.saturating_add(remaining);
+        if let Some(c) = self.charge_of(id) {
+            self.quotas.charge(&c);
+        }
         let slots = &self.slots;
         let hasher = &self.hasher;
         self.index.insert_unique(h, id, |&i| {
@@ -463,6 +517,7 @@ impl Table {
         let limits = TableLimits {
             capacity: self.capacity,
             friend_keys_total: self.friends.budget(),
+            quotas: self.quotas.limits(),
         };
         *self = Table::new(limits);
     }

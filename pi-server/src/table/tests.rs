@@ -24,6 +24,7 @@ fn table(cap: u32) -> Table {
     Table::new(TableLimits {
         capacity: cap,
         friend_keys_total: 10,
+        quotas: QuotaLimits::NONE,
     })
 }
 
@@ -200,6 +201,8 @@ fn restore_puts_records_back() {
     )
     .unwrap();
     assert!(t.restore(6, s.clone(), &[], 50, 0));
+    // A restored live record is charged to its address again.
+    assert_eq!(t.quotas().source_use(t.quotas().source_of(ip())), (1, 0));
     assert!(!t.restore(6, s.clone(), &[], 50, 0));
     assert!(!t.restore(9, s, &[], 50, 0));
     let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
@@ -213,16 +216,137 @@ fn restore_puts_records_back() {
     assert_eq!(t.live(), 8);
 }
 
+fn quota_table(cap: u32, pool: u32, quotas: QuotaLimits) -> Table {
+    Table::new(TableLimits {
+        capacity: cap,
+        friend_keys_total: pool,
+        quotas,
+    })
+}
+
+fn friends_reg(k: &Keypair, name: &str, n: u8, ts: u64) -> Register {
+    Register::sign(
+        k,
+        PlayerName::parse(name).unwrap(),
+        1,
+        Visibility::Friends,
+        (0..n).map(|i| kp(100 + i).public()).collect(),
+        ts,
+    )
+}
+
+fn at(n: u8) -> IpAddr {
+    IpAddr::from([192, 0, 2, n])
+}
+
+/// Issue 9: the pool and the quotas get their space back on every path a live record leaves
+/// by: renewal with a shorter list, going public, unregistration, expiry (with and without
+/// retention), and the end of retention.
+#[test]
+fn pool_and_quota_space_is_reclaimed_on_every_path() {
+    let limits = QuotaLimits {
+        records_per_source: 2,
+        friend_keys_per_source: 8,
+        friend_keys_per_key: 6,
+        ipv6_prefix: 48,
+    };
+    for retention in [0, 40] {
+        let mut t = quota_table(8, 100, limits);
+        let src = t.quotas().source_of(at(1));
+        t.register(&friends_reg(&kp(1), "Aa Bb@World", 6, 1), at(1), 0, TTL)
+            .unwrap();
+        assert_eq!((t.friend_keys(), t.quotas().source_use(src)), (6, (1, 6)));
+        // Renewal with a shorter list.
+        t.register(&friends_reg(&kp(1), "Aa Bb@World", 2, 2), at(1), 0, TTL)
+            .unwrap();
+        assert_eq!((t.friend_keys(), t.quotas().source_use(src)), (2, (1, 2)));
+        assert_eq!(t.quotas().key_use(kp(1).public().as_bytes()), 2);
+        // Renewal from another address moves the charge.
+        t.register(&friends_reg(&kp(1), "Aa Bb@World", 2, 3), at(2), 0, TTL)
+            .unwrap();
+        assert_eq!(t.quotas().source_use(src), (0, 0));
+        t.register(&friends_reg(&kp(1), "Aa Bb@World", 2, 4), at(1), 0, TTL)
+            .unwrap();
+        // Going public.
+        t.register(&reg(&kp(1), "Aa Bb@World", 5), at(1), 0, TTL)
+            .unwrap();
+        assert_eq!((t.friend_keys(), t.quotas().source_use(src)), (0, (1, 0)));
+        // Unregistration.
+        t.register(&friends_reg(&kp(2), "Cc Dd@World", 3, 1), at(1), 0, TTL)
+            .unwrap();
+        let u = Unregister::sign(&kp(2), PlayerName::parse("Cc Dd@World").unwrap(), 2);
+        t.unregister(&u, 1, retention).unwrap();
+        assert_eq!((t.friend_keys(), t.quotas().source_use(src)), (0, (1, 0)));
+        // Expiry: both records, after the sweep.
+        t.register(&friends_reg(&kp(3), "Ee Ff@World", 4, 1), at(1), 0, TTL)
+            .unwrap();
+        assert_eq!(t.quotas().source_use(src), (2, 4));
+        t.sweep(TTL, 100, retention);
+        assert_eq!((t.friend_keys(), t.live()), (0, 0));
+        assert_eq!(t.quotas().entries(), (0, 0));
+        // End of retention frees the bindings, which held nothing.
+        t.sweep(TTL + retention + 1, 100, retention);
+        assert_eq!((t.live(), t.retained()), (0, 0));
+        assert_eq!(t.quotas().entries(), (0, 0));
+    }
+}
+
+/// Issue 9: one address (or key) at its quota does not stop another address; the refusal
+/// names the quota and changes nothing.
+#[test]
+fn quotas_refuse_one_source_not_the_others() {
+    let limits = QuotaLimits {
+        records_per_source: 2,
+        friend_keys_per_source: 8,
+        friend_keys_per_key: 6,
+        ipv6_prefix: 48,
+    };
+    let mut t = quota_table(8, 14, limits);
+    t.register(&friends_reg(&kp(1), "Aa Bb@World", 6, 1), at(1), 0, TTL)
+        .unwrap();
+    assert_eq!(
+        t.register(&friends_reg(&kp(1), "Aa Bc@World", 1, 1), at(2), 0, TTL),
+        Err(RegisterError::Quota(QuotaError::KeyFriendKeys))
+    );
+    assert_eq!(
+        t.register(&friends_reg(&kp(2), "Cc Dd@World", 3, 1), at(1), 0, TTL),
+        Err(RegisterError::Quota(QuotaError::SourceFriendKeys))
+    );
+    t.register(&reg(&kp(2), "Cc Dd@World", 1), at(1), 0, TTL)
+        .unwrap();
+    assert_eq!(
+        t.register(&reg(&kp(3), "Ee Ff@World", 1), at(1), 0, TTL),
+        Err(RegisterError::Quota(QuotaError::Records))
+    );
+    // IPv6: another /64 of the same /48 is the same source.
+    let v6a: IpAddr = "2001:db8:5:1::1".parse().unwrap();
+    let v6b: IpAddr = "2001:db8:5:2::1".parse().unwrap();
+    t.register(&reg(&kp(4), "Gg Hh@World", 1), v6a, 0, TTL)
+        .unwrap();
+    t.register(&reg(&kp(5), "Ii Jj@World", 1), v6b, 0, TTL)
+        .unwrap();
+    assert_eq!(
+        t.register(&reg(&kp(6), "Kk Ll@World", 1), v6b, 0, TTL),
+        Err(RegisterError::Quota(QuotaError::Records))
+    );
+    // Another address fills the rest of the pool.
+    assert_eq!(t.live(), 4);
+    t.register(&friends_reg(&kp(7), "Mm Nn@World", 6, 1), at(3), 0, TTL)
+        .unwrap();
+    assert_eq!(t.friend_keys(), 12);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Reg(u8, u8, u64),
+    Reg(u8, u8, u64, u8, u8),
     Unreg(u8, u8, u64),
     Tick(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..6u8, 0..3u8, 0..50u64).prop_map(|(n, k, t)| Op::Reg(n, k, t)),
+        (0..6u8, 0..3u8, 0..50u64, 0..5u8, 0..3u8)
+            .prop_map(|(n, k, t, f, a)| Op::Reg(n, k, t, f, a)),
         (0..6u8, 0..3u8, 0..50u64).prop_map(|(n, k, t)| Op::Unreg(n, k, t)),
         (0..60u32).prop_map(Op::Tick),
     ]
@@ -235,14 +359,23 @@ proptest! {
     fn invariants_hold(ops in proptest::collection::vec(op(), 1..80)) {
         let names = ["Aa Bb@World", "Cc Dd@World", "Ee Ff@World", "Gg Hh@World", "Ii Jj@World", "Kk Ll@World"];
         let keys: Vec<Keypair> = (1..4).map(kp).collect();
-        let mut t = table(4);
+        let mut t = quota_table(4, 10, QuotaLimits {
+            records_per_source: 3,
+            friend_keys_per_source: 5,
+            friend_keys_per_key: 4,
+            ipv6_prefix: 48,
+        });
         let mut now = 0u32;
         let mut bound: std::collections::HashMap<u8, (u8, u32)> = Default::default();
         for op in ops {
             match op {
-                Op::Reg(n, k, ts) => {
-                    let r = reg(&keys[k as usize], names[n as usize], ts);
-                    if t.register(&r, ip(), now, 30).is_ok() {
+                Op::Reg(n, k, ts, f, a) => {
+                    let r = if f == 0 {
+                        reg(&keys[k as usize], names[n as usize], ts)
+                    } else {
+                        friends_reg(&keys[k as usize], names[n as usize], f - 1, ts)
+                    };
+                    if t.register(&r, at(a), now, 30).is_ok() {
                         bound.insert(n, (k, now + 30));
                     }
                 }
@@ -259,6 +392,34 @@ proptest! {
                 }
             }
             prop_assert!(t.live() + t.retained() <= 4);
+            // The quota accounting equals a recount over the live records.
+            let mut sources: std::collections::HashMap<u128, (u32, u32)> = Default::default();
+            let mut by_key: std::collections::HashMap<[u8; 32], u32> = Default::default();
+            let mut pool = 0;
+            for id in t.occupied() {
+                let s = t.slot(id).unwrap();
+                if s.state != SlotState::Live {
+                    continue;
+                }
+                let n = t.friends_of(s).map_or(0, |(k, _)| k.len() as u32);
+                let e = sources.entry(t.quotas().source_of(s.ip())).or_default();
+                e.0 += 1;
+                e.1 += n;
+                if n > 0 {
+                    *by_key.entry(s.key).or_default() += n;
+                }
+                pool += n;
+            }
+            prop_assert_eq!(t.friend_keys(), pool);
+            prop_assert_eq!(t.quotas().entries(), (sources.len(), by_key.len()));
+            for (src, used) in &sources {
+                prop_assert_eq!(t.quotas().source_use(*src), *used);
+                prop_assert!(used.0 <= 3 && used.1 <= 5);
+            }
+            for (key, used) in &by_key {
+                prop_assert_eq!(t.quotas().key_use(key), *used);
+                prop_assert!(*used <= 4);
+            }
             for (n, name) in names.iter().enumerate() {
                 if let Some((_, s, _)) = t.lookup(name, now) {
                     let (k, until) = bound[&(n as u8)];

@@ -111,6 +111,9 @@ fn spawn_binary(snap: &std::path::Path) -> (Killed, std::net::SocketAddr) {
             "0",
             "--capacity",
             "20000",
+            // Every registration comes from 127.0.0.1 with one key.
+            "--max-records-per-address",
+            "20000",
         ])
         .arg("--snapshot")
         .arg(snap)

@@ -1,0 +1,323 @@
+//! The table of settings: each one's name, kind, range, doc, and how to read and write it.
+
+use super::ENV_PREFIX;
+use super::values::{boolean, cidrs, int};
+use crate::config::*;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+/// What a setting holds, for the help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Addr,
+    Path,
+    Secs,
+    Count,
+    Bytes,
+    Bool,
+    Cidrs,
+    Level,
+    Header,
+}
+
+impl Kind {
+    pub(super) fn placeholder(self) -> &'static str {
+        match self {
+            Kind::Addr => "ADDR",
+            Kind::Path => "PATH",
+            Kind::Secs => "SECS",
+            Kind::Count => "N",
+            Kind::Bytes => "BYTES",
+            Kind::Bool => "true|false",
+            Kind::Cidrs => "CIDR,...",
+            Kind::Level => "LEVEL",
+            Kind::Header => "HEADER",
+        }
+    }
+}
+
+/// One setting: its name, doc, accepted range, and how to read and write its value.
+pub(super) struct Setting {
+    pub(super) name: &'static str,
+    pub(super) kind: Kind,
+    pub(super) doc: &'static str,
+    /// The accepted values of a numeric setting (shown by `--help`).
+    pub(super) range: Option<RangeInclusive<u32>>,
+    pub(super) set: fn(&mut Config, &str) -> Result<(), String>,
+    pub(super) get: fn(&Config) -> String,
+}
+
+macro_rules! int_setting {
+    ($name:literal, $field:ident, $kind:expr, $range:expr, $doc:literal) => {
+        Setting {
+            name: $name,
+            kind: $kind,
+            doc: $doc,
+            range: Some($range),
+            set: |c, v| {
+                c.$field = int(v, $range)?;
+                Ok(())
+            },
+            get: |c| c.$field.to_string(),
+        }
+    };
+}
+
+macro_rules! bool_setting {
+    ($name:literal, $field:ident, $doc:literal) => {
+        Setting {
+            name: $name,
+            kind: Kind::Bool,
+            doc: $doc,
+            range: None,
+            set: |c, v| {
+                c.$field = boolean(v)?;
+                Ok(())
+            },
+            get: |c| c.$field.to_string(),
+        }
+    };
+}
+
+/// Every setting, in help and `--print-config` order.
+pub(super) static SETTINGS: [Setting; 26] = [
+    Setting {
+        name: "listen",
+        kind: Kind::Addr,
+        doc: "Address and port to listen on; [::] is dual-stack (IPv6 and IPv4).",
+        range: None,
+        set: |c, v| {
+            c.listen = v.parse().map_err(|_| {
+                "must be an address and port such as [::]:3000 or 0.0.0.0:3000".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.listen.to_string(),
+    },
+    Setting {
+        name: "snapshot",
+        kind: Kind::Path,
+        doc: "Snapshot file kept across restarts; empty keeps the table in memory only.",
+        range: None,
+        set: |c, v| {
+            if v.contains(['\n', '\r']) {
+                return Err("must not contain a line break".to_string());
+            }
+            c.snapshot = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+        get: |c| {
+            let path = c
+                .snapshot
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("\"{path}\"")
+        },
+    },
+    int_setting!(
+        "snapshot-interval",
+        snapshot_interval,
+        Kind::Secs,
+        SNAPSHOT_INTERVAL_RANGE,
+        "Seconds between snapshots (written only when something changed)."
+    ),
+    int_setting!(
+        "capacity",
+        capacity,
+        Kind::Count,
+        CAPACITY_RANGE,
+        "Most live registrations held; memory for them is allocated at start."
+    ),
+    int_setting!(
+        "ttl",
+        ttl,
+        Kind::Secs,
+        TTL_RANGE,
+        "Seconds a registration lives unless renewed."
+    ),
+    int_setting!(
+        "retention",
+        retention,
+        Kind::Secs,
+        RETENTION_RANGE,
+        "Seconds a name stays bound to its key after expiry or unregistration."
+    ),
+    int_setting!(
+        "max-skew",
+        max_skew,
+        Kind::Secs,
+        MAX_SKEW_RANGE,
+        "Largest difference allowed between a signed timestamp and the server clock."
+    ),
+    int_setting!(
+        "max-connections",
+        max_connections,
+        Kind::Count,
+        MAX_CONNECTIONS_RANGE,
+        "Most open client connections."
+    ),
+    Setting {
+        name: "trusted-proxies",
+        kind: Kind::Cidrs,
+        doc: "Networks of your reverse proxies: their proxy-header is believed (empty: none).",
+        range: None,
+        set: |c, v| {
+            c.trusted_proxies = cidrs(v)?;
+            Ok(())
+        },
+        get: |c| {
+            let list: Vec<String> = c.trusted_proxies.iter().map(Cidr::to_string).collect();
+            list.join(",")
+        },
+    },
+    Setting {
+        name: "proxy-header",
+        kind: Kind::Header,
+        doc: "The one header your trusted proxies set: x-forwarded-for (what nginx, Caddy, HAProxy \
+              and Traefik write by default), forwarded (RFC 7239) or x-real-ip. Only it is read, \
+              walked from the right; the proxy must append to it or overwrite it.",
+        range: None,
+        set: |c, v| {
+            c.proxy_header = ProxyHeader::parse(v).ok_or_else(|| {
+                "must be one of x-forwarded-for, forwarded, x-real-ip".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.proxy_header.to_string(),
+    },
+    bool_setting!(
+        "allow-claimed-ip",
+        allow_claimed_ip,
+        "Accept a client-claimed ip that differs from the observed one (LAN only)."
+    ),
+    bool_setting!(
+        "metrics-public",
+        metrics_public,
+        "Serve /metrics to everyone (otherwise only to clients on loopback or in \
+         trusted-proxies, judged after proxy resolution)."
+    ),
+    Setting {
+        name: "log-level",
+        kind: Kind::Level,
+        doc: "error, warn (audit lines), info, debug (shows addresses) or trace; RUST_LOG wins.",
+        range: None,
+        set: |c, v| {
+            c.log_level = LogLevel::parse(v)
+                .ok_or_else(|| "must be one of error, warn, info, debug, trace".to_string())?;
+            Ok(())
+        },
+        get: |c| c.log_level.to_string(),
+    },
+    int_setting!(
+        "max-header-bytes",
+        max_header_bytes,
+        Kind::Bytes,
+        MESSAGE_BYTES_RANGE,
+        "Largest request head (431 above)."
+    ),
+    int_setting!(
+        "max-body-bytes",
+        max_body_bytes,
+        Kind::Bytes,
+        MESSAGE_BYTES_RANGE,
+        "Largest request body (413 above)."
+    ),
+    int_setting!(
+        "read-timeout",
+        read_timeout,
+        Kind::Secs,
+        TIMEOUT_RANGE,
+        "Seconds allowed to receive a whole request once it started (slowloris defence)."
+    ),
+    int_setting!(
+        "idle-timeout",
+        idle_timeout,
+        Kind::Secs,
+        TIMEOUT_RANGE,
+        "Seconds an idle keep-alive connection is kept."
+    ),
+    int_setting!(
+        "rate-ip",
+        rate_ip,
+        Kind::Count,
+        RATE_RANGE,
+        "Requests per second per source address (IPv6 per /64), sustained; 0 = unlimited."
+    ),
+    int_setting!(
+        "rate-ip-burst",
+        rate_ip_burst,
+        Kind::Count,
+        BURST_RANGE,
+        "Burst of requests allowed per source address."
+    ),
+    int_setting!(
+        "rate-key",
+        rate_key,
+        Kind::Count,
+        RATE_RANGE,
+        "Requests per second per public key, sustained; 0 = unlimited."
+    ),
+    int_setting!(
+        "rate-key-burst",
+        rate_key_burst,
+        Kind::Count,
+        BURST_RANGE,
+        "Burst of requests allowed per public key."
+    ),
+    int_setting!(
+        "friend-keys-total",
+        friend_keys_total,
+        Kind::Count,
+        FRIEND_KEYS_TOTAL_RANGE,
+        "Most friend keys stored across all registrations."
+    ),
+    int_setting!(
+        "max-records-per-address",
+        max_records_per_address,
+        Kind::Count,
+        RECORDS_PER_ADDRESS_RANGE,
+        "Most live registrations charged to one address (IPv6: one quota-ipv6-prefix); \
+         more get 429 quota_exceeded. Players behind one carrier-grade NAT share it."
+    ),
+    int_setting!(
+        "max-friend-keys-per-address",
+        max_friend_keys_per_address,
+        Kind::Count,
+        FRIEND_KEYS_QUOTA_RANGE,
+        "Most friend keys held by the live registrations of one address (IPv6: one prefix)."
+    ),
+    int_setting!(
+        "max-friend-keys-per-key",
+        max_friend_keys_per_key,
+        Kind::Count,
+        FRIEND_KEYS_QUOTA_RANGE,
+        "Most friend keys held by the live registrations of one public key (64 = one full list)."
+    ),
+    int_setting!(
+        "quota-ipv6-prefix",
+        quota_ipv6_prefix,
+        Kind::Count,
+        QUOTA_IPV6_PREFIX_RANGE,
+        "IPv6 addresses in one prefix of this length share the per-address quotas: 48, since \
+         one subscriber or server often holds a whole /48 (65,536 /64s)."
+    ),
+];
+
+pub(super) fn find(name: &str) -> Option<usize> {
+    SETTINGS.iter().position(|s| s.name == name)
+}
+
+/// The environment variable of a setting: `ttl` -> `PI_SERVER_TTL`.
+pub fn env_var_name(setting: &str) -> String {
+    let mut var = String::with_capacity(ENV_PREFIX.len() + setting.len());
+    var.push_str(ENV_PREFIX);
+    var.extend(setting.chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
+    var
+}
