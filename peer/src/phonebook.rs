@@ -241,6 +241,9 @@ impl PhoneBook {
                 Err(io::Error::from(io::ErrorKind::TimedOut))
             };
             let wait = match smol::future::or(exchange, timeout).await {
+                // A 429 without `Retry-After` is a quota (`quota_exceeded`): waiting does not
+                // lift it, only a record of ours expiring does, so it is not retried.
+                Ok(r) if r.status == 429 && r.retry_after.is_none() => return Ok(r),
                 Ok(r) if r.status == 429 || r.status == 503 || r.status >= 500 => {
                     let ra = r.retry_after.map(Duration::from_secs);
                     if ra.is_some_and(|ra| ra > self.config.max_retry_after)

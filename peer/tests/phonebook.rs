@@ -116,6 +116,23 @@ fn a_retry_after_beyond_the_limit_fails_at_once_with_the_code() {
 }
 
 #[test]
+fn a_quota_refusal_is_not_retried() {
+    // pi-server answers an address or key over its quota with 429 `quota_exceeded` and no
+    // Retry-After: only a record expiring lifts it, so retrying only adds load.
+    let (url, count) = scripted(vec![
+        (429, "", r#"{"error":"quota_exceeded","message":"x"}"#),
+        (200, "", OK),
+    ]);
+    let err =
+        smol::block_on(client(vec![url]).register(5000, Visibility::Public, &[])).unwrap_err();
+    assert!(
+        matches!(&err, PhoneBookError::Rejected { status: 429, code } if code == "quota_exceeded"),
+        "{err}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn registration_succeeds_if_one_of_several_phone_books_accepts() {
     let (down, _) = scripted(vec![(500, "", "{}"); 8]);
     let (up, count) = scripted(vec![(200, "", OK)]);
