@@ -13,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = Register::from_json(data) {
         let _ = r.verify();
+        // A salt exactly on friends-only registrations (docs/PROTOCOL.md "Signed messages").
+        assert_eq!(r.friends_salt.is_some(), r.visibility == Visibility::Friends);
         assert_eq!(Register::from_json(r.to_json().as_bytes()).ok(), Some(r));
     }
     let _ = Unregister::from_json(data);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use phonebook_proto::{
-    BodyError, ErrorBody, LookupRecord, PlayerName, PublicKey, RecordError, Register,
+    BodyError, ErrorBody, FriendsSalt, LookupRecord, PlayerName, PublicKey, RecordError, Register,
     RegisterAnswer, Unregister, Visibility, name::encode_path_name, paths,
 };
 
@@ -154,6 +154,13 @@ pub fn to_public_key(id: &PeerId) -> PublicKey {
 /// See [`to_public_key`].
 pub fn to_peer_id(key: &PublicKey) -> PeerId {
     PeerId::from_bytes(*key.as_bytes()).expect("a PublicKey is a valid key")
+}
+
+/// 32 bytes from the OS's CSPRNG: the `friendsSalt` of one registration.
+fn fresh_salt() -> FriendsSalt {
+    let mut salt = [0u8; 32];
+    getrandom::fill(&mut salt).expect("OS random generator");
+    salt
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -302,18 +309,20 @@ impl PhoneBook {
         friends: &[PeerId],
     ) -> Result<RegisterAnswer, PhoneBookError> {
         let friends: Vec<PublicKey> = friends.iter().map(to_public_key).collect();
+        // A fresh salt for each registration, so nobody can confirm a guessed friend list
+        // from the digest that lookups show (docs/PROTOCOL.md "Signed messages").
+        let salt = fresh_salt();
         let mut best: Option<RegisterAnswer> = None;
         let mut last_err = PhoneBookError::NoPhoneBook;
         for book in &self.books {
             let body = || {
-                let r = Register::sign(
-                    &self.keypair,
-                    self.name.clone(),
-                    port,
-                    visibility,
-                    friends.clone(),
-                    self.timestamp(),
-                );
+                let (name, ts) = (self.name.clone(), self.timestamp());
+                let r = match visibility {
+                    Visibility::Public => Register::sign_public(&self.keypair, name, port, ts),
+                    Visibility::Friends => {
+                        Register::sign_friends(&self.keypair, name, port, friends.clone(), salt, ts)
+                    }
+                };
                 Some(r.to_json())
             };
             match self.call(book, "POST", paths::REGISTER, None, body).await {

@@ -2,7 +2,7 @@
 //! name bindings. This module encodes, decodes and durably writes it; it does not decide when to
 //! snapshot or hold the table.
 //!
-//! # Format, version 1
+//! # Format, version 2
 //!
 //! All integers are big-endian; lengths are one byte and bounded by the named limits below.
 //!
@@ -28,7 +28,13 @@
 //! | port | u16 |
 //! | visibility | u8: 0 public, 1 friends |
 //! | friend count, friends | u8 (at most [`phonebook_proto::MAX_FRIENDS`]; 0 when public), then 32 each |
+//! | friends digest | 32, only when visibility is friends: the salted `friendsDigest` the owner signed |
 //! | remaining_secs | u32 |
+//!
+//! The digest is stored because the server cannot recompute it: it never keeps the
+//! `friendsSalt` of a registration (docs/PROTOCOL.md "Signed messages"). Version 1, written
+//! before friend lists were salted, had no digest field; the reader still takes it and gives
+//! its friends records the unsalted digest they were signed over, SHA-256 of the sorted keys.
 //!
 //! Nothing follows the trailer. The reader refuses anything else: another magic or version,
 //! a bad length, name, tag or slot, a short file ([`SnapshotError::Truncated`]), trailing bytes,
@@ -61,7 +67,7 @@
 //! let record = SnapshotRecord {
 //!     slot: 0, state: RecordState::Live, name: "Alice Smith@Gilgamesh".into(),
 //!     key: [1; 32], signature: [2; 64], timestamp: 3, ip: [192, 0, 2, 1].into(), port: 5000,
-//!     visibility: Visibility::Public, friends: vec![], remaining_secs: 3600,
+//!     visibility: Visibility::Public, friends: vec![], friends_digest: None, remaining_secs: 3600,
 //! };
 //! let mut bytes = Vec::new();
 //! encode_header(&header, &mut bytes);
@@ -90,8 +96,10 @@ pub use file::{
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"PBSNAP\r\n";
-/// The format version this module writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this module writes (it reads this one and [`VERSION_UNSALTED`]).
+pub const VERSION: u32 = 2;
+/// The previous version, without friends digests.
+pub const VERSION_UNSALTED: u32 = 1;
 /// Bytes of the SHA-256 trailer.
 pub const TRAILER_LEN: usize = 32;
 
@@ -149,6 +157,8 @@ pub struct SnapshotRecord {
     pub visibility: phonebook_proto::Visibility,
     /// Keys allowed by a friends-only record, at most [`phonebook_proto::MAX_FRIENDS`].
     pub friends: Vec<[u8; 32]>,
+    /// The `friendsDigest` the owner signed: `Some` exactly for a friends-only record.
+    pub friends_digest: Option<[u8; 32]>,
     /// Seconds left on the monotonic clock: TTL if live, retention if retained.
     pub remaining_secs: u32,
 }
@@ -165,6 +175,13 @@ impl SnapshotRecord {
         }
         if self.visibility == phonebook_proto::Visibility::Public && !self.friends.is_empty() {
             return Err(SnapshotError::Corrupt("public record with friends"));
+        }
+        if (self.visibility == phonebook_proto::Visibility::Friends)
+            != self.friends_digest.is_some()
+        {
+            return Err(SnapshotError::Corrupt(
+                "friends digest present exactly for friends records",
+            ));
         }
         if self.slot >= capacity {
             return Err(SnapshotError::SlotOutOfRange {
@@ -220,7 +237,7 @@ impl fmt::Display for SnapshotError {
             SnapshotError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "snapshot format version {v} is not supported (this build reads {VERSION})"
+                    "snapshot format version {v} is not supported (this build reads {VERSION_UNSALTED} and {VERSION})"
                 )
             }
             SnapshotError::Truncated => f.write_str("snapshot is truncated"),

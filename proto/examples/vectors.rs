@@ -1,19 +1,21 @@
 //! Prints the test vectors of docs/PROTOCOL.md.
 //!
 //! Run with: `cargo run -p phonebook-proto --example vectors`
-use phonebook_proto::{Keypair, PlayerName, Register, Unregister, Visibility, b64};
+use phonebook_proto::{Keypair, PlayerName, Register, Unregister, b64};
 
 fn main() {
     let seed: [u8; 32] = core::array::from_fn(|i| i as u8);
     let kp = Keypair::from_seed(&seed);
     let friend = Keypair::from_seed(&[0x42; 32]).public();
+    // A fixed salt for the vectors only: real registrations draw a fresh random one.
+    let salt: [u8; 32] = core::array::from_fn(|i| 0x20 + i as u8);
     let name = PlayerName::parse("Y'shtola Rhul@Gilgamesh").unwrap();
-    let reg = Register::sign(
+    let reg = Register::sign_friends(
         &kp,
         name.clone(),
         55000,
-        Visibility::Friends,
         vec![friend],
+        salt,
         1_764_000_000_000,
     );
     println!(
@@ -22,6 +24,7 @@ fn main() {
     );
     println!("publicKey: {}", kp.public());
     println!("friend publicKey: {friend}");
+    println!("friendsSalt: {}", b64::encode(&salt));
     println!(
         "friendsDigest: {}",
         b64::encode(&reg.fields().friends_digest)

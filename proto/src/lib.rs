@@ -10,7 +10,7 @@
 //!
 //! let me = Keypair::from_seed(&[7; 32]);
 //! let name = PlayerName::parse("Alice Smith@Gilgamesh").unwrap();
-//! let req = Register::sign(&me, name, 5000, Visibility::Public, vec![], 1_764_000_000_000);
+//! let req = Register::sign_public(&me, name, 5000, 1_764_000_000_000);
 //! let body = req.to_json(); // POST this to /api/register
 //! let parsed = Register::from_json(body.as_bytes()).unwrap();
 //! assert!(parsed.verify().is_ok());
@@ -32,7 +32,7 @@ pub use key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
 pub use name::{NameError, PlayerName};
 pub use request::{BatchLookup, MAX_BATCH, MAX_FRIENDS, Register, Unregister};
 pub use response::{BatchAnswer, Health, LookupRecord, RecordError, RegisterAnswer};
-pub use signed::{RecordFields, Visibility, friends_digest};
+pub use signed::{FriendsSalt, RecordFields, Visibility, friends_digest, public_digest};
 
 /// HTTP paths of the API.
 pub mod paths {

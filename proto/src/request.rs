@@ -1,9 +1,12 @@
 //! Request bodies: what clients send, validated strictly on the server.
 
+use crate::b64;
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
 use crate::key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
 use crate::name::PlayerName;
-use crate::signed::{RecordFields, Visibility, friends_digest, unregister_message};
+use crate::signed::{
+    FriendsSalt, RecordFields, Visibility, friends_digest, public_digest, unregister_message,
+};
 use nanoserde::SerJson;
 use std::net::IpAddr;
 
@@ -48,6 +51,10 @@ pub struct Register {
     pub visibility: Visibility,
     /// Keys allowed to look the player up when `visibility` is `friends` (empty for public).
     pub friends: Vec<FriendKey>,
+    /// The random salt of `friendsDigest`: `Some` exactly when `visibility` is `friends`
+    /// (a friends-only registration built without one signs over the all-zero salt; the
+    /// constructors and [`Register::from_json`] never build one).
+    pub friends_salt: Option<FriendsSalt>,
     /// An address claimed by the client; used only if it equals the observed one, or on a LAN
     /// deployment that allows claims. Not signed (see docs/PROTOCOL.md).
     pub ip: Option<IpAddr>,
@@ -66,19 +73,57 @@ struct RegisterWire {
     public_key: String,
     visibility: String,
     friends: Option<Vec<String>>,
+    #[nserde(rename = "friendsSalt")]
+    friends_salt: Option<String>,
     ip: Option<String>,
     timestamp: u64,
     signature: String,
 }
 
 impl Register {
-    /// Builds and signs a registration.
-    pub fn sign(
+    /// Builds and signs a public registration.
+    pub fn sign_public(keypair: &Keypair, name: PlayerName, port: u16, timestamp: u64) -> Self {
+        Self::build(
+            keypair,
+            name,
+            port,
+            Visibility::Public,
+            vec![],
+            None,
+            timestamp,
+        )
+    }
+
+    /// Builds and signs a friends-only registration. `salt` must be fresh random bytes for
+    /// each registration (from a CSPRNG): it is what keeps the friend list from being
+    /// confirmed by guessing.
+    pub fn sign_friends(
+        keypair: &Keypair,
+        name: PlayerName,
+        port: u16,
+        friends: Vec<PublicKey>,
+        salt: FriendsSalt,
+        timestamp: u64,
+    ) -> Self {
+        let friends = friends.into_iter().map(FriendKey::from).collect();
+        Self::build(
+            keypair,
+            name,
+            port,
+            Visibility::Friends,
+            friends,
+            Some(salt),
+            timestamp,
+        )
+    }
+
+    fn build(
         keypair: &Keypair,
         name: PlayerName,
         port: u16,
         visibility: Visibility,
-        friends: Vec<PublicKey>,
+        friends: Vec<FriendKey>,
+        friends_salt: Option<FriendsSalt>,
         timestamp: u64,
     ) -> Self {
         let mut r = Register {
@@ -86,13 +131,30 @@ impl Register {
             key: keypair.public(),
             port,
             visibility,
-            friends: friends.into_iter().map(FriendKey::from).collect(),
+            friends,
+            friends_salt,
             ip: None,
             timestamp,
             signature: Signature::from_bytes([0; 64]),
         };
-        r.signature = keypair.sign(&r.fields().message());
+        r.resign(keypair);
         r
+    }
+
+    /// Signs the fields again with `keypair` (after a field was changed).
+    pub fn resign(&mut self, keypair: &Keypair) {
+        self.signature = keypair.sign(&self.fields().message());
+    }
+
+    /// The `friendsDigest` this registration signs: [`public_digest`] when public, else
+    /// [`friends_digest`] of the salt and the friend list.
+    pub fn friends_digest(&self) -> [u8; 32] {
+        match self.visibility {
+            Visibility::Public => public_digest(),
+            Visibility::Friends => {
+                friends_digest(&self.friends_salt.unwrap_or([0; 32]), &self.friends)
+            }
+        }
     }
 
     /// The signed fields.
@@ -102,7 +164,7 @@ impl Register {
             key: &self.key,
             port: self.port,
             visibility: self.visibility,
-            friends_digest: friends_digest(&self.friends),
+            friends_digest: self.friends_digest(),
             timestamp: self.timestamp,
         }
     }
@@ -133,6 +195,22 @@ impl Register {
         if sorted.windows(2).any(|w| w[0] == w[1]) {
             return Err(BodyError::Invalid("friends", "duplicate key".into()));
         }
+        let salt_text = f.opt_str("friendsSalt")?;
+        let friends_salt = match (visibility, salt_text) {
+            (Visibility::Public, None) => None,
+            (Visibility::Public, Some(_)) => {
+                return Err(BodyError::Invalid(
+                    "friendsSalt",
+                    "must be absent when visibility is public".into(),
+                ));
+            }
+            (Visibility::Friends, None) => return Err(BodyError::Missing("friendsSalt")),
+            (Visibility::Friends, Some(t)) => {
+                Some(b64::decode_exact::<32>(&t).ok_or_else(|| {
+                    BodyError::Invalid("friendsSalt", "must be padded base64 of 32 bytes".into())
+                })?)
+            }
+        };
         if visibility == Visibility::Public && !friends.is_empty() {
             return Err(BodyError::Invalid(
                 "friends",
@@ -156,6 +234,7 @@ impl Register {
             port,
             visibility,
             friends,
+            friends_salt,
             ip,
             timestamp,
             signature,
@@ -171,6 +250,7 @@ impl Register {
             visibility: self.visibility.as_str().to_owned(),
             friends: (!self.friends.is_empty())
                 .then(|| self.friends.iter().map(FriendKey::to_base64).collect()),
+            friends_salt: self.friends_salt.map(|s| b64::encode(&s)),
             ip: self.ip.map(|ip| ip.to_string()),
             timestamp: self.timestamp,
             signature: self.signature.to_base64(),
@@ -292,6 +372,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const TEST_SALT: FriendsSalt = [0x5a; 32];
+
     fn kp(n: u8) -> Keypair {
         Keypair::from_seed(&[n; 32])
     }
@@ -303,12 +385,12 @@ mod tests {
     #[test]
     fn register_roundtrip_and_verify() {
         let friends = vec![kp(2).public(), kp(3).public()];
-        let mut r = Register::sign(
+        let mut r = Register::sign_friends(
             &kp(1),
             name("Alice Smith@Gilgamesh"),
             5000,
-            Visibility::Friends,
             friends,
+            TEST_SALT,
             1_764_000_000_000,
         );
         r.ip = Some("203.0.113.9".parse().unwrap());
@@ -327,15 +409,7 @@ mod tests {
 
     #[test]
     fn register_errors_name_the_field() {
-        let good = Register::sign(
-            &kp(1),
-            name("Alice Smith@Gilgamesh"),
-            5000,
-            Visibility::Public,
-            vec![],
-            1,
-        )
-        .to_json();
+        let good = Register::sign_public(&kp(1), name("Alice Smith@Gilgamesh"), 5000, 1).to_json();
         let cases: Vec<(String, &str)> = vec![
             (good.replace("5000", "0"), "port"),
             (good.replace("5000", "70000"), "port"),
@@ -377,6 +451,64 @@ mod tests {
     }
 
     #[test]
+    fn friends_salt_is_required_exactly_for_friends() {
+        let friends = Register::sign_friends(
+            &kp(1),
+            name("Alice Smith@Gilgamesh"),
+            5000,
+            vec![kp(2).public()],
+            TEST_SALT,
+            1,
+        );
+        let salt = b64::encode(&TEST_SALT);
+        let body = friends.to_json();
+        assert!(
+            body.contains(&format!("\"friendsSalt\":\"{salt}\"")),
+            "{body}"
+        );
+        let back = Register::from_json(body.as_bytes()).unwrap();
+        assert_eq!(back.friends_salt, Some(TEST_SALT));
+        assert_eq!(back.verify(), Ok(()));
+        // Without the salt (a client of the unsalted protocol): missing field friendsSalt.
+        let unsalted = body.replace(&format!(",\"friendsSalt\":\"{salt}\""), "");
+        assert_eq!(
+            Register::from_json(unsalted.as_bytes()),
+            Err(BodyError::Missing("friendsSalt"))
+        );
+        // A salt that is not 32 bytes.
+        let short = body.replace(&salt, &b64::encode(&[1; 31]));
+        let e = Register::from_json(short.as_bytes()).unwrap_err();
+        assert_eq!(e.field(), Some("friendsSalt"), "{e}");
+        // A salt on a public registration.
+        let public = Register::sign_public(&kp(1), name("Alice Smith@Gilgamesh"), 5000, 1)
+            .to_json()
+            .replace(
+                ",\"timestamp\"",
+                &format!(",\"friendsSalt\":\"{salt}\",\"timestamp\""),
+            );
+        let e = Register::from_json(public.as_bytes()).unwrap_err();
+        assert_eq!(e.field(), Some("friendsSalt"), "{e}");
+        // Signing the old unsalted digest no longer verifies.
+        let mut old = back;
+        let mut sorted = old.friends.clone();
+        sorted.sort_unstable();
+        let unsalted_digest: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(
+                sorted
+                    .iter()
+                    .flat_map(|k| *k.as_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+            .into()
+        };
+        let mut fields = old.fields();
+        fields.friends_digest = unsalted_digest;
+        old.signature = kp(1).sign(&fields.message());
+        assert_eq!(old.verify(), Err(KeyError::BadSignature));
+    }
+
+    #[test]
     fn friend_keys_are_bytes_not_points() {
         // 32 bytes that a public key would refuse (no point has this y, or a weak one):
         // accepted as a friend key and signed over like any other.
@@ -385,16 +517,16 @@ mod tests {
             .find(|b| PublicKey::from_bytes(b).is_err())
             .expect("about half of all y values are not on the curve");
         let not_a_point = FriendKey::from_base64(&crate::b64::encode(&bad)).unwrap();
-        let mut r = Register::sign(
+        let mut r = Register::sign_friends(
             &kp(1),
             name("Alice Smith@Gilgamesh"),
             5000,
-            Visibility::Friends,
             vec![kp(2).public()],
+            TEST_SALT,
             1,
         );
         r.friends.push(not_a_point);
-        r.signature = kp(1).sign(&r.fields().message());
+        r.resign(&kp(1));
         let back = Register::from_json(r.to_json().as_bytes()).unwrap();
         assert_eq!(back.friends, r.friends);
         assert_eq!(back.verify(), Ok(()));
@@ -437,8 +569,7 @@ mod tests {
 
         #[test]
         fn mutated_registers_fail_cleanly(i in any::<prop::sample::Index>(), b in any::<u8>()) {
-            let mut body = Register::sign(&kp(1), name("Alice Smith@Gilgamesh"), 5000,
-                Visibility::Public, vec![], 1).to_json().into_bytes();
+            let mut body = Register::sign_public(&kp(1), name("Alice Smith@Gilgamesh"), 5000, 1).to_json().into_bytes();
             let i = i.index(body.len());
             body[i] = b;
             if let Ok(r) = Register::from_json(&body) {

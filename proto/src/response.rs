@@ -295,12 +295,12 @@ mod tests {
 
     fn record() -> LookupRecord {
         let kp = Keypair::from_seed(&[5; 32]);
-        let reg = Register::sign(
+        let reg = Register::sign_friends(
             &kp,
             PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
             5000,
-            Visibility::Friends,
             vec![Keypair::from_seed(&[6; 32]).public()],
+            [0x5a; 32],
             42,
         );
         LookupRecord {

@@ -43,12 +43,31 @@ impl Visibility {
     }
 }
 
-/// SHA-256 over the friend keys sorted bytewise and concatenated (the digest of nothing for an
-/// empty list, as for every public record).
-pub fn friends_digest(friends: &[FriendKey]) -> [u8; 32] {
+/// Prefix of the bytes hashed into a friends-only record's `friendsDigest`: keeps the digest
+/// from meaning anything to another protocol (docs/PROTOCOL.md "Signed messages").
+pub const FRIENDS_DIGEST_DOMAIN: &[u8] = b"ffxiv-p2p-phonebook/1 friends\n";
+
+/// Bytes of a [`FriendsSalt`].
+pub const FRIENDS_SALT_LEN: usize = 32;
+
+/// The random value a friends-only registration mixes into its `friendsDigest`, fresh for each
+/// registration, so that nobody who sees the digest can test a guessed friend list. It travels
+/// in the register body only; the server checks it and forgets it.
+pub type FriendsSalt = [u8; FRIENDS_SALT_LEN];
+
+/// The `friendsDigest` of every public record: SHA-256 of nothing.
+pub fn public_digest() -> [u8; 32] {
+    Sha256::digest(b"").into()
+}
+
+/// The `friendsDigest` of a friends-only record: SHA-256 over [`FRIENDS_DIGEST_DOMAIN`], the
+/// 32-byte `salt`, then the friend keys sorted bytewise and concatenated (possibly none).
+pub fn friends_digest(salt: &FriendsSalt, friends: &[FriendKey]) -> [u8; 32] {
     let mut sorted: Vec<&FriendKey> = friends.iter().collect();
     sorted.sort_unstable();
     let mut h = Sha256::new();
+    h.update(FRIENDS_DIGEST_DOMAIN);
+    h.update(salt);
     for k in sorted {
         h.update(k.as_bytes());
     }
@@ -66,7 +85,7 @@ pub struct RecordFields<'a> {
     pub port: u16,
     /// Who may look the owner up.
     pub visibility: Visibility,
-    /// [`friends_digest`] of the friend list.
+    /// [`public_digest`] for a public record, else [`friends_digest`] of the salted list.
     pub friends_digest: [u8; 32],
     /// Unix time in milliseconds when the owner signed.
     pub timestamp: u64,
@@ -104,14 +123,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_ignores_order() {
+    fn digest_ignores_order_and_depends_on_the_salt() {
         let a: FriendKey = crate::Keypair::from_seed(&[1; 32]).public().into();
         let b: FriendKey = crate::Keypair::from_seed(&[2; 32]).public().into();
-        assert_eq!(friends_digest(&[a, b]), friends_digest(&[b, a]));
-        assert_ne!(friends_digest(&[a]), friends_digest(&[b]));
+        let salt = [7; 32];
         assert_eq!(
-            b64::encode(&friends_digest(&[])),
+            friends_digest(&salt, &[a, b]),
+            friends_digest(&salt, &[b, a])
+        );
+        assert_ne!(friends_digest(&salt, &[a]), friends_digest(&salt, &[b]));
+        assert_ne!(friends_digest(&salt, &[a]), friends_digest(&[8; 32], &[a]));
+        assert_eq!(
+            b64::encode(&public_digest()),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
+    }
+
+    proptest::proptest! {
+        /// Without the salt, a guessed list can't be confirmed: any change of salt changes
+        /// the digest, and no salted digest equals the old unsalted one.
+        #[test]
+        fn digest_depends_on_the_salt(
+            s1 in proptest::prelude::any::<[u8; 32]>(),
+            s2 in proptest::prelude::any::<[u8; 32]>(),
+            keys in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 0..8),
+        ) {
+            let keys: Vec<FriendKey> = keys.into_iter().map(FriendKey).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let unsalted: [u8; 32] = Sha256::digest(sorted.iter().flat_map(|k| *k.as_bytes()).collect::<Vec<u8>>()).into();
+            proptest::prop_assert_ne!(friends_digest(&s1, &keys), unsalted);
+            if s1 != s2 {
+                proptest::prop_assert_ne!(friends_digest(&s1, &keys), friends_digest(&s2, &keys));
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Checks the test vectors printed in docs/PROTOCOL.md, read from that file.
 
 use phonebook_proto::{
-    Keypair, PlayerName, PublicKey, Register, Signature, Unregister, Visibility, b64,
+    Keypair, PlayerName, PublicKey, Register, Signature, Unregister, b64,
     signed::unregister_message,
 };
 use std::collections::HashMap;
@@ -27,14 +27,16 @@ fn protocol_md_vectors_hold() {
     assert_eq!(kp.public().to_base64(), v["publicKey"]);
     let friend = Keypair::from_seed(&[0x42; 32]).public();
     assert_eq!(friend.to_base64(), v["friendPublicKey"]);
+    let salt: [u8; 32] = core::array::from_fn(|i| 0x20 + i as u8);
+    assert_eq!(b64::encode(&salt), v["friendsSalt"]);
 
     let name = PlayerName::parse("Y'shtola Rhul@Gilgamesh").unwrap();
-    let reg = Register::sign(
+    let reg = Register::sign_friends(
         &kp,
         name.clone(),
         55000,
-        Visibility::Friends,
         vec![friend],
+        salt,
         1_764_000_000_000,
     );
     assert_eq!(

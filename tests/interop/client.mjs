@@ -165,9 +165,13 @@ function verifyStrict(pubRaw, msg, sig) {
 
 const canonicalName = (name) => name.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
-function friendsDigest(friendKeys) {
+// "public": SHA-256 of nothing. "friends": SHA-256 over the domain line, the 32-byte salt and
+// the friend keys sorted bytewise.
+const FRIENDS_DOMAIN = Buffer.from('ffxiv-p2p-phonebook/1 friends\n', 'ascii');
+function friendsDigest(visibility, salt, friendKeys) {
+  if (visibility === 'public') return sha256(Buffer.alloc(0));
   const sorted = [...friendKeys].sort(Buffer.compare);
-  return sha256(Buffer.concat(sorted));
+  return sha256(Buffer.concat([FRIENDS_DOMAIN, salt, ...sorted]));
 }
 
 function registerMessage({ name, keyRaw, port, visibility, digest, timestamp }) {
@@ -220,10 +224,13 @@ function checkVectors(file) {
   expectEq('vector friendPublicKey', b64(friend.raw), v.friendPublicKey);
   ok('vector friendPublicKey');
 
-  const digest = friendsDigest([friend.raw]);
+  const salt = b64decodeStrict(v.friendsSalt, 32);
+  expect('vector friendsSalt', salt !== null, `not base64 of 32 bytes: ${v.friendsSalt}`);
+  expectEq('vector friendsSalt', salt.toString('hex'), Buffer.from(Array.from({ length: 32 }, (_, i) => 0x20 + i)).toString('hex'));
+  const digest = friendsDigest('friends', salt, [friend.raw]);
   expectEq('vector friendsDigest', b64(digest), v.friendsDigest);
   ok('vector friendsDigest');
-  expectEq('vector emptyDigest', b64(friendsDigest([])), '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');
+  expectEq('vector emptyDigest', b64(friendsDigest('public')), '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');
   ok('vector emptyDigest');
 
   const body = JSON.parse(v.registerBody);
@@ -251,6 +258,7 @@ function checkVectors(file) {
     publicKey: b64(key.raw),
     visibility: body.visibility,
     friends: [b64(friend.raw)],
+    friendsSalt: b64(salt),
     timestamp: body.timestamp,
     signature: b64(sig),
   });
@@ -364,12 +372,16 @@ class Player {
 
   registerBody({ visibility = 'public', friends = [], timestamp = now(), ip } = {}) {
     const friendRaw = friends.map((f) => f.key.raw);
+    // A fresh random salt for every friends-only registration.
+    const salt = visibility === 'friends' ? crypto.randomBytes(32) : undefined;
+    const digest = friendsDigest(visibility, salt, friendRaw);
+    this.pendingDigest = digest;
     const msg = registerMessage({
       name: this.name,
       keyRaw: this.key.raw,
       port: this.port,
       visibility,
-      digest: friendsDigest(friendRaw),
+      digest,
       timestamp,
     });
     const body = {
@@ -379,6 +391,7 @@ class Player {
       visibility,
     };
     if (friends.length > 0) body.friends = friendRaw.map(b64);
+    if (salt !== undefined) body.friendsSalt = b64(salt);
     if (ip !== undefined) body.ip = ip;
     body.timestamp = timestamp;
     body.signature = b64(sign(this.key, msg));
@@ -387,7 +400,10 @@ class Player {
 
   async register(opts) {
     const res = await request('POST', '/api/register', { body: this.registerBody(opts) });
-    if (res.status === 200) this.token = res.json.token;
+    if (res.status === 200) {
+      this.token = res.json.token;
+      this.digest = this.pendingDigest;
+    }
     return res;
   }
 
@@ -446,7 +462,10 @@ function checkRecord(name, rec, asked, want) {
   expectEq(`${name} (spelling kept)`, rec.playerName, want.player.name);
   expectEq(`${name} (port)`, rec.port, want.player.port);
   expectEq(`${name} (visibility)`, rec.visibility, want.visibility);
-  expectEq(`${name} (friendsDigest)`, rec.friendsDigest, b64(friendsDigest(want.friends.map((f) => f.key.raw))));
+  // The digest the owner signed at its last registration; the salt itself is never shown.
+  expectEq(`${name} (friendsDigest)`, rec.friendsDigest, b64(want.player.digest));
+  expect(name, rec.friendsSalt === undefined, `record carries a salt: ${JSON.stringify(rec)}`);
+  if (want.visibility === 'public') expectEq(`${name} (public digest)`, rec.friendsDigest, b64(friendsDigest('public')));
   expectEq(`${name} (ip)`, rec.ip, want.ip);
   expect(name, Number.isInteger(rec.expiresIn) && rec.expiresIn > 0, `expiresIn ${rec.expiresIn}`);
 }
@@ -578,7 +597,7 @@ async function live() {
   // Signature over other bytes: the canonical name must be lowercase.
   const upper = alice.registerBody();
   const upperMsg = Buffer.from(
-    registerMessage({ name: 'x', keyRaw: alice.key.raw, port: alice.port, visibility: 'public', digest: friendsDigest([]), timestamp: upper.timestamp })
+    registerMessage({ name: 'x', keyRaw: alice.key.raw, port: alice.port, visibility: 'public', digest: friendsDigest('public'), timestamp: upper.timestamp })
       .toString('ascii')
       .replace('name:x', `name:${alice.name}`),
     'ascii',
@@ -633,6 +652,16 @@ async function live() {
   res = await request('POST', '/api/register', { body: { ...carol.registerBody(), colour: 'blue' } });
   expectError('unknown field', res, 400, 'bad_request');
   ok('unknown request field -> 400 bad_request');
+
+  // friendsSalt: required for friends-only, refused for public.
+  const unsalted = yshtola.registerBody({ visibility: 'friends', friends: [alice] });
+  delete unsalted.friendsSalt;
+  res = await request('POST', '/api/register', { body: unsalted });
+  expectError('friends-only without friendsSalt', res, 400, 'bad_request');
+  expect('friends-only without friendsSalt', res.json.message.includes('friendsSalt'), res.text);
+  res = await request('POST', '/api/register', { body: { ...carol.registerBody(), friendsSalt: b64(crypto.randomBytes(32)) } });
+  expectError('public with friendsSalt', res, 400, 'bad_request');
+  ok('friendsSalt missing on friends-only, or present on public -> 400 bad_request');
 
   // A small-order key is refused.
   const weak = carol.registerBody();

@@ -41,6 +41,7 @@ const EXPECTED: &[&str] = &[
     "ok clock skew (past and future) -> 400 clock_skew with serverTime",
     "ok another key registering or unregistering a taken name -> 409 key_conflict",
     "ok unknown request field -> 400 bad_request",
+    "ok friendsSalt missing on friends-only, or present on public -> 400 bad_request",
     "ok small-order public key -> 400 bad_request",
     "ok unregister -> 200, then lookup 404 not_found, then unregister 404",
     "ok health counts the unregistration",

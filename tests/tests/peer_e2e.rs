@@ -12,7 +12,7 @@ use peer::{
     Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook, PinStore,
     PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
 };
-use phonebook_proto::{Keypair, LookupRecord, Register, friends_digest};
+use phonebook_proto::{Keypair, LookupRecord, Register, public_digest};
 use pi_server::config::Config;
 use pi_server::server::TestServer;
 
@@ -261,12 +261,10 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
         // The liar serves the target's genuine signed record with another port (and key
         // material it cannot re-sign).
         let kp = Keypair::from_seed(&target.identity.phonebook_keypair().seed());
-        let genuine = Register::sign(
+        let genuine = Register::sign_public(
             &kp,
             target.book.name().clone(),
             target.port(),
-            Visibility::Public,
-            vec![],
             1_764_000_000_000,
         );
         let forged = LookupRecord {
@@ -275,7 +273,7 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
             port: target.port().wrapping_add(1).max(1),
             key: genuine.key,
             visibility: genuine.visibility,
-            friends_digest: friends_digest(&[]),
+            friends_digest: public_digest(),
             timestamp: genuine.timestamp,
             signature: genuine.signature,
             expires_in: 100,

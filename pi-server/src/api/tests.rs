@@ -3,7 +3,7 @@ use crate::config::Cidr;
 use crate::http::parse_head;
 use phonebook_proto::{
     BatchAnswer, BatchLookup, Keypair, LookupRecord, PlayerName, PublicKey, Register,
-    RegisterAnswer, Unregister, Visibility, name::encode_path_name,
+    RegisterAnswer, Unregister, name::encode_path_name,
 };
 
 const T0: u64 = 1_764_000_000_000;
@@ -96,28 +96,23 @@ impl Rig {
     }
 }
 
+const TEST_SALT: [u8; 32] = [0x5a; 32];
+
 fn kp(n: u8) -> Keypair {
     Keypair::from_seed(&[n; 32])
 }
 
 fn reg(k: &Keypair, name: &str, ts: u64) -> Register {
-    Register::sign(
-        k,
-        PlayerName::parse(name).unwrap(),
-        5000,
-        Visibility::Public,
-        vec![],
-        ts,
-    )
+    Register::sign_public(k, PlayerName::parse(name).unwrap(), 5000, ts)
 }
 
 fn friends_reg(k: &Keypair, name: &str, friends: Vec<PublicKey>, ts: u64) -> Register {
-    Register::sign(
+    Register::sign_friends(
         k,
         PlayerName::parse(name).unwrap(),
         5000,
-        Visibility::Friends,
         friends,
+        TEST_SALT,
         ts,
     )
 }
@@ -470,3 +465,49 @@ fn health_and_metrics() {
 }
 
 mod security;
+
+/// Friend lists are salted (issue 9): a registration built the unsalted way, no
+/// `friendsSalt` and the signature over SHA-256 of the sorted keys, is refused with 400 naming
+/// `friendsSalt`; an accepted one is served with the salted digest only, so a friend who sees
+/// the record cannot confirm a guessed list, and the salt itself appears in no answer.
+#[test]
+fn unsalted_friend_lists_are_refused_and_lookups_carry_no_salt() {
+    use sha2::{Digest, Sha256};
+    let mut rig = Rig::new(|_| {});
+    let (owner, friend) = (kp(1), kp(2));
+    let salted = friends_reg(&owner, "Alice Smith@Gilgamesh", vec![friend.public()], T0);
+    let salt_b64 = phonebook_proto::b64::encode(&TEST_SALT);
+    // The old protocol: no salt, signature over the unsalted digest.
+    let unsalted_digest: [u8; 32] = Sha256::digest(friend.public().as_bytes()).into();
+    let mut fields = salted.fields();
+    fields.friends_digest = unsalted_digest;
+    let old_sig = owner.sign(&fields.message());
+    let old_body = salted
+        .to_json()
+        .replace(&format!(",\"friendsSalt\":\"{salt_b64}\""), "")
+        .replace(&salted.signature.to_base64(), &old_sig.to_base64());
+    assert!(!old_body.contains("friendsSalt"));
+    let rep = rig.post("/api/register", &old_body, "");
+    assert_eq!((rep.status, rep.code().as_str()), (400, "bad_request"));
+    let msg = ErrorBody::from_json(&rep.body).unwrap().message;
+    assert!(msg.contains("friendsSalt"), "{msg}");
+    // The old signature with a salt added fails the signature check.
+    let mut with_salt = salted.clone();
+    with_salt.signature = old_sig;
+    let rep = rig.register(&with_salt);
+    assert_eq!((rep.status, rep.code().as_str()), (401, "bad_signature"));
+    // The salted registration is served with the salted digest and no salt.
+    assert_eq!(rig.register(&salted).status, 200);
+    let friend_t = rig.token(&reg(&friend, "Bob Jones@Gilgamesh", T0));
+    let rep = rig.lookup(&friend_t, "Alice Smith@Gilgamesh");
+    assert_eq!(rep.status, 200);
+    let text = String::from_utf8(rep.body.clone()).unwrap();
+    assert!(
+        !text.contains("friendsSalt") && !text.contains(&salt_b64),
+        "{text}"
+    );
+    let rec = LookupRecord::from_json(&rep.body).unwrap();
+    assert_eq!(rec.friends_digest, salted.friends_digest());
+    assert_ne!(rec.friends_digest, unsalted_digest);
+    assert_eq!(rec.verify(), Ok(()));
+}

@@ -16,7 +16,7 @@ use crate::snapshot::{
 use crate::table::{Slot, SlotState, Table};
 use crate::token::TokenKey;
 use async_io::Timer;
-use phonebook_proto::{FriendKey, Visibility};
+use phonebook_proto::{FriendKey, Visibility, public_digest};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -80,7 +80,8 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
         return false;
     };
     let friends: Vec<FriendKey> = rec.friends.iter().map(|k| FriendKey(*k)).collect();
-    table.restore(rec.slot, slot, &friends, rec.remaining_secs, 0)
+    let digest = rec.friends_digest.unwrap_or_else(public_digest);
+    table.restore(rec.slot, slot, &friends, digest, rec.remaining_secs, 0)
 }
 
 fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
@@ -90,12 +91,12 @@ fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
         SlotState::Retained => RecordState::Retained,
         SlotState::Free => return None,
     };
-    let friends = match (s.state, s.visibility) {
-        (SlotState::Live, Visibility::Friends) => table
-            .friends_of(s)
-            .map(|(k, _)| k.to_vec())
-            .unwrap_or_default(),
-        _ => Vec::new(),
+    let (friends, friends_digest) = match (s.state, s.visibility) {
+        (SlotState::Live, Visibility::Friends) => match table.friends_of(s) {
+            Some((keys, digest)) => (keys.to_vec(), Some(*digest)),
+            None => (Vec::new(), Some(public_digest())),
+        },
+        _ => (Vec::new(), None),
     };
     Some(SnapshotRecord {
         slot: id,
@@ -112,6 +113,7 @@ fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
             Visibility::Public
         },
         friends,
+        friends_digest,
         remaining_secs: table.remaining(id, now),
     })
 }

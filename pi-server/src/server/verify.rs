@@ -76,7 +76,7 @@ mod tests {
     use crate::config::Config;
     use crate::http::parse_head;
     use async_executor::LocalExecutor;
-    use phonebook_proto::{Keypair, PlayerName, Register, Visibility};
+    use phonebook_proto::{Keypair, PlayerName, Register};
     use std::rc::Rc;
 
     fn start(app: &mut App, body: &str, now: Now) -> Pending {
@@ -117,12 +117,10 @@ mod tests {
         let ex = LocalExecutor::new();
         let mut waits = Vec::new();
         for i in 0..20u8 {
-            let mut r = Register::sign(
+            let mut r = Register::sign_public(
                 &Keypair::from_seed(&[i + 1; 32]),
                 PlayerName::parse(&format!("Player Number@World{}", (b'a' + i) as char)).unwrap(),
                 5000,
-                Visibility::Public,
-                vec![],
                 now.wall_ms,
             );
             if i == 13 {

@@ -2,6 +2,7 @@
 
 use super::{
     MAGIC, RecordState, SnapshotError, SnapshotHeader, SnapshotRecord, TRAILER_LEN, VERSION,
+    VERSION_UNSALTED,
 };
 use phonebook_proto::Visibility;
 use phonebook_proto::name::NAME_MAX_LEN;
@@ -66,6 +67,9 @@ pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
     for key in &r.friends[..usize::from(friends)] {
         out.extend_from_slice(key);
     }
+    if r.visibility == Visibility::Friends {
+        out.extend_from_slice(&r.friends_digest.unwrap_or([0; 32]));
+    }
     out.extend_from_slice(&r.remaining_secs.to_be_bytes());
 }
 
@@ -91,6 +95,7 @@ pub struct SnapshotReader<R> {
     input: BufReader<R>,
     hasher: Sha256,
     capacity: u32,
+    version: u32,
     remaining: u64,
     seen_slots: Vec<u64>,
     state: State,
@@ -114,6 +119,7 @@ impl<R: Read> SnapshotReader<R> {
             input: BufReader::with_capacity(READ_BUFFER_BYTES, r),
             hasher: Sha256::new(),
             capacity,
+            version: VERSION,
             remaining: 0,
             seen_slots: Vec::new(),
             state: State::Failed,
@@ -128,9 +134,10 @@ impl<R: Read> SnapshotReader<R> {
         }
         reader.hasher.update(magic);
         let version = u32::from_be_bytes(reader.take()?);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_UNSALTED {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
+        reader.version = version;
         let header = SnapshotHeader {
             saved_wall_ms: u64::from_be_bytes(reader.take()?),
             token_secret: reader.take()?,
@@ -228,6 +235,13 @@ impl<R: Read> SnapshotReader<R> {
         for _ in 0..count {
             friends.push(self.take()?);
         }
+        let friends_digest = match visibility {
+            Visibility::Public => None,
+            Visibility::Friends if self.version == VERSION_UNSALTED => {
+                Some(unsalted_digest(&friends))
+            }
+            Visibility::Friends => Some(self.take()?),
+        };
         let remaining_secs = u32::from_be_bytes(self.take()?);
         self.mark_slot(slot)?;
         self.remaining -= 1;
@@ -242,6 +256,7 @@ impl<R: Read> SnapshotReader<R> {
             port,
             visibility,
             friends,
+            friends_digest,
             remaining_secs,
         })
     }
@@ -272,6 +287,18 @@ impl<R: Read> SnapshotReader<R> {
         }
         Ok(())
     }
+}
+
+/// The `friendsDigest` of a record written before friend lists were salted (snapshot version 1):
+/// SHA-256 of the keys sorted bytewise and concatenated.
+fn unsalted_digest(friends: &[[u8; 32]]) -> [u8; 32] {
+    let mut sorted = friends.to_vec();
+    sorted.sort_unstable();
+    let mut h = Sha256::new();
+    for k in &sorted {
+        h.update(k);
+    }
+    h.finalize().into()
 }
 
 /// Fills `buf` as far as the input goes; returns how many bytes were read.

@@ -95,6 +95,7 @@ fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
                 } else {
                     Vec::new()
                 },
+                friends_digest: friends_only.then_some([(r >> 12) as u8; 32]),
                 remaining_secs: (r >> 33) as u32 % 90_000,
             }
         })
@@ -190,6 +191,7 @@ fn arb_record() -> impl Strategy<Value = SnapshotRecord> {
                     } else {
                         Visibility::Public
                     },
+                    friends_digest: friends.as_ref().map(|_| [timestamp as u8; 32]),
                     friends: friends.unwrap_or_default(),
                     remaining_secs: remaining,
                 }
@@ -299,10 +301,10 @@ fn trailing_bytes_are_refused() {
 fn magic_and_version_are_checked() {
     let mut bytes = encode_file(&header(0), &[]);
     assert!(decode_all(&bytes, CAPACITY).is_ok());
-    bytes[8..12].copy_from_slice(&2u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
     let e = decode_all(&bytes, CAPACITY).unwrap_err();
-    assert!(matches!(e, SnapshotError::UnsupportedVersion(2)), "{e:?}");
-    assert!(e.to_string().contains("version 2 is not supported"));
+    assert!(matches!(e, SnapshotError::UnsupportedVersion(3)), "{e:?}");
+    assert!(e.to_string().contains("version 3 is not supported"));
     assert!(matches!(
         decode_all(b"PBSNAP\n\r\0\0\0\x01", CAPACITY),
         Err(SnapshotError::BadMagic)
@@ -663,4 +665,38 @@ fn kill9_during_a_snapshot_leaves_the_old_or_the_new_one() {
         );
         current = got;
     }
+}
+
+/// A version-1 file (before friend lists were salted: no digest field) still loads, and its
+/// friends records get the unsalted digest their owners signed; version 2 stores the digest,
+/// which the server cannot recompute because it never keeps the salt.
+#[test]
+fn version_1_files_load_with_the_unsalted_digest() {
+    use sha2::{Digest, Sha256};
+    let mut records = gen_records(11, 9);
+    let mut v1 = Vec::new();
+    let mut h = header(records.len());
+    h.record_count = records.len() as u64;
+    encode_header(&h, &mut v1);
+    v1[8..12].copy_from_slice(&VERSION_UNSALTED.to_be_bytes());
+    for r in &mut records {
+        let mut one = Vec::new();
+        encode_record(r, &mut one);
+        if r.visibility == Visibility::Friends {
+            // Drop the digest (32 bytes before remaining_secs) to get the v1 layout.
+            let end = one.len() - 4;
+            one.drain(end - 32..end);
+            let mut sorted = r.friends.clone();
+            sorted.sort_unstable();
+            r.friends_digest = Some(Sha256::digest(sorted.concat()).into());
+        }
+        v1.extend_from_slice(&one);
+    }
+    append_trailer(&mut v1);
+    assert!(records.iter().any(|r| r.visibility == Visibility::Friends));
+    assert_eq!(decode_all(&v1, CAPACITY).unwrap().1, records);
+    // The same records in version 2 keep their (salted) digests as written.
+    let v2 = encode_file(&h, &records);
+    assert_eq!(&v2[8..12], &VERSION.to_be_bytes());
+    assert_eq!(decode_all(&v2, CAPACITY).unwrap().1, records);
 }

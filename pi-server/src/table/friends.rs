@@ -1,7 +1,6 @@
 //! The bounded pool of friend lists, kept sorted so membership is a binary search.
 
 use phonebook_proto::FriendKey;
-use sha2::{Digest, Sha256};
 
 use super::slot::NO_FRIENDS;
 
@@ -47,9 +46,9 @@ impl FriendStore {
         Some((&l.keys, &l.digest))
     }
 
-    /// Stores `keys` in place of list `old` (or `NO_FRIENDS`). On `None` (budget exhausted)
-    /// the old list is untouched.
-    pub fn replace(&mut self, old: u32, keys: &[FriendKey]) -> Option<u32> {
+    /// Stores `keys`, with the `digest` their owner signed, in place of list `old` (or
+    /// `NO_FRIENDS`). On `None` (budget exhausted) the old list is untouched.
+    pub fn replace(&mut self, old: u32, keys: &[FriendKey], digest: [u8; 32]) -> Option<u32> {
         let old_len = self.get(old).map_or(0, |(k, _)| k.len() as u32);
         let new_total = self.total - old_len + keys.len() as u32;
         if new_total > self.budget {
@@ -58,12 +57,8 @@ impl FriendStore {
         self.remove(old);
         let mut sorted: Vec<[u8; 32]> = keys.iter().map(|k| *k.as_bytes()).collect();
         sorted.sort_unstable();
-        let mut h = Sha256::new();
-        for k in &sorted {
-            h.update(k);
-        }
         let list = List {
-            digest: h.finalize().into(),
+            digest,
             keys: sorted.into_boxed_slice(),
         };
         self.total += list.keys.len() as u32;

@@ -263,7 +263,7 @@ impl Table {
             Visibility::Friends => {
                 let old = existing.map_or(slot::NO_FRIENDS, |id| self.slots[id as usize].friends);
                 self.friends
-                    .replace(old, &req.friends)
+                    .replace(old, &req.friends, req.friends_digest())
                     .ok_or(RegisterError::FriendPoolFull)?
             }
         };
@@ -465,6 +465,7 @@ impl Table {
         id: u32,
         slot: Slot,
         friends: &[FriendKey],
+        friends_digest: [u8; 32],
         remaining: u32,
         now: u32,
     ) -> bool {
@@ -485,7 +486,10 @@ impl Table {
         let mut slot = slot;
         slot.friends = slot::NO_FRIENDS;
         if slot.state == SlotState::Live && slot.visibility == Visibility::Friends {
-            match self.friends.replace(slot::NO_FRIENDS, friends) {
+            match self
+                .friends
+                .replace(slot::NO_FRIENDS, friends, friends_digest)
+            {
                 Some(f) => slot.friends = f,
                 None => return false,
             }

@@ -4,20 +4,14 @@ use proptest::prelude::*;
 
 const TTL: u32 = 100;
 const RET: u32 = 1000;
+const TEST_SALT: [u8; 32] = [0x5a; 32];
 
 fn kp(n: u8) -> Keypair {
     Keypair::from_seed(&[n; 32])
 }
 
 fn reg(k: &Keypair, name: &str, ts: u64) -> Register {
-    Register::sign(
-        k,
-        PlayerName::parse(name).unwrap(),
-        5000,
-        Visibility::Public,
-        vec![],
-        ts,
-    )
+    Register::sign_public(k, PlayerName::parse(name).unwrap(), 5000, ts)
 }
 
 fn table(cap: u32) -> Table {
@@ -146,12 +140,12 @@ fn friends_visibility_and_pool_budget() {
     let mut t = table(4);
     let owner = kp(1);
     let friends: Vec<PublicKey> = (2..5).map(|n| kp(n).public()).collect();
-    let r = Register::sign(
+    let r = Register::sign_friends(
         &owner,
         PlayerName::parse("Aa Bb@World").unwrap(),
         1,
-        Visibility::Friends,
         friends.clone(),
+        TEST_SALT,
         1,
     );
     t.register(&r, ip(), 0, TTL).unwrap();
@@ -162,17 +156,20 @@ fn friends_visibility_and_pool_budget() {
     let (_, digest) = t.friends_of(s).unwrap();
     assert_eq!(
         *digest,
-        phonebook_proto::friends_digest(&friends.iter().map(FriendKey::from).collect::<Vec<_>>())
+        phonebook_proto::friends_digest(
+            &TEST_SALT,
+            &friends.iter().map(FriendKey::from).collect::<Vec<_>>()
+        )
     );
     assert_eq!(t.friend_keys(), 3);
     // Budget is 10 keys: 3 + 8 does not fit; the old list stays.
     let many: Vec<PublicKey> = (10..18).map(|n| kp(n).public()).collect();
-    let r2 = Register::sign(
+    let r2 = Register::sign_friends(
         &kp(7),
         PlayerName::parse("Cc Dd@World").unwrap(),
         1,
-        Visibility::Friends,
         many,
+        TEST_SALT,
         1,
     );
     assert_eq!(
@@ -200,11 +197,11 @@ fn restore_puts_records_back() {
         ip(),
     )
     .unwrap();
-    assert!(t.restore(6, s.clone(), &[], 50, 0));
+    assert!(t.restore(6, s.clone(), &[], phonebook_proto::public_digest(), 50, 0));
     // A restored live record is charged to its address again.
     assert_eq!(t.quotas().source_use(t.quotas().source_of(ip())), (1, 0));
-    assert!(!t.restore(6, s.clone(), &[], 50, 0));
-    assert!(!t.restore(9, s, &[], 50, 0));
+    assert!(!t.restore(6, s.clone(), &[], phonebook_proto::public_digest(), 50, 0));
+    assert!(!t.restore(9, s, &[], phonebook_proto::public_digest(), 50, 0));
     let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
     assert_eq!((id, slot.port, left), (6, 9, 50));
     // Free slots below the restored one are usable.
@@ -225,12 +222,12 @@ fn quota_table(cap: u32, pool: u32, quotas: QuotaLimits) -> Table {
 }
 
 fn friends_reg(k: &Keypair, name: &str, n: u8, ts: u64) -> Register {
-    Register::sign(
+    Register::sign_friends(
         k,
         PlayerName::parse(name).unwrap(),
         1,
-        Visibility::Friends,
         (0..n).map(|i| kp(100 + i).public()).collect(),
+        TEST_SALT,
         ts,
     )
 }

@@ -129,14 +129,15 @@ pub fn reg(
     vis: Visibility,
     friends: Vec<phonebook_proto::PublicKey>,
 ) -> Register {
-    Register::sign(
-        k,
-        PlayerName::parse(name).unwrap(),
-        4000,
-        vis,
-        friends,
-        now_ms(),
-    )
+    let name = PlayerName::parse(name).unwrap();
+    match vis {
+        Visibility::Public => Register::sign_public(k, name, 4000, now_ms()),
+        Visibility::Friends => {
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt).unwrap();
+            Register::sign_friends(k, name, 4000, friends, salt, now_ms())
+        }
+    }
 }
 
 /// Registers and returns the lookup token.

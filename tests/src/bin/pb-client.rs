@@ -249,7 +249,15 @@ fn register(
     friends: Vec<PublicKey>,
     ip: Option<std::net::IpAddr>,
 ) -> Result<(Response, RegisterAnswer), Fail> {
-    let mut req = Register::sign(kp, name, port, vis, friends, now_ms());
+    let mut req = match vis {
+        Visibility::Public => Register::sign_public(kp, name, port, now_ms()),
+        Visibility::Friends => {
+            // A fresh random salt for each registration (docs/PROTOCOL.md).
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
+            Register::sign_friends(kp, name, port, friends, salt, now_ms())
+        }
+    };
     req.ip = ip;
     let body = req.to_json();
     let r = c

@@ -477,6 +477,15 @@ fn friends_pick(entries: u64, conns: u64, conn: u64, allowed: bool, x: u64) -> u
 /// Request bytes of a registration of entry `i` of `space`, signed now (pi-server) or in the
 /// reference server's unsigned shape (same name and port; a well-formed key, not checked there).
 /// With `friends`, a friends-only registration with the list of entry `i`.
+/// The `friendsSalt` of entry `i`: derived from its name so that the check after a run can
+/// recompute the digest. Only a load generator may do this; a real client draws a fresh random
+/// salt for each registration (docs/PROTOCOL.md).
+fn load_salt(space: Space, i: u64) -> phonebook_proto::FriendsSalt {
+    let mut salt = names::seed(space, i);
+    salt[31] ^= 0xa5;
+    salt
+}
+
 fn register_request(
     target: Target,
     host: &str,
@@ -491,11 +500,15 @@ fn register_request(
         Target::PiServer => {
             let kp = Keypair::from_seed(&seed);
             let n = PlayerName::parse(&name).expect("benchmark names are valid");
-            let (vis, list) = match friends {
-                Some(f) => (Visibility::Friends, f.list(i)),
-                None => (Visibility::Public, vec![]),
-            };
-            Register::sign(&kp, n, names::port(i), vis, list, now_ms()).to_json()
+            let port = names::port(i);
+            match friends {
+                Some(f) => {
+                    let salt = load_salt(space, i);
+                    Register::sign_friends(&kp, n, port, f.list(i), salt, now_ms())
+                }
+                None => Register::sign_public(&kp, n, port, now_ms()),
+            }
+            .to_json()
         }
         Target::Reference | Target::Nginx => {
             let mut s = String::with_capacity(128);
@@ -758,7 +771,8 @@ fn check_friend_table(
     let rec = LookupRecord::from_json_verified(&r.body, &name)
         .map_err(|e| format!("{name}: answer to its friend: {e}"))?;
     let listed: Vec<FriendKey> = plan.list(j).into_iter().map(FriendKey::from).collect();
-    if rec.visibility != Visibility::Friends || rec.friends_digest != friends_digest(&listed) {
+    let digest = friends_digest(&load_salt(Space::Prefill, j), &listed);
+    if rec.visibility != Visibility::Friends || rec.friends_digest != digest {
         return Err(format!(
             "{name} is not registered friends-only with the friend list of this run"
         ));
@@ -953,8 +967,7 @@ fn main() {
         for i in 0..o.connections as u64 {
             let kp = Keypair::from_seed(&names::seed(Space::Requester, i));
             let n = PlayerName::parse(&names::name(Space::Requester, i)).expect("valid");
-            let body = Register::sign(&kp, n, names::port(i), Visibility::Public, vec![], now_ms())
-                .to_json();
+            let body = Register::sign_public(&kp, n, names::port(i), now_ms()).to_json();
             let r = ctl
                 .request("POST", paths::REGISTER, &[], Some(body.as_bytes()))
                 .unwrap_or_else(|e| die(e));
@@ -1406,7 +1419,8 @@ mod tests {
             // A registration with it is valid.
             let kp = Keypair::from_seed(&names::seed(Space::Prefill, j));
             let name = PlayerName::parse(&names::name(Space::Prefill, j)).unwrap();
-            let body = Register::sign(&kp, name, 5000, Visibility::Friends, l, 1).to_json();
+            let body = Register::sign_friends(&kp, name, 5000, l, load_salt(Space::Prefill, j), 1)
+                .to_json();
             Register::from_json(body.as_bytes())
                 .unwrap()
                 .verify()

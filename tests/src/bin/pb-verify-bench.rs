@@ -3,7 +3,7 @@
 //! registration). This is the ceiling for signed registrations/s on that core.
 //! Run with: `taskset -c 0 cargo run --release -p pb-tests --bin pb-verify-bench -- --seconds 3`
 
-use phonebook_proto::{Keypair, PlayerName, PublicKey, Register, Visibility};
+use phonebook_proto::{Keypair, PlayerName, PublicKey, Register};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -76,14 +76,7 @@ fn main() {
             let name =
                 PlayerName::parse(&pb_tests::names::name(pb_tests::names::Space::Prefill, i))
                     .expect("valid name");
-            Register::sign(
-                &kp,
-                name,
-                55000,
-                Visibility::Public,
-                vec![],
-                1_764_000_000_000 + i,
-            )
+            Register::sign_public(&kp, name, 55000, 1_764_000_000_000 + i)
         })
         .collect();
     // Messages and signatures prepared outside the loop: only the verification is timed.
