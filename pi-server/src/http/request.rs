@@ -71,6 +71,8 @@ pub struct Head<'a> {
     pub bearer: Option<&'a [u8]>,
     /// The forwarding headers' lines (believed only from a trusted proxy).
     pub forwarding: Forwarding<'a>,
+    /// `Expect: 100-continue` was sent: the client may wait for `100 Continue` before the body.
+    pub expect_continue: bool,
 }
 
 /// Why a head could not be used.
@@ -82,10 +84,16 @@ pub enum HeadError {
     TooLarge,
     /// Not HTTP/1.x syntax (400).
     Malformed,
-    /// A body framing the server does not accept: chunked, or a bad or repeated length.
+    /// A request line of another HTTP version than 1.0 and 1.1, such as `HTTP/2.0` or the
+    /// HTTP/2 preface `PRI * HTTP/2.0` (505).
+    Version,
+    /// A bad or repeated `Content-Length` (400).
     BadLength,
     /// `Transfer-Encoding` on a request (411: send `Content-Length`).
     Chunked,
+    /// A `POST` or `DELETE` without `Content-Length` (411): every such request of the API
+    /// has a body, and without a length it cannot be framed.
+    LengthRequired,
 }
 
 impl fmt::Display for HeadError {
@@ -94,8 +102,10 @@ impl fmt::Display for HeadError {
             HeadError::Partial => "incomplete request head",
             HeadError::TooLarge => "request head too large",
             HeadError::Malformed => "malformed request head",
+            HeadError::Version => "only HTTP/1.0 and HTTP/1.1 are supported",
             HeadError::BadLength => "invalid Content-Length",
-            HeadError::Chunked => "chunked request bodies are not accepted; send Content-Length",
+            HeadError::Chunked => "Transfer-Encoding is not accepted; send Content-Length",
+            HeadError::LengthRequired => "POST and DELETE need a Content-Length header",
         })
     }
 }
@@ -116,6 +126,9 @@ pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
             });
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) if other_http_version(buf) => {
+            return Err(HeadError::Version);
+        }
         Err(_) => return Err(HeadError::Malformed),
     };
     if len > max_bytes {
@@ -143,6 +156,7 @@ pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
         keep_alive: minor >= 1,
         bearer: None,
         forwarding: Forwarding::default(),
+        expect_continue: false,
     };
     for h in req.headers.iter() {
         let name = h.name;
@@ -173,9 +187,33 @@ pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
             }
         } else if let Some(which) = ProxyHeader::parse(name) {
             head.forwarding.push(which, h.value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
+    if head.content_length.is_none() && matches!(method, Method::Post | Method::Delete) {
+        return Err(HeadError::LengthRequired);
+    }
     Ok(head)
+}
+
+/// Whether the request line is `method SP target SP HTTP/<digits and dots>` (as far as it
+/// arrived): a well-formed line of an HTTP version other than 1.0 and 1.1.
+fn other_http_version(buf: &[u8]) -> bool {
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let number = version.strip_prefix(b"HTTP/").unwrap_or_default();
+    !method.is_empty()
+        && method.iter().all(u8::is_ascii_alphabetic)
+        && !target.is_empty()
+        && !number.is_empty()
+        && number.iter().all(|b| b.is_ascii_digit() || *b == b'.')
 }
 
 #[cfg(test)]
@@ -228,6 +266,42 @@ mod tests {
         assert_eq!(parse_head(two, 8192).err(), Some(HeadError::BadLength));
         let te = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(parse_head(te, 8192).err(), Some(HeadError::Chunked));
+        for no_length in ["POST / HTTP/1.1\r\n\r\n", "DELETE / HTTP/1.0\r\n\r\n"] {
+            assert_eq!(
+                parse_head(no_length.as_bytes(), 8192).err(),
+                Some(HeadError::LengthRequired)
+            );
+        }
+        for version in [
+            "HTTP/2.0",
+            "HTTP/2",
+            "HTTP/3",
+            "HTTP/0.9",
+            "HTTP/1.2",
+            "HTTP/10.1",
+        ] {
+            let r = format!("GET / {version}\r\n\r\n");
+            assert_eq!(
+                parse_head(r.as_bytes(), 8192).err(),
+                Some(HeadError::Version),
+                "{version}"
+            );
+        }
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(parse_head(preface, 8192).err(), Some(HeadError::Version));
+        for not_http in [
+            "GET /\r\n\r\n",
+            "GET / SPDY/3\r\n\r\n",
+            "GET / http/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(not_http.as_bytes(), 8192).err(),
+                Some(HeadError::Malformed),
+                "{not_http:?}"
+            );
+        }
+        let e = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-Continue\r\n\r\n";
+        assert!(parse_head(e, 8192).unwrap().expect_continue);
         let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
         let r = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(

@@ -175,22 +175,16 @@ fn answer_all(
             Err(e) => {
                 let (code, reason) = match e {
                     HeadError::TooLarge => (ErrorCode::HeadersTooLarge, Reject::HeadersTooLarge),
-                    HeadError::Chunked => (ErrorCode::LengthRequired, Reject::BadRequest),
+                    HeadError::Chunked | HeadError::LengthRequired => {
+                        (ErrorCode::LengthRequired, Reject::BadRequest)
+                    }
+                    HeadError::Version => (ErrorCode::VersionNotSupported, Reject::BadRequest),
                     _ => (ErrorCode::BadRequest, Reject::BadRequest),
                 };
                 app.reject(code, &e.to_string(), reason, out);
                 return (data.len(), Step::Close);
             }
         };
-        if head.minor > 1 {
-            app.reject(
-                ErrorCode::VersionNotSupported,
-                "HTTP/1.0 or 1.1 only",
-                Reject::BadRequest,
-                out,
-            );
-            return (data.len(), Step::Close);
-        }
         let body_len = head.content_length.unwrap_or(0);
         if body_len > max_body {
             app.reject(
@@ -202,6 +196,11 @@ fn answer_all(
             return (data.len(), Step::Close);
         }
         if buf.len() < head.len + body_len {
+            // `Expect: 100-continue`: invite the body once, when the head has just arrived
+            // (no body byte yet; this runs again only when more bytes come).
+            if head.expect_continue && buf.len() == head.len {
+                out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
             return (at, Step::Continue);
         }
         let body = &buf[head.len..head.len + body_len];

@@ -241,3 +241,131 @@ fn restart_on_the_same_port_despite_time_wait() {
     let mut c = Conn::open(again.addr());
     assert_eq!(c.request("GET", "/api/health", "", "").status, 200);
 }
+
+/// Only HTTP/1.0 and 1.1 are spoken: any other version in the request line gets 505
+/// `version_not_supported` (it got 400 before), including the HTTP/2 connection preface; a
+/// line with no version at all, or another protocol's name, is a 400.
+#[test]
+fn other_http_versions_get_505() {
+    let srv = start(|_| {});
+    let cases: [(&[u8], u16, &str); 8] = [
+        (
+            b"GET /api/health HTTP/2.0\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (
+            b"GET /api/health HTTP/2\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (
+            b"GET /api/health HTTP/3\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (
+            b"GET /api/health HTTP/0.9\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (
+            b"GET /api/health HTTP/1.2\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            505,
+            "version_not_supported",
+        ),
+        (b"GET /api/health\r\n\r\n", 400, "bad_request"),
+        (b"GET /api/health SPDY/3\r\n\r\n", 400, "bad_request"),
+    ];
+    for (req, status, code) in cases {
+        let mut c = Conn::open(srv.addr());
+        c.send_raw(req);
+        let r = c.read_reply().unwrap();
+        let shown = String::from_utf8_lossy(req);
+        assert_eq!(r.status, status, "{shown:?}: {}", r.text());
+        assert_eq!(
+            ErrorBody::from_json(&r.body).unwrap().error,
+            code,
+            "{shown:?}"
+        );
+        assert_eq!(r.header("Connection"), Some("close"), "{shown:?}");
+        assert!(c.is_closed(), "{shown:?}");
+    }
+    srv.stop().unwrap();
+}
+
+/// A POST or DELETE without `Content-Length` gets 411 `length_required` and the connection
+/// closes (a body that may follow cannot be framed); before, the server read an empty body
+/// (400) and then took the body for the next request.
+#[test]
+fn body_methods_without_content_length_get_411() {
+    let srv = start(|_| {});
+    let body = reg(&kp(1), "Alice Smith@Gilgamesh", Visibility::Public, vec![]).to_json();
+    for req in [
+        format!("POST /api/register HTTP/1.1\r\n\r\n{body}"),
+        "POST /api/lookup HTTP/1.1\r\n\r\n".to_owned(),
+        "DELETE /api/unregister HTTP/1.1\r\n\r\n".to_owned(),
+        "POST /api/register HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_owned(),
+        "POST /api/register HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: identity\r\n\r\n{}"
+            .to_owned(),
+    ] {
+        let mut c = Conn::open(srv.addr());
+        c.send_raw(req.as_bytes());
+        let r = c.read_reply().unwrap();
+        assert_eq!(r.status, 411, "{req:?}: {}", r.text());
+        assert_eq!(
+            ErrorBody::from_json(&r.body).unwrap().error,
+            "length_required"
+        );
+        assert!(c.is_closed(), "{req:?}");
+    }
+    // With a length, an empty body is a plain 400 and the connection stays usable.
+    let mut c = Conn::open(srv.addr());
+    let r = c.request("POST", "/api/register", "", "");
+    assert_eq!(r.status, 400);
+    assert_eq!(c.request("GET", "/api/health", "", "").status, 200);
+    srv.stop().unwrap();
+}
+
+/// `Expect: 100-continue`: the server answers `100 Continue` as soon as the head is in (a
+/// client that waits for it does not stall), then the final answer; a body over the limit gets
+/// the 413 instead of the 100.
+#[test]
+fn expect_100_continue_is_answered() {
+    let srv = start(|c| c.max_body_bytes = 1024);
+    let mut c = Conn::open(srv.addr());
+    let body = reg(&kp(1), "Alice Smith@Gilgamesh", Visibility::Public, vec![]).to_json();
+    c.send_raw(
+        format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let mut interim = [0u8; 25];
+    std::io::Read::read_exact(&mut c.s, &mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send_raw(body.as_bytes());
+    assert_eq!(c.read_reply().unwrap().status, 200);
+    // Body included at once: the 100 may still come first; the answer follows.
+    let body = reg(&kp(2), "Bob Jones@Gilgamesh", Visibility::Public, vec![]).to_json();
+    c.send_raw(
+        format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_reply().unwrap().status, 200);
+    let mut c = Conn::open(srv.addr());
+    c.send_raw(
+        b"POST /api/register HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(c.read_reply().unwrap().status, 413);
+    srv.stop().unwrap();
+}
