@@ -135,6 +135,16 @@ mod tests {
         assert_eq!(l.miss(&"k", 100_000), 1);
     }
 
+    /// docs/PROTOCOL.md "Miss back-off": a run of misses lasts while each comes at most 60 s
+    /// after the previous one, however long the run; a longer pause starts it again.
+    #[test]
+    fn a_miss_run_lasts_while_misses_come_within_60_s() {
+        let mut l = Limiter::new(1000, 1000);
+        let waits: Vec<u32> = (0..4).map(|i| l.miss(&"k", i * 60_000)).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8]);
+        assert_eq!(l.miss(&"k", 3 * 60_000 + 60_001), 1);
+    }
+
     #[test]
     fn long_waits_are_reported_in_seconds() {
         let mut l = Limiter::new(1, 2);

@@ -38,4 +38,12 @@ fn main() {
     let un = Unregister::sign(&kp, name, 1_764_000_100_000);
     println!("unregister signature: {}", un.signature.to_base64());
     println!("unregister body: {}", un.to_json());
+    // The friend's own (public) registration in the examples of docs/PROTOCOL.md.
+    let krile = Register::sign_public(
+        &Keypair::from_seed(&[0x42; 32]),
+        PlayerName::parse("Krile Baldesion@Gilgamesh").unwrap(),
+        55001,
+        1_764_000_000_000,
+    );
+    println!("friend register body: {}", krile.to_json());
 }

@@ -273,6 +273,32 @@ mod tests {
         }
     }
 
+    /// docs/PROTOCOL.md: a part must start with a letter but may end in `'` or `-` (the rule
+    /// accepts a superset of the game's names rather than lock out a real one).
+    #[test]
+    fn parts_may_end_in_an_apostrophe_or_a_hyphen() {
+        for n in [
+            "Ab' Cd@World",
+            "Ab- Cd-@World",
+            "A' B'@World",
+            "Ab Cd'@World",
+        ] {
+            assert!(PlayerName::parse(n).is_ok(), "{n}");
+        }
+        for n in [
+            "'Ab Cd@World",
+            "Ab -Cd@World",
+            "Ab'' Cd@World",
+            "Ab'- Cd@World",
+        ] {
+            assert_eq!(
+                PlayerName::parse(n).unwrap_err(),
+                NameError::BadPunctuation,
+                "{n}"
+            );
+        }
+    }
+
     #[test]
     fn rejects_each_rule() {
         use NameError::*;

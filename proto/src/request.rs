@@ -433,6 +433,23 @@ mod tests {
             let e = Register::from_json(body.as_bytes()).unwrap_err();
             assert_eq!(e.field(), Some(field), "{body}: {e}");
         }
+        // Field names are case-sensitive: another spelling is an unknown field.
+        let cased = good.replace("\"playerName\"", "\"PlayerName\"");
+        assert_eq!(
+            Register::from_json(cased.as_bytes()),
+            Err(BodyError::Missing("playerName"))
+        );
+        let both = good.replace("{", "{\"PlayerName\":\"Alice Smith@Gilgamesh\",");
+        assert_eq!(
+            Register::from_json(both.as_bytes()),
+            Err(BodyError::UnknownField)
+        );
+        // A field given twice is refused, even with the same value.
+        let twice = good.replace("\"port\":5000", "\"port\":5000,\"port\":5000");
+        assert!(matches!(
+            Register::from_json(twice.as_bytes()),
+            Err(BodyError::Json(_))
+        ));
         let extra = good.replace("{", "{\"extra\":1,");
         assert_eq!(
             Register::from_json(extra.as_bytes()),

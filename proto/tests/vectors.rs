@@ -66,3 +66,44 @@ fn protocol_md_vectors_hold() {
         sig
     );
 }
+
+/// Every player name the document uses as an example obeys the document's own name rule (the
+/// batch example once asked for `A Bc@World`, a one-letter forename), and the table of valid
+/// and invalid names in "Player names" says what the code does.
+#[test]
+fn protocol_md_example_names_obey_the_name_rule() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let mut checked = 0;
+    // Names in JSON examples: "playerName":"..." and the items of "names":[...].
+    for (i, _) in doc.match_indices("\"playerName\":\"") {
+        let rest = &doc[i + 14..];
+        let name = &rest[..rest.find('"').unwrap()];
+        if !name.starts_with('<') {
+            assert!(PlayerName::parse(name).is_ok(), "{name:?}");
+            checked += 1;
+        }
+    }
+    for (i, _) in doc.match_indices("\"names\":[") {
+        let rest = &doc[i + 9..];
+        for item in rest[..rest.find(']').unwrap()].split(',') {
+            let name = item.trim().trim_matches('"');
+            if !name.is_empty() && !name.starts_with('<') && name != "..." {
+                assert!(PlayerName::parse(name).is_ok(), "{name:?}");
+                checked += 1;
+            }
+        }
+    }
+    // The table of the "Player names" section: `name` cells, valid when the row says yes.
+    let section = &doc[doc.find("## Player names").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").unwrap()];
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let valid = row.trim_end().ends_with("| yes |");
+        for (j, cell) in row.split('`').enumerate() {
+            if j % 2 == 1 && cell.contains('@') {
+                assert_eq!(PlayerName::parse(cell).is_ok(), valid, "{cell:?} in {row}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} names found");
+}

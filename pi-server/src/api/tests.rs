@@ -511,3 +511,42 @@ fn unsalted_friend_lists_are_refused_and_lookups_carry_no_salt() {
     assert_ne!(rec.friends_digest, unsalted_digest);
     assert_eq!(rec.verify(), Ok(()));
 }
+
+/// docs/PROTOCOL.md "DELETE /api/unregister": signature first, then the name's binding, then
+/// whether it is live, then the timestamp.
+#[test]
+fn unregister_checks_in_the_documented_order() {
+    let mut rig = Rig::new(|_| {});
+    let delete = |rig: &mut Rig, u: &Unregister| {
+        let body = u.to_json();
+        let rep = rig.send(
+            format!(
+                "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        (rep.status, rep.code())
+    };
+    let name = |s: &str| PlayerName::parse(s).unwrap();
+    // An unknown name with a bad signature: 401, not 404 (signature first).
+    let mut bad = Unregister::sign(&kp(1), name("Nobody Here@Gilgamesh"), T0);
+    bad.timestamp += 1;
+    assert_eq!(delete(&mut rig, &bad), (401, "bad_signature".into()));
+    // A good signature for an unknown name: 404.
+    let u = Unregister::sign(&kp(1), name("Nobody Here@Gilgamesh"), T0);
+    assert_eq!(delete(&mut rig, &u), (404, "not_found".into()));
+    // Registered, then unregistered: another key gets 409 even though the record is not live.
+    assert_eq!(
+        rig.register(&reg(&kp(1), "Alice Smith@Gilgamesh", T0))
+            .status,
+        200
+    );
+    let u = Unregister::sign(&kp(1), name("Alice Smith@Gilgamesh"), T0 + 1);
+    assert_eq!(delete(&mut rig, &u), (200, String::new()));
+    let other = Unregister::sign(&kp(2), name("Alice Smith@Gilgamesh"), T0 + 5);
+    assert_eq!(delete(&mut rig, &other), (409, "key_conflict".into()));
+    // The owner, with a stale timestamp: 404 (not live) comes before 409 replayed.
+    let stale = Unregister::sign(&kp(1), name("Alice Smith@Gilgamesh"), T0);
+    assert_eq!(delete(&mut rig, &stale), (404, "not_found".into()));
+}

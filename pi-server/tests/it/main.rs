@@ -2,6 +2,7 @@
 #![allow(missing_docs, missing_debug_implementations)]
 
 mod client;
+mod doc_examples;
 mod http;
 mod signals;
 mod snapshot;
