@@ -195,6 +195,14 @@ fn friends_only_player_is_invisible_to_strangers() {
             .await
             .expect("a friend sees the owner");
         assert_eq!(found.key, owner.identity.id());
+        // Each registration draws a fresh friendsSalt: the same list renewed shows another
+        // digest, so a friend cannot tell whether the list changed, nor test a guessed one.
+        owner
+            .register(Visibility::Friends, &[friend.identity.id()])
+            .await;
+        let again = friend.book.lookup(owner.book.name()).await.unwrap();
+        assert_ne!(again.record.friends_digest, found.record.friends_digest);
+        assert_ne!(again.record.friends_digest, public_digest());
     });
     pb.stop().unwrap();
 }
