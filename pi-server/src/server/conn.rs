@@ -197,8 +197,9 @@ fn answer_all(
         }
         if buf.len() < head.len + body_len {
             // `Expect: 100-continue`: invite the body once, when the head has just arrived
-            // (no body byte yet; this runs again only when more bytes come).
-            if head.expect_continue && buf.len() == head.len {
+            // (no body byte yet; this runs again only when more bytes come). Never to an
+            // HTTP/1.0 client, which does not know interim answers (RFC 9110 section 10.1.1).
+            if head.expect_continue && head.minor >= 1 && buf.len() == head.len {
                 out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
             return (at, Step::Continue);
