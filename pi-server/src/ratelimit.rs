@@ -84,6 +84,21 @@ impl Limiter {
         }
     }
 
+    /// Whether `cost` tokens are there, without taking them; `Err(seconds)` to wait if not.
+    /// Lets a caller refuse early without charging a request it has not authenticated yet.
+    pub fn peek<K: Hash>(&mut self, key: &K, cost: u32, now_ms: u64) -> Result<(), u32> {
+        let rate = self.rate;
+        let Some(b) = self.bucket(key, now_ms) else {
+            return Ok(());
+        };
+        let need = cost * 1000;
+        if b.milli_tokens >= need {
+            Ok(())
+        } else {
+            Err((need - b.milli_tokens).div_ceil(rate * 1000).max(1))
+        }
+    }
+
     /// Records a lookup of an absent name and returns the advised wait in seconds: 1, 2, 4 ...
     /// up to [`MAX_MISS_BACKOFF`]; each miss also costs one extra token.
     pub fn miss<K: Hash>(&mut self, key: &K, now_ms: u64) -> u32 {

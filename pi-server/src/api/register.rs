@@ -34,31 +34,48 @@ impl App {
     }
 
     pub(super) fn key_limit(&mut self, key: &[u8; 32], cost: u32, now: Now) -> Result<(), Answer> {
-        self.key_limit
-            .check(key, cost, now.mono_ms)
-            .map_err(|secs| {
-                self.metrics.reject(Reject::RateLimitedKey);
-                self.audit.warn(
-                    now.mono_ms,
-                    format_args!("rate limit tripped by key {}", short(key)),
-                );
-                Answer::error_retry(
-                    ErrorCode::RateLimited,
-                    "too many requests for this key",
-                    secs,
-                )
-            })
+        let result = self.key_limit.check(key, cost, now.mono_ms);
+        self.key_limited(key, result, now)
+    }
+
+    /// Like [`App::key_limit`] without taking tokens: for a request whose signature is still
+    /// unchecked, which anyone can send with anyone's key.
+    fn key_limit_peek(&mut self, key: &[u8; 32], now: Now) -> Result<(), Answer> {
+        let result = self.key_limit.peek(key, 1, now.mono_ms);
+        self.key_limited(key, result, now)
+    }
+
+    fn key_limited(
+        &mut self,
+        key: &[u8; 32],
+        result: Result<(), u32>,
+        now: Now,
+    ) -> Result<(), Answer> {
+        result.map_err(|secs| {
+            self.metrics.reject(Reject::RateLimitedKey);
+            self.audit.warn(
+                now.mono_ms,
+                format_args!("rate limit tripped by key {}", short(key)),
+            );
+            Answer::error_retry(
+                ErrorCode::RateLimited,
+                "too many requests for this key",
+                secs,
+            )
+        })
     }
 
     /// The checks a signed request passes before its signature is checked, cheapest first:
-    /// the per-key rate limit, then the clock skew.
+    /// the per-key rate limit (looked at, not charged: the key is charged only once the
+    /// signature proves the request is its owner's, so a stranger cannot drain another
+    /// player's bucket), then the clock skew.
     fn admit_signed(
         &mut self,
         key: &phonebook_proto::PublicKey,
         timestamp: u64,
         now: Now,
     ) -> Result<(), Answer> {
-        self.key_limit(key.as_bytes(), 1, now)?;
+        self.key_limit_peek(key.as_bytes(), now)?;
         self.check_skew(timestamp, now)
     }
 
@@ -246,6 +263,9 @@ impl App {
         };
         if !verified {
             return self.bad_signature(p.key(), what, now);
+        }
+        if let Err(a) = self.key_limit(p.key().as_bytes(), 1, now) {
+            return a;
         }
         match &p.signed {
             Signed::Register(r) => self.register_commit(r, p.origin, now),

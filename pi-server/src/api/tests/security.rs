@@ -230,3 +230,35 @@ fn letters(mut i: u32) -> String {
         }
     }
 }
+
+/// Issue 9 ("lock honest players out"): the per-key limit must be charged only for requests
+/// the key really signed. A stranger sending bodies that carry a victim's key and a bad
+/// signature (well within the per-address limit) must not drain the victim's key bucket, or
+/// the victim's renewals and unregistrations get 429 until the record expires.
+#[test]
+fn forged_requests_do_not_drain_the_victims_key_limit() {
+    let mut rig = Rig::new(|c| {
+        c.rate_ip = 1000;
+        c.rate_ip_burst = 1000;
+        c.rate_key = 1;
+        c.rate_key_burst = 2;
+    });
+    let victim = kp(7);
+    let first = reg(&victim, "Alice Smith@Gilgamesh", T0);
+    rig.token(&first);
+    for i in 0..20 {
+        let mut forged = reg(&kp(8), "Alice Smith@Gilgamesh", T0 + 10 + i);
+        forged.key = victim.public();
+        let body = forged.to_json();
+        let req = format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let rep = rig.send_from("192.0.2.200".parse().unwrap(), req.as_bytes());
+        assert_eq!(rep.status, 401, "forged request {i}: {}", rep.code());
+    }
+    // The victim's own renewal, in the same millisecond: its bucket is as full as before.
+    let renewal = reg(&victim, "Alice Smith@Gilgamesh", T0 + 100).to_json();
+    let rep = rig.post("/api/register", &renewal, "");
+    assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
+}
