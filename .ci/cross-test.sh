@@ -13,21 +13,19 @@ PROFILE=${CROSS_TEST_PROFILE:-dev}
 t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
-need=""
-for t in aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
-         qemu-aarch64-static:qemu-user-static file:file; do
-    p=${t%%:*}
-    { [ -e "$p" ] || command -v "$p" >/dev/null; } || need="$need ${t#*:}"
+# Cross gcc (linker and C compiler for ring), aarch64 glibc, qemu-user and binfmt (tests that
+# start their own binary), file (checks the static binary).
+.ci/apt-install.sh cross-test gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
+    binfmt-support file mount coreutils grep
+[ "$(id -u)" != 0 ] || export APT_UPDATED=1
+for t in aarch64-linux-gnu-gcc /usr/aarch64-linux-gnu/include/stdio.h qemu-aarch64-static file; do
+    [ -e "$t" ] || command -v "$t" >/dev/null \
+        || { echo "cross-test: FAIL: $t is missing (run as root to install it)"; exit 1; }
 done
-if [ -n "$need" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "cross-test: FAIL: missing packages:$need (run as root to install them)"; exit 1
-    fi
-    step "installing$need"
-    [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
+step "rustup target add aarch64-unknown-linux-gnu aarch64-unknown-linux-musl"
+if ! out=$(rustup target add aarch64-unknown-linux-gnu aarch64-unknown-linux-musl 2>&1); then
+    printf '%s\n' "$out"; echo "cross-test: FAIL: rustup could not add the aarch64 targets"; exit 1
 fi
-rustup target add aarch64-unknown-linux-gnu aarch64-unknown-linux-musl >/dev/null 2>&1
 
 # Tests that re-run their own binary as a child process (e.g. pi-server's kill -9 snapshot test)
 # start an aarch64 executable directly: that needs binfmt_misc for aarch64 (qemu-user-static's
@@ -36,7 +34,6 @@ export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     if [ "$(id -u)" = 0 ]; then
         [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
-        command -v update-binfmts >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binfmt-support >/dev/null
         update-binfmts --enable qemu-aarch64 || true
     fi
     [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \

@@ -7,7 +7,8 @@
 #   seccomp, no_new_privs and no capabilities; first boot (hostname, SSH key, host keys, root
 #   grown, root locked); the registrations survive a service restart and a reboot (snapshot);
 #   and once more on a 16 KiB-page kernel (Debian trixie linux-image-arm64-16k): /api/health.
-# Needs root (mmdebstrap, binfmt). About 10-14 minutes on 2 cores.
+# Needs root (mmdebstrap, binfmt); installs its packages (.ci/apt-install.sh). About 10-14 minutes
+# on 2 cores.
 # IMAGE_TEST_REBOOT=0 skips the reboot (saves about 1.5 minutes; the restart still tests the snapshot).
 # IMAGE_TEST_REUSE=1 reuses image/out and image/work from an earlier build (development only).
 set -euo pipefail
@@ -29,23 +30,23 @@ if [ "$(id -u)" != 0 ]; then
     echo "image-test: 0 passed, 0 failed, 1 skipped"
     exit 0
 fi
-need=""
-for t in qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils ssh:openssh-client \
-         ssh-keygen:openssh-client curl:curl mcopy:mtools debugfs:e2fsprogs \
-         aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu python3:python3; do
-    command -v "${t%%:*}" >/dev/null || need="$need ${t#*:}"
+# Everything this script and image/build.sh run (build.sh installs its own list as well):
+# qemu-system-arm (the boot; no qemu-img, no ipxe-qemu ROMs needed), openssh-client, curl,
+# mtools/e2fsprogs/fdisk (edit and read the image without mounting it), python3, the cross gcc.
+.ci/apt-install.sh image-test qemu-system-arm openssh-client curl mtools e2fsprogs fdisk python3 \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross procps coreutils
+export APT_UPDATED=1
+for t in qemu-system-aarch64 ssh ssh-keygen curl mcopy mtype debugfs sfdisk python3 aarch64-linux-gnu-gcc; do
+    command -v "$t" >/dev/null || { echo "image-test: FAIL: $t is missing after installing"; exit 1; }
 done
-if [ -n "$need" ]; then
-    step "installing$need"
-    [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
-fi
 
 # --- Build --------------------------------------------------------------------------------------
 if [ "${IMAGE_TEST_REUSE:-0}" = 1 ] && [ -f "$IMG" ] && [ -f image/work/kernel-16k/vmlinuz ]; then
     step "reusing $IMG"
 else
-    rustup target add aarch64-unknown-linux-musl >/dev/null 2>&1 || true
+    if ! out=$(rustup target add aarch64-unknown-linux-musl 2>&1); then
+        printf '%s\n' "$out"; echo "image-test: FAIL: rustup could not add aarch64-unknown-linux-musl"; exit 1
+    fi
     step "cargo build pi-server (release, aarch64-unknown-linux-musl)"
     cargo build --release --locked --target aarch64-unknown-linux-musl -p pi-server
     step "image/build.sh"
@@ -96,9 +97,9 @@ SSH=(ssh -q -i "$T/id_ed25519" -p "$SP" -o BatchMode=yes -o StrictHostKeyCheckin
      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 admin@127.0.0.1)
 stop_qemu() {
     [ -n "$QPID" ] || return 0
-    if kill -0 "$QPID" 2>/dev/null; then
+    if qemu_alive; then
         "${SSH[@]}" sudo systemctl poweroff >/dev/null 2>&1 || true
-        for _ in $(seq 60); do kill -0 "$QPID" 2>/dev/null || break; sleep 1; done
+        for _ in $(seq 60); do qemu_alive || break; sleep 1; done
         kill "$QPID" 2>/dev/null || true
     fi
     wait "$QPID" 2>/dev/null || true
@@ -106,25 +107,41 @@ stop_qemu() {
 }
 trap stop_qemu EXIT
 
-# boot NAME KERNEL INITRD: a fresh qcow2 overlay (4 GiB: first boot grows the root) on disk.img.
+# boot NAME KERNEL INITRD: a fresh copy of disk.img (sparse, grown to 4 GiB: first boot grows the
+# root), raw, so that no qemu-img is needed. The kernel is booted directly: the NIC needs no option
+# ROM (romfile= empty; the ROMs are in ipxe-qemu, which is not installed).
 boot() {
     local name=$1 kernel=$2 initrd=$3
-    rm -f "$T/$name.qcow2"
-    qemu-img create -q -f qcow2 -F raw -b "$T/disk.img" "$T/$name.qcow2" 4G
+    QNAME=$name
+    rm -f "$T/$name.img"
+    cp --sparse=always "$T/disk.img" "$T/$name.img"
+    truncate -s 4G "$T/$name.img"
     qemu-system-aarch64 -M virt -cpu cortex-a76 -smp 2 -m 1024 \
         -kernel "$kernel" -initrd "$initrd" -append "$CMDLINE" \
-        -drive "if=none,id=hd,format=qcow2,file=$T/$name.qcow2" -device virtio-blk-pci,drive=hd \
+        -drive "if=none,id=hd,format=raw,file=$T/$name.img" -device virtio-blk-pci,drive=hd \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$HP-:$GUEST_PORT,hostfwd=tcp:127.0.0.1:$SP-:22" \
-        -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
-        -display none -monitor none -serial "file:$T/console-$name.log" &
+        -device virtio-net-pci,netdev=n0,romfile= -device virtio-rng-pci \
+        -display none -monitor none -serial "file:$T/console-$name.log" \
+        </dev/null >"$T/qemu-$name.log" 2>&1 &
     QPID=$!
     BOOT_T=$(date +%s)
 }
-# wait_health SECONDS: until /api/health answers 200 (or qemu died / time is up).
+# qemu_alive: qemu still runs (a dead child stays a zombie until waited for, so kill -0 is not enough).
+qemu_alive() { [ -n "$QPID" ] && [ -n "$(ps -o stat= -p "$QPID" 2>/dev/null | grep -v '^Z')" ]; }
+# qemu_died: say how qemu ended, with its own output and the console's last lines.
+qemu_died() {
+    local rc=0
+    wait "$QPID" 2>/dev/null || rc=$?
+    QPID=""
+    echo "qemu exited with status $rc, $(( $(date +%s) - BOOT_T )) s after it started; its output:"
+    sed 's/^/    /' "$T/qemu-$QNAME.log"
+    console_tail "$QNAME"
+}
+# wait_health SECONDS: 0 when /api/health answers 200; 2 when qemu died (reported); 1 when time is up.
 wait_health() {
     local deadline=$(( $(date +%s) + $1 ))
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        kill -0 "$QPID" 2>/dev/null || { echo "qemu exited"; return 1; }
+        qemu_alive || { qemu_died; return 2; }
         if HEALTH=$(curl -fsS --max-time 3 "$URL/api/health" 2>/dev/null); then
             return 0
         fi
@@ -135,6 +152,7 @@ wait_health() {
 wait_ssh() {
     local deadline=$(( $(date +%s) + $1 ))
     while [ "$(date +%s)" -lt "$deadline" ]; do
+        qemu_alive || return 1
         "${SSH[@]}" true 2>/dev/null && return 0
         sleep 2
     done
@@ -146,11 +164,15 @@ console_tail() { echo "--- last lines of $T/console-$1.log"; tail -n 40 "$T/cons
 # --- Boot 1: 4 KiB pages ------------------------------------------------------------------------
 step "boot 1: $KVER, cortex-a76"
 boot 4k "$T/vmlinuz" "$T/initrd.img"
-if wait_health 420; then
+wait_health 420 && rc=0 || rc=$?
+if [ "$rc" = 0 ]; then
     BOOT4K=$(( $(date +%s) - BOOT_T ))
     ok "/api/health answers ($BOOT4K s after qemu started): $HEALTH"
+elif [ "$rc" = 2 ]; then
+    bad "qemu exited before /api/health answered (see above)"
+    echo "image-test: $pass passed, $fail failed, $skip skipped"; exit 1
 else
-    bad "/api/health did not answer within 420 s"; console_tail 4k
+    bad "/api/health did not answer within 420 s (qemu still runs)"; console_tail 4k
     wait_ssh 5 && "${SSH[@]}" 'sudo journalctl -b -u pi-server -u pi-firstboot --no-pager | tail -n 30' || true
     echo "image-test: $pass passed, $fail failed, $skip skipped"; exit 1
 fi
@@ -217,7 +239,7 @@ if wait_ssh 60; then
                 check "lookup after reboot" "$PBC" --url "$URL" lookup --name "$NAME" --seed "$SEED_B"
             fi
         else
-            bad "no health after reboot"; console_tail 4k
+            bad "no health after reboot"; [ -z "$QPID" ] || console_tail 4k
         fi
     else
         skip "reboot (IMAGE_TEST_REBOOT=0)"
@@ -231,7 +253,8 @@ stop_qemu
 K16=$REPO/image/work/kernel-16k
 step "boot 2: $(cat "$K16/version"), cortex-a76"
 boot 16k "$K16/vmlinuz" "$K16/initrd.img"
-if wait_health 480; then
+wait_health 480 && rc=0 || rc=$?
+if [ "$rc" = 0 ]; then
     BOOT16K=$(( $(date +%s) - BOOT_T ))
     ok "/api/health answers on the 16 KiB-page kernel ($BOOT16K s after qemu started)"
     if wait_ssh 30; then
@@ -239,6 +262,8 @@ if wait_health 480; then
     else
         bad "ssh on the 16 KiB-page kernel"
     fi
+elif [ "$rc" = 2 ]; then
+    bad "qemu exited before /api/health answered on the 16 KiB-page kernel (see above)"
 else
     bad "/api/health did not answer on the 16 KiB-page kernel within 480 s"; console_tail 16k
 fi

@@ -35,18 +35,25 @@ done
 t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
-# Host tools (Debian 12 or later).
-need=""
-for t in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static mkfs.vfat:dosfstools \
-         mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs xz:xz-utils update-binfmts:binfmt-support \
-         file:file depmod:kmod; do
-    command -v "${t%%:*}" >/dev/null || need="$need ${t#*:}"
+# Host tools (Debian 12 or later), the complete list, installed every time (apt is idempotent):
+# mmdebstrap with arch-test (foreign architectures) and the archive keyring; qemu-user-static and
+# binfmt-support (arm64 programs in the chroot); dpkg-dev (dpkg-architecture, eatmydata hook);
+# dosfstools, mtools, fdisk, e2fsprogs (the partitions); xz-utils, file, kmod (depmod).
+"$REPO/.ci/apt-install.sh" build.sh mmdebstrap arch-test debian-archive-keyring gpg \
+    qemu-user-static binfmt-support dpkg-dev dosfstools mtools fdisk e2fsprogs xz-utils file kmod \
+    mount util-linux coreutils python3
+for t in mmdebstrap arch-test qemu-aarch64-static update-binfmts dpkg-architecture mkfs.vfat mcopy \
+         sfdisk mkfs.ext4 xz file depmod; do
+    command -v "$t" >/dev/null || { echo "build.sh: $t is missing" >&2; exit 1; }
 done
-if [ -n "$need" ]; then
-    step "installing$need"
-    { [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; export APT_UPDATED=1; }; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
-fi
+
+# Reusable downloads: the arm64 packages (and the 16 KiB-page test kernel) are kept in
+# $CACHE/debs/SUITE-arm64 with a SHA256SUMS of their own. A rerun copies the entries whose sums
+# check into the new root's apt cache (apt downloads only what is missing or changed); a missing
+# or damaged cache only means downloading again. The cache is rewritten at the end with exactly
+# the packages this build used. FFXIV_P2P_CI_CACHE="" disables it; rm -rf the directory clears it.
+CACHE=${FFXIV_P2P_CI_CACHE-/var/cache/ffxiv-p2p-ci}
+DEB_CACHE=${CACHE:+$CACHE/debs/$SUITE-arm64}
 
 # binfmt for arm64 (the chroot runs arm64 programs through qemu-aarch64-static, flag F).
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
@@ -65,11 +72,12 @@ fi
 file -L "$BIN" | grep -q 'ARM aarch64.*statically linked' || { file -L "$BIN"; echo "build.sh: $BIN is not a static aarch64 binary" >&2; exit 1; }
 
 ROOTFS=$WORK/rootfs
-export IMAGE_DIR=$HERE BIN WORK K16
+export IMAGE_DIR=$HERE BIN WORK K16 DEB_CACHE
 if [ "$REUSE" = 1 ] && [ -d "$ROOTFS/usr" ]; then
     step "reusing $ROOTFS"
     [ "$K16" = 0 ] || rm -rf "$WORK/kernel-16k"
     "$HERE/customize.sh" "$ROOTFS"
+    rm -f "$ROOTFS"/var/cache/apt/archives/*.deb   # mmdebstrap's cleanup does this otherwise
 else
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 
@@ -77,7 +85,7 @@ rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 PKGS=systemd,systemd-sysv,systemd-timesyncd,systemd-resolved,udev,kmod,dbus,passwd,sudo,
 PKGS+=openssh-server,e2fsprogs,dosfstools,fdisk,iproute2,iputils-ping,less,
 PKGS+=linux-image-arm64,initramfs-tools,zstd,raspi-firmware
-step "mmdebstrap $SUITE arm64 -> $ROOTFS"
+step "mmdebstrap $SUITE arm64 -> $ROOTFS${DEB_CACHE:+ (package cache $DEB_CACHE)}"
 # INITRD=No: no initramfs while packages install; the customize hook builds one (MODULES=list).
 INITRD=No mmdebstrap --arch=arm64 --mode=root --format=directory --variant=apt \
     --components=main,non-free-firmware \
@@ -85,7 +93,10 @@ INITRD=No mmdebstrap --arch=arm64 --mode=root --format=directory --variant=apt \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --include="$PKGS" \
+    --skip=essential/unlink \
+    --setup-hook='"$IMAGE_DIR/deb-cache.sh" in "$1"' \
     --customize-hook='"$IMAGE_DIR/customize.sh" "$1"' \
+    --customize-hook='"$IMAGE_DIR/deb-cache.sh" out "$1"' \
     "$SUITE" "$ROOTFS" "$MIRROR"
 fi
 mkdir -p "$OUT"

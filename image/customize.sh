@@ -78,7 +78,13 @@ if [ "$K16" = 1 ]; then
     mkdir -p "$dir" "$R/tmp/k16"
     pkg=$(in_root apt-cache depends linux-image-arm64-16k | sed -n 's/.*Depends: \(linux-image-[0-9].*-16k\)$/\1/p' | head -n 1)
     echo "customize: test kernel $pkg"; t=$(date +%s)
-    in_root sh -c "cd /tmp/k16 && apt-get download -q $pkg" >/dev/null
+    # Reuse the package from the cache (deb-cache.sh put it into the apt cache), else download it.
+    deb=$(in_root sh -c "cd /tmp/k16 && apt-get download --print-uris $pkg" | awk '{ print $2 }')
+    [ -n "$deb" ] || { echo "customize: apt-get download --print-uris $pkg printed nothing" >&2; exit 1; }
+    [ ! -f "$R/var/cache/apt/archives/$deb" ] || cp "$R/var/cache/apt/archives/$deb" "$R/tmp/k16/"
+    [ -f "$R/tmp/k16/$deb" ] && echo "customize: $deb from the package cache" \
+        || in_root sh -c "cd /tmp/k16 && apt-get download -q $pkg" >/dev/null
+    cp "$R/tmp/k16/$deb" "$R/var/cache/apt/archives/" && echo "$deb" >> "$WORK/deb-cache-extra"
     dpkg-deb -x "$R"/tmp/k16/*.deb "$R/tmp/k16/x"
     K16VER=$(ls "$R/tmp/k16/x/usr/lib/modules")
     mv "$R/tmp/k16/x/usr/lib/modules/$K16VER" "$R/usr/lib/modules/"
