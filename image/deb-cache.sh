@@ -23,7 +23,7 @@ in)
     n=0
     for f in $ok; do cp "$DEB_CACHE/$f" "$A/" && n=$((n + 1)); done
     total=$(wc -l < "$DEB_CACHE/SHA256SUMS")
-    echo "deb-cache: $n of $total cached packages reused from $DEB_CACHE$( [ "$n" = "$total" ] || echo " (the others failed their checksum and are downloaded again)")"
+    echo "deb-cache: $n of $total cached packages reused from $DEB_CACHE$( [ "$n" = "$total" ] || echo " (the others are missing or fail their checksum: downloaded again)")"
     ;;
 out)
     new=$DEB_CACHE.new.$$
