@@ -14,9 +14,9 @@ t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
 # Cross gcc (linker and C compiler for ring), aarch64 glibc, qemu-user and binfmt (tests that
-# start their own binary), file (checks the static binary).
+# start their own binary), file (checks the static binary), procps (kill(1), which tests use).
 .ci/apt-install.sh cross-test gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
-    binfmt-support file mount coreutils grep
+    binfmt-support file mount coreutils grep procps
 [ "$(id -u)" != 0 ] || export APT_UPDATED=1
 for t in aarch64-linux-gnu-gcc /usr/aarch64-linux-gnu/include/stdio.h qemu-aarch64-static file; do
     [ -e "$t" ] || command -v "$t" >/dev/null \
