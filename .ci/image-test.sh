@@ -7,8 +7,8 @@
 #   seccomp, no_new_privs and no capabilities; first boot (hostname, SSH key, host keys, root
 #   grown, root locked); the registrations survive a service restart and a reboot (snapshot);
 #   and once more on a 16 KiB-page kernel (Debian trixie linux-image-arm64-16k): /api/health.
-# Needs root (mmdebstrap, binfmt); installs its packages (.ci/apt-install.sh). About 10-14 minutes
-# on 2 cores.
+# Needs root (mmdebstrap, binfmt); installs its packages (.ci/apt-install.sh). About 15-19 minutes
+# on 2 cores (1,105 s in a fresh run: README.md, CI).
 # IMAGE_TEST_REBOOT=0 skips the reboot (saves about 1.5 minutes; the restart still tests the snapshot).
 # IMAGE_TEST_REUSE=1 reuses image/out and image/work from an earlier build (development only).
 set -euo pipefail
