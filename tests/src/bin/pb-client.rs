@@ -240,6 +240,22 @@ fn refused(r: &Response) -> Fail {
     Fail(if r.status == 404 { 2 } else { 1 }, text)
 }
 
+/// A signing timestamp: now in Unix ms, strictly above every earlier one of this process. A
+/// lookup registers its requester and unregisters it within the same millisecond on a fast
+/// machine; an equal timestamp would be refused as `replayed` (docs/PROTOCOL.md: use the
+/// previous timestamp plus 1) and leave the requester live.
+fn signing_ts() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    if prev >= now {
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
+    }
+}
+
 fn register(
     c: &mut Client,
     kp: &Keypair,
@@ -250,12 +266,12 @@ fn register(
     ip: Option<std::net::IpAddr>,
 ) -> Result<(Response, RegisterAnswer), Fail> {
     let mut req = match vis {
-        Visibility::Public => Register::sign_public(kp, name, port, now_ms()),
+        Visibility::Public => Register::sign_public(kp, name, port, signing_ts()),
         Visibility::Friends => {
             // A fresh random salt for each registration (docs/PROTOCOL.md).
             let mut salt = [0u8; 32];
             getrandom::fill(&mut salt).map_err(|e| Fail(1, format!("no randomness: {e}")))?;
-            Register::sign_friends(kp, name, port, friends, salt, now_ms())
+            Register::sign_friends(kp, name, port, friends, salt, signing_ts())
         }
     };
     req.ip = ip;
@@ -388,7 +404,7 @@ fn run(a: Args) -> Result<(), Fail> {
             let auth = format!("Bearer {}", ans.token);
             let looked = c.request("GET", &path, &[("Authorization", &auth)], None);
             // Whatever the answer, the requester's name must not stay live.
-            let body = Unregister::sign(&kp, me.clone(), now_ms()).to_json();
+            let body = Unregister::sign(&kp, me.clone(), signing_ts()).to_json();
             let gone = match c.request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes())) {
                 Err(_) => connect().and_then(|mut c| {
                     c.request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes()))
@@ -421,7 +437,7 @@ fn run(a: Args) -> Result<(), Fail> {
         "unregister" => {
             let name = name_arg(&a.name, "--name")?;
             let kp = keypair_arg(&a)?;
-            let body = Unregister::sign(&kp, name, now_ms()).to_json();
+            let body = Unregister::sign(&kp, name, signing_ts()).to_json();
             let mut c = connect()?;
             let r = c
                 .request("DELETE", paths::UNREGISTER, &[], Some(body.as_bytes()))
@@ -445,5 +461,24 @@ fn main() -> ExitCode {
             eprintln!("pb-client: {msg}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Register then unregister within one millisecond must still sign increasing timestamps
+    /// (`now_ms()` alone repeats within a millisecond: the lookup test saw a requester left
+    /// live on a fast machine because its unregistration was refused as `replayed`).
+    #[test]
+    fn signing_timestamps_strictly_increase() {
+        let mut prev = signing_ts();
+        for _ in 0..10_000 {
+            let t = signing_ts();
+            assert!(t > prev, "{t} after {prev}");
+            prev = t;
+        }
+        assert!(prev.abs_diff(now_ms()) < 60_000, "stays near the clock");
     }
 }
