@@ -449,11 +449,16 @@ impl PhoneBook {
 
 /// The name a requester registers under (hidden, see [`PhoneBook::register_hidden`]) to look
 /// players up without touching its player's own registration:
-/// `Req<12 letters> Peer@Lookup<10 letters>`, the 22 letters derived from the key (about 103
-/// bits, so two keys do not meet on one name; the name rule allows 20 letters before the world
-/// and 16 in it).
-pub fn requester_name(key: &PeerId) -> PlayerName {
-    let letters: Vec<char> = key.as_bytes()[..22]
+/// `Req<12 letters> Peer@Lookup<10 letters>`, the 22 letters derived from the identity's
+/// *secret* (SHA-256 of its deterministic signature of a fixed label; about 103 bits, so two
+/// keys do not meet on one name; the name rule allows 20 letters before the world and 16 in
+/// it). Derived from the public key, anyone who knows the key (every lookup record shows it)
+/// could register the name first and lock the player's lookups out for a day with
+/// `key_conflict`; this name is stable across runs but only the key's owner can compute it.
+pub fn requester_name(identity: &Identity) -> PlayerName {
+    const LABEL: &[u8] = b"phonebook peer requester name v1";
+    let digest = ring::digest::digest(&ring::digest::SHA256, &identity.sign(LABEL));
+    let letters: Vec<char> = digest.as_ref()[..22]
         .iter()
         .map(|b| char::from(b'a' + b % 26))
         .collect();

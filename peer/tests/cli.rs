@@ -203,7 +203,7 @@ fn lookup_publishes_nobody_and_leaves_no_live_name() {
     let pb = phone_book();
     let url = format!("http://{}", pb.addr());
     let dir = temp_dir("cli-lookup");
-    let (requester, requester_key) = identity(&dir, "requester");
+    let (requester, _) = identity(&dir, "requester");
     let target = book(&url, "Thancred Waters@Gilgamesh");
     let third = book(&url, "Estinien Wyrmblood@Gilgamesh");
     smol::block_on(async {
@@ -239,7 +239,7 @@ fn lookup_publishes_nobody_and_leaves_no_live_name() {
     smol::block_on(async {
         for name in [
             PlayerName::parse("Minfilia Warde@Gilgamesh").unwrap(),
-            requester_name(&requester_key),
+            requester_name(&Identity::load_or_create(&requester).unwrap()),
         ] {
             let seen = third.lookup(&name).await;
             assert!(
@@ -259,7 +259,7 @@ fn a_hidden_requester_is_invisible_to_others_while_it_looks() {
     let requester_id = Identity::load_or_create(&requester_file).unwrap();
     let requester = PhoneBook::new(
         &requester_id,
-        requester_name(&requester_id.id()),
+        requester_name(&requester_id),
         PhoneBookConfig {
             urls: vec![url.clone()],
             ..Default::default()
@@ -282,6 +282,51 @@ fn a_hidden_requester_is_invisible_to_others_while_it_looks() {
         requester.unregister().await.unwrap();
     });
     assert_eq!(health(pb.addr()).active_users, 1);
+}
+
+/// The requester name the 0.x `peer` derived from the public key alone: anyone who knows a
+/// player's key (every lookup record shows it) can compute it.
+fn name_from_public_key(key: &PeerId) -> String {
+    let l: String = key.as_bytes()[..22]
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    format!("Req{} Peer@Lookup{}", &l[..12], &l[12..])
+}
+
+#[test]
+fn a_stranger_cannot_squat_the_requester_name_of_a_known_key() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let dir = temp_dir("cli-squat");
+    let (victim, victim_key) = identity(&dir, "v");
+    let target = book(&url, "Y'shtola Rhul@Gilgamesh");
+    // The stranger knows only the victim's public key and holds every name derivable from it.
+    let squatter = book(&url, &name_from_public_key(&victim_key));
+    smol::block_on(async {
+        target
+            .register(5003, Visibility::Public, &[])
+            .await
+            .unwrap();
+        squatter.register_hidden(5004).await.unwrap();
+    });
+    let got = peer()
+        .args(["lookup", "Y'shtola Rhul@Gilgamesh", "--phonebook", &url])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--identity")
+        .arg(&victim)
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "a name squatted from the public key locked the lookup out: {}",
+        stderr(&got)
+    );
+    let line = String::from_utf8_lossy(&got.stdout);
+    assert!(
+        line.starts_with("Y'shtola Rhul@Gilgamesh 127.0.0.1:5003 "),
+        "{line}"
+    );
 }
 
 /// A pipe whose reading end is already closed: writing to it fails with EPIPE.

@@ -179,7 +179,7 @@ fn lookup_book(args: &Args, identity: &Identity) -> Result<Arc<PhoneBook>, Failu
     };
     Ok(Arc::new(PhoneBook::new(
         identity,
-        requester_name(&identity.id()),
+        requester_name(identity),
         config,
     )?))
 }
