@@ -165,11 +165,49 @@ fn a_lookup_leaves_no_live_requester() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(active_users(&pb), "1");
 
-    // Without --as, under a name derived from the key.
+    // Without --as, under a name derived from the secret key.
     let o = run(client(&pb)
         .args(["lookup", "--name", "Alice Smith@Gilgamesh"])
         .args(["--seed", &bob]));
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Pbc@Lookup"), "{}", text(&o));
     assert_eq!(active_users(&pb), "1");
+}
+
+/// The requester name pb-client derived from the public key alone, which anyone can compute.
+fn name_from_public_key(seed_hex: &str) -> String {
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&seed_hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let key = phonebook_proto::Keypair::from_seed(&seed).public();
+    let l: String = key.as_bytes()[..22]
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    format!("Req{} Pbc@Lookup{}", &l[..12], &l[12..])
+}
+
+#[test]
+fn a_stranger_cannot_squat_the_derived_requester_name() {
+    let pb = phone_book();
+    let (alice, bob, mallory) = ("11".repeat(32), "22".repeat(32), "33".repeat(32));
+    let register = |name: &str, seed: &str| {
+        run(client(&pb)
+            .args(["register", "--name", name, "--port", "55000"])
+            .args(["--seed", seed]))
+    };
+    let o = register("Alice Smith@Gilgamesh", &alice);
+    assert!(o.status.success(), "{}", text(&o));
+    // Mallory knows Bob's public key only, and takes the name derivable from it.
+    let o = register(&name_from_public_key(&bob), &mallory);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(client(&pb)
+        .args(["lookup", "--name", "Alice Smith@Gilgamesh"])
+        .args(["--seed", &bob]));
+    assert!(
+        o.status.success(),
+        "a squatted requester name locked the lookup out: {}",
+        text(&o)
+    );
 }

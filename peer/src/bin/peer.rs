@@ -48,7 +48,8 @@ USAGE:
 `serve` registers NAME with the chosen visibility and serves only the keys it allows
 (friends: the listed keys and our own; others are refused at their first request).
 `lookup` and `fetch --player` register hidden (visible to no other key) under a name
-derived from our key, only to get a lookup token, and unregister when done or on Ctrl-C.
+derived from our secret key (nobody else can take it first), only to get a lookup token,
+and unregister when done or on Ctrl-C.
 
 OPTIONS:
   --identity PATH       key file (env PEER_IDENTITY, default ./peer-identity.key)

@@ -41,7 +41,7 @@ COMMANDS:
                                 bearer token for lookups)
     lookup     --name NAME SEED [--as NAME] [--port N]
                                 register the requester (its key from SEED, name from --as,
-                                default derived from the key) hidden, visible to no other
+                                default derived from the secret key) hidden, visible to no other
                                 key, to get a token; look NAME up, check the owner's
                                 signature and print the record; then unregister the
                                 requester (an interrupted lookup leaves a hidden record that
@@ -287,10 +287,14 @@ fn register(
     Ok((r, a))
 }
 
-/// A requester name derived from the key: `Req<12 letters> Pbc@Lookup<10 letters>` (22
-/// letters, about 103 bits: two keys do not meet on one name).
-fn derived_name(key: &PublicKey) -> PlayerName {
-    let letters: Vec<char> = key.as_bytes()[..22]
+/// A requester name derived from the secret key: `Req<12 letters> Pbc@Lookup<10 letters>` (22
+/// letters, about 103 bits: two keys do not meet on one name), taken from the key's
+/// deterministic Ed25519 signature of a fixed label (its first half is a hash of the secret and
+/// the label). Derived from the public key, anyone who knows the key could register the name
+/// first and lock the lookups out with `key_conflict` for a day.
+fn derived_name(kp: &Keypair) -> PlayerName {
+    let sig = kp.sign(b"phonebook pb-client requester name v1");
+    let letters: Vec<char> = sig.as_bytes()[..22]
         .iter()
         .map(|b| (b'a' + b % 26) as char)
         .collect();
@@ -386,7 +390,7 @@ fn run(a: Args) -> Result<(), Fail> {
             let kp = keypair_arg(&a)?;
             let me = match &a.as_name {
                 Some(_) => name_arg(&a.as_name, "--as")?,
-                None => derived_name(&kp.public()),
+                None => derived_name(&kp),
             };
             let mut c = connect()?;
             // Visible to nobody: the requester registers only to obtain a token.
