@@ -308,7 +308,10 @@ impl PhoneBook {
         visibility: Visibility,
         friends: &[PeerId],
     ) -> Result<RegisterAnswer, PhoneBookError> {
-        let friends: Vec<PublicKey> = friends.iter().map(to_public_key).collect();
+        let mut friends: Vec<PublicKey> = friends.iter().map(to_public_key).collect();
+        // The phone book refuses a list with a key twice (400); `--friend K --friend K` means K.
+        friends.sort_unstable_by_key(|k| *k.as_bytes());
+        friends.dedup_by_key(|k| *k.as_bytes());
         // A fresh salt for each registration, so nobody can confirm a guessed friend list
         // from the digest that lookups show (docs/PROTOCOL.md "Signed messages").
         let salt = fresh_salt();

@@ -505,3 +505,17 @@ fn ctrl_c_during_a_lookup_unregisters_the_requester() {
         "{text}"
     );
 }
+
+#[test]
+fn a_friend_listed_twice_does_not_break_the_registration() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let me = book(&url, "Alisaie Leveilleur@Gilgamesh");
+    let friend = Identity::generate().id();
+    smol::block_on(async {
+        let got = me
+            .register(5006, Visibility::Friends, &[friend, friend])
+            .await;
+        assert!(got.is_ok(), "`--friend K --friend K` is refused: {got:?}");
+    });
+}
