@@ -84,6 +84,15 @@ impl Limiter {
         }
     }
 
+    /// Gives back `cost` tokens taken by [`Limiter::check`] for a request that turned out to
+    /// change nothing (a replayed copy), up to the burst.
+    pub fn refund<K: Hash>(&mut self, key: &K, cost: u32, now_ms: u64) {
+        let full = self.burst.saturating_mul(1000);
+        if let Some(b) = self.bucket(key, now_ms) {
+            b.milli_tokens = b.milli_tokens.saturating_add(cost * 1000).min(full);
+        }
+    }
+
     /// Whether `cost` tokens are there, without taking them; `Err(seconds)` to wait if not.
     /// Lets a caller refuse early without charging a request it has not authenticated yet.
     pub fn peek<K: Hash>(&mut self, key: &K, cost: u32, now_ms: u64) -> Result<(), u32> {

@@ -102,8 +102,12 @@ impl App {
         Answer::error(ErrorCode::KeyConflict, "this name is bound to another key")
     }
 
-    /// 409 `replayed`, with an audit line.
+    /// 409 `replayed`, with an audit line. The per-key token [`App::finish_signed`] took is
+    /// given back: a copy of a signed body can be resent by whoever saw it (another phone book
+    /// the player registers with, an on-path observer), and copies must not drain the owner's
+    /// bucket.
     fn replayed(&mut self, key: &phonebook_proto::PublicKey, what: &str, now: Now) -> Answer {
+        self.key_limit.refund(key.as_bytes(), 1, now.mono_ms);
         self.metrics.reject(Reject::Replayed);
         self.audit.warn(
             now.mono_ms,

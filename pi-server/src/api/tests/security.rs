@@ -262,3 +262,35 @@ fn forged_requests_do_not_drain_the_victims_key_limit() {
     let rep = rig.post("/api/register", &renewal, "");
     assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
 }
+
+/// Anyone holding a copy of a player's signed body (another phone book the player registers
+/// with, an on-path observer) can resend it: the signature verifies, the table refuses it as
+/// replayed. Such copies must not drain the owner's per-key bucket.
+#[test]
+fn replayed_copies_do_not_drain_the_owners_key_bucket() {
+    let mut rig = Rig::new(|c| {
+        c.rate_key = 1;
+        c.rate_key_burst = 3;
+    });
+    let post = |body: String| {
+        format!(
+            "POST /api/register HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let copy = post(reg(&kp(1), "Alice Smith@Gilgamesh", T0).to_json());
+    let mut got = vec![];
+    for i in 1..=4u8 {
+        let from = format!("198.51.100.{i}").parse().unwrap();
+        got.push(rig.send_from(from, copy.as_bytes()).status);
+    }
+    assert_eq!(
+        got,
+        vec![200, 409, 409, 409],
+        "copies are refused as replayed"
+    );
+    rig.now.wall_ms = T0 + 1;
+    let own = post(reg(&kp(1), "Alice Smith@Gilgamesh", T0 + 1).to_json());
+    let rep = rig.send(own.as_bytes());
+    assert_eq!(rep.status, 200, "the owner's own renewal after the copies");
+}
