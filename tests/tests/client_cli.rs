@@ -116,6 +116,18 @@ fn the_seed_comes_from_a_private_file_or_the_environment() {
         text(&o)
     );
 
+    // A huge private file is refused with a clear error instead of being read whole, and so is
+    // something that is not a regular file (a FIFO would block forever).
+    let huge = dir.join("huge.seed");
+    std::fs::write(&huge, vec![b'a'; 1 << 20]).unwrap();
+    std::fs::set_permissions(&huge, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = register(&["--seed-file", huge.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("too long"), "{}", text(&o));
+    let o = register(&["--seed-file", dir.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+
     // A seed file others may read is refused.
     std::fs::set_permissions(&alice, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = register(&["--seed-file", path], None);

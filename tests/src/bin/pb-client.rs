@@ -197,6 +197,9 @@ fn keypair_arg(a: &Args) -> Result<Keypair, Fail> {
 fn read_seed_file(path: &str) -> Result<String, Fail> {
     use std::os::unix::fs::PermissionsExt as _;
     let meta = std::fs::metadata(path).map_err(|e| usage(format!("seed file {path}: {e}")))?;
+    if !meta.is_file() {
+        return Err(usage(format!("seed file {path}: not a regular file")));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(usage(format!(
@@ -204,7 +207,17 @@ fn read_seed_file(path: &str) -> Result<String, Fail> {
              make it private with `chmod 600 {path}`"
         )));
     }
-    std::fs::read_to_string(path).map_err(|e| usage(format!("seed file {path}: {e}")))
+    // A seed is 64 hex digits and a newline; read a little more to say "too long" clearly.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut text))
+        .map_err(|e| usage(format!("seed file {path}: {e}")))?;
+    if text.len() >= 256 {
+        return Err(usage(format!(
+            "seed file {path}: too long for a seed (64 hex digits expected)"
+        )));
+    }
+    Ok(text)
 }
 
 /// Writes a new seed to `path` (mode 0600, never over an existing file).
