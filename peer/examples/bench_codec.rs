@@ -9,8 +9,8 @@ mod bench_util;
 
 use std::time::Instant;
 
-use peer::session::{Cipher, SessionKeys};
-use peer::sha1_chain;
+use peer::net::session::{Cipher, SessionKeys};
+use peer::transfer::sha1_chain;
 
 const RECORD: usize = 64 * 1024;
 const TOTAL: usize = 512 << 20;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_util::*;
-use peer::download::{DownloadConfig, VerifyOn};
+use peer::transfer::download::{DownloadConfig, VerifyOn};
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
     ServeConfig, Server, Source, Spawner, download,
@@ -357,7 +357,7 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
 fn sha1_of(path: &Path) -> [u8; 20] {
     let m = peer::Manifest::build(
         std::io::BufReader::new(std::fs::File::open(path).unwrap()),
-        peer::manifest::DEFAULT_CHUNK_SIZE,
+        peer::transfer::manifest::DEFAULT_CHUNK_SIZE,
     )
     .unwrap();
     let FileHash::Sha1(h) = m.hash() else {

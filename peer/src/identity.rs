@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-use crate::fs_util::write_durable;
+use crate::storage::fs_util::write_durable;
 
 /// A player's public key: a validated Ed25519 point.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,7 +13,7 @@
 //!     let local = EndpointConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
 //!     // A player who has a mod file serves it...
 //!     let store = Arc::new(MemoryStore::default());
-//!     let hash = store.add(b"a texture".to_vec(), peer::manifest::DEFAULT_CHUNK_SIZE);
+//!     let hash = store.add(b"a texture".to_vec(), peer::transfer::manifest::DEFAULT_CHUNK_SIZE);
 //!     let seeder = Arc::new(Endpoint::bind(Arc::new(Identity::generate()), &local).unwrap());
 //!     let _server = Server::spawn(seeder.clone(), store, ServeConfig::default(), None);
 //!     // ...and another fetches it by hash from that player, proven by key.
@@ -32,41 +32,26 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod codec;
-pub mod download;
-pub mod endpoint;
-pub mod fetch;
-mod fs_util;
-pub mod hash;
-pub mod http_client;
 pub mod identity;
-pub mod manifest;
+pub mod net;
 pub mod phonebook;
-pub mod pins;
-pub mod pool;
-pub mod rate_limit;
-pub mod records;
-pub mod runtime;
-pub mod serve;
-pub mod session;
-pub mod sha1_chain;
-pub mod store;
-pub mod tls;
+pub mod storage;
 pub mod transfer;
-pub mod wire;
 
-pub use download::{DownloadConfig, DownloadError, DownloadReport, Progress, Source, download};
-pub use endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
-pub use hash::FileHash;
 pub use identity::{Identity, PeerId};
-pub use manifest::Manifest;
+pub use net::endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
+pub use net::pool::{Pool, PoolConfig};
+pub use net::runtime::Spawner;
 pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
 pub use phonebook_proto::{PlayerName, Visibility};
-pub use pins::PinStore;
-pub use pool::{Pool, PoolConfig};
-pub use runtime::Spawner;
-pub use serve::{ServeConfig, Server};
-pub use store::{FolderStore, MemoryStore, Store};
+pub use storage::pins::PinStore;
+pub use storage::store::{FolderStore, MemoryStore, Store};
+pub use transfer::download::{
+    DownloadConfig, DownloadError, DownloadReport, Progress, Source, download,
+};
+pub use transfer::hash::FileHash;
+pub use transfer::manifest::Manifest;
+pub use transfer::serve::{ServeConfig, Server};
 
 /// A fresh, empty directory for a unit test.
 #[cfg(test)]

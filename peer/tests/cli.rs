@@ -6,8 +6,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use peer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::phonebook::{PhoneBookConfig, PhoneBookError, requester_name};
+use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::{FileHash, Identity, PeerId, PhoneBook, PlayerName, Visibility};
 use phonebook_proto::Health;
 
@@ -353,7 +353,7 @@ fn a_closed_stdout_ends_the_program_quietly() {
     // `peer fetch ... | head -1` after the reader went away.
     let data = content(2 * DEFAULT_CHUNK_SIZE as usize + 1, 4);
     let seeder = memory_seeder(std::slice::from_ref(&data), DEFAULT_CHUNK_SIZE);
-    let hash = FileHash::Sha1(peer::sha1_chain::sha1(&data)).to_string();
+    let hash = FileHash::Sha1(peer::transfer::sha1_chain::sha1(&data)).to_string();
     let source = format!("{},{}", seeder.addr(), seeder.endpoint.identity().id());
     let out = dir.join("got.bin");
     let got = peer()

@@ -4,10 +4,10 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use peer::download::{DownloadConfig, DownloadError, VerifyOn};
-use peer::endpoint::{CLOSE_REFUSED, ConnectError};
-use peer::manifest::DEFAULT_CHUNK_SIZE;
-use peer::transfer::Dropped;
+use peer::net::endpoint::{CLOSE_REFUSED, ConnectError};
+use peer::transfer::download::{DownloadConfig, DownloadError, VerifyOn};
+use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
+use peer::transfer::plan::Dropped;
 use peer::{
     FileHash, Identity, Manifest, MemoryStore, PinStore, Pool, PoolConfig, ServeConfig, Server,
     Store, download,
@@ -16,7 +16,7 @@ use peer::{
 use crate::common::*;
 
 fn sha1(data: &[u8]) -> FileHash {
-    FileHash::Sha1(peer::sha1_chain::sha1(data))
+    FileHash::Sha1(peer::transfer::sha1_chain::sha1(data))
 }
 
 #[test]
@@ -298,7 +298,7 @@ fn changed_key_of_a_known_player_is_refused_by_the_pin_store() {
         assert!(
             matches!(
                 err,
-                ConnectError::Pin(peer::pins::PinError::KeyChanged { .. })
+                ConnectError::Pin(peer::storage::pins::PinError::KeyChanged { .. })
             ),
             "{err}"
         );
@@ -332,7 +332,10 @@ fn refused_requester_gets_a_clear_close_code() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, peer::fetch::FetchError::Refused(CLOSE_REFUSED)),
+            matches!(
+                err,
+                peer::transfer::fetch::FetchError::Refused(CLOSE_REFUSED)
+            ),
             "expected a typed refusal, got {err}"
         );
         assert!(err.to_string().contains("refused our key"), "{err}");
@@ -348,7 +351,7 @@ fn a_friends_only_seeder_serves_its_friends_and_refuses_others_with_a_typed_erro
         let owner = Arc::new(Identity::generate());
         let endpoint = Arc::new(peer::Endpoint::bind(owner.clone(), &loopback()).unwrap());
         let (friend, stranger) = (downloader(), downloader());
-        let policy = peer::serve::visibility_policy(
+        let policy = peer::transfer::serve::visibility_policy(
             owner.id(),
             peer::Visibility::Friends,
             &[friend.endpoint().identity().id()],
@@ -385,13 +388,14 @@ fn a_friends_only_seeder_serves_its_friends_and_refuses_others_with_a_typed_erro
                 assert_eq!(r.len(), 1);
                 assert!(matches!(
                     r[0].1,
-                    peer::fetch::FetchError::Refused(CLOSE_REFUSED)
+                    peer::transfer::fetch::FetchError::Refused(CLOSE_REFUSED)
                 ));
             }
             other => panic!("expected a refusal, got {other}"),
         }
         assert!(
-            peer::serve::visibility_policy(owner.id(), peer::Visibility::Public, &[]).is_none(),
+            peer::transfer::serve::visibility_policy(owner.id(), peer::Visibility::Public, &[])
+                .is_none(),
             "public serves everyone"
         );
     });
@@ -441,7 +445,7 @@ fn compressible_data_is_sent_compressed_and_arrives_intact() {
         let s = seeder(
             Arc::new(store),
             ServeConfig {
-                compress: peer::serve::Compression::Always,
+                compress: peer::transfer::serve::Compression::Always,
                 ..Default::default()
             },
         );
@@ -502,8 +506,8 @@ fn a_full_server_closes_extra_connections_with_a_clear_code() {
         let ca = a.connect(None, s.addr(), s.source().key).await.unwrap();
         assert!(matches!(
             ca.fetch_manifest(FileHash::Sha1([0; 20])).await,
-            Err(peer::fetch::FetchError::Status(
-                peer::wire::Status::NotFound
+            Err(peer::transfer::fetch::FetchError::Status(
+                peer::transfer::wire::Status::NotFound
             ))
         ));
         let cb = b.connect(None, s.addr(), s.source().key).await.unwrap();
@@ -514,7 +518,7 @@ fn a_full_server_closes_extra_connections_with_a_clear_code() {
         assert!(
             matches!(
                 err,
-                peer::fetch::FetchError::Refused(peer::endpoint::CLOSE_FULL)
+                peer::transfer::fetch::FetchError::Refused(peer::net::endpoint::CLOSE_FULL)
             ),
             "expected a typed refusal for a full server, got {err}"
         );

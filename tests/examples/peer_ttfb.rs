@@ -12,8 +12,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peer::download::DownloadConfig;
 use peer::phonebook::PhoneBookConfig;
+use peer::transfer::download::DownloadConfig;
 use peer::{
     Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PhoneBook, PinStore, PlayerName,
     Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
@@ -159,7 +159,10 @@ fn main() {
         let seed_id = Arc::new(Identity::generate());
         let seed_ep = Arc::new(Endpoint::bind(seed_id.clone(), &local).unwrap());
         let store = Arc::new(MemoryStore::default());
-        let hash: FileHash = store.add(vec![42u8; 1000], peer::manifest::DEFAULT_CHUNK_SIZE);
+        let hash: FileHash = store.add(
+            vec![42u8; 1000],
+            peer::transfer::manifest::DEFAULT_CHUNK_SIZE,
+        );
         let _server = Server::spawn(seed_ep.clone(), store, ServeConfig::default(), None);
         let proxy = udp_delay_proxy(seed_ep.local_addr().unwrap());
         let seed_name = PlayerName::parse("Seed One@Gilgamesh").unwrap();

@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use peer::download::DownloadConfig;
-use peer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::phonebook::{PhoneBookConfig, PhoneBookError};
+use peer::transfer::download::DownloadConfig;
+use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::{
     Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook, PinStore,
     PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
@@ -134,7 +134,7 @@ fn players_register_look_up_connect_and_transfer() {
         let pool = me.pool();
         let dir = temp_dir("e2e");
         for f in &files {
-            let hash = FileHash::Sha1(peer::sha1_chain::sha1(f));
+            let hash = FileHash::Sha1(peer::transfer::sha1_chain::sha1(f));
             let dest = dir.join(format!("{}", f.len()));
             download(
                 &pool,

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
-use peer::download::DownloadConfig;
 use peer::phonebook::{PhoneBookConfig, requester_name};
+use peer::transfer::download::DownloadConfig;
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PhoneBook, PinStore,
     PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility, download,
@@ -308,14 +308,14 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             .max_uploads
             .unwrap_or(ServeConfig::default().max_concurrent_uploads),
         compress: if args.compress {
-            peer::serve::Compression::Always
+            peer::transfer::serve::Compression::Always
         } else {
-            peer::serve::Compression::WhenRateLimited
+            peer::transfer::serve::Compression::WhenRateLimited
         },
         ..Default::default()
     };
     let visibility = visibility(args)?;
-    let policy = peer::serve::visibility_policy(identity.id(), visibility, &args.friends);
+    let policy = peer::transfer::serve::visibility_policy(identity.id(), visibility, &args.friends);
     // Watched before we say where we listen: a signal sent from then on stops us cleanly.
     let mut signals = watch_signals()?;
     let server = Server::spawn(endpoint.clone(), store, config, policy);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use peer::download::{DownloadConfig, DownloadError, DownloadReport};
+use peer::transfer::download::{DownloadConfig, DownloadError, DownloadReport};
 use peer::{
     Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PinStore, Pool, PoolConfig,
     ServeConfig, Server, Source, Store,

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{CLOSE_EVICTED, ConnectError, Endpoint, PeerConnection};
 use crate::identity::PeerId;
-use crate::pins::PinStore;
+use crate::net::endpoint::{CLOSE_EVICTED, ConnectError, Endpoint, PeerConnection};
+use crate::storage::pins::PinStore;
 
 /// Pool limits.
 #[derive(Debug, Clone)]

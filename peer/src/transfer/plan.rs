@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::manifest::Manifest;
+use crate::transfer::manifest::Manifest;
 
 /// A peer's index in one transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -430,5 +430,5 @@ impl Transfer {
 }
 
 #[cfg(test)]
-#[path = "transfer_sim.rs"]
+#[path = "plan_sim.rs"]
 mod sim;

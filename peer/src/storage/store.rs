@@ -7,8 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::hash::FileHash;
-use crate::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
+use crate::transfer::hash::FileHash;
+use crate::transfer::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
 
 /// Files the serving side can send. Implemented by the application (a mod cache) or by
 /// [`FolderStore`]. `read_at` is called from async tasks: it should be a quick local read.

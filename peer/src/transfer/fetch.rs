@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use crate::codec::DecodeError;
-use crate::endpoint::{CLOSE_FULL, CLOSE_REFUSED, PeerConnection};
-use crate::hash::FileHash;
-use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
-use crate::records::{RecordReader, RecordWriter, StreamError};
-use crate::wire::{
+use crate::net::endpoint::{CLOSE_FULL, CLOSE_REFUSED, PeerConnection};
+use crate::transfer::codec::DecodeError;
+use crate::transfer::hash::FileHash;
+use crate::transfer::manifest::{MAX_MANIFEST_LEN, Manifest};
+use crate::transfer::records::{RecordReader, RecordWriter, StreamError};
+use crate::transfer::wire::{
     MAX_RECORD_CIPHERTEXT, RECORD_HEADER_LEN, RECORD_SIZE, RecordHeader, RecordKind, Request,
     Status, TAG_LEN,
 };

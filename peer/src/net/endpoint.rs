@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::identity::{Identity, PeerId};
-use crate::runtime::Spawner;
-use crate::session::{Cipher, SessionKeys};
-use crate::tls::{self, ExpectedServer};
+use crate::net::runtime::Spawner;
+use crate::net::session::{Cipher, SessionKeys};
+use crate::net::tls::{self, ExpectedServer};
 
 /// Application close code: normal end.
 pub const CLOSE_DONE: u32 = 0;
@@ -86,7 +86,7 @@ pub enum ConnectError {
     /// The handshake failed or timed out.
     Handshake(quinn::ConnectionError),
     /// The pinned key of this player differs.
-    Pin(crate::pins::PinError),
+    Pin(crate::storage::pins::PinError),
 }
 
 impl fmt::Display for ConnectError {

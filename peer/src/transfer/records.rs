@@ -4,9 +4,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::codec::DecodeError;
-use crate::session::SessionKeys;
-use crate::wire::{RECORD_HEADER_LEN, RecordHeader, RecordKind, TAG_LEN};
+use crate::net::session::SessionKeys;
+use crate::transfer::codec::DecodeError;
+use crate::transfer::wire::{RECORD_HEADER_LEN, RecordHeader, RecordKind, TAG_LEN};
 
 /// A stream-level failure while moving records.
 #[derive(Debug)]

@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{CLOSE_FULL, CLOSE_REFUSED, Endpoint, PeerConnection};
-use crate::hash::FileHash;
 use crate::identity::PeerId;
-use crate::manifest::Manifest;
-use crate::rate_limit::TokenBucket;
-use crate::records::{RecordReader, RecordWriter, StreamError};
-use crate::store::Store;
-use crate::wire::{
+use crate::net::endpoint::{CLOSE_FULL, CLOSE_REFUSED, Endpoint, PeerConnection};
+use crate::storage::store::Store;
+use crate::transfer::hash::FileHash;
+use crate::transfer::manifest::Manifest;
+use crate::transfer::rate_limit::TokenBucket;
+use crate::transfer::records::{RecordReader, RecordWriter, StreamError};
+use crate::transfer::wire::{
     MAX_REQUEST_LEN, RECORD_HEADER_LEN, RECORD_SIZE, RecordKind, Request, Status, TAG_LEN,
 };
 

@@ -12,7 +12,7 @@ use std::fmt;
 use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 
 use crate::identity::PeerId;
-use crate::wire::TAG_LEN;
+use crate::transfer::wire::TAG_LEN;
 
 /// ALPN of the transfer protocol with AES-256-GCM records.
 pub const ALPN_AES: &[u8] = b"ffxiv-p2p/1+aes256gcm";

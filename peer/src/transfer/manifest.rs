@@ -5,9 +5,9 @@
 
 use std::io::{self, Read};
 
-use crate::codec::{DecodeError, Reader};
-use crate::hash::FileHash;
-use crate::sha1_chain::{self, SHA1_IV};
+use crate::transfer::codec::{DecodeError, Reader};
+use crate::transfer::hash::FileHash;
+use crate::transfer::sha1_chain::{self, SHA1_IV};
 
 /// Chunk size used when a file is indexed: large enough to keep per-request overhead small
 /// on a fast link, small enough that a 25 Mbit/s uplink sends one in about a third of a second.

@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::endpoint::PeerConnection;
-use crate::fetch::FetchError;
-use crate::fs_util::write_durable;
-use crate::hash::FileHash;
 use crate::identity::PeerId;
-use crate::manifest::Manifest;
-use crate::pool::Pool;
-use crate::transfer::{Accepted, Dropped, PeerSlot, PeerTally, Transfer, TransferConfig};
-use crate::wire::Status;
+use crate::net::endpoint::PeerConnection;
+use crate::net::pool::Pool;
+use crate::storage::fs_util::write_durable;
+use crate::transfer::fetch::FetchError;
+use crate::transfer::hash::FileHash;
+use crate::transfer::manifest::Manifest;
+use crate::transfer::plan::{Accepted, Dropped, PeerSlot, PeerTally, Transfer, TransferConfig};
+use crate::transfer::wire::Status;
 
 /// A peer that has the file.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ pub struct DownloadReport {
 pub enum DownloadError {
     /// No source could be connected to: why, for each (sources skipped for earlier corrupt
     /// data are not listed).
-    NoSources(Vec<(PeerId, crate::endpoint::ConnectError)>),
+    NoSources(Vec<(PeerId, crate::net::endpoint::ConnectError)>),
     /// No connected source had the file.
     NoManifest,
     /// No source sent the file, and these refused to serve us: our key is not among those
@@ -394,7 +394,7 @@ struct FetchRound<'a> {
 /// against it.
 async fn fetch_with(
     pool: &Arc<Pool>,
-    spawner: &crate::runtime::Spawner,
+    spawner: &crate::net::runtime::Spawner,
     round: FetchRound<'_>,
     sidecar_write: &mut Option<smol::Task<io::Result<()>>>,
     corrupt: &mut bool,
@@ -583,7 +583,7 @@ struct Vote {
 
 /// Asks every connected source for the manifest.
 async fn choose_manifest(
-    spawner: &crate::runtime::Spawner,
+    spawner: &crate::net::runtime::Spawner,
     conns: &[(PeerId, Option<PeerConnection>)],
     hash: FileHash,
     timeout: Duration,
@@ -772,7 +772,7 @@ fn record_verdict(
     state: &State,
     peer: PeerId,
     index: u32,
-    verdict: Result<Accepted, crate::transfer::Rejected>,
+    verdict: Result<Accepted, crate::transfer::plan::Rejected>,
     len: usize,
 ) {
     match verdict {

@@ -2,7 +2,7 @@
 //! no sleeping, every run reproducible from its seed.
 
 use super::*;
-use crate::manifest::MIN_CHUNK_SIZE;
+use crate::transfer::manifest::MIN_CHUNK_SIZE;
 use proptest::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -3,6 +3,8 @@
 //! every answer, unregister on shutdown. Retries use exponential backoff with jitter and
 //! honour `Retry-After`.
 
+pub mod http_client;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -15,8 +17,8 @@ use phonebook_proto::{
     RegisterAnswer, Unregister, Visibility, name::encode_path_name, paths,
 };
 
-use crate::http_client::{BadUrl, HttpClient, Response};
 use crate::identity::{Identity, PeerId};
+use crate::phonebook::http_client::{BadUrl, HttpClient, Response};
 
 /// Phone-book client settings.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@
 //! The record header is the AEAD's associated data; the nonce is the stream id and the record's
 //! sequence number on that stream (see `session`).
 
-use crate::codec::{DecodeError, Reader};
-use crate::hash::FileHash;
+use crate::transfer::codec::{DecodeError, Reader};
+use crate::transfer::hash::FileHash;
 
 const VERSION: u8 = 1;
 /// Largest plaintext in one record.

@@ -5,8 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs_util::write_durable;
 use crate::identity::PeerId;
+use crate::storage::fs_util::write_durable;
 
 /// Most players a pin store holds.
 pub const MAX_PINS: usize = 100_000;
