@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod b64;
+pub mod candidate;
 pub mod error;
 pub mod json;
 pub mod key;
@@ -25,7 +26,9 @@ pub mod name;
 pub mod request;
 pub mod response;
 pub mod signed;
+pub mod udp;
 
+pub use candidate::{Candidate, CandidateKind, MAX_CANDIDATES};
 pub use error::{ErrorBody, ErrorCode};
 pub use json::BodyError;
 pub use key::{FriendKey, KeyError, Keypair, PublicKey, Signature};

@@ -1,6 +1,7 @@
 //! Request bodies: what clients send, validated strictly on the server.
 
 use crate::b64;
+use crate::candidate::{Candidate, MAX_CANDIDATES, check_list};
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
 use crate::key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
 use crate::name::PlayerName;
@@ -18,7 +19,7 @@ pub const MAX_BATCH: usize = 64;
 fn limits() -> Limits {
     Limits {
         max_depth: 2,
-        max_values: 2 * MAX_FRIENDS + 32,
+        max_values: 2 * MAX_FRIENDS + 2 * MAX_CANDIDATES + 32,
         max_string: 128,
     }
 }
@@ -31,6 +32,20 @@ fn name_field(f: &mut Fields) -> Result<PlayerName, BodyError> {
 fn key_field(f: &mut Fields, name: &'static str) -> Result<PublicKey, BodyError> {
     let s = f.str(name)?;
     PublicKey::from_base64(&s).map_err(|e| BodyError::Invalid(name, e.to_string()))
+}
+
+/// The optional `candidates` array: at most [`MAX_CANDIDATES`] usable addresses, none twice.
+pub(crate) fn candidates_field(f: &mut Fields) -> Result<Vec<Candidate>, BodyError> {
+    let text = f
+        .opt_str_array("candidates", MAX_CANDIDATES)?
+        .unwrap_or_default();
+    let list = text
+        .iter()
+        .map(|t| Candidate::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BodyError::Invalid("candidates", e.to_string()))?;
+    check_list(&list).map_err(|e| BodyError::Invalid("candidates", e.to_string()))?;
+    Ok(list)
 }
 
 fn sig_field(f: &mut Fields) -> Result<Signature, BodyError> {
@@ -55,6 +70,9 @@ pub struct Register {
     /// (a friends-only registration built without one signs over the all-zero salt; the
     /// constructors and [`Register::from_json`] never build one).
     pub friends_salt: Option<FriendsSalt>,
+    /// Where the player may be reached, signed (record version 2; empty: version 1). Set it
+    /// with [`Register::with_candidates`], which signs again.
+    pub candidates: Vec<Candidate>,
     /// An address claimed by the client; used only if it equals the observed one, or on a LAN
     /// deployment that allows claims. Not signed (see docs/PROTOCOL.md).
     pub ip: Option<IpAddr>,
@@ -75,6 +93,7 @@ struct RegisterWire {
     friends: Option<Vec<String>>,
     #[nserde(rename = "friendsSalt")]
     friends_salt: Option<String>,
+    candidates: Option<Vec<String>>,
     ip: Option<String>,
     timestamp: u64,
     signature: String,
@@ -133,12 +152,21 @@ impl Register {
             visibility,
             friends,
             friends_salt,
+            candidates: vec![],
             ip: None,
             timestamp,
             signature: Signature::from_bytes([0; 64]),
         };
         r.resign(keypair);
         r
+    }
+
+    /// The same registration listing `candidates` (at most [`MAX_CANDIDATES`], checked by
+    /// the server), signed again with `keypair`.
+    pub fn with_candidates(mut self, keypair: &Keypair, candidates: Vec<Candidate>) -> Self {
+        self.candidates = candidates;
+        self.resign(keypair);
+        self
     }
 
     /// Signs the fields again with `keypair` (after a field was changed).
@@ -165,6 +193,7 @@ impl Register {
             port: self.port,
             visibility: self.visibility,
             friends_digest: self.friends_digest(),
+            candidates: &self.candidates,
             timestamp: self.timestamp,
         }
     }
@@ -217,6 +246,7 @@ impl Register {
                 "must be empty when visibility is public".into(),
             ));
         }
+        let candidates = candidates_field(&mut f)?;
         let ip = match f.opt_str("ip")? {
             None => None,
             Some(s) if s.is_empty() => None,
@@ -235,6 +265,7 @@ impl Register {
             visibility,
             friends,
             friends_salt,
+            candidates,
             ip,
             timestamp,
             signature,
@@ -251,6 +282,8 @@ impl Register {
             friends: (!self.friends.is_empty())
                 .then(|| self.friends.iter().map(FriendKey::to_base64).collect()),
             friends_salt: self.friends_salt.map(|s| b64::encode(&s)),
+            candidates: (!self.candidates.is_empty())
+                .then(|| self.candidates.iter().map(Candidate::to_string).collect()),
             ip: self.ip.map(|ip| ip.to_string()),
             timestamp: self.timestamp,
             signature: self.signature.to_base64(),

@@ -1,18 +1,19 @@
 //! Answer bodies: what the server sends, parsed (and verified) on the client.
 
 use crate::b64;
+use crate::candidate::Candidate;
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
 use crate::key::{KeyError, PublicKey, Signature};
 use crate::name::PlayerName;
-use crate::request::MAX_BATCH;
+use crate::request::{MAX_BATCH, candidates_field};
 use crate::signed::{RecordFields, Visibility};
 use nanoserde::SerJson;
 use std::net::IpAddr;
 
 fn limits() -> Limits {
     Limits {
-        max_depth: 3,
-        max_values: 16 * MAX_BATCH + 16,
+        max_depth: 4,
+        max_values: (16 + crate::candidate::MAX_CANDIDATES) * MAX_BATCH + 16,
         max_string: 256,
     }
 }
@@ -69,6 +70,8 @@ pub struct LookupRecord {
     pub visibility: Visibility,
     /// Digest of the owner's friend list (the list itself is never revealed).
     pub friends_digest: [u8; 32],
+    /// The addresses at which the owner may be reached, signed (empty: a version-1 record).
+    pub candidates: Vec<Candidate>,
     /// Unix milliseconds when the owner signed.
     pub timestamp: u64,
     /// The owner's signature.
@@ -95,6 +98,8 @@ pub struct LookupRecordWire {
     /// See [`LookupRecord::friends_digest`].
     #[nserde(rename = "friendsDigest")]
     pub friends_digest: String,
+    /// See [`LookupRecord::candidates`] (absent when empty).
+    pub candidates: Option<Vec<String>>,
     /// See [`LookupRecord::timestamp`].
     pub timestamp: u64,
     /// See [`LookupRecord::signature`].
@@ -137,11 +142,12 @@ impl LookupRecord {
             port: self.port,
             visibility: self.visibility,
             friends_digest: self.friends_digest,
+            candidates: &self.candidates,
             timestamp: self.timestamp,
         }
     }
 
-    /// Checks the owner's signature over name, key, port, visibility and timestamp.
+    /// Checks the owner's signature over name, key, port, visibility, candidates and timestamp.
     pub fn verify(&self) -> Result<(), KeyError> {
         self.key.verify(&self.fields().message(), &self.signature)
     }
@@ -155,6 +161,8 @@ impl LookupRecord {
             public_key: self.key.to_base64(),
             visibility: self.visibility.as_str().to_owned(),
             friends_digest: b64::encode(&self.friends_digest),
+            candidates: (!self.candidates.is_empty())
+                .then(|| self.candidates.iter().map(Candidate::to_string).collect()),
             timestamp: self.timestamp,
             signature: self.signature.to_base64(),
             expires_in: self.expires_in,
@@ -181,6 +189,7 @@ impl LookupRecord {
             .ok_or_else(|| inv("visibility", &"unknown visibility"))?;
         let friends_digest = b64::decode_exact::<32>(&f.str("friendsDigest")?)
             .ok_or_else(|| inv("friendsDigest", &"not base64 of 32 bytes"))?;
+        let candidates = candidates_field(&mut f)?;
         let timestamp = f.int("timestamp", 0..=MAX_SAFE_INT)?;
         let signature =
             Signature::from_base64(&f.str("signature")?).map_err(|e| inv("signature", &e))?;
@@ -193,6 +202,7 @@ impl LookupRecord {
             key,
             visibility,
             friends_digest,
+            candidates,
             timestamp,
             signature,
             expires_in,
@@ -302,6 +312,13 @@ mod tests {
             vec![Keypair::from_seed(&[6; 32]).public()],
             [0x5a; 32],
             42,
+        )
+        .with_candidates(
+            &kp,
+            vec![
+                Candidate::parse("lan 10.1.0.2:7000").unwrap(),
+                Candidate::parse("v6 [2001:db8::2]:7000").unwrap(),
+            ],
         );
         LookupRecord {
             name: reg.name.clone(),
@@ -310,10 +327,45 @@ mod tests {
             key: reg.key,
             visibility: reg.visibility,
             friends_digest: reg.fields().friends_digest,
+            candidates: reg.candidates.clone(),
             timestamp: reg.timestamp,
             signature: reg.signature,
             expires_in: 100,
         }
+    }
+
+    #[test]
+    fn candidates_are_signed() {
+        let r = record();
+        assert!(
+            r.fields()
+                .message()
+                .starts_with(b"ffxiv-p2p-phonebook/2 register\n")
+        );
+        assert_eq!(r.verify(), Ok(()));
+        let mut moved = r.clone();
+        moved.candidates[0] = Candidate::parse("lan 10.1.0.3:7000").unwrap();
+        assert!(
+            moved.verify().is_err(),
+            "a changed candidate must break the signature"
+        );
+        let mut fewer = r.clone();
+        fewer.candidates.pop();
+        assert!(
+            fewer.verify().is_err(),
+            "a dropped candidate must break the signature"
+        );
+        let mut none = r;
+        none.candidates.clear();
+        assert!(
+            none.verify().is_err(),
+            "a version-2 record must not pass as version 1"
+        );
+        assert!(
+            none.fields()
+                .message()
+                .starts_with(b"ffxiv-p2p-phonebook/1 register\n")
+        );
     }
 
     #[test]

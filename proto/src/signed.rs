@@ -6,12 +6,15 @@
 //! valid for another or for any other protocol.
 
 use crate::b64;
+use crate::candidate::{Candidate, signed_text};
 use crate::key::{FriendKey, PublicKey};
 use crate::name::PlayerName;
 use sha2::{Digest, Sha256};
 
 /// Domain line of a registration.
 pub const REGISTER_DOMAIN: &str = "ffxiv-p2p-phonebook/1 register";
+/// Domain line of a registration that carries candidates (record version 2).
+pub const REGISTER_DOMAIN_V2: &str = "ffxiv-p2p-phonebook/2 register";
 /// Domain line of an unregistration.
 pub const UNREGISTER_DOMAIN: &str = "ffxiv-p2p-phonebook/1 unregister";
 
@@ -87,13 +90,29 @@ pub struct RecordFields<'a> {
     pub visibility: Visibility,
     /// [`public_digest`] for a public record, else [`friends_digest`] of the salted list.
     pub friends_digest: [u8; 32],
+    /// The addresses at which the owner may be reached (none: a version-1 record).
+    pub candidates: &'a [Candidate],
     /// Unix time in milliseconds when the owner signed.
     pub timestamp: u64,
 }
 
 impl RecordFields<'_> {
-    /// The bytes a registration signs.
+    /// The bytes a registration signs: version 1 without candidates, version 2 (another
+    /// domain line, and a `candidates:` line before the timestamp) with them.
     pub fn message(&self) -> Vec<u8> {
+        if !self.candidates.is_empty() {
+            return format!(
+                "{REGISTER_DOMAIN_V2}\nname:{}\nkey:{}\nport:{}\nvisibility:{}\nfriends:{}\ncandidates:{}\ntimestamp:{}\n",
+                self.name.canonical(),
+                self.key.to_base64(),
+                self.port,
+                self.visibility.as_str(),
+                b64::encode(&self.friends_digest),
+                signed_text(self.candidates),
+                self.timestamp
+            )
+            .into_bytes();
+        }
         format!(
             "{REGISTER_DOMAIN}\nname:{}\nkey:{}\nport:{}\nvisibility:{}\nfriends:{}\ntimestamp:{}\n",
             self.name.canonical(),

@@ -282,6 +282,7 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
             key: genuine.key,
             visibility: genuine.visibility,
             friends_digest: public_digest(),
+            candidates: genuine.candidates.clone(),
             timestamp: genuine.timestamp,
             signature: genuine.signature,
             expires_in: 100,
