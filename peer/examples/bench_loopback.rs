@@ -304,6 +304,7 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
         name: None,
         addr: ([127, 0, 0, 1], port).into(),
         key,
+        candidates: vec![],
     };
     let verify_on = match std::env::var("PEER_BENCH_VERIFY").as_deref() {
         Ok("inline") => VerifyOn::Inline,

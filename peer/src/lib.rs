@@ -23,6 +23,7 @@
 //!         name: None,
 //!         addr: ([127, 0, 0, 1], seeder.local_addr().unwrap().port()).into(),
 //!         key: seeder.identity().id(),
+//!         candidates: vec![],
 //!     };
 //!     let dest = std::env::temp_dir().join(format!("peer-doc-{}", std::process::id()));
 //!     download(&pool, hash, &[source], &dest, DownloadConfig::default(), None).await.unwrap();

@@ -369,6 +369,7 @@ fn a_friends_only_seeder_serves_its_friends_and_refuses_others_with_a_typed_erro
                 endpoint.local_addr().unwrap().port(),
             )),
             key: owner.id(),
+            candidates: vec![],
         };
         let dir = temp_dir("friends-policy");
         fetch(
@@ -553,6 +554,7 @@ fn everything_can_run_on_one_application_owned_executor() {
             name: None,
             addr: ([127, 0, 0, 1], seeder_ep.local_addr().unwrap().port()).into(),
             key: seeder_ep.identity().id(),
+            candidates: vec![],
         };
         let dest = temp_dir("executor").join("f");
         fetch(&pool, hash, &[source], &dest).await.unwrap();
@@ -582,6 +584,7 @@ fn a_peer_that_accepts_but_never_answers_does_not_stall_the_download() {
             name: None,
             addr: ([127, 0, 0, 1], silent.local_addr().unwrap().port()).into(),
             key: silent.identity().id(),
+            candidates: vec![],
         };
         let pool = downloader();
         let dest = temp_dir("silent").join("f");

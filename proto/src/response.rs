@@ -35,6 +35,10 @@ pub struct RegisterAnswer {
     pub reregister_in: u64,
     /// Bearer token for lookups, valid while this registration lives.
     pub token: String,
+    /// The phone book's UDP service port at the address the client reached (absent: the
+    /// HTTP port; 0: no UDP service). See docs/PROTOCOL.md "UDP service".
+    #[nserde(rename = "udpPort")]
+    pub udp_port: Option<u16>,
 }
 
 impl RegisterAnswer {
@@ -48,6 +52,7 @@ impl RegisterAnswer {
             expires_in: f.int("expiresIn", 0..=MAX_SAFE_INT)?,
             reregister_in: f.int("reregisterIn", 0..=MAX_SAFE_INT)?,
             token: f.str("token")?,
+            udp_port: f.opt_int("udpPort", 0..=65535)?.map(|p| p as u16),
         };
         f.ignore_rest();
         Ok(a)
@@ -415,10 +420,20 @@ mod tests {
             expires_in: 3600,
             reregister_in: 3000,
             token: "abc".into(),
+            udp_port: None,
         };
+        assert!(!a.serialize_json().contains("udpPort"));
         assert_eq!(
             RegisterAnswer::from_json(a.serialize_json().as_bytes()),
-            Ok(a)
+            Ok(a.clone())
+        );
+        let with_udp = RegisterAnswer {
+            udp_port: Some(8080),
+            ..a
+        };
+        assert_eq!(
+            RegisterAnswer::from_json(with_udp.serialize_json().as_bytes()),
+            Ok(with_udp)
         );
     }
 

@@ -206,6 +206,7 @@ fn main() {
             name: Some(seed_name.as_str().to_owned()),
             addr: found.addr,
             key: found.key,
+            candidates: vec![],
         };
         let dest = dir.join(format!("peer-ttfb-{}", std::process::id()));
         let _ = std::fs::remove_file(&dest);

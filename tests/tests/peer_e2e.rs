@@ -129,6 +129,7 @@ fn players_register_look_up_connect_and_transfer() {
                 name: Some(s.book.name().as_str().to_owned()),
                 addr: found.addr,
                 key: found.key,
+                candidates: vec![],
             });
         }
         let pool = me.pool();

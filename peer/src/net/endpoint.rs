@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::identity::{Identity, PeerId};
+use crate::net::control::{self, ControlReceiver};
 use crate::net::runtime::Spawner;
 use crate::net::session::{Cipher, SessionKeys};
 use crate::net::tls::{self, ExpectedServer};
@@ -27,8 +28,13 @@ pub const CLOSE_EVICTED: u32 = 3;
 /// Endpoint limits and timers.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// UDP address to listen on; port 0 picks a free one.
+    /// UDP address to listen on; port 0 picks a free one. The default, `[::]:0`, is
+    /// dual-stack (IPv6 and IPv4 on one socket); where the system has no IPv6 it falls back to
+    /// `0.0.0.0` on the same port.
     pub listen: SocketAddr,
+    /// Longest wait for one connection attempt (handshake included) before it counts as
+    /// failed: an unreachable player is known in seconds, not after the idle timeout.
+    pub connect_timeout: Duration,
     /// Interval of keep-alive packets on an otherwise idle connection (keeps NAT bindings open).
     pub keep_alive: Duration,
     /// A connection with no packet for this long is closed.
@@ -53,7 +59,8 @@ pub struct EndpointConfig {
 impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            connect_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             max_streams_per_connection: 32,
@@ -87,6 +94,30 @@ pub enum ConnectError {
     Handshake(quinn::ConnectionError),
     /// The pinned key of this player differs.
     Pin(crate::storage::pins::PinError),
+    /// No handshake completed within the connect timeout.
+    TimedOut,
+    /// Every phone book we asked says the player is not online for us (absent, offline, or
+    /// hidden from us: the phone book does not say which).
+    Offline,
+    /// Our own network lets no UDP through: no phone book ever answered us over UDP.
+    UdpBlocked,
+    /// The player is online but no direct path opened within the connect timeout (both
+    /// NATs map per destination, or the player's network blocks UDP): a relay is needed.
+    NoDirectPath {
+        /// The addresses tried (personal data: not in this error's message).
+        tried: Vec<SocketAddr>,
+    },
+}
+
+impl ConnectError {
+    /// Whether trying other addresses of the same peer cannot help (it answered, and not
+    /// as wanted).
+    pub fn is_definitive(&self) -> bool {
+        matches!(
+            self,
+            Self::WrongKey { .. } | Self::Refused(_) | Self::NoCommonProtocol | Self::Pin(_)
+        )
+    }
 }
 
 impl fmt::Display for ConnectError {
@@ -112,6 +143,16 @@ impl fmt::Display for ConnectError {
             Self::Start(e) => write!(f, "cannot start connection: {e}"),
             Self::Handshake(e) => write!(f, "handshake failed: {e}"),
             Self::Pin(e) => e.fmt(f),
+            Self::TimedOut => f.write_str("no answer within the connect timeout"),
+            Self::Offline => f.write_str("the player is not online (or does not let us see them)"),
+            Self::UdpBlocked => f.write_str(
+                "our network lets no UDP through (no phone book answered over UDP): a relay is needed",
+            ),
+            Self::NoDirectPath { tried } => write!(
+                f,
+                "no direct path to the player opened ({} address(es) tried): a relay is needed",
+                tried.len()
+            ),
         }
     }
 }
@@ -127,6 +168,32 @@ pub struct Endpoint {
     transport: Arc<quinn::TransportConfig>,
     alpn: Vec<Vec<u8>>,
     spawner: Spawner,
+    connect_timeout: Duration,
+    /// Control datagrams diverted from QUIC, until the traversal layer takes them.
+    control: Mutex<Option<ControlReceiver>>,
+}
+
+/// Binds `listen`; an unspecified IPv6 address binds dual-stack, and falls back to IPv4 where
+/// the system has no IPv6.
+fn bind_socket(listen: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if let SocketAddr::V6(v6) = listen
+        && v6.ip().is_unspecified()
+    {
+        let dual = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
+            s.set_only_v6(false)?;
+            s.bind(&listen.into())?;
+            Ok(s)
+        });
+        match dual {
+            Ok(s) => return Ok(s.into()),
+            Err(e) => {
+                log::debug!("no dual-stack socket ({e}); listening on IPv4 only");
+                return UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], listen.port())));
+            }
+        }
+    }
+    UdpSocket::bind(listen)
 }
 
 fn transport(config: &EndpointConfig) -> quinn::TransportConfig {
@@ -160,7 +227,7 @@ impl Endpoint {
         config: &EndpointConfig,
         spawner: Spawner,
     ) -> io::Result<Self> {
-        let socket = UdpSocket::bind(config.listen)?;
+        let socket = bind_socket(config.listen)?;
         let sock = socket2::SockRef::from(&socket);
         // Best effort: a smaller buffer only costs throughput.
         let _ = sock.set_recv_buffer_size(config.udp_buffer);
@@ -172,11 +239,12 @@ impl Endpoint {
             quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(io::Error::other)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport.clone());
+        let (control_tx, control_rx) = control::queue();
         let quinn = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
             socket.try_clone()?,
-            spawner.quinn_runtime(),
+            spawner.quinn_runtime(control_tx),
         )?;
         Ok(Self {
             quinn,
@@ -185,6 +253,8 @@ impl Endpoint {
             transport,
             alpn,
             spawner,
+            connect_timeout: config.connect_timeout,
+            control: Mutex::new(Some(control_rx)),
         })
     }
 
@@ -204,10 +274,33 @@ impl Endpoint {
     }
 
     /// The UDP socket QUIC uses, for NAT traversal: packets sent from it leave from QUIC's
-    /// port. It is non-blocking; QUIC drops what it cannot parse, so a hole-punching packet
-    /// that reaches it is harmless.
+    /// port. It is non-blocking. Control messages that arrive on it are diverted from QUIC
+    /// (see [`Endpoint::take_control`]).
     pub fn udp_socket(&self) -> &UdpSocket {
         &self.socket
+    }
+
+    /// The queue of control datagrams (phone-book answers, hole punching) received on the
+    /// QUIC socket; `None` after the first call. Until it is taken they are dropped once the
+    /// queue is full.
+    pub fn take_control(&self) -> Option<ControlReceiver> {
+        self.control.lock().expect("not poisoned").take()
+    }
+
+    /// Sends one control datagram from the QUIC socket (an IPv4 destination works on a
+    /// dual-stack socket too). A full socket buffer drops it: control messages are retried.
+    pub fn send_control(&self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+        let local = self.socket.local_addr()?;
+        match self.socket.send_to(bytes, control::for_socket(local, to)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The connect timeout this endpoint was configured with.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The underlying quinn endpoint.
@@ -215,12 +308,32 @@ impl Endpoint {
         &self.quinn
     }
 
-    /// Connects to `addr` and accepts the connection only if the peer proves `expected`.
+    /// Connects to `addr` and accepts the connection only if the peer proves `expected`;
+    /// gives up after the connect timeout ([`ConnectError::TimedOut`]).
     pub async fn connect(
         &self,
         addr: SocketAddr,
         expected: PeerId,
     ) -> Result<PeerConnection, ConnectError> {
+        let deadline = self.connect_timeout;
+        smol::future::or(self.connect_once(addr, expected), async move {
+            smol::Timer::after(deadline).await;
+            Err(ConnectError::TimedOut)
+        })
+        .await
+    }
+
+    /// One attempt without the endpoint's timeout (the caller bounds it).
+    pub(crate) async fn connect_once(
+        &self,
+        addr: SocketAddr,
+        expected: PeerId,
+    ) -> Result<PeerConnection, ConnectError> {
+        let local = self
+            .socket
+            .local_addr()
+            .map_err(|_| ConnectError::Start(quinn::ConnectError::EndpointStopping))?;
+        let addr = control::for_socket(local, addr);
         let verifier = Arc::new(ExpectedServer {
             expected,
             seen: Mutex::new(None),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::identity::PeerId;
 use crate::net::endpoint::{CLOSE_EVICTED, ConnectError, Endpoint, PeerConnection};
+use crate::net::traversal::{Connected, PathKind, Target, Traversal};
 use crate::storage::pins::PinStore;
+use phonebook_proto::{Candidate, PlayerName};
 
 /// Pool limits.
 #[derive(Debug, Clone)]
@@ -79,6 +81,19 @@ struct Held {
 struct Inner {
     conns: HashMap<PeerId, Held>,
     records: HashMap<PeerId, PeerRecord>,
+    /// The path of the last connection to each peer (bounded like `records`).
+    paths: HashMap<PeerId, Path>,
+}
+
+/// How the last connection to a peer was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// The address that answered (personal data).
+    pub addr: SocketAddr,
+    /// How it was known.
+    pub kind: PathKind,
+    /// Time from the start of the attempt to the end of the handshake.
+    pub elapsed: Duration,
 }
 
 /// The connection pool.
@@ -88,6 +103,7 @@ pub struct Pool {
     config: PoolConfig,
     inner: Mutex<Inner>,
     pins: Mutex<PinStore>,
+    traversal: Mutex<Option<Arc<Traversal>>>,
 }
 
 impl Pool {
@@ -98,7 +114,24 @@ impl Pool {
             config,
             inner: Mutex::new(Inner::default()),
             pins: Mutex::new(pins),
+            traversal: Mutex::new(None),
         }
+    }
+
+    /// Connects through NATs from now on: candidates in parallel, hole punching coordinated
+    /// by the phone books (see [`crate::net::traversal`]).
+    pub fn set_traversal(&self, traversal: Arc<Traversal>) {
+        *self.traversal.lock().expect("not poisoned") = Some(traversal);
+    }
+
+    /// How the last connection to `key` was made.
+    pub fn path(&self, key: &PeerId) -> Option<Path> {
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .paths
+            .get(key)
+            .copied()
     }
 
     /// The endpoint.
@@ -114,6 +147,18 @@ impl Pool {
         addr: SocketAddr,
         key: PeerId,
     ) -> Result<PeerConnection, ConnectError> {
+        self.connect_with(name, addr, key, &[]).await
+    }
+
+    /// [`Pool::connect`] trying the player's signed `candidates` too; with traversal set
+    /// (and a player name), the phone books coordinate hole punching.
+    pub async fn connect_with(
+        &self,
+        name: Option<&str>,
+        addr: SocketAddr,
+        key: PeerId,
+        candidates: &[Candidate],
+    ) -> Result<PeerConnection, ConnectError> {
         if let Some(name) = name {
             self.pins
                 .lock()
@@ -124,8 +169,43 @@ impl Pool {
         if let Some(c) = self.reuse(key) {
             return Ok(c);
         }
-        let result = self.endpoint.connect(addr, key).await;
+        let traversal = self.traversal.lock().expect("not poisoned").clone();
+        let result = match traversal {
+            Some(t) => {
+                let target = match name.and_then(|n| PlayerName::parse(n).ok()) {
+                    Some(n) => Target::from_parts(Some(n), key, candidates, addr),
+                    None if candidates.is_empty() => Target::given(addr, key),
+                    None => Target::from_parts(None, key, candidates, addr),
+                };
+                t.connect(&target).await
+            }
+            None => {
+                let start = Instant::now();
+                self.endpoint
+                    .connect(addr, key)
+                    .await
+                    .map(|conn| Connected {
+                        conn,
+                        addr,
+                        kind: PathKind::Given,
+                        elapsed: start.elapsed(),
+                    })
+            }
+        };
         let mut inner = self.inner.lock().expect("not poisoned");
+        if let Ok(c) = &result
+            && (inner.paths.contains_key(&key) || inner.paths.len() < self.config.max_peer_records)
+        {
+            inner.paths.insert(
+                key,
+                Path {
+                    addr: c.addr,
+                    kind: c.kind,
+                    elapsed: c.elapsed,
+                },
+            );
+        }
+        let result = result.map(|c| c.conn);
         Self::touch_record(
             &mut inner,
             key,

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use crate::net::control::{self, ControlSender};
+
 /// Spawns the library's tasks.
 #[derive(Clone, Default)]
 pub enum Spawner {
@@ -53,19 +55,26 @@ impl Spawner {
         }
     }
 
-    /// The quinn runtime that spawns its drivers here.
-    pub(crate) fn quinn_runtime(&self) -> Arc<dyn quinn::Runtime> {
-        Arc::new(Runtime(self.clone()))
+    /// The quinn runtime that spawns its drivers here. Datagrams that are phone-book or
+    /// hole-punching messages (see [`crate::net::control`]) go to `control` instead of QUIC.
+    pub(crate) fn quinn_runtime(&self, control: ControlSender) -> Arc<dyn quinn::Runtime> {
+        Arc::new(Runtime {
+            spawner: self.clone(),
+            control,
+        })
     }
 }
 
 /// quinn's runtime on smol: tasks go to the [`Spawner`]; sockets and timers as described in
 /// the module's documentation.
-struct Runtime(Spawner);
+struct Runtime {
+    spawner: Spawner,
+    control: ControlSender,
+}
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Runtime({:?})", self.0)
+        write!(f, "Runtime({:?})", self.spawner)
     }
 }
 
@@ -75,7 +84,7 @@ impl quinn::Runtime for Runtime {
     }
 
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
-        self.0.spawn(future).detach();
+        self.spawner.spawn(future).detach();
     }
 
     fn wrap_udp_socket(
@@ -86,6 +95,7 @@ impl quinn::Runtime for Runtime {
             state: quinn::udp::UdpSocketState::new((&socket).into())?,
             io: smol::Async::new_nonblocking(socket)?,
             send_blocked: AtomicBool::new(false),
+            control: self.control.clone(),
         }))
     }
 }
@@ -157,6 +167,8 @@ struct UdpSocket {
     state: quinn::udp::UdpSocketState,
     /// A send found the socket buffer full: senders wait for writability before the next try.
     send_blocked: AtomicBool,
+    /// Where datagrams that are not QUIC go.
+    control: ControlSender,
 }
 
 impl fmt::Debug for UdpSocket {
@@ -191,7 +203,14 @@ impl quinn::AsyncUdpSocket for UdpSocket {
     ) -> Poll<io::Result<usize>> {
         loop {
             match self.state.recv((&self.io).into(), bufs, meta) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    // Phone-book and punching messages leave the batch; QUIC never sees them.
+                    let kept = divert_control(&self.control, bufs, &mut meta[..n]);
+                    if kept > 0 {
+                        return Poll::Ready(Ok(kept));
+                    }
+                    continue;
+                }
                 // Like quinn's own runtime: other errors (ICMP reports and the like) are
                 // dropped and the socket waited on again.
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
@@ -218,6 +237,36 @@ impl quinn::AsyncUdpSocket for UdpSocket {
     fn max_receive_segments(&self) -> usize {
         self.state.gro_segments()
     }
+}
+
+/// Moves the datagrams of a received batch that are control messages to `control` and
+/// compacts the rest to the front of `bufs` and `meta`; returns how many are left for QUIC.
+/// A batch coalesced by GRO (`stride < len`) holds datagrams of one flow and one size: it is
+/// judged by its first segment.
+fn divert_control(
+    control: &ControlSender,
+    bufs: &mut [io::IoSliceMut<'_>],
+    meta: &mut [quinn::udp::RecvMeta],
+) -> usize {
+    let mut kept = 0;
+    for i in 0..meta.len() {
+        let m = meta[i];
+        let data = &bufs[i][..m.len];
+        if control::is_control(data) {
+            let stride = m.stride.max(1);
+            for segment in data.chunks(stride) {
+                control.offer(m.addr, segment);
+            }
+            continue;
+        }
+        if kept != i {
+            let (front, back) = bufs.split_at_mut(i);
+            front[kept][..m.len].copy_from_slice(&back[0][..m.len]);
+            meta[kept] = m;
+        }
+        kept += 1;
+    }
+    kept
 }
 
 type Writable = Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>;

@@ -74,6 +74,20 @@ impl HttpClient {
         })
     }
 
+    /// The port of the URL.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address of the connected phone book (after a successful request).
+    pub fn remote_ip(&self) -> Option<std::net::IpAddr> {
+        self.stream
+            .as_ref()?
+            .peer_addr()
+            .ok()
+            .map(|a| a.ip().to_canonical())
+    }
+
     /// Sends one request and reads its response; reconnects once if a kept-alive connection
     /// turned out to be closed.
     pub async fn request(

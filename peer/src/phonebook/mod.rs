@@ -18,6 +18,9 @@ use phonebook_proto::{
 };
 
 use crate::identity::{Identity, PeerId};
+use phonebook_proto::Candidate;
+use phonebook_proto::udp::TokenParts;
+
 use crate::phonebook::http_client::{BadUrl, HttpClient, Response};
 
 /// Phone-book client settings.
@@ -136,6 +139,20 @@ pub struct Found {
 struct Book {
     client: smol::lock::Mutex<HttpClient>,
     token: std::sync::Mutex<Option<String>>,
+    udp: std::sync::Mutex<Option<UdpBook>>,
+}
+
+/// A phone book's UDP service as the last registration there gave it: where to send
+/// keep-alives and punch requests, and the token parts that sign them.
+#[derive(Debug, Clone)]
+pub struct UdpBook {
+    /// Which configured phone book (index into the URLs).
+    pub index: usize,
+    /// The UDP service's address: the address the HTTP client reached, at the answer's
+    /// `udpPort` (the HTTP port when absent).
+    pub addr: SocketAddr,
+    /// The current lookup token's slot, timestamp and tag.
+    pub token: TokenParts,
 }
 
 /// The client.
@@ -146,6 +163,10 @@ pub struct PhoneBook {
     name: PlayerName,
     books: Vec<Book>,
     last_timestamp: AtomicU64,
+    /// Signed into every registration (record version 2 when not empty).
+    candidates: std::sync::Mutex<Vec<Candidate>>,
+    /// Notified when the candidates change: `keep_registered` registers again at once.
+    candidates_changed: event_listener::Event,
 }
 
 /// Converts between the library's key type and the protocol crate's.
@@ -191,6 +212,7 @@ impl PhoneBook {
                         HttpClient::new(u).map_err(PhoneBookError::BadUrl)?,
                     ),
                     token: Default::default(),
+                    udp: Default::default(),
                 })
             })
             .collect::<Result<_, PhoneBookError>>()?;
@@ -200,12 +222,42 @@ impl PhoneBook {
             books,
             config,
             last_timestamp: AtomicU64::new(0),
+            candidates: Default::default(),
+            candidates_changed: event_listener::Event::new(),
         })
     }
 
     /// Our player name.
     pub fn name(&self) -> &PlayerName {
         &self.name
+    }
+
+    /// Sets the address candidates signed into the next registrations (at most
+    /// [`phonebook_proto::MAX_CANDIDATES`]; extra ones are cut). Returns whether they changed;
+    /// if so, [`PhoneBook::keep_registered`] registers again at once.
+    pub fn set_candidates(&self, mut list: Vec<Candidate>) -> bool {
+        list.truncate(phonebook_proto::MAX_CANDIDATES);
+        let mut current = self.candidates.lock().expect("not poisoned");
+        if *current == list {
+            return false;
+        }
+        *current = list;
+        drop(current);
+        self.candidates_changed.notify(usize::MAX);
+        true
+    }
+
+    /// The candidates signed into registrations.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.candidates.lock().expect("not poisoned").clone()
+    }
+
+    /// The UDP services of the phone books we are registered with.
+    pub fn udp_books(&self) -> Vec<UdpBook> {
+        self.books
+            .iter()
+            .filter_map(|b| b.udp.lock().expect("not poisoned").clone())
+            .collect()
     }
 
     /// A signing timestamp: now in Unix ms, strictly above every earlier one.
@@ -317,9 +369,12 @@ impl PhoneBook {
         // A fresh salt for each registration, so nobody can confirm a guessed friend list
         // from the digest that lookups show (docs/PROTOCOL.md "Signed messages").
         let salt = fresh_salt();
+        let candidates = self.candidates();
+        // The plan's `port` field: the best candidate's, for clients that know no candidates.
+        let port = crate::net::traversal::local::best_port(&candidates, port);
         let mut best: Option<RegisterAnswer> = None;
         let mut last_err = PhoneBookError::NoPhoneBook;
-        for book in &self.books {
+        for (index, book) in self.books.iter().enumerate() {
             let body = || {
                 let (name, ts) = (self.name.clone(), self.timestamp());
                 let r = match visibility {
@@ -328,12 +383,29 @@ impl PhoneBook {
                         Register::sign_friends(&self.keypair, name, port, friends.clone(), salt, ts)
                     }
                 };
+                let r = if candidates.is_empty() {
+                    r
+                } else {
+                    r.with_candidates(&self.keypair, candidates.clone())
+                };
                 Some(r.to_json())
             };
             match self.call(book, "POST", paths::REGISTER, None, body).await {
                 Ok(r) if r.status == 200 => match RegisterAnswer::from_json(&r.body) {
                     Ok(a) => {
                         *book.token.lock().expect("not poisoned") = Some(a.token.clone());
+                        let ip = book.client.lock().await.remote_ip();
+                        let http_port = book.client.lock().await.port();
+                        let udp_port = a.udp_port.unwrap_or(http_port);
+                        *book.udp.lock().expect("not poisoned") =
+                            match (ip, TokenParts::parse(&a.token)) {
+                                (Some(ip), Some(token)) if udp_port != 0 => Some(UdpBook {
+                                    index,
+                                    addr: SocketAddr::new(ip, udp_port),
+                                    token,
+                                }),
+                                _ => None,
+                            };
                         if best
                             .as_ref()
                             .is_none_or(|b| a.reregister_in < b.reregister_in)
@@ -399,6 +471,7 @@ impl PhoneBook {
                 Ok(r) if r.status == 200 => {
                     ok = true;
                     *book.token.lock().expect("not poisoned") = None;
+                    *book.udp.lock().expect("not poisoned") = None;
                 }
                 Ok(r) => last_err = self.refused_for_name(&r),
                 Err(e) => last_err = e,
@@ -446,7 +519,15 @@ impl PhoneBook {
                         )
                     }
                 };
-                smol::Timer::after(wait).await;
+                // New candidates (a new NAT mapping, a port mapped): register at once.
+                let changed = me.candidates_changed.listen();
+                smol::future::or(
+                    async {
+                        smol::Timer::after(wait).await;
+                    },
+                    changed,
+                )
+                .await;
             }
         })
     }

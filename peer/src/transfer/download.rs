@@ -34,6 +34,8 @@ pub struct Source {
     pub addr: SocketAddr,
     /// The key it must prove.
     pub key: PeerId,
+    /// Its signed address candidates from the phone book (may be empty).
+    pub candidates: Vec<phonebook_proto::Candidate>,
 }
 
 /// Download settings.
@@ -231,8 +233,13 @@ pub async fn download(
         .take(config.max_sources)
         .map(|s| {
             let (pool, s) = (pool.clone(), s.clone());
-            spawner
-                .spawn(async move { (s.key, pool.connect(s.name.as_deref(), s.addr, s.key).await) })
+            spawner.spawn(async move {
+                (
+                    s.key,
+                    pool.connect_with(s.name.as_deref(), s.addr, s.key, &s.candidates)
+                        .await,
+                )
+            })
         })
         .collect();
     let mut conns: Vec<(PeerId, Option<PeerConnection>)> = Vec::new();

@@ -23,6 +23,7 @@ impl Seeder {
             name: None,
             addr: self.addr(),
             key: self.endpoint.identity().id(),
+            candidates: vec![],
         }
     }
 

@@ -3,6 +3,8 @@
 //! Run with: `cargo run --release -p peer --bin peer -- --help`
 #![forbid(unsafe_code)]
 
+mod netcheck;
+
 /// Prints a line to stderr, ignoring a closed stderr (`peer fetch ... 2>&1 | head -1`).
 macro_rules! note {
     ($($t:tt)*) => {{
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
+use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::transfer::download::DownloadConfig;
 use peer::{
@@ -44,17 +47,23 @@ USAGE:
   peer serve DIR [options]                  serve every file under DIR (prints their SHA-1)
   peer fetch HASH --out PATH [options]      fetch a file by SHA-1 from peers and/or players
   peer lookup NAME --phonebook URL          look a player up in the phone book
+  peer netcheck --phonebook URL             what your network lets through, in plain words
 
 `serve` registers NAME with the chosen visibility and serves only the keys it allows
 (friends: the listed keys and our own; others are refused at their first request).
-`lookup` and `fetch --player` register hidden (visible to no other key) under a name
+`serve` with --phonebook publishes the addresses other players can reach it at (LAN,
+public, a port mapped on the router, IPv6), signed, and keeps its router's mapping open;
+`fetch --player` connects through NATs: the phone book tells the player, both sides send
+at once, and the first path that opens wins (`path:` lines say which).
+`lookup`, `fetch --player` and `netcheck` register hidden (visible to no other key) under a name
 derived from our secret key (nobody else can take it first), only to get a lookup token,
-and unregister when done or on Ctrl-C.
+and unregister when done or on Ctrl-C (fetch: after the download).
 
 OPTIONS:
   --identity PATH       key file (env PEER_IDENTITY, default ./peer-identity.key)
   --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
-  --listen ADDR         UDP address (env PEER_LISTEN, default 0.0.0.0:0)
+  --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
+  --connect-timeout S   give up on a player after S seconds (fetch, default 5)
   --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
@@ -87,6 +96,7 @@ struct Args {
     players: Vec<String>,
     out: Option<PathBuf>,
     quiet: bool,
+    connect_timeout: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -119,6 +129,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("player") => a.players.push(p.value()?.string()?),
             Long("out") => a.out = Some(p.value()?.into()),
             Long("quiet") => a.quiet = true,
+            Long("connect-timeout") => {
+                let secs: f64 = p.value()?.parse()?;
+                if !(0.1..=600.0).contains(&secs) {
+                    return Err("--connect-timeout is between 0.1 and 600 seconds".into());
+                }
+                a.connect_timeout = Some(Duration::from_secs_f64(secs));
+            }
             Value(v) if a.command.is_empty() => a.command = v.string()?,
             Value(v) if a.positional.is_none() => a.positional = Some(v.string()?),
             _ => return Err(arg.unexpected()),
@@ -246,6 +263,9 @@ fn endpoint(args: &Args, identity: Arc<Identity>) -> Result<Arc<Endpoint>, Failu
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    if let Some(t) = args.connect_timeout {
+        config.connect_timeout = t;
+    }
     Ok(Arc::new(Endpoint::bind(identity, &config)?))
 }
 
@@ -288,7 +308,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         "serve" => serve(&args, identity).await,
         "fetch" => fetch(&args, identity).await,
         "lookup" => lookup(&args, identity).await,
-        "" => Err("a command is needed: id, serve, fetch or lookup (see --help)".into()),
+        "netcheck" => netcheck(&args, identity).await,
+        "" => Err("a command is needed: id, serve, fetch, lookup or netcheck (see --help)".into()),
         other => Err(format!("unknown command {other:?} (see --help)").into()),
     }
 }
@@ -322,14 +343,26 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let port = endpoint.local_addr()?.port();
     out!("listening on port {port} key {}", identity.id());
     let book = phonebook(args, &identity)?;
-    let _keeper = match &book {
-        Some(b) => {
-            b.register(port, visibility, &args.friends).await?;
-            note!("registered as {}", b.name().as_str());
-            Some(b.keep_registered(port, visibility, args.friends.clone()))
+    let traversal = Traversal::start(endpoint.clone(), book.clone(), TraversalConfig::default())
+        .ok_or("the endpoint's control queue is taken")?;
+    let mut _tasks = Vec::new();
+    if let Some(b) = &book {
+        b.register(port, visibility, &args.friends).await?;
+        note!("registered as {}", b.name().as_str());
+        _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
+        let (discovery, list) = traversal
+            .publish_candidates(None, Duration::from_secs(10))
+            .await;
+        note!("{}", describe_nat(&discovery, traversal.udp_works()));
+        if list.is_empty() {
+            note!("candidates: none (players will use the address the phone book reports)");
+        } else {
+            let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+            note!("candidates: {}", shown.join(", "));
         }
-        None => None,
-    };
+        let again = traversal.clone();
+        _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
+    }
     let stats = async {
         loop {
             smol::Timer::after(Duration::from_secs(60)).await;
@@ -344,7 +377,7 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     };
     let stop = stop_signal(&mut signals);
     smol::future::or(stats, stop).await;
-    drop(_keeper);
+    drop(_tasks);
     if let Some(b) = &book {
         match b.unregister().await {
             Ok(()) => note!("unregistered"),
@@ -366,80 +399,70 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let mut signals = watch_signals()?;
     let pins = PinStore::open(args.pins.as_deref().expect("defaulted"))?;
     let pool = Arc::new(Pool::new(endpoint.clone(), pins, PoolConfig::default()));
-    let mut sources: Vec<Source> = args
+    let sources: Vec<Source> = args
         .peers
         .iter()
         .map(|&(addr, key)| Source {
             name: None,
             addr,
             key,
+            candidates: vec![],
         })
         .collect();
-    if !args.players.is_empty() {
+    let quiet = args.quiet;
+    let report = if args.players.is_empty() {
+        if sources.is_empty() {
+            return Err("no sources: give --peer ADDR,KEY or --player NAME".into());
+        }
+        let traversal = Traversal::start(endpoint.clone(), None, TraversalConfig::default())
+            .ok_or("the endpoint's control queue is taken")?;
+        pool.set_traversal(traversal);
+        let work = download_with_progress(&pool, hash, &sources, &out, quiet);
+        smol::future::or(async { Some(work.await) }, async {
+            stop_signal(&mut signals).await;
+            None
+        })
+        .await
+        .ok_or("interrupted (what arrived is kept in the .part file for a later fetch)")??
+    } else {
         let names = args
             .players
             .iter()
             .map(|p| PlayerName::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
         let book = lookup_book(args, &identity)?;
+        let traversal = Traversal::start(
+            endpoint.clone(),
+            Some(book.clone()),
+            TraversalConfig::default(),
+        )
+        .ok_or("the endpoint's control queue is taken")?;
+        pool.set_traversal(traversal);
         let port = endpoint.local_addr()?.port();
-        let found = hidden_lookups(&book, port, &mut signals, async {
-            let mut found = Vec::new();
+        // The hidden registration lives until the download ends: the phone books take punch
+        // requests only from registered players.
+        hidden_lookups(&book, port, &mut signals, async {
+            let mut sources = sources.clone();
             for name in &names {
                 match book.lookup(name).await {
-                    Ok(f) => found.push(Source {
+                    Ok(f) => sources.push(Source {
                         name: Some(name.as_str().to_owned()),
                         addr: f.addr,
                         key: f.key,
+                        candidates: f.record.candidates.clone(),
                     }),
                     Err(e) => note!("{}: {e}", name.as_str()),
                 }
             }
-            Ok(found)
-        })
-        .await?;
-        sources.extend(found);
-    }
-    if sources.is_empty() {
-        return Err("no sources: give --peer ADDR,KEY or --player NAME".into());
-    }
-    let (tx, rx) = smol::channel::bounded::<peer::Progress>(64);
-    let quiet = args.quiet;
-    let printer = smol::spawn(async move {
-        let mut last = Instant::now();
-        while let Ok(p) = rx.recv().await {
-            if !quiet && (last.elapsed() >= Duration::from_secs(1) || p.bytes_done == p.bytes_total)
-            {
-                last = Instant::now();
-                note!(
-                    "{} / {} bytes ({:.0}%)",
-                    p.bytes_done,
-                    p.bytes_total,
-                    100.0 * p.bytes_done as f64 / p.bytes_total.max(1) as f64
-                );
+            if sources.is_empty() {
+                return Err("no sources: nobody was found".into());
             }
-        }
-    });
-    let work = async {
-        Some(
-            download(
-                &pool,
-                hash,
-                &sources,
-                &out,
-                DownloadConfig::default(),
-                Some(tx),
-            )
-            .await,
-        )
+            let report = download_with_progress(&pool, hash, &sources, &out, quiet).await;
+            print_paths(&pool, &sources);
+            Ok(report?)
+        })
+        .await?
     };
-    let report = smol::future::or(work, async {
-        stop_signal(&mut signals).await;
-        None
-    })
-    .await
-    .ok_or("interrupted (what arrived is kept in the .part file for a later fetch)")??;
-    printer.await;
     let secs = report.elapsed.as_secs_f64();
     let fetched = report.bytes - report.resumed_bytes;
     out!(
@@ -471,6 +494,116 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     Ok(())
 }
 
+type Report = Result<peer::DownloadReport, peer::DownloadError>;
+
+/// Downloads with a progress line per second on stderr (unless `quiet`); on failure, prints
+/// for each source what was tried.
+async fn download_with_progress(
+    pool: &Arc<Pool>,
+    hash: FileHash,
+    sources: &[Source],
+    out: &std::path::Path,
+    quiet: bool,
+) -> Report {
+    let (tx, rx) = smol::channel::bounded::<peer::Progress>(64);
+    let printer = smol::spawn(async move {
+        let mut last = Instant::now();
+        while let Ok(p) = rx.recv().await {
+            if !quiet && (last.elapsed() >= Duration::from_secs(1) || p.bytes_done == p.bytes_total)
+            {
+                last = Instant::now();
+                note!(
+                    "{} / {} bytes ({:.0}%)",
+                    p.bytes_done,
+                    p.bytes_total,
+                    100.0 * p.bytes_done as f64 / p.bytes_total.max(1) as f64
+                );
+            }
+        }
+    });
+    let report = download(
+        pool,
+        hash,
+        sources,
+        out,
+        DownloadConfig::default(),
+        Some(tx),
+    )
+    .await;
+    printer.await;
+    if report.is_err() {
+        print_paths(pool, sources);
+        for s in sources {
+            if pool.path(&s.key).is_none() {
+                let mut had: Vec<String> = s.candidates.iter().map(ToString::to_string).collect();
+                had.push(format!("reported {}", s.addr));
+                note!(
+                    "{}: not connected; its addresses: {}",
+                    s.name.as_deref().unwrap_or("peer"),
+                    had.join(", ")
+                );
+            }
+        }
+    }
+    report
+}
+
+/// One `path:` line per source connected: player, address, how it was known, time to connect.
+fn print_paths(pool: &Pool, sources: &[Source]) {
+    for s in sources {
+        if let Some(p) = pool.path(&s.key) {
+            note!(
+                "path: {} {} {} {} ms",
+                s.name.as_deref().unwrap_or("peer").replace(' ', "_"),
+                p.addr,
+                p.kind,
+                p.elapsed.as_millis()
+            );
+        }
+    }
+}
+
+/// A sentence about what discovery found.
+fn describe_nat(d: &Discovery, udp_works: bool) -> String {
+    match (d.reflexive, d.mapping) {
+        (None, _) if !udp_works => {
+            "UDP: no answer from the phone book over UDP (your network may block UDP)".into()
+        }
+        (None, _) => "UDP: the phone book did not answer discovery".into(),
+        (Some(r), MappingBehaviour::EndpointIndependent) => {
+            format!("NAT: public address {r}, the same toward every destination (cone NAT or none)")
+        }
+        (Some(r), MappingBehaviour::DestinationDependent) => format!(
+            "NAT: public address {r} toward the phone book only: your router picks a new port \
+             for each destination (symmetric NAT)"
+        ),
+        (Some(r), MappingBehaviour::Unknown) => {
+            format!("NAT: public address {r} (the phone book has no second port to compare)")
+        }
+    }
+}
+
+async fn netcheck(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
+    let book = lookup_book(args, &identity)?;
+    let endpoint = endpoint(args, identity.clone())?;
+    let traversal = Traversal::start(
+        endpoint.clone(),
+        Some(book.clone()),
+        TraversalConfig::default(),
+    )
+    .ok_or("the endpoint's control queue is taken")?;
+    let mut signals = watch_signals()?;
+    let port = endpoint.local_addr()?.port();
+    let report = hidden_lookups(&book, port, &mut signals, async {
+        Ok(netcheck::run(&traversal, &book).await)
+    })
+    .await?;
+    for line in report.lines() {
+        out!("{line}");
+    }
+    Ok(())
+}
+
 async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let name = PlayerName::parse(
         args.positional
@@ -491,6 +624,9 @@ async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         found.addr,
         found.key
     );
+    for c in &found.record.candidates {
+        out!("  candidate {c}");
+    }
     Ok(())
 }
 

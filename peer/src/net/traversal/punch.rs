@@ -1,0 +1,286 @@
+//! Connecting to a player through NATs.
+//!
+//! At once, in parallel: a QUIC handshake to each of the target's addresses (its signed
+//! candidates and the address the phone book reported); a punch request to every phone book we
+//! are registered with, which forwards it through the target's keep-alive mapping so that the
+//! target sends punches to us; and punches of our own to the target's addresses, which open our
+//! NAT toward them. When a punch or an acknowledgement arrives from an address, that path is
+//! open: a fresh handshake goes there (an earlier one may have been dropped by a NAT that was
+//! still closed, and QUIC would retry it only after its one-second probe timeout). The first
+//! handshake to complete wins; the rest are dropped. Nothing waits longer than the endpoint's
+//! connect timeout.
+//!
+//! quinn's client accepts packets only from the address it dialled: dialling the address a
+//! punch came from (a symmetric NAT's fresh port, a peer-reflexive address) is what makes
+//! those paths usable.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phonebook_proto::udp::{Message, PunchStatus};
+use phonebook_proto::{Candidate, CandidateKind, PlayerName};
+
+use super::{Traversal, random8};
+use crate::identity::PeerId;
+use crate::net::endpoint::{ConnectError, PeerConnection};
+use crate::phonebook::Found;
+
+/// How the address that was dialled became known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// One of the target's signed candidates.
+    Candidate(CandidateKind),
+    /// The address in the record's `ip` and `port` fields.
+    Reported,
+    /// The source of a punch: an address nobody published (a symmetric NAT's port for us).
+    PeerReflexive,
+    /// Given by the caller (`--peer ADDR,KEY`).
+    Given,
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Candidate(k) => f.write_str(k.as_str()),
+            Self::Reported => f.write_str("reported"),
+            Self::PeerReflexive => f.write_str("peer-reflexive"),
+            Self::Given => f.write_str("given"),
+        }
+    }
+}
+
+/// Whom to connect to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The player's name: with it, phone books are asked to coordinate punching.
+    pub name: Option<PlayerName>,
+    /// The key the target must prove.
+    pub key: PeerId,
+    /// Its known addresses.
+    pub addrs: Vec<(SocketAddr, PathKind)>,
+}
+
+impl Target {
+    /// A target at one address given by the caller (no phone book involved).
+    pub fn given(addr: SocketAddr, key: PeerId) -> Self {
+        Self {
+            name: None,
+            key,
+            addrs: vec![(addr, PathKind::Given)],
+        }
+    }
+
+    /// A target from a verified lookup: its candidates, then the reported address.
+    pub fn found(found: &Found) -> Self {
+        Self::from_parts(
+            Some(found.record.name.clone()),
+            found.key,
+            &found.record.candidates,
+            found.addr,
+        )
+    }
+
+    /// A target from a name, candidates and the reported address.
+    pub fn from_parts(
+        name: Option<PlayerName>,
+        key: PeerId,
+        candidates: &[Candidate],
+        reported: SocketAddr,
+    ) -> Self {
+        let mut addrs: Vec<(SocketAddr, PathKind)> = candidates
+            .iter()
+            .map(|c| (c.addr, PathKind::Candidate(c.kind)))
+            .collect();
+        if !addrs.iter().any(|(a, _)| *a == reported) {
+            addrs.push((reported, PathKind::Reported));
+        }
+        Self { name, key, addrs }
+    }
+}
+
+/// A connection and the path it took.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// The connection.
+    pub conn: PeerConnection,
+    /// The address that answered (personal data).
+    pub addr: SocketAddr,
+    /// How that address was known.
+    pub kind: PathKind,
+    /// From the start of the attempt to the end of the handshake.
+    pub elapsed: Duration,
+}
+
+enum Event {
+    Dialed(SocketAddr, PathKind, Result<PeerConnection, ConnectError>),
+    Heard(SocketAddr),
+    Status(Option<PunchStatus>),
+}
+
+impl Traversal {
+    /// Connects to `target` as described in the module's documentation.
+    pub async fn connect(self: &Arc<Self>, target: &Target) -> Result<Connected, ConnectError> {
+        let start = Instant::now();
+        let timeout = self.endpoint.connect_timeout();
+        let deadline = start + timeout;
+        let (tx, rx) = smol::channel::unbounded::<Event>();
+        let mut tasks: Vec<smol::Task<()>> = Vec::new();
+        let spawner = self.endpoint.spawner().clone();
+
+        let nonce = random8();
+        let heard = self.listen_punches(nonce);
+        let _forget = Forget(self, nonce);
+        if let Some(heard) = heard {
+            let tx = tx.clone();
+            tasks.push(spawner.spawn(async move {
+                while let Ok(a) = heard.recv().await {
+                    if tx.send(Event::Heard(a)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+
+        // Ask the phone books to tell the target.
+        if let Some(name) = &target.name {
+            let extra = self.extra_addrs();
+            for book in self.books() {
+                let counter = self.next_counter();
+                let bytes = Message::PunchRequest {
+                    auth: book.token.auth,
+                    counter,
+                    nonce,
+                    target: name.clone(),
+                    extra,
+                }
+                .encode(&book.token.key);
+                let (me, tx) = (self.clone(), tx.clone());
+                tasks.push(spawner.spawn(async move {
+                    let status = match me.ask(book.addr, counter, &bytes).await {
+                        Some((from, Message::PunchAnswer { status, .. })) if from == book.addr => {
+                            Some(status)
+                        }
+                        _ => None,
+                    };
+                    let _ = tx.send(Event::Status(status)).await;
+                }));
+            }
+        }
+
+        // Our own punches toward every known address.
+        let targets: Vec<SocketAddr> = target.addrs.iter().map(|(a, _)| *a).collect();
+        let me = self.clone();
+        tasks.push(spawner.spawn(async move { me.punch_rounds(nonce, targets, deadline).await }));
+
+        let dial = |addr: SocketAddr, kind: PathKind| {
+            let tx = tx.clone();
+            let endpoint = self.endpoint.clone();
+            let key = target.key;
+            spawner.spawn(async move {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let result = smol::future::or(endpoint.connect_once(addr, key), async move {
+                    smol::Timer::after(remaining).await;
+                    Err(ConnectError::TimedOut)
+                })
+                .await;
+                let _ = tx.send(Event::Dialed(addr, kind, result)).await;
+            })
+        };
+        for (addr, kind) in &target.addrs {
+            tasks.push(dial(*addr, *kind));
+        }
+
+        let mut redialled: HashSet<SocketAddr> = HashSet::new();
+        let mut statuses: Vec<Option<PunchStatus>> = Vec::new();
+        let mut heard_any = false;
+        let mut tried: Vec<SocketAddr> = target.addrs.iter().map(|(a, _)| *a).collect();
+        let wait_events = async {
+            loop {
+                let Ok(ev) = rx.recv().await else {
+                    return None;
+                };
+                match ev {
+                    Event::Dialed(addr, kind, Ok(conn)) => {
+                        return Some(Ok(Connected {
+                            conn,
+                            addr,
+                            kind,
+                            elapsed: start.elapsed(),
+                        }));
+                    }
+                    Event::Dialed(_, _, Err(e)) if e.is_definitive() => return Some(Err(e)),
+                    Event::Dialed(addr, _, Err(e)) => {
+                        log::debug!("attempt to {addr} failed: {e}");
+                    }
+                    Event::Heard(addr) => {
+                        heard_any = true;
+                        if redialled.insert(addr) && redialled.len() <= MAX_REDIALS {
+                            let kind = target
+                                .addrs
+                                .iter()
+                                .find(|(a, _)| *a == addr)
+                                .map_or(PathKind::PeerReflexive, |(_, k)| *k);
+                            if !tried.contains(&addr) {
+                                tried.push(addr);
+                            }
+                            tasks.push(dial(addr, kind));
+                        }
+                    }
+                    Event::Status(s) => statuses.push(s),
+                }
+            }
+        };
+        let outcome = smol::future::or(wait_events, async {
+            smol::Timer::at(deadline).await;
+            None
+        })
+        .await;
+        drop(tasks);
+        if let Some(result) = outcome {
+            return result;
+        }
+        let answered: Vec<PunchStatus> = statuses.iter().flatten().copied().collect();
+        Err(
+            if !heard_any
+                && !answered.is_empty()
+                && answered.iter().all(|s| *s == PunchStatus::Unknown)
+            {
+                ConnectError::Offline
+            } else if !heard_any && !self.books().is_empty() && !self.udp_works() {
+                ConnectError::UdpBlocked
+            } else {
+                ConnectError::NoDirectPath { tried }
+            },
+        )
+    }
+
+    /// Our LAN and IPv6 candidates, for the target to punch toward as well.
+    fn extra_addrs(&self) -> [Option<SocketAddr>; 2] {
+        let mut out = [None, None];
+        if let Some(pb) = &self.phonebook {
+            let mut it = pb
+                .candidates()
+                .into_iter()
+                .filter(|c| matches!(c.kind, CandidateKind::Lan | CandidateKind::V6))
+                .map(|c| c.addr);
+            out[0] = it.next();
+            out[1] = it.next();
+        }
+        out
+    }
+}
+
+/// Most fresh handshakes started toward addresses that punched us, per attempt.
+pub const MAX_REDIALS: usize = 8;
+
+/// Stops listening for an attempt's punches when the attempt ends.
+struct Forget<'a>(&'a Traversal, [u8; 8]);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.stop_listening(&self.1);
+    }
+}
