@@ -18,7 +18,10 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 
 #[test]
 fn control_datagrams_leave_quic_alone_and_reach_the_traversal_queue() {
-    let seeder = memory_seeder(&[b"x".to_vec()], peer::transfer::manifest::DEFAULT_CHUNK_SIZE);
+    let seeder = memory_seeder(
+        &[b"x".to_vec()],
+        peer::transfer::manifest::DEFAULT_CHUNK_SIZE,
+    );
     let rx = seeder.endpoint.take_control().expect("queue not taken yet");
     assert!(seeder.endpoint.take_control().is_none(), "taken once only");
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -54,7 +57,10 @@ fn traversal(timeout: Duration) -> Arc<Traversal> {
 
 #[test]
 fn candidates_race_and_the_one_that_answers_wins() {
-    let seeder = memory_seeder(&[b"x".to_vec()], peer::transfer::manifest::DEFAULT_CHUNK_SIZE);
+    let seeder = memory_seeder(
+        &[b"x".to_vec()],
+        peer::transfer::manifest::DEFAULT_CHUNK_SIZE,
+    );
     let t = traversal(Duration::from_secs(5));
     // A dead LAN candidate first, the live address reported by the phone book last.
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -72,7 +78,9 @@ fn candidates_race_and_the_one_that_answers_wins() {
     // The dead address got punches: the attempt announced itself there too.
     dead.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 64];
-    let (n, _) = dead.recv_from(&mut buf).expect("punches reach every candidate");
+    let (n, _) = dead
+        .recv_from(&mut buf)
+        .expect("punches reach every candidate");
     assert!(matches!(
         Message::decode(&buf[..n]),
         Ok(Message::Punch { .. })
@@ -94,7 +102,10 @@ fn an_unreachable_peer_fails_within_the_deadline_with_a_reason() {
 
 #[test]
 fn a_wrong_key_ends_the_attempt_at_once() {
-    let seeder = memory_seeder(&[b"x".to_vec()], peer::transfer::manifest::DEFAULT_CHUNK_SIZE);
+    let seeder = memory_seeder(
+        &[b"x".to_vec()],
+        peer::transfer::manifest::DEFAULT_CHUNK_SIZE,
+    );
     let t = traversal(Duration::from_secs(30));
     let wrong = Identity::generate().id();
     // Waiting for the deadline would end in NoDirectPath: WrongKey means the attempt stopped

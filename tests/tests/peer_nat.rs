@@ -50,9 +50,12 @@ impl Player {
         let book = Arc::new(
             PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
         );
-        let traversal =
-            Traversal::start(endpoint.clone(), Some(book.clone()), TraversalConfig::default())
-                .unwrap();
+        let traversal = Traversal::start(
+            endpoint.clone(),
+            Some(book.clone()),
+            TraversalConfig::default(),
+        )
+        .unwrap();
         let store = Arc::new(MemoryStore::default());
         let _server = Server::spawn(endpoint.clone(), store, ServeConfig::default(), None);
         Self {
@@ -101,7 +104,11 @@ fn a_punch_request_reaches_the_target_through_its_keep_alive_mapping() {
             .traversal
             .publish_candidates(None, Duration::from_secs(5))
             .await;
-        assert_eq!(discovery.reflexive, Some(target.addr()), "what the phone book saw");
+        assert_eq!(
+            discovery.reflexive,
+            Some(target.addr()),
+            "what the phone book saw"
+        );
         assert_eq!(
             discovery.mapping,
             MappingBehaviour::EndpointIndependent,
@@ -114,7 +121,10 @@ fn a_punch_request_reaches_the_target_through_its_keep_alive_mapping() {
         );
         // The candidates are signed into the record that others look up.
         target.register(Visibility::Public, &[]).await;
-        assert_eq!(target.traversal.keep_alive_once().await, Some(target.addr()));
+        assert_eq!(
+            target.traversal.keep_alive_once().await,
+            Some(target.addr())
+        );
 
         let fetcher = Player::new("Fetch Er@World", &url, Duration::from_secs(5));
         fetcher.register(Visibility::Friends, &[]).await;
@@ -123,7 +133,10 @@ fn a_punch_request_reaches_the_target_through_its_keep_alive_mapping() {
             .lookup(&PlayerName::parse("Serve Target@World").unwrap())
             .await
             .expect("found");
-        assert_eq!(found.record.candidates, list, "signed candidates round trip");
+        assert_eq!(
+            found.record.candidates, list,
+            "signed candidates round trip"
+        );
         let pool = fetcher.pool();
         let conn = pool
             .connect_with(
@@ -181,12 +194,7 @@ fn a_stranger_learns_nothing_and_reaches_nobody() {
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let guess = silent.local_addr().unwrap();
         let hidden = pool
-            .connect_with(
-                Some("Hidden Target@World"),
-                guess,
-                target.id(),
-                &[],
-            )
+            .connect_with(Some("Hidden Target@World"), guess, target.id(), &[])
             .await
             .unwrap_err();
         let absent = pool

@@ -42,6 +42,8 @@ pub const MAX_PENDING: usize = 256;
 /// Most punch sessions a phone book may start on our side at once (each sends a few small
 /// datagrams for [`TraversalConfig::punch_for`]); more forwards are ignored.
 pub const MAX_INCOMING_PUNCHES: usize = 32;
+/// Rounds of punches sent to a requester's extra (unsigned) addresses.
+pub const EXTRA_ROUNDS: u32 = 2;
 /// Most of our own connection attempts listening for punches at once.
 pub const MAX_OUTGOING_PUNCHES: usize = 64;
 
@@ -52,7 +54,8 @@ pub struct TraversalConfig {
     pub answer_timeout: Duration,
     /// Times a request to a phone book is sent before giving up.
     pub attempts: u32,
-    /// Time between two rounds of punches.
+    /// Time between the first two rounds of punches; it doubles after each round, so the
+    /// first rounds, which open the path, are dense and later ones cost little.
     pub punch_interval: Duration,
     /// How long a side sends punches after a request or a forward.
     pub punch_for: Duration,
@@ -395,23 +398,36 @@ impl Traversal {
         let me = self.clone();
         self.endpoint
             .spawner()
-            .spawn(async move { me.punch_rounds(nonce, targets, until).await })
+            .spawn(async move {
+                // The address the phone book saw gets every round; the requester's extra
+                // addresses (which it chose, unsigned) only the first two, so that a forged
+                // extra address gets no more bytes from us than the request cost its sender.
+                me.punch_rounds(nonce, &targets, EXTRA_ROUNDS, until).await
+            })
             .detach();
     }
 
-    /// Sends a punch to every address in `targets` each punch interval until `until`.
+    /// Sends punches to `targets` in rounds (see [`TraversalConfig::punch_interval`]) until
+    /// `until`: the first address every round, the others only in the first `others_rounds`.
     pub(crate) async fn punch_rounds(
         &self,
         nonce: [u8; 8],
-        targets: Vec<SocketAddr>,
+        targets: &[SocketAddr],
+        others_rounds: u32,
         until: Instant,
     ) {
         let punch = Message::Punch { nonce }.encode(&[0; 16]);
+        let mut wait = self.config.punch_interval;
+        let mut round = 0u32;
         while Instant::now() < until {
-            for t in &targets {
-                let _ = self.endpoint.send_control(*t, &punch);
+            for (i, t) in targets.iter().enumerate() {
+                if i == 0 || round < others_rounds {
+                    let _ = self.endpoint.send_control(*t, &punch);
+                }
             }
-            smol::Timer::after(self.config.punch_interval).await;
+            round += 1;
+            smol::Timer::after(wait.min(until.saturating_duration_since(Instant::now()))).await;
+            wait = wait.saturating_mul(2);
         }
     }
 

@@ -173,7 +173,10 @@ impl Traversal {
         // Our own punches toward every known address.
         let targets: Vec<SocketAddr> = target.addrs.iter().map(|(a, _)| *a).collect();
         let me = self.clone();
-        tasks.push(spawner.spawn(async move { me.punch_rounds(nonce, targets, deadline).await }));
+        tasks.push(
+            spawner
+                .spawn(async move { me.punch_rounds(nonce, &targets, u32::MAX, deadline).await }),
+        );
 
         let dial = |addr: SocketAddr, kind: PathKind| {
             let tx = tx.clone();
@@ -257,19 +260,33 @@ impl Traversal {
         )
     }
 
-    /// Our LAN and IPv6 candidates, for the target to punch toward as well.
+    /// Our IPv6 and LAN addresses, for the target to punch toward as well (IPv6 first: a
+    /// stateful IPv6 firewall opens only for addresses we sent to). Taken from our published
+    /// candidates, or, for a player who publishes none (a fetcher), found now.
     fn extra_addrs(&self) -> [Option<SocketAddr>; 2] {
-        let mut out = [None, None];
-        if let Some(pb) = &self.phonebook {
-            let mut it = pb
-                .candidates()
-                .into_iter()
-                .filter(|c| matches!(c.kind, CandidateKind::Lan | CandidateKind::V6))
-                .map(|c| c.addr);
-            out[0] = it.next();
-            out[1] = it.next();
-        }
-        out
+        let published = self
+            .phonebook
+            .as_ref()
+            .map(|p| p.candidates())
+            .unwrap_or_default();
+        let pick = |kind| published.iter().find(|c| c.kind == kind).map(|c| c.addr);
+        let local = self.endpoint.local_addr().ok();
+        let port = local.map_or(0, |a| a.port());
+        let v6 = pick(CandidateKind::V6).or_else(|| match local {
+            Some(SocketAddr::V6(a)) if a.ip().is_unspecified() => {
+                super::local::global_v6().map(|ip| SocketAddr::new(ip, port))
+            }
+            _ => None,
+        });
+        let lan = pick(CandidateKind::Lan).or_else(|| {
+            let toward = self.books().first()?.addr.ip();
+            let ip = match local.map(|a| a.ip()) {
+                Some(ip) if !ip.is_unspecified() => ip.to_canonical(),
+                _ => super::local::source_toward(toward)?,
+            };
+            super::local::is_private(ip).then(|| SocketAddr::new(ip, port))
+        });
+        [v6, lan]
     }
 }
 
