@@ -4,4 +4,5 @@ mod cli;
 mod common;
 mod loopback;
 mod phonebook;
+mod portmap;
 mod traversal;

@@ -4,6 +4,7 @@
 pub mod control;
 pub mod endpoint;
 pub mod pool;
+pub mod portmap;
 pub mod runtime;
 pub mod session;
 pub mod tls;
