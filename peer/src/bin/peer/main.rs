@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
+use peer::net::portmap::{PortMapConfig, PortMapper, Status};
 use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::transfer::download::DownloadConfig;
@@ -64,6 +65,7 @@ OPTIONS:
   --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
   --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
   --connect-timeout S   give up on a player after S seconds (fetch, default 5)
+  --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP) (serve, netcheck)
   --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
@@ -97,6 +99,7 @@ struct Args {
     out: Option<PathBuf>,
     quiet: bool,
     connect_timeout: Option<Duration>,
+    no_portmap: bool,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -129,6 +132,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("player") => a.players.push(p.value()?.string()?),
             Long("out") => a.out = Some(p.value()?.into()),
             Long("quiet") => a.quiet = true,
+            Long("no-portmap") => a.no_portmap = true,
             Long("connect-timeout") => {
                 let secs: f64 = p.value()?.parse()?;
                 if !(0.1..=600.0).contains(&secs) {
@@ -346,14 +350,27 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let traversal = Traversal::start(endpoint.clone(), book.clone(), TraversalConfig::default())
         .ok_or("the endpoint's control queue is taken")?;
     let mut _tasks = Vec::new();
+    let mut _mapper: Option<Arc<PortMapper>> = None;
     if let Some(b) = &book {
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
+        let local = endpoint.local_addr()?;
+        let mapper = if args.no_portmap {
+            None
+        } else {
+            Some(PortMapper::start(local, PortMapConfig::default(), endpoint.spawner()).await)
+        };
+        let mapped = mapper.as_ref().and_then(|m| m.mapping());
         let (discovery, list) = traversal
-            .publish_candidates(None, Duration::from_secs(10))
+            .publish_candidates(mapped.map(|m| m.external), Duration::from_secs(10))
             .await;
         note!("{}", describe_nat(&discovery, traversal.udp_works()));
+        match (&mapper, mapped) {
+            (_, Some(m)) => note!("port mapping: {} maps {} to us", m.protocol, m.external),
+            (Some(m), None) => note!("port mapping: {}", describe_unmapped(m.status())),
+            (None, None) => note!("port mapping: off (--no-portmap)"),
+        }
         if list.is_empty() {
             note!("candidates: none (players will use the address the phone book reports)");
         } else {
@@ -362,6 +379,18 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         }
         let again = traversal.clone();
         _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
+        if let Some(mapper) = mapper {
+            let mapper = Arc::new(mapper);
+            let (watched, t) = (mapper.clone(), traversal.clone());
+            _tasks.push(smol::spawn(async move {
+                let mut seen = watched.status();
+                loop {
+                    seen = watched.changed(&seen).await;
+                    t.update_mapped(watched.mapping().map(|m| m.external));
+                }
+            }));
+            _mapper = Some(mapper);
+        }
     }
     let stats = async {
         loop {
@@ -378,6 +407,10 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let stop = stop_signal(&mut signals);
     smol::future::or(stats, stop).await;
     drop(_tasks);
+    // The router forgets our port now rather than when the lease ends.
+    if let Some(m) = _mapper.and_then(Arc::into_inner) {
+        m.close().await;
+    }
     if let Some(b) = &book {
         match b.unregister().await {
             Ok(()) => note!("unregistered"),
@@ -563,6 +596,14 @@ fn print_paths(pool: &Pool, sources: &[Source]) {
     }
 }
 
+/// A sentence about why there is no port mapping.
+fn describe_unmapped(status: Status) -> String {
+    match status {
+        Status::Mapped(m) => format!("{} maps {}", m.protocol, m.external),
+        Status::Unmapped(why) => format!("none ({why})"),
+    }
+}
+
 /// A sentence about what discovery found.
 fn describe_nat(d: &Discovery, udp_works: bool) -> String {
     match (d.reflexive, d.mapping) {
@@ -594,10 +635,26 @@ async fn netcheck(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     .ok_or("the endpoint's control queue is taken")?;
     let mut signals = watch_signals()?;
     let port = endpoint.local_addr()?.port();
+    let mapper = if args.no_portmap {
+        None
+    } else {
+        Some(
+            PortMapper::start(
+                endpoint.local_addr()?,
+                PortMapConfig::default(),
+                endpoint.spawner(),
+            )
+            .await,
+        )
+    };
+    let portmap = mapper.as_ref().map(|m| m.status());
     let report = hidden_lookups(&book, port, &mut signals, async {
-        Ok(netcheck::run(&traversal, &book).await)
+        Ok(netcheck::run(&traversal, &book, portmap).await)
     })
     .await?;
+    if let Some(m) = mapper {
+        m.close().await;
+    }
     for line in report.lines() {
         out!("{line}");
     }

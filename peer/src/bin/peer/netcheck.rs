@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peer::PhoneBook;
+use peer::net::portmap::Status;
 use peer::net::traversal::local;
 use peer::net::traversal::{MappingBehaviour, Traversal};
 
 /// Runs every check (a few seconds) and returns the report.
-pub async fn run(traversal: &Arc<Traversal>, book: &PhoneBook) -> String {
+pub async fn run(traversal: &Arc<Traversal>, book: &PhoneBook, portmap: Option<Status>) -> String {
     let mut r = String::new();
     let d = traversal.discover().await;
     let observed = traversal.keep_alive_once().await;
@@ -65,6 +66,19 @@ pub async fn run(traversal: &Arc<Traversal>, book: &PhoneBook) -> String {
         }
     };
     let _ = writeln!(r, "NAT:            {nat}");
+    let mapped = matches!(portmap, Some(Status::Mapped(_)));
+    let _ = writeln!(
+        r,
+        "port mapping:   {}",
+        match portmap {
+            Some(Status::Mapped(m)) => format!(
+                "yes: your router forwards {} to this computer ({}); anyone can reach you",
+                m.external, m.protocol
+            ),
+            Some(Status::Unmapped(why)) => format!("no ({why})"),
+            None => "not tried (--no-portmap)".into(),
+        }
+    );
     let _ = writeln!(
         r,
         "IPv6:           {}",
@@ -81,7 +95,8 @@ pub async fn run(traversal: &Arc<Traversal>, book: &PhoneBook) -> String {
             "NO (connection requests cannot reach this computer)"
         }
     );
-    let good = udp && reachable && d.mapping != MappingBehaviour::DestinationDependent;
+    let good =
+        udp && (mapped || (reachable && d.mapping != MappingBehaviour::DestinationDependent));
     let _ = writeln!(
         r,
         "verdict:        {}",

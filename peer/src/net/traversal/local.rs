@@ -32,6 +32,14 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether `ip` is in the carrier-grade NAT range (100.64.0.0/10, RFC 6598).
+pub fn is_shared(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
+        IpAddr::V6(_) => false,
+    }
+}
+
 /// Whether `ip` is a global IPv6 unicast address (2000::/3).
 pub fn is_global_v6(ip: IpAddr) -> bool {
     match ip {
@@ -74,7 +82,13 @@ pub fn gather(i: &Inputs) -> Vec<Candidate> {
             out.push(Candidate::new(kind, addr));
         }
     };
-    if let Some(m) = i.mapped {
+    // Behind two NATs the router's "external" address is private or carrier-grade, or not
+    // the address the phone book sees: nobody outside can use it.
+    if let Some(m) = i.mapped
+        && !is_private(m.ip())
+        && !is_shared(m.ip())
+        && i.reflexive.is_none_or(|r| r.ip() == m.ip())
+    {
         push(CandidateKind::Mapped, m);
     }
     if let Some(r) = i.reflexive
@@ -146,6 +160,17 @@ mod tests {
         });
         assert_eq!(public.len(), 1);
         assert_eq!(public[0].kind, CandidateKind::Reflexive);
+        // Double NAT: the router's external address is not what the phone book sees.
+        for outer in ["100.64.1.2:7001", "192.168.0.9:7001", "198.51.100.99:7001"] {
+            let double = gather(&Inputs {
+                mapped: Some(outer.parse().unwrap()),
+                ..inputs()
+            });
+            assert!(
+                double.iter().all(|c| c.kind != CandidateKind::Mapped),
+                "{outer}"
+            );
+        }
     }
 
     #[test]
