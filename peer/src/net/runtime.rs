@@ -325,6 +325,45 @@ mod tests {
     }
 
     #[test]
+    fn control_datagrams_leave_the_batch_and_quic_ones_stay_in_order() {
+        let (tx, rx) = crate::net::control::queue();
+        let punch = phonebook_proto::udp::Message::Punch { nonce: [9; 8] }.encode(&[0; 16]);
+        let quic_a = [0xc3u8; 40];
+        let quic_b = [0x41u8; 30];
+        let mut b0 = [0u8; 64];
+        let mut b1 = [0u8; 64];
+        let mut b2 = [0u8; 64];
+        let mut b3 = [0u8; 64];
+        b0[..40].copy_from_slice(&quic_a);
+        b1[..13].copy_from_slice(&punch);
+        // Two punches coalesced by GRO: one buffer, stride 13.
+        b2[..13].copy_from_slice(&punch);
+        b2[13..26].copy_from_slice(&punch);
+        b3[..30].copy_from_slice(&quic_b);
+        let from: std::net::SocketAddr = "198.51.100.3:5000".parse().unwrap();
+        let meta_of = |len, stride| {
+            let mut m = quinn::udp::RecvMeta::default();
+            m.addr = from;
+            m.len = len;
+            m.stride = stride;
+            m
+        };
+        let mut meta = [meta_of(40, 40), meta_of(13, 13), meta_of(26, 13), meta_of(30, 30)];
+        let mut bufs = [
+            io::IoSliceMut::new(&mut b0),
+            io::IoSliceMut::new(&mut b1),
+            io::IoSliceMut::new(&mut b2),
+            io::IoSliceMut::new(&mut b3),
+        ];
+        let kept = divert_control(&tx, &mut bufs, &mut meta);
+        assert_eq!(kept, 2);
+        assert_eq!(&bufs[0][..meta[0].len], &quic_a[..]);
+        assert_eq!(&bufs[1][..meta[1].len], &quic_b[..]);
+        assert_eq!(rx.rx.len(), 3, "every punch, GRO segments included");
+        assert_eq!(rx.rx.try_recv().unwrap().bytes, punch);
+    }
+
+    #[test]
     fn lazy_timer_fires_at_moved_deadlines_and_again_after_firing() {
         let ms = Duration::from_millis;
         let mut t = Box::pin(LazyTimer::new(Instant::now() + ms(20)));
