@@ -341,12 +341,11 @@ mod tests {
         b2[13..26].copy_from_slice(&punch);
         b3[..30].copy_from_slice(&quic_b);
         let from: std::net::SocketAddr = "198.51.100.3:5000".parse().unwrap();
-        let meta_of = |len, stride| {
-            let mut m = quinn::udp::RecvMeta::default();
-            m.addr = from;
-            m.len = len;
-            m.stride = stride;
-            m
+        let meta_of = |len, stride| quinn::udp::RecvMeta {
+            addr: from,
+            len,
+            stride,
+            ..Default::default()
         };
         let mut meta = [meta_of(40, 40), meta_of(13, 13), meta_of(26, 13), meta_of(30, 30)];
         let mut bufs = [
