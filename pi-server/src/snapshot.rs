@@ -2,7 +2,7 @@
 //! name bindings. This module encodes, decodes and durably writes it; it does not decide when to
 //! snapshot or hold the table.
 //!
-//! # Format, version 2
+//! # Format, version 3
 //!
 //! All integers are big-endian; lengths are one byte and bounded by the named limits below.
 //!
@@ -30,6 +30,11 @@
 //! | friend count, friends | u8 (at most [`phonebook_proto::MAX_FRIENDS`]; 0 when public), then 32 each |
 //! | friends digest | 32, only when visibility is friends: the salted `friendsDigest` the owner signed |
 //! | remaining_secs | u32 |
+//! | candidate count, candidates | u8 (at most [`phonebook_proto::MAX_CANDIDATES`]), then 20 each: kind u8 (0 lan, 1 reflexive, 2 mapped, 3 v6), family u8 (4 or 6), port u16, 16 address bytes (IPv4 in the first 4, the rest zero) |
+//!
+//! Candidates (record version 2, docs/PROTOCOL.md "Candidates") are stored because the owner's
+//! signature covers them: a record restored without them would fail every client's check.
+//! Version 2 had no candidate field (its records have none).
 //!
 //! The digest is stored because the server cannot recompute it: it never keeps the
 //! `friendsSalt` of a registration (docs/PROTOCOL.md "Signed messages"). Version 1, written
@@ -68,6 +73,7 @@
 //!     slot: 0, state: RecordState::Live, name: "Alice Smith@Gilgamesh".into(),
 //!     key: [1; 32], signature: [2; 64], timestamp: 3, ip: [192, 0, 2, 1].into(), port: 5000,
 //!     visibility: Visibility::Public, friends: vec![], friends_digest: None, remaining_secs: 3600,
+//!     candidates: vec!["reflexive 192.0.2.1:5000".parse().unwrap()],
 //! };
 //! let mut bytes = Vec::new();
 //! encode_header(&header, &mut bytes);
@@ -96,8 +102,11 @@ pub use file::{
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"PBSNAP\r\n";
-/// The format version this module writes (it reads this one and [`VERSION_UNSALTED`]).
-pub const VERSION: u32 = 2;
+/// The format version this module writes (it reads this one, [`VERSION_NO_CANDIDATES`] and
+/// [`VERSION_UNSALTED`]).
+pub const VERSION: u32 = 3;
+/// The previous version, without candidates.
+pub const VERSION_NO_CANDIDATES: u32 = 2;
 /// The previous version, without friends digests.
 pub const VERSION_UNSALTED: u32 = 1;
 /// Bytes of the SHA-256 trailer.
@@ -161,6 +170,8 @@ pub struct SnapshotRecord {
     pub friends_digest: Option<[u8; 32]>,
     /// Seconds left on the monotonic clock: TTL if live, retention if retained.
     pub remaining_secs: u32,
+    /// The signed address candidates (empty for a version-1 record).
+    pub candidates: Vec<phonebook_proto::Candidate>,
 }
 
 impl SnapshotRecord {
@@ -237,7 +248,7 @@ impl fmt::Display for SnapshotError {
             SnapshotError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "snapshot format version {v} is not supported (this build reads {VERSION_UNSALTED} and {VERSION})"
+                    "snapshot format version {v} is not supported (this build reads {VERSION_UNSALTED} to {VERSION})"
                 )
             }
             SnapshotError::Truncated => f.write_str("snapshot is truncated"),

@@ -112,6 +112,14 @@ impl Candidate {
     }
 }
 
+impl std::str::FromStr for Candidate {
+    type Err = CandidateError;
+
+    fn from_str(s: &str) -> Result<Self, CandidateError> {
+        Candidate::parse(s)
+    }
+}
+
 /// Whether anyone could send to `addr`.
 pub fn usable(addr: &SocketAddr) -> bool {
     if addr.port() == 0 {

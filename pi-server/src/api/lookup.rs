@@ -67,9 +67,9 @@ impl App {
         };
         let t = now.secs();
         match self.table.lookup(name.as_str(), t) {
-            Some((_, slot, left)) if self.table.allows(slot, &requester) => {
+            Some((id, slot, left)) if self.table.allows(slot, &requester) => {
                 let mut body = Vec::with_capacity(400);
-                self.write_record(slot, left, &mut body);
+                self.write_record(id, slot, left, &mut body);
                 Answer::ok(body)
             }
             _ => self.miss(&requester, now),
@@ -104,13 +104,13 @@ impl App {
         out.extend_from_slice(b"{\"found\":[");
         let mut found = 0;
         for name in &req.names {
-            if let Some((_, slot, left)) = self.table.lookup(name.as_str(), t)
+            if let Some((id, slot, left)) = self.table.lookup(name.as_str(), t)
                 && self.table.allows(slot, &requester)
             {
                 if found > 0 {
                     out.push(b',');
                 }
-                self.write_record(slot, left, &mut out);
+                self.write_record(id, slot, left, &mut out);
                 found += 1;
             }
         }
@@ -125,7 +125,9 @@ impl App {
 
     /// Writes a record as JSON (docs/PROTOCOL.md "GET /api/lookup"). Names are validated ASCII
     /// without quotes or backslashes, and base64 needs no escaping, so no escaping is needed.
-    fn write_record(&self, s: &Slot, left: u32, out: &mut Vec<u8>) {
+    /// A version-2 record (with candidates) adds `"candidates":[...]` before the timestamp;
+    /// candidate text is ASCII without quotes either.
+    fn write_record(&self, id: u32, s: &Slot, left: u32, out: &mut Vec<u8>) {
         const EMPTY_DIGEST: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
         let digest = match self.table.friends_of(s) {
             Some((_, d)) => b64::encode(d),
@@ -133,13 +135,28 @@ impl App {
         };
         let _ = write!(
             out,
-            "{{\"playerName\":\"{}\",\"ip\":\"{}\",\"port\":{},\"publicKey\":\"{}\",\"visibility\":\"{}\",\"friendsDigest\":\"{}\",\"timestamp\":{},\"signature\":\"{}\",\"expiresIn\":{}}}",
+            "{{\"playerName\":\"{}\",\"ip\":\"{}\",\"port\":{},\"publicKey\":\"{}\",\"visibility\":\"{}\",\"friendsDigest\":\"{}\",",
             s.name_str(),
             s.ip(),
             s.port,
             b64::encode(&s.key),
             s.visibility.as_str(),
             digest,
+        );
+        let candidates = self.table.candidates_of(id);
+        if !candidates.is_empty() {
+            out.extend_from_slice(b"\"candidates\":[");
+            for (i, c) in candidates.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = write!(out, "\"{c}\"");
+            }
+            out.extend_from_slice(b"],");
+        }
+        let _ = write!(
+            out,
+            "\"timestamp\":{},\"signature\":\"{}\",\"expiresIn\":{}}}",
             s.timestamp,
             b64::encode(&s.signature),
             left

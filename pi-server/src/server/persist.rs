@@ -81,7 +81,15 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
     };
     let friends: Vec<FriendKey> = rec.friends.iter().map(|k| FriendKey(*k)).collect();
     let digest = rec.friends_digest.unwrap_or_else(public_digest);
-    table.restore(rec.slot, slot, &friends, digest, rec.remaining_secs, 0)
+    table.restore(
+        rec.slot,
+        slot,
+        &friends,
+        digest,
+        &rec.candidates,
+        rec.remaining_secs,
+        0,
+    )
 }
 
 fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
@@ -115,6 +123,11 @@ fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
         friends,
         friends_digest,
         remaining_secs: table.remaining(id, now),
+        candidates: if state == RecordState::Live {
+            table.candidates_of(id).to_vec()
+        } else {
+            Vec::new()
+        },
     })
 }
 

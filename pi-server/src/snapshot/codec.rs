@@ -2,9 +2,9 @@
 
 use super::{
     MAGIC, RecordState, SnapshotError, SnapshotHeader, SnapshotRecord, TRAILER_LEN, VERSION,
-    VERSION_UNSALTED,
+    VERSION_NO_CANDIDATES, VERSION_UNSALTED,
 };
-use phonebook_proto::Visibility;
+use phonebook_proto::{Candidate, CandidateKind, Visibility};
 use phonebook_proto::name::NAME_MAX_LEN;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -71,6 +71,27 @@ pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
         out.extend_from_slice(&r.friends_digest.unwrap_or([0; 32]));
     }
     out.extend_from_slice(&r.remaining_secs.to_be_bytes());
+    let count = r.candidates.len().min(phonebook_proto::MAX_CANDIDATES);
+    out.push(count as u8);
+    for c in &r.candidates[..count] {
+        out.push(match c.kind {
+            CandidateKind::Lan => 0,
+            CandidateKind::Reflexive => 1,
+            CandidateKind::Mapped => 2,
+            CandidateKind::V6 => 3,
+        });
+        let (family, ip) = match c.addr.ip() {
+            IpAddr::V4(v4) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v4.octets());
+                (FAMILY_V4, b)
+            }
+            IpAddr::V6(v6) => (FAMILY_V6, v6.octets()),
+        };
+        out.push(family);
+        out.extend_from_slice(&c.addr.port().to_be_bytes());
+        out.extend_from_slice(&ip);
+    }
 }
 
 /// Appends the SHA-256 trailer over all of `bytes`, for a snapshot built in memory
@@ -134,7 +155,8 @@ impl<R: Read> SnapshotReader<R> {
         }
         reader.hasher.update(magic);
         let version = u32::from_be_bytes(reader.take()?);
-        if version != VERSION && version != VERSION_UNSALTED {
+        if version != VERSION && version != VERSION_NO_CANDIDATES && version != VERSION_UNSALTED
+        {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         reader.version = version;
@@ -243,6 +265,11 @@ impl<R: Read> SnapshotReader<R> {
             Visibility::Friends => Some(self.take()?),
         };
         let remaining_secs = u32::from_be_bytes(self.take()?);
+        let candidates = if self.version >= VERSION {
+            self.candidates()?
+        } else {
+            Vec::new()
+        };
         self.mark_slot(slot)?;
         self.remaining -= 1;
         Ok(SnapshotRecord {
@@ -258,7 +285,39 @@ impl<R: Read> SnapshotReader<R> {
             friends,
             friends_digest,
             remaining_secs,
+            candidates,
         })
+    }
+
+    fn candidates(&mut self) -> Result<Vec<Candidate>, SnapshotError> {
+        let count = usize::from(self.byte()?);
+        if count > phonebook_proto::MAX_CANDIDATES {
+            return Err(SnapshotError::Corrupt("more candidates than MAX_CANDIDATES"));
+        }
+        let mut list = Vec::with_capacity(count);
+        for _ in 0..count {
+            let kind = match self.byte()? {
+                0 => CandidateKind::Lan,
+                1 => CandidateKind::Reflexive,
+                2 => CandidateKind::Mapped,
+                3 => CandidateKind::V6,
+                _ => return Err(SnapshotError::Corrupt("unknown candidate kind")),
+            };
+            let family = self.byte()?;
+            let port = u16::from_be_bytes(self.take()?);
+            let ip: [u8; 16] = self.take()?;
+            let ip = match family {
+                FAMILY_V4 if ip[4..] == [0; 12] => {
+                    IpAddr::V4(Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]))
+                }
+                FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(ip)),
+                _ => return Err(SnapshotError::Corrupt("bad candidate address")),
+            };
+            list.push(Candidate::new(kind, std::net::SocketAddr::new(ip, port)));
+        }
+        phonebook_proto::candidate::check_list(&list)
+            .map_err(|_| SnapshotError::Corrupt("unusable or repeated candidate"))?;
+        Ok(list)
     }
 
     fn mark_slot(&mut self, slot: u32) -> Result<(), SnapshotError> {

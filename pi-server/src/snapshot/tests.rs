@@ -97,6 +97,21 @@ fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
                 },
                 friends_digest: friends_only.then_some([(r >> 12) as u8; 32]),
                 remaining_secs: (r >> 33) as u32 % 90_000,
+                candidates: if r % 7 == 0 {
+                    vec![
+                        phonebook_proto::Candidate::new(
+                            phonebook_proto::CandidateKind::Reflexive,
+                            (Ipv4Addr::new(198, 51, 100, (r >> 8) as u8), 7000).into(),
+                        ),
+                        phonebook_proto::Candidate::new(
+                            phonebook_proto::CandidateKind::V6,
+                            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (r >> 16) as u16), 7001)
+                                .into(),
+                        ),
+                    ]
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect()
@@ -194,6 +209,7 @@ fn arb_record() -> impl Strategy<Value = SnapshotRecord> {
                     friends_digest: friends.as_ref().map(|_| [timestamp as u8; 32]),
                     friends: friends.unwrap_or_default(),
                     remaining_secs: remaining,
+                    candidates: Vec::new(),
                 }
             },
         )
@@ -301,10 +317,10 @@ fn trailing_bytes_are_refused() {
 fn magic_and_version_are_checked() {
     let mut bytes = encode_file(&header(0), &[]);
     assert!(decode_all(&bytes, CAPACITY).is_ok());
-    bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_be_bytes());
     let e = decode_all(&bytes, CAPACITY).unwrap_err();
-    assert!(matches!(e, SnapshotError::UnsupportedVersion(3)), "{e:?}");
-    assert!(e.to_string().contains("version 3 is not supported"));
+    assert!(matches!(e, SnapshotError::UnsupportedVersion(4)), "{e:?}");
+    assert!(e.to_string().contains("version 4 is not supported"));
     assert!(matches!(
         decode_all(b"PBSNAP\n\r\0\0\0\x01", CAPACITY),
         Err(SnapshotError::BadMagic)
@@ -674,6 +690,10 @@ fn kill9_during_a_snapshot_leaves_the_old_or_the_new_one() {
 fn version_1_files_load_with_the_unsalted_digest() {
     use sha2::{Digest, Sha256};
     let mut records = gen_records(11, 9);
+    // Versions 1 and 2 had no candidates.
+    for r in &mut records {
+        r.candidates.clear();
+    }
     let mut v1 = Vec::new();
     let mut h = header(records.len());
     h.record_count = records.len() as u64;
@@ -682,6 +702,7 @@ fn version_1_files_load_with_the_unsalted_digest() {
     for r in &mut records {
         let mut one = Vec::new();
         encode_record(r, &mut one);
+        one.pop(); // the candidate count (0), new in version 3
         if r.visibility == Visibility::Friends {
             // Drop the digest (32 bytes before remaining_secs) to get the v1 layout.
             let end = one.len() - 4;
@@ -699,4 +720,28 @@ fn version_1_files_load_with_the_unsalted_digest() {
     let v2 = encode_file(&h, &records);
     assert_eq!(&v2[8..12], &VERSION.to_be_bytes());
     assert_eq!(decode_all(&v2, CAPACITY).unwrap().1, records);
+}
+
+/// Version 3 keeps the signed candidates; a version-2 file (no candidate field) still loads.
+#[test]
+fn candidates_survive_and_version_2_files_load() {
+    let records = gen_records(40, 3);
+    assert!(records.iter().any(|r| !r.candidates.is_empty()));
+    let v3 = encode_file(&header(records.len()), &records);
+    assert_eq!(decode_all(&v3, CAPACITY).unwrap().1, records);
+    let mut plain = records.clone();
+    for r in &mut plain {
+        r.candidates.clear();
+    }
+    let mut v2 = Vec::new();
+    encode_header(&header(plain.len()), &mut v2);
+    v2[8..12].copy_from_slice(&VERSION_NO_CANDIDATES.to_be_bytes());
+    for r in &plain {
+        let mut one = Vec::new();
+        encode_record(r, &mut one);
+        one.pop();
+        v2.extend_from_slice(&one);
+    }
+    append_trailer(&mut v2);
+    assert_eq!(decode_all(&v2, CAPACITY).unwrap().1, plain);
 }

@@ -21,7 +21,7 @@ pub use slot::{Slot, SlotState};
 
 use hashbrown::HashTable;
 use phonebook_proto::name::NAME_MAX_LEN;
-use phonebook_proto::{FriendKey, PlayerName, Register, Unregister, Visibility};
+use phonebook_proto::{Candidate, FriendKey, PlayerName, Register, Unregister, Visibility};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
@@ -81,6 +81,10 @@ pub struct Table {
     hasher: RandomState,
     free: Vec<u32>,
     friends: FriendStore,
+    /// Signed address candidates of the slots whose registration listed some (record
+    /// version 2): at most one entry per slot, so bounded by the capacity; slots without
+    /// candidates cost nothing here.
+    candidates: std::collections::HashMap<u32, Box<[Candidate]>>,
     quotas: Quotas,
     capacity: u32,
     live: u32,
@@ -111,6 +115,7 @@ impl Table {
             hasher: RandomState::new(),
             free: Vec::new(),
             friends: FriendStore::new(limits.friend_keys_total),
+            candidates: std::collections::HashMap::new(),
             quotas: Quotas::new(limits.quotas),
             capacity: limits.capacity,
             live: 0,
@@ -297,6 +302,7 @@ impl Table {
         self.quotas.charge(&new_charge);
         let s = &mut self.slots[id as usize];
         s.fill(req, ip, friends);
+        self.set_candidates(id, &req.candidates);
         self.deadline[id as usize] = now.saturating_add(ttl);
         if existing.is_none() {
             let canon = canonical(req.name.as_str().as_bytes());
@@ -371,7 +377,21 @@ impl Table {
         self.friends.remove(s.friends);
         *s = Slot::EMPTY;
         self.deadline[id as usize] = 0;
+        self.candidates.remove(&id);
         self.free.push(id);
+    }
+
+    fn set_candidates(&mut self, id: u32, list: &[Candidate]) {
+        if list.is_empty() {
+            self.candidates.remove(&id);
+        } else {
+            self.candidates.insert(id, list.into());
+        }
+    }
+
+    /// The signed candidates of a slot's registration (empty for version 1).
+    pub fn candidates_of(&self, id: u32) -> &[Candidate] {
+        self.candidates.get(&id).map_or(&[], |c| c)
     }
 
     fn allocate(&mut self) -> Option<u32> {
@@ -466,6 +486,7 @@ impl Table {
         slot: Slot,
         friends: &[FriendKey],
         friends_digest: [u8; 32],
+        candidates: &[Candidate],
         remaining: u32,
         now: u32,
     ) -> bool {
@@ -504,6 +525,7 @@ impl Table {
         let h = self.hash(&canon.0[..canon.1]);
         self.slots[id as usize] = slot;
         self.deadline[id as usize] = now.saturating_add(remaining);
+        self.set_candidates(id, candidates);
         if let Some(c) = self.charge_of(id) {
             self.quotas.charge(&c);
         }
