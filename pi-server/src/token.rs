@@ -104,6 +104,16 @@ impl TokenKey {
         b64::encode(&raw)
     }
 
+    /// The 16-byte tag of the token minted for `claim` and `key`: the key of the registrant's
+    /// UDP message tags (docs/PROTOCOL.md "UDP service"). It never travels over UDP.
+    pub fn tag_for(&self, claim: TokenClaim, key: &[u8; 32]) -> [u8; TAG] {
+        let mut body = [0u8; BODY];
+        body[0] = VERSION;
+        body[1..5].copy_from_slice(&claim.slot.to_be_bytes());
+        body[5..13].copy_from_slice(&claim.timestamp.to_be_bytes());
+        self.tag(&body, key)
+    }
+
     /// The claim of an authentic token; `None` for anything else. `holder` gives the public
     /// key of the registration that currently matches the claim (its slot is live and holds
     /// that timestamp), or `None`; the tag is checked against that key, so a token minted for
@@ -137,6 +147,21 @@ impl TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_udp_key_is_the_tokens_tag() {
+        let k = TokenKey::new([3; 32]);
+        let claim = TokenClaim {
+            slot: 9,
+            timestamp: 77,
+        };
+        let token = k.mint(claim, &[5; 32]);
+        let parts = phonebook_proto::udp::TokenParts::parse(&token).unwrap();
+        assert_eq!(parts.auth.slot, 9);
+        assert_eq!(parts.auth.timestamp, 77);
+        assert_eq!(parts.key, k.tag_for(claim, &[5; 32]));
+        assert_ne!(parts.key, k.tag_for(claim, &[6; 32]));
+    }
     use proptest::prelude::*;
 
     #[test]

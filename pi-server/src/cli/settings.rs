@@ -80,7 +80,7 @@ macro_rules! bool_setting {
 }
 
 /// Every setting, in help and `--print-config` order.
-pub(super) static SETTINGS: [Setting; 26] = [
+pub(super) static SETTINGS: [Setting; 32] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -301,6 +301,62 @@ pub(super) static SETTINGS: [Setting; 26] = [
         QUOTA_IPV6_PREFIX_RANGE,
         "IPv6 addresses in one prefix of this length share the per-address quotas: 48, since \
          one subscriber or server often holds a whole /48 (65,536 /64s)."
+    ),
+    Setting {
+        name: "udp-listen",
+        kind: Kind::Addr,
+        doc: "The UDP service (address discovery, keep-alives, hole-punch coordination): same \
+              (the listen address and port), off, or ADDR:PORT. Open this UDP port too.",
+        range: None,
+        set: |c, v| {
+            c.udp_listen = UdpListen::parse(v).ok_or_else(|| {
+                "must be same, off, or an address and port such as [::]:3000".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.udp_listen.to_string(),
+    },
+    Setting {
+        name: "udp-alt-port",
+        kind: Kind::Count,
+        doc: "A second UDP port at the same address, so peers can tell a symmetric NAT: next \
+              (the UDP port + 1), off, or a port 1-65535. Open it too.",
+        range: None,
+        set: |c, v| {
+            c.udp_alt_port = AltPort::parse(v)
+                .ok_or_else(|| "must be next, off, or a port from 1 to 65535".to_string())?;
+            Ok(())
+        },
+        get: |c| c.udp_alt_port.to_string(),
+    },
+    int_setting!(
+        "udp-rate",
+        udp_rate,
+        Kind::Count,
+        RATE_RANGE,
+        "UDP requests per second per source address (IPv6 per quota prefix), sustained; 0 \
+         means unlimited."
+    ),
+    int_setting!(
+        "udp-rate-burst",
+        udp_rate_burst,
+        Kind::Count,
+        BURST_RANGE,
+        "UDP requests in a burst per source address."
+    ),
+    int_setting!(
+        "punch-rate",
+        punch_rate,
+        Kind::Count,
+        PUNCH_RATE_RANGE,
+        "Punch requests per second per requester key, and forwarded per target (bursts of 4x)."
+    ),
+    int_setting!(
+        "udp-mapping-ttl",
+        udp_mapping_ttl,
+        Kind::Secs,
+        UDP_MAPPING_TTL_RANGE,
+        "Seconds a peer's keep-alive address is used after its last keep-alive."
     ),
 ];
 

@@ -77,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 26] = [
+    let values: [(&str, &str); 32] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -104,6 +104,12 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("max-friend-keys-per-address", "14"),
         ("max-friend-keys-per-key", "15"),
         ("quota-ipv6-prefix", "56"),
+        ("udp-listen", "off"),
+        ("udp-alt-port", "3479"),
+        ("udp-rate", "3"),
+        ("udp-rate-burst", "6"),
+        ("punch-rate", "2"),
+        ("udp-mapping-ttl", "120"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -521,7 +527,7 @@ fn every_numeric_setting_has_its_range_in_help_and_enforced() {
         panic!()
     };
     let numeric: Vec<_> = SETTINGS.iter().filter(|s| s.range.is_some()).collect();
-    assert_eq!(numeric.len(), 19);
+    assert_eq!(numeric.len(), 23);
     let d = Config::default();
     for setting in numeric {
         let r = setting.range.clone().unwrap();

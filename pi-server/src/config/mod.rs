@@ -10,6 +10,7 @@ mod cidr;
 mod log_level;
 mod proxy_header;
 mod ranges;
+mod udp;
 
 #[cfg(test)]
 pub(crate) use cidr::mask;
@@ -17,6 +18,7 @@ pub use cidr::{Cidr, CidrError, IPV4_PREFIX_MAX, IPV6_PREFIX_MAX};
 pub use log_level::LogLevel;
 pub use proxy_header::ProxyHeader;
 pub use ranges::*;
+pub use udp::{AltPort, UdpListen};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +79,18 @@ pub struct Config {
     pub max_friend_keys_per_key: u32,
     /// Prefix length under which IPv6 addresses share the per-address quotas.
     pub quota_ipv6_prefix: u32,
+    /// The UDP service (discovery, keep-alives, hole-punch coordination; docs/PROTOCOL.md).
+    pub udp_listen: UdpListen,
+    /// Its second port, for peers to tell a symmetric NAT.
+    pub udp_alt_port: AltPort,
+    /// UDP requests per second allowed per source address (IPv6 per quota prefix), sustained.
+    pub udp_rate: u32,
+    /// Burst of UDP requests allowed per source address.
+    pub udp_rate_burst: u32,
+    /// Punch requests per second allowed per requester key, and forwarded per target.
+    pub punch_rate: u32,
+    /// Seconds a keep-alive mapping is used after the last keep-alive.
+    pub udp_mapping_ttl: u32,
 }
 
 impl Default for Config {
@@ -108,6 +122,12 @@ impl Default for Config {
             max_friend_keys_per_address: 4096,
             max_friend_keys_per_key: 256,
             quota_ipv6_prefix: 48,
+            udp_listen: UdpListen::SameAsHttp,
+            udp_alt_port: AltPort::Next,
+            udp_rate: 20,
+            udp_rate_burst: 40,
+            punch_rate: 5,
+            udp_mapping_ttl: 300,
         }
     }
 }
@@ -123,6 +143,7 @@ mod tests {
             include_str!("log_level.rs"),
             include_str!("proxy_header.rs"),
             include_str!("ranges.rs"),
+            include_str!("udp.rs"),
         ];
         let needles = [concat!("crate::cli", "::"), concat!("use crate::", "cli")];
         for (i, src) in sources.iter().enumerate() {

@@ -32,3 +32,8 @@ pub const RECORDS_PER_ADDRESS_RANGE: RangeInclusive<u32> = 1..=50_000_000;
 pub const FRIEND_KEYS_QUOTA_RANGE: RangeInclusive<u32> = 0..=100_000_000;
 /// `quota-ipv6-prefix`, bits.
 pub const QUOTA_IPV6_PREFIX_RANGE: RangeInclusive<u32> = 32..=64;
+/// `udp-mapping-ttl`, seconds.
+pub const UDP_MAPPING_TTL_RANGE: RangeInclusive<u32> = 30..=3600;
+/// `punch-rate`, punch requests per second per requester and per target (at least 1: the
+/// service is useless without it; turn UDP off with `udp-listen = off` instead).
+pub const PUNCH_RATE_RANGE: RangeInclusive<u32> = 1..=10_000;

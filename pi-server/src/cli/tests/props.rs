@@ -2,6 +2,7 @@
 //! config-file text makes the parser panic.
 
 use super::*;
+use crate::config::{AltPort, UdpListen};
 
 fn arb_cidr() -> impl Strategy<Value = Cidr> {
     prop_oneof![
@@ -70,8 +71,24 @@ fn arb_config() -> impl Strategy<Value = Config> {
                 32u32..=64,
             ),
         ),
+        (
+            prop_oneof![
+                Just(UdpListen::SameAsHttp),
+                Just(UdpListen::Off),
+                (any::<IpAddr>(), any::<u16>())
+                    .prop_map(|a| UdpListen::At(SocketAddr::from(a))),
+            ],
+            prop_oneof![
+                Just(AltPort::Next),
+                Just(AltPort::Off),
+                (1u16..).prop_map(AltPort::Port),
+            ],
+            (0u32..=1_000_000, 1u32..=1_000_000),
+            1u32..=10_000,
+            30u32..=3600,
+        ),
     )
-        .prop_map(|(a, b, c, d, e, f, g)| Config {
+        .prop_map(|(a, b, c, d, e, f, g, u)| Config {
             listen: a.0,
             snapshot: a.1.map(PathBuf::from),
             snapshot_interval: b.0,
@@ -98,6 +115,12 @@ fn arb_config() -> impl Strategy<Value = Config> {
             max_friend_keys_per_address: g.2.1,
             max_friend_keys_per_key: g.2.2,
             quota_ipv6_prefix: g.2.3,
+            udp_listen: u.0,
+            udp_alt_port: u.1,
+            udp_rate: u.2.0,
+            udp_rate_burst: u.2.1,
+            punch_rate: u.3,
+            udp_mapping_ttl: u.4,
         })
 }
 
