@@ -76,9 +76,45 @@ const REJECTS: [(Reject, &str); 16] = [
     (Reject::NotAllowed, "lookup_not_found_or_hidden"),
 ];
 
+/// What became of a UDP datagram (docs/PROTOCOL.md "UDP service").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum UdpEvent {
+    Binding,
+    KeepAlive,
+    PunchForwarded,
+    PunchUnknown,
+    PunchNoPath,
+    DroppedMalformed,
+    DroppedUnauthenticated,
+    DroppedReplayed,
+    DroppedRateLimited,
+    DroppedNotARequest,
+}
+
+const UDP_EVENTS: [(UdpEvent, &str); 10] = [
+    (UdpEvent::Binding, "binding"),
+    (UdpEvent::KeepAlive, "keepalive"),
+    (UdpEvent::PunchForwarded, "punch_forwarded"),
+    (UdpEvent::PunchUnknown, "punch_unknown"),
+    (UdpEvent::PunchNoPath, "punch_no_path"),
+    (UdpEvent::DroppedMalformed, "dropped_malformed"),
+    (UdpEvent::DroppedUnauthenticated, "dropped_unauthenticated"),
+    (UdpEvent::DroppedReplayed, "dropped_replayed"),
+    (UdpEvent::DroppedRateLimited, "dropped_rate_limited"),
+    (UdpEvent::DroppedNotARequest, "dropped_not_a_request"),
+];
+
 /// All counters. Single-threaded: plain integers.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    udp_events: [u64; UDP_EVENTS.len()],
+    /// UDP datagrams received, and their bytes (UDP payload).
+    pub udp_in: (u64, u64),
+    /// UDP datagrams sent (answers and forwards), and their bytes.
+    pub udp_out: (u64, u64),
+    /// Keep-alive mappings held now.
+    pub udp_mappings: u64,
     requests: [[u64; STATUSES.len() + 1]; ENDPOINTS.len()],
     rejects: [u64; REJECTS.len()],
     /// Connections open now.
@@ -154,6 +190,21 @@ impl Metrics {
             .map_or(0, |i| self.rejects[i])
     }
 
+    /// Counts one UDP outcome.
+    pub fn udp(&mut self, e: UdpEvent) {
+        if let Some(i) = UDP_EVENTS.iter().position(|(x, _)| *x == e) {
+            self.udp_events[i] += 1;
+        }
+    }
+
+    /// How often `e` happened.
+    pub fn udp_count(&self, e: UdpEvent) -> u64 {
+        UDP_EVENTS
+            .iter()
+            .position(|(x, _)| *x == e)
+            .map_or(0, |i| self.udp_events[i])
+    }
+
     /// The text exposition.
     pub fn render(&self, g: Gauges, now_secs: u64) -> String {
         let mut s = String::with_capacity(4096);
@@ -202,6 +253,32 @@ impl Metrics {
             "phonebook_snapshot_bytes",
             "Size of the last snapshot.",
             self.snapshot_bytes,
+        );
+        gauge(
+            "phonebook_udp_mappings",
+            "Keep-alive mappings held (peers reachable for punch requests).",
+            self.udp_mappings,
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_udp_datagrams_total UDP datagrams by outcome.\n# TYPE phonebook_udp_datagrams_total counter\n"
+        );
+        for (i, (_, label)) in UDP_EVENTS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "phonebook_udp_datagrams_total{{outcome=\"{label}\"}} {}",
+                self.udp_events[i]
+            );
+        }
+        let _ = write!(
+            s,
+            "# HELP phonebook_udp_bytes_total UDP payload bytes.\n# TYPE phonebook_udp_bytes_total counter\nphonebook_udp_bytes_total{{direction=\"in\"}} {}\nphonebook_udp_bytes_total{{direction=\"out\"}} {}\n",
+            self.udp_in.1, self.udp_out.1
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_udp_packets_total UDP datagrams.\n# TYPE phonebook_udp_packets_total counter\nphonebook_udp_packets_total{{direction=\"in\"}} {}\nphonebook_udp_packets_total{{direction=\"out\"}} {}\n",
+            self.udp_in.0, self.udp_out.0
         );
         let _ = write!(
             s,

@@ -347,7 +347,12 @@ mod tests {
             stride,
             ..Default::default()
         };
-        let mut meta = [meta_of(40, 40), meta_of(13, 13), meta_of(26, 13), meta_of(30, 30)];
+        let mut meta = [
+            meta_of(40, 40),
+            meta_of(13, 13),
+            meta_of(26, 13),
+            meta_of(30, 30),
+        ];
         let mut bufs = [
             io::IoSliceMut::new(&mut b0),
             io::IoSliceMut::new(&mut b1),

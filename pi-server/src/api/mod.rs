@@ -7,6 +7,7 @@
 mod audit;
 mod lookup;
 mod register;
+pub mod udp;
 
 use crate::addr;
 use crate::config::Config;
@@ -74,6 +75,8 @@ pub struct App {
     pub tokens: TokenKey,
     /// Counters.
     pub metrics: Metrics,
+    /// The UDP service's state.
+    pub udp: udp::UdpState,
     ip_limit: Limiter,
     key_limit: Limiter,
     audit: Audit,
@@ -149,6 +152,7 @@ impl App {
         App {
             ip_limit: Limiter::new(config.rate_ip, config.rate_ip_burst),
             key_limit: Limiter::new(config.rate_key, config.rate_key_burst),
+            udp: udp::UdpState::new(config.udp_rate, config.udp_rate_burst, config.punch_rate),
             table,
             tokens: TokenKey::new(secret),
             metrics: Metrics::default(),

@@ -176,7 +176,7 @@ impl App {
                     expires_in: u64::from(ttl),
                     reregister_in,
                     token,
-                    udp_port: None,
+                    udp_port: Some(self.udp.port),
                 };
                 Answer::ok(a.serialize_json().into_bytes())
             }

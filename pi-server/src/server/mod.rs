@@ -11,6 +11,7 @@
 mod conn;
 mod conns;
 mod persist;
+mod udp;
 mod verify;
 
 use crate::api::{App, Now};
@@ -60,6 +61,7 @@ impl Shared {
 /// A bound, not yet running, phone book.
 pub struct Server {
     listener: Async<TcpListener>,
+    udp: Option<udp::UdpSockets>,
     shared: Rc<Shared>,
 }
 
@@ -78,12 +80,21 @@ impl Server {
         // std sets SO_REUSEADDR, so a restart binds even while old connections are in
         // TIME_WAIT (async-io's own bind does not).
         let listener = Async::new(TcpListener::bind(config.listen)?)?;
+        let udp = udp::bind_all(&config, listener.get_ref().local_addr()?)?;
         let start = Instant::now();
         let max_conns = config.max_connections as usize;
-        let app = persist::load(config)?;
+        let mut app = persist::load(config)?;
+        if let Some(u) = &udp {
+            app.udp.port = u.main.get_ref().local_addr()?.port();
+            app.udp.alt_port = match &u.alt {
+                Some(a) => a.get_ref().local_addr()?.port(),
+                None => 0,
+            };
+        }
         let changes = app.table.changes();
         Ok(Server {
             listener,
+            udp,
             shared: Rc::new(Shared {
                 app: RefCell::new(app),
                 input: RefCell::new(Vec::new()),
@@ -94,6 +105,11 @@ impl Server {
                 snapshot_changes: Cell::new(changes),
             }),
         })
+    }
+
+    /// The UDP service's address, if it is on.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref()?.main.get_ref().local_addr().ok()
     }
 
     /// The address actually bound (useful with port 0).
@@ -121,6 +137,19 @@ impl Server {
             );
         }
         let accept = accept_loop(&ex, shared.clone(), listener);
+        let mut udp_tasks = Vec::new();
+        if let Some(u) = self.udp {
+            let main = Rc::new(u.main);
+            log::info!(
+                "UDP service on {} (second port {})",
+                main.get_ref().local_addr()?,
+                shared.app.borrow().udp.alt_port
+            );
+            udp_tasks.push(ex.spawn(udp::serve(shared.clone(), main.clone(), main.clone())));
+            if let Some(alt) = u.alt {
+                udp_tasks.push(ex.spawn(udp::serve(shared.clone(), Rc::new(alt), main)));
+            }
+        }
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());
         // A task of its own, so it runs in turn after the connections that queued work.
@@ -131,6 +160,7 @@ impl Server {
         };
         ex.run(serve.or(shutdown)).await;
         drop(verifier);
+        drop(udp_tasks);
         log::info!("stopping");
         shared.conns.borrow().close_all();
         persist::final_snapshot(&shared).await;
@@ -189,6 +219,7 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
 
 async fn tick_loop(shared: Rc<Shared>) {
     let mut last_conn_sweep = 0;
+    let mut last_udp_sweep = 0;
     loop {
         Timer::after(TICK).await;
         let now = shared.now();
@@ -200,6 +231,10 @@ async fn tick_loop(shared: Rc<Shared>) {
             .max(64);
         let retention = app.config.retention;
         app.table.sweep(now.secs(), budget, retention);
+        if now.mono_ms - last_udp_sweep >= 10_000 {
+            last_udp_sweep = now.mono_ms;
+            app.sweep_udp(now);
+        }
         if now.mono_ms - last_conn_sweep >= 1000 {
             last_conn_sweep = now.mono_ms;
             let closed = shared.conns.borrow().sweep(

@@ -4,8 +4,8 @@ use super::{
     MAGIC, RecordState, SnapshotError, SnapshotHeader, SnapshotRecord, TRAILER_LEN, VERSION,
     VERSION_NO_CANDIDATES, VERSION_UNSALTED,
 };
-use phonebook_proto::{Candidate, CandidateKind, Visibility};
 use phonebook_proto::name::NAME_MAX_LEN;
+use phonebook_proto::{Candidate, CandidateKind, Visibility};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, BufReader, Read};
@@ -155,8 +155,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         reader.hasher.update(magic);
         let version = u32::from_be_bytes(reader.take()?);
-        if version != VERSION && version != VERSION_NO_CANDIDATES && version != VERSION_UNSALTED
-        {
+        if version != VERSION && version != VERSION_NO_CANDIDATES && version != VERSION_UNSALTED {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         reader.version = version;
@@ -292,7 +291,9 @@ impl<R: Read> SnapshotReader<R> {
     fn candidates(&mut self) -> Result<Vec<Candidate>, SnapshotError> {
         let count = usize::from(self.byte()?);
         if count > phonebook_proto::MAX_CANDIDATES {
-            return Err(SnapshotError::Corrupt("more candidates than MAX_CANDIDATES"));
+            return Err(SnapshotError::Corrupt(
+                "more candidates than MAX_CANDIDATES",
+            ));
         }
         let mut list = Vec::with_capacity(count);
         for _ in 0..count {

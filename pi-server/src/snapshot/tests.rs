@@ -105,7 +105,10 @@ fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
                         ),
                         phonebook_proto::Candidate::new(
                             phonebook_proto::CandidateKind::V6,
-                            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (r >> 16) as u16), 7001)
+                            (
+                                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (r >> 16) as u16),
+                                7001,
+                            )
                                 .into(),
                         ),
                     ]

@@ -197,10 +197,26 @@ fn restore_puts_records_back() {
         ip(),
     )
     .unwrap();
-    assert!(t.restore(6, s.clone(), &[], phonebook_proto::public_digest(), &[], 50, 0));
+    assert!(t.restore(
+        6,
+        s.clone(),
+        &[],
+        phonebook_proto::public_digest(),
+        &[],
+        50,
+        0
+    ));
     // A restored live record is charged to its address again.
     assert_eq!(t.quotas().source_use(t.quotas().source_of(ip())), (1, 0));
-    assert!(!t.restore(6, s.clone(), &[], phonebook_proto::public_digest(), &[], 50, 0));
+    assert!(!t.restore(
+        6,
+        s.clone(),
+        &[],
+        phonebook_proto::public_digest(),
+        &[],
+        50,
+        0
+    ));
     assert!(!t.restore(9, s, &[], phonebook_proto::public_digest(), &[], 50, 0));
     let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
     assert_eq!((id, slot.port, left), (6, 9, 50));

@@ -75,8 +75,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
             prop_oneof![
                 Just(UdpListen::SameAsHttp),
                 Just(UdpListen::Off),
-                (any::<IpAddr>(), any::<u16>())
-                    .prop_map(|a| UdpListen::At(SocketAddr::from(a))),
+                (any::<IpAddr>(), any::<u16>()).prop_map(|a| UdpListen::At(SocketAddr::from(a))),
             ],
             prop_oneof![
                 Just(AltPort::Next),
