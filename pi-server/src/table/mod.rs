@@ -480,6 +480,7 @@ impl Table {
 
     /// Puts a record back at a given slot, from a snapshot. Returns false (and changes nothing)
     /// if the slot is out of range or taken, or the name is already present.
+    #[allow(clippy::too_many_arguments)] // one per field of a snapshot record
     pub fn restore(
         &mut self,
         id: u32,
