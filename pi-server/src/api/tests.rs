@@ -465,6 +465,7 @@ fn health_and_metrics() {
 }
 
 mod security;
+mod udp;
 
 /// Friend lists are salted (issue 9): a registration built the unsalted way, no
 /// `friendsSalt` and the signature over SHA-256 of the sorted keys, is refused with 400 naming
