@@ -269,6 +269,17 @@ EOF
     [ "$type" = upnp ] && echo "        jump postrouting_miniupnpd"
     echo "        oifname \"wan\" ip saddr $lan $masq"
     echo "    }"
+    # Like a home router's own firewall: nothing unsolicited from the internet reaches the router
+    # itself. (Accepted, a stray packet to the router's public port would leave a conntrack entry
+    # that makes the next outgoing flow from that port clash and get another port.)
+    echo "    chain input {"
+    echo "        type filter hook input priority filter; policy accept;"
+    echo "        iifname \"wan\" ct state established,related accept"
+    # miniupnpd checks with STUN (answers from another address and port) that its WAN is not
+    # itself filtered before it maps anything: let the lab's STUN server in.
+    [ "$type" = upnp ] && echo "        iifname \"wan\" ip saddr { $(IFS=,; echo "${STUN_IPS[*]}") } accept"
+    echo "        iifname \"wan\" drop"
+    echo "    }"
     echo "    chain forward {"
     echo "        type filter hook forward priority filter; policy drop;"
     [ "$type" = udpblocked ] && echo "        meta l4proto udp drop"

@@ -65,7 +65,7 @@ OPTIONS:
   --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
   --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
   --connect-timeout S   give up on a player after S seconds (fetch, default 5)
-  --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP) (serve, netcheck)
+  --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP)
   --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
@@ -470,11 +470,21 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             TraversalConfig::default(),
         )
         .ok_or("the endpoint's control queue is taken")?;
-        pool.set_traversal(traversal);
+        pool.set_traversal(traversal.clone());
+        // A port mapped on our router lets players behind strict NATs answer us (it is offered
+        // in punch requests); start-up waits at most 2 s when no router answers.
+        let mapper = if args.no_portmap {
+            None
+        } else {
+            let local = endpoint.local_addr()?;
+            let m = PortMapper::start(local, PortMapConfig::default(), endpoint.spawner()).await;
+            traversal.update_mapped(m.mapping().map(|m| m.external));
+            Some(m)
+        };
         let port = endpoint.local_addr()?.port();
         // The hidden registration lives until the download ends: the phone books take punch
         // requests only from registered players.
-        hidden_lookups(&book, port, &mut signals, async {
+        let report = hidden_lookups(&book, port, &mut signals, async {
             let mut sources = sources.clone();
             for name in &names {
                 match book.lookup(name).await {
@@ -494,7 +504,11 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             print_paths(&pool, &sources);
             Ok(report?)
         })
-        .await?
+        .await;
+        if let Some(m) = mapper {
+            m.close().await;
+        }
+        report?
     };
     let secs = report.elapsed.as_secs_f64();
     let fetched = report.bytes - report.resumed_bytes;

@@ -120,6 +120,9 @@ pub struct Traversal {
     reflexive: Mutex<Option<SocketAddr>>,
     /// What the published candidates were made of (`None` until published).
     inputs: Mutex<Option<local::Inputs>>,
+    /// A port mapped on our router, also when we publish nothing (a fetcher offers it in punch
+    /// requests: the target's punch through it makes our router send our answers from it).
+    mapped: Mutex<Option<SocketAddr>>,
     _rx: Mutex<Option<smol::Task<()>>>,
 }
 
@@ -151,6 +154,7 @@ impl Traversal {
             stats: TraversalStats::default(),
             reflexive: Mutex::new(None),
             inputs: Mutex::new(None),
+            mapped: Mutex::new(None),
             _rx: Mutex::new(None),
         });
         let weak = Arc::downgrade(&me);
@@ -206,6 +210,7 @@ impl Traversal {
         let discovery = self.discover().await;
         let local = self.endpoint.local_addr().ok();
         let toward = self.books().first().map(|b| b.addr.ip());
+        *self.mapped.lock().expect("not poisoned") = mapped;
         let inputs = local::Inputs {
             local_port: local.map_or(0, |a| a.port()),
             lan: match local.map(|a| a.ip()) {
@@ -250,8 +255,10 @@ impl Traversal {
         });
     }
 
-    /// A port mapping appeared, changed or went away: publish it.
+    /// A port mapping appeared, changed or went away: publish it (and offer it in punch
+    /// requests).
     pub fn update_mapped(&self, mapped: Option<SocketAddr>) {
+        *self.mapped.lock().expect("not poisoned") = mapped;
         self.republish(|i| {
             if let Some(i) = i {
                 i.mapped = mapped;
@@ -299,6 +306,11 @@ impl Traversal {
             smol::Timer::after(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// The port mapped on our router, if any.
+    pub fn mapped(&self) -> Option<SocketAddr> {
+        *self.mapped.lock().expect("not poisoned")
     }
 
     /// Whether any phone book ever answered us over UDP.

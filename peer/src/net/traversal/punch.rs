@@ -260,9 +260,11 @@ impl Traversal {
         )
     }
 
-    /// Our IPv6 and LAN addresses, for the target to punch toward as well (IPv6 first: a
-    /// stateful IPv6 firewall opens only for addresses we sent to). Taken from our published
-    /// candidates, or, for a player who publishes none (a fetcher), found now.
+    /// Two more of our addresses for the target to punch toward, best first: a port mapped on
+    /// our router (the target's punch through it makes the router send our answers from that
+    /// port, which even a symmetric NAT then keeps), then IPv6 (a stateful IPv6 firewall opens
+    /// only for addresses we sent to), then LAN. Taken from our published candidates, or, for
+    /// a player who publishes none (a fetcher), found now.
     fn extra_addrs(&self) -> [Option<SocketAddr>; 2] {
         let published = self
             .phonebook
@@ -286,7 +288,9 @@ impl Traversal {
             };
             super::local::is_private(ip).then(|| SocketAddr::new(ip, port))
         });
-        [v6, lan]
+        let mapped = self.mapped().filter(|m| !super::local::is_private(m.ip()));
+        let mut picked = [mapped, v6, lan].into_iter().flatten();
+        [picked.next(), picked.next()]
     }
 }
 

@@ -176,7 +176,12 @@ fn a_punch_request_is_forwarded_through_the_targets_mapping_tagged_for_the_targe
 fn a_stranger_gets_the_bytes_of_an_absent_player_and_reaches_nobody() {
     let mut rig = Rig::new(|_| {});
     let friend = kp(3).public();
-    let t = rig.parts(&friends_reg(&kp(1), "Alice Smith@Gilgamesh", vec![friend], T0));
+    let t = rig.parts(&friends_reg(
+        &kp(1),
+        "Alice Smith@Gilgamesh",
+        vec![friend],
+        T0,
+    ));
     rig.udp(TARGET_AT, &keepalive(&t, 1));
     let stranger = rig.parts(&friends_reg(&kp(2), "Bob Jones@Gilgamesh", vec![], T0));
     let hidden = rig.udp(FETCHER_AT, &punch(&stranger, 5, "Alice Smith@Gilgamesh"));
