@@ -167,6 +167,9 @@ pub struct PhoneBook {
     candidates: std::sync::Mutex<Vec<Candidate>>,
     /// Notified when the candidates change: `keep_registered` registers again at once.
     candidates_changed: event_listener::Event,
+    /// Notified after every registration that a phone book accepted (a new token): the
+    /// keep-alives switch to it at once, since the old one stopped authenticating.
+    registered: event_listener::Event,
 }
 
 /// Converts between the library's key type and the protocol crate's.
@@ -224,6 +227,7 @@ impl PhoneBook {
             last_timestamp: AtomicU64::new(0),
             candidates: Default::default(),
             candidates_changed: event_listener::Event::new(),
+            registered: event_listener::Event::new(),
         })
     }
 
@@ -245,6 +249,11 @@ impl PhoneBook {
         drop(current);
         self.candidates_changed.notify(usize::MAX);
         true
+    }
+
+    /// Resolves after the next registration a phone book accepts (a new token).
+    pub fn next_registration(&self) -> event_listener::EventListener {
+        self.registered.listen()
     }
 
     /// The candidates signed into registrations.
@@ -418,6 +427,9 @@ impl PhoneBook {
                 Ok(r) => last_err = self.refused_for_name(&r),
                 Err(e) => last_err = e,
             }
+        }
+        if best.is_some() {
+            self.registered.notify(usize::MAX);
         }
         best.ok_or(last_err)
     }

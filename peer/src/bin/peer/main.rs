@@ -355,6 +355,10 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
+        // Keep-alives first: until the phone book holds our mapping it cannot tell us that a
+        // player wants to connect.
+        let again = traversal.clone();
+        _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
         let local = endpoint.local_addr()?;
         let mapper = if args.no_portmap {
             None
@@ -377,8 +381,6 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
             note!("candidates: {}", shown.join(", "));
         }
-        let again = traversal.clone();
-        _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
         if let Some(mapper) = mapper {
             let mapper = Arc::new(mapper);
             let (watched, t) = (mapper.clone(), traversal.clone());

@@ -41,7 +41,7 @@ impl Default for KeepAlivePolicy {
             min: Duration::from_secs(10),
             max: Duration::from_secs(110),
             step: Duration::from_secs(15),
-            retry: Duration::from_secs(5),
+            retry: Duration::from_secs(1),
         }
     }
 }
@@ -146,6 +146,8 @@ impl Traversal {
         self.endpoint.spawner().spawn(async move {
             let mut state = KeepAliveState::new(me.config.keepalive);
             loop {
+                // Listen before sending, so a registration during the exchange is not missed.
+                let registered = me.phonebook.as_ref().map(|p| p.next_registration());
                 if me.books().is_empty() {
                     // Not registered yet (or every phone book refused us): look again soon.
                     smol::Timer::after(Duration::from_millis(250)).await;
@@ -162,7 +164,25 @@ impl Traversal {
                     None => state.on_silence(),
                 };
                 log::trace!("next keep-alive in {wait:?}");
-                smol::Timer::after(wait).await;
+                // A registration (a renewal, new candidates) replaces the token the keep-alives
+                // are signed with, and the old one stops counting: send one with the new token
+                // at once, so the phone book always has a mapping to forward through.
+                match registered {
+                    Some(registered) => {
+                        smol::future::or(
+                            async {
+                                registered.await;
+                            },
+                            async {
+                                smol::Timer::after(wait).await;
+                            },
+                        )
+                        .await
+                    }
+                    None => {
+                        smol::Timer::after(wait).await;
+                    }
+                }
             }
         })
     }

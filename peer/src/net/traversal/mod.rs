@@ -272,10 +272,11 @@ impl Traversal {
     pub fn serve(self: &Arc<Self>, mapped: Option<SocketAddr>) -> smol::Task<()> {
         let me = self.clone();
         self.endpoint.spawner().spawn(async move {
-            let (d, list) = me.publish_candidates(mapped, Duration::from_secs(30)).await;
-            log::debug!("discovery: {d:?}; candidates {list:?}");
+            // Keep-alives first: until the phone book holds our mapping it cannot forward.
             let again = me.clone();
             let _keep = me.keep_alive(move |observed| again.update_reflexive(observed));
+            let (d, list) = me.publish_candidates(mapped, Duration::from_secs(30)).await;
+            log::debug!("discovery: {d:?}; candidates {list:?}");
             std::future::pending::<()>().await;
         })
     }
