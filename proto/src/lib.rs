@@ -23,6 +23,7 @@ pub mod error;
 pub mod json;
 pub mod key;
 pub mod name;
+pub mod relay;
 pub mod request;
 pub mod response;
 pub mod signed;

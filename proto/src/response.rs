@@ -39,6 +39,17 @@ pub struct RegisterAnswer {
     /// HTTP port; 0: no UDP service). See docs/PROTOCOL.md "UDP service".
     #[nserde(rename = "udpPort")]
     pub udp_port: Option<u16>,
+    /// The TCP port of the phone book's relay (docs/PROTOCOL.md "Relay"), at `relayHost` or
+    /// else the host the client reached; absent or 0: no relay.
+    #[nserde(rename = "relayPort")]
+    pub relay_port: Option<u16>,
+    /// The relay's host name or address when it runs elsewhere.
+    #[nserde(rename = "relayHost")]
+    pub relay_host: Option<String>,
+    /// Lowercase hex SHA-256 of the relay's TLS certificate (DER): the client accepts exactly
+    /// that certificate.
+    #[nserde(rename = "relayCert")]
+    pub relay_cert: Option<String>,
 }
 
 impl RegisterAnswer {
@@ -53,6 +64,9 @@ impl RegisterAnswer {
             reregister_in: f.int("reregisterIn", 0..=MAX_SAFE_INT)?,
             token: f.str("token")?,
             udp_port: f.opt_int("udpPort", 0..=65535)?.map(|p| p as u16),
+            relay_port: f.opt_int("relayPort", 0..=65535)?.map(|p| p as u16),
+            relay_host: f.opt_str("relayHost")?,
+            relay_cert: f.opt_str("relayCert")?,
         };
         f.ignore_rest();
         Ok(a)
@@ -421,14 +435,21 @@ mod tests {
             reregister_in: 3000,
             token: "abc".into(),
             udp_port: None,
+            relay_port: None,
+            relay_host: None,
+            relay_cert: None,
         };
         assert!(!a.serialize_json().contains("udpPort"));
+        assert!(!a.serialize_json().contains("relay"));
         assert_eq!(
             RegisterAnswer::from_json(a.serialize_json().as_bytes()),
             Ok(a.clone())
         );
         let with_udp = RegisterAnswer {
             udp_port: Some(8080),
+            relay_port: Some(443),
+            relay_host: Some("relay.example.org".into()),
+            relay_cert: Some("ab".repeat(32)),
             ..a
         };
         assert_eq!(

@@ -30,6 +30,8 @@ pub const KEEPALIVE_LEN: usize = 5 + 4 + 8 + 8 + TAG_LEN;
 pub const PUNCH_REQUEST_LEN: usize = 5 + 4 + 8 + 8 + 8 + 1 + NAME_FIELD + 2 * ADDR_LEN + TAG_LEN;
 /// Bytes of a forwarded punch request.
 pub const PUNCH_FORWARD_LEN: usize = 5 + 8 + 32 + 3 * ADDR_LEN + TAG_LEN;
+/// Bytes of a relay call.
+pub const RELAY_CALL_LEN: usize = 5 + 16 + 32 + TAG_LEN;
 /// Bytes of a punch or punch acknowledgement between peers.
 pub const PUNCH_LEN: usize = 5 + 8;
 /// Bytes of the truncated HMAC tag.
@@ -119,6 +121,14 @@ pub enum Message {
         requester: PublicKey,
         /// The requester's address as the phone book saw it, then its extra addresses.
         addrs: [Option<SocketAddr>; 3],
+    },
+    /// Phone book -> target, through the target's keep-alive mapping: `requester` waits at the
+    /// phone book's relay (docs/PROTOCOL.md "Relay"); connect there and accept with `ticket`.
+    RelayCall {
+        /// The one-time ticket of the session.
+        ticket: [u8; 16],
+        /// The requester's key: the target serves only keys it allows.
+        requester: PublicKey,
     },
     /// Peer -> peer: "here I am" (opens our NAT toward the other side).
     Punch {
@@ -215,6 +225,7 @@ mod ty {
     pub const PUNCH_FORWARD: u8 = 7;
     pub const PUNCH: u8 = 8;
     pub const PUNCH_ACK: u8 = 9;
+    pub const RELAY_CALL: u8 = 10;
 }
 
 /// Whether `datagram` could be one of ours (the magic): what a socket shared with QUIC checks.
@@ -417,6 +428,12 @@ impl Message {
                 }
                 true
             }
+            Self::RelayCall { ticket, requester } => {
+                out.push(ty::RELAY_CALL);
+                out.extend_from_slice(ticket);
+                out.extend_from_slice(requester.as_bytes());
+                true
+            }
             Self::Punch { nonce } => {
                 out.push(ty::PUNCH);
                 out.extend_from_slice(nonce);
@@ -509,6 +526,13 @@ impl Message {
                     addrs,
                 }
             }
+            ty::RELAY_CALL => {
+                let ticket = r.array()?;
+                let requester =
+                    PublicKey::from_bytes(&r.array()?).map_err(|_| DecodeError::Invalid)?;
+                r.take(TAG_LEN)?;
+                Self::RelayCall { ticket, requester }
+            }
             ty::PUNCH => Self::Punch { nonce: r.array()? },
             ty::PUNCH_ACK => Self::PunchAck { nonce: r.array()? },
             other => return Err(DecodeError::Type(other)),
@@ -561,6 +585,10 @@ mod tests {
             },
             Message::Punch { nonce: [5; 8] },
             Message::PunchAck { nonce: [5; 8] },
+            Message::RelayCall {
+                ticket: [6; 16],
+                requester: crate::Keypair::from_seed(&[4; 32]).public(),
+            },
         ]
     }
 
@@ -578,6 +606,7 @@ mod tests {
                 Message::PunchRequest { .. } => PUNCH_REQUEST_LEN,
                 Message::PunchForward { .. } => PUNCH_FORWARD_LEN,
                 Message::Punch { .. } | Message::PunchAck { .. } => PUNCH_LEN,
+                Message::RelayCall { .. } => RELAY_CALL_LEN,
                 _ => bytes.len(),
             };
             assert_eq!(bytes.len(), want, "{m:?}");

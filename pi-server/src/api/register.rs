@@ -177,6 +177,9 @@ impl App {
                     reregister_in,
                     token,
                     udp_port: Some(self.udp.port),
+                    relay_port: None,
+                    relay_host: None,
+                    relay_cert: None,
                 };
                 Answer::ok(a.serialize_json().into_bytes())
             }

@@ -180,7 +180,8 @@ impl App {
             | Message::PunchAnswer { .. }
             | Message::PunchForward { .. }
             | Message::Punch { .. }
-            | Message::PunchAck { .. } => self.metrics.udp(UdpEvent::DroppedNotARequest),
+            | Message::PunchAck { .. }
+            | Message::RelayCall { .. } => self.metrics.udp(UdpEvent::DroppedNotARequest),
         }
         for d in &out[before..] {
             self.metrics.udp_out.0 += 1;

@@ -480,7 +480,16 @@ impl Traversal {
             Message::BindingRequest { .. }
             | Message::KeepAlive { .. }
             | Message::PunchRequest { .. } => {}
+            Message::RelayCall { .. } => self.on_relay_call(&d, msg),
         }
+    }
+
+    /// A phone book calls us to its relay: someone who may see us could not reach us directly.
+    fn on_relay_call(self: &Arc<Self>, d: &Datagram, msg: Message) {
+        let Message::RelayCall { .. } = msg else {
+            return;
+        };
+        log::debug!("relay call from {}: no relay client yet", d.from);
     }
 
     fn deliver(&self, id: u64, d: Datagram, msg: Message) {
