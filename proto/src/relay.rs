@@ -69,6 +69,9 @@ pub enum CloseReason {
 }
 
 /// One frame. `Data` borrows its payload from the buffer it was decoded from.
+// Frames are short-lived values decoded in place: boxing the name of `Open` would cost an
+// allocation per frame for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// Peer -> relay, first frame: a raw lookup token.

@@ -19,6 +19,9 @@
 #   NATLAB_SERVE_ARGS, NATLAB_FETCH_ARGS   extra flags for every `peer serve` / `peer fetch`
 #   NATLAB_REPORT         also write the matrix as markdown to this file
 #   NATLAB_MIN_DIRECT     exit 1 if fewer ordered pairs of the matrix connect directly
+#   NATLAB_MIN_CONNECTED  exit 1 if fewer ordered pairs connect at all (directly or relayed)
+#   NATLAB_RELAY          1 (default): the phone book runs its relay (TLS on TCP port 443);
+#                         0: no relay, to see which pairs need it
 # Needs root, iproute2, nftables, miniupnpd-nftables, miniupnpc, python3 (installed through
 # .ci/apt-install.sh). Without root it says so and exits 0. One lab per machine at a time (lock).
 set -Eeuo pipefail
@@ -432,7 +435,11 @@ add_v6_site b 17
 
 daemon nl-stun "$WORK/log/stun.log" python3 "$HELPER" stun-server "${STUN_IPS[@]}" "${STUN_IPS6[@]}" \
     --ports "${STUN_PORTS[@]}"
-daemon nl-pb "$WORK/log/phonebook.log" "$PI_SERVER" --listen "[::]:8080" --log-level info
+RELAY=${NATLAB_RELAY:-1}
+RELAY_ARGS=()
+[ "$RELAY" = 1 ] && RELAY_ARGS=(--relay-listen "[::]:443")
+daemon nl-pb "$WORK/log/phonebook.log" "$PI_SERVER" --listen "[::]:8080" --log-level info \
+    "${RELAY_ARGS[@]}"
 
 # miniupnpd on both UPnP routers: UPnP IGD and NAT-PMP/PCP on the LAN side. It refuses a WAN
 # address from a reserved range (RFC 5737 included) unless STUN tells it that the WAN is not
@@ -704,7 +711,7 @@ if [ "$MATRIX" = 1 ]; then
     path_words() { # kind addr ms
         if [ "$1" = - ]; then echo "no path: line from this CLI"; else echo "path $1 $2, connected in $3 ms"; fi
     }
-    direct=0
+    direct=0; relayed=0
     line=$(printf '%-13s' 'server \ from')
     for f in "${TYPES[@]}"; do line+=$(printf ' %-12s' "${LABEL[$f]}"); done
     md_head="| server \\ fetcher |"; md_rule="|---|"
@@ -714,7 +721,11 @@ if [ "$MATRIX" = 1 ]; then
         line=$(printf '%-13s' "${LABEL[${TYPES[$s]}]}"); md="| **${LABEL[${TYPES[$s]}]}** |"
         for ((f = 0; f < NT; f++)); do
             IFS=$'\t' read -r ok ms kind addr cms reason < "$WORK/res/$s-$f"
-            if [ "$ok" = 1 ]; then
+            if [ "$ok" = 1 ] && [ "$kind" = relayed ]; then
+                relayed=$((relayed + 1))
+                line+=$(printf ' %-12s' "relay")
+                md+=" relayed $cms ms |"
+            elif [ "$ok" = 1 ]; then
                 direct=$((direct + 1))
                 line+=$(printf ' %-12s' "ok $(kind_short "$kind")")
                 if [ "$kind" = - ]; then md+=" ok |"; else md+=" ok $kind $cms ms |"; fi
@@ -726,7 +737,7 @@ if [ "$MATRIX" = 1 ]; then
             if [ "$ok" = 1 ]; then
                 d="ok in $ms ms; $(path_words "$kind" "$addr" "$cms")"
             else
-                d="no direct connection ($ms ms): $reason"
+                d="no connection ($ms ms): $reason"
             fi
             DETAILS+=("$(printf '%-28s %s' "$pair" "$d")"); MD_DETAILS+=("| $pair | $d |")
         done
@@ -747,20 +758,32 @@ if [ "$MATRIX" = 1 ]; then
         fi
         DETAILS+=("$(printf '%-28s %s' "$pair" "$d")"); MD_DETAILS+=("| $pair | $d |")
     done
-    SUMMARY="direct: $direct of $((NT * NT)) ordered pairs"
+    connected=$((direct + relayed))
+    SUMMARY="direct: $direct of $((NT * NT)) ordered pairs; relayed: $relayed; connected: $connected of $((NT * NT))"
+    # What the relay carried, from the phone book's own counters, against what was fetched.
+    RELAY_SHARE=""
+    if [ "$RELAY" = 1 ]; then
+        relay_in=$(nsx nl-pb python3 -c 'import urllib.request as u
+t = u.urlopen("http://127.0.0.1:8080/metrics", timeout=5).read().decode()
+print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("phonebook_relay_bytes_total{direction=\"in\"}")))' 2>/dev/null || echo 0)
+        fetched=$(( (direct + relayed + ${extra_ok[hairpin]} + ${extra_ok[IPv6]}) * FILE_KIB * 1024 ))
+        RELAY_SHARE="bytes through the relay: $relay_in of $fetched fetched ($(awk -v a="$relay_in" -v b="$fetched" 'BEGIN { printf "%.1f", b ? 100 * a / b : 0 }') %; QUIC packets of both directions, handshakes included)"
+    fi
     EXTRA_SUMMARY="hairpin (two players behind one router, no hairpin NAT): ${extra_ok[hairpin]} of ${extra_n[hairpin]}; IPv6 (stateful firewalls): ${extra_ok[IPv6]} of ${extra_n[IPv6]}"
     T_END=$(date +%s)
     TIMES="run time $((T_END - T_START)) s (packages and build $((T_SETUP - T_START)) s, lab $((T_CHECK - T_SETUP)) s, self-check and servers $((T_MATRIX - T_CHECK)) s, fetches $((T_END - T_MATRIX)) s)"
 
     log ""
     log "== matrix: rows = the serving player's site, columns = the fetching player's site"
-    log "   ok KIND: fetched directly, KIND = the candidate that won (- when the CLI does not say); --: not"
+    log "   ok KIND: fetched directly, KIND = the candidate that won (- when the CLI does not say);"
+    log "   relay: fetched through the phone book's relay; --: not fetched"
     printf '%s\n' "${TABLE[@]}"
     log ""
     printf '%s\n' "${DETAILS[@]}"
     log ""
     log "$SUMMARY"
     log "$EXTRA_SUMMARY"
+    [ -z "$RELAY_SHARE" ] || log "$RELAY_SHARE"
     log "$TIMES"
 
     if [ -n "$REPORT" ]; then
@@ -771,12 +794,14 @@ if [ "$MATRIX" = 1 ]; then
             echo "peer and pi-server from \`${BIN#"$PWD"/}\`; a fetch gets $FETCH_TIMEOUT s, servers settle $SETTLE s."
             echo
             echo "Rows: the serving player's site; columns: the fetching player's site."
-            echo "\"ok KIND N ms\": fetched directly, KIND = the candidate that won, N = time to connect."
+            echo "\"ok KIND N ms\": fetched directly, KIND = the candidate that won, N = time to connect;"
+            echo "\"relayed N ms\": through the phone book's relay ($([ "$RELAY" = 1 ] && echo on || echo "off in this run"))."
             echo
             printf '%s\n' "${MD[@]}"
             echo
             echo "**$SUMMARY**; $EXTRA_SUMMARY."
             echo
+            [ -z "$RELAY_SHARE" ] || { echo "$RELAY_SHARE."; echo; }
             echo "$TIMES."
             echo
             echo "| pair | result |"
@@ -795,6 +820,9 @@ if [ "$MATRIX" = 1 ]; then
     fi
     if [ -n "${NATLAB_MIN_DIRECT:-}" ] && [ "$direct" -lt "$NATLAB_MIN_DIRECT" ]; then
         fail "$direct ordered pairs connected directly, fewer than NATLAB_MIN_DIRECT=$NATLAB_MIN_DIRECT"
+    fi
+    if [ -n "${NATLAB_MIN_CONNECTED:-}" ] && [ "$connected" -lt "$NATLAB_MIN_CONNECTED" ]; then
+        fail "$connected ordered pairs connected, fewer than NATLAB_MIN_CONNECTED=$NATLAB_MIN_CONNECTED"
     fi
 fi
 

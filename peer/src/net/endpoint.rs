@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::identity::{Identity, PeerId};
 use crate::net::control::{self, ControlReceiver};
+use crate::net::relay::paths::RelayPaths;
 use crate::net::runtime::Spawner;
 use crate::net::session::{Cipher, SessionKeys};
 use crate::net::tls::{self, ExpectedServer};
@@ -171,6 +172,8 @@ pub struct Endpoint {
     connect_timeout: Duration,
     /// Control datagrams diverted from QUIC, until the traversal layer takes them.
     control: Mutex<Option<ControlReceiver>>,
+    /// Relayed peers' virtual addresses and the direct paths they moved to.
+    paths: Arc<RelayPaths>,
 }
 
 /// Binds `listen`; an unspecified IPv6 address binds dual-stack, and falls back to IPv4 where
@@ -240,11 +243,12 @@ impl Endpoint {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport.clone());
         let (control_tx, control_rx) = control::queue();
+        let paths = Arc::new(RelayPaths::default());
         let quinn = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
             socket.try_clone()?,
-            spawner.quinn_runtime(control_tx),
+            spawner.quinn_runtime(control_tx, paths.clone()),
         )?;
         Ok(Self {
             quinn,
@@ -255,7 +259,13 @@ impl Endpoint {
             spawner,
             connect_timeout: config.connect_timeout,
             control: Mutex::new(Some(control_rx)),
+            paths,
         })
+    }
+
+    /// The relay routes under this endpoint's socket ([`crate::net::relay`]).
+    pub fn relay_paths(&self) -> &Arc<RelayPaths> {
+        &self.paths
     }
 
     /// Where this endpoint's tasks run.

@@ -23,6 +23,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use crate::net::control::{self, ControlSender};
+use crate::net::relay::paths::{RelayPaths, Send as Route};
 
 /// Spawns the library's tasks.
 #[derive(Clone, Default)]
@@ -56,11 +57,17 @@ impl Spawner {
     }
 
     /// The quinn runtime that spawns its drivers here. Datagrams that are phone-book or
-    /// hole-punching messages (see [`crate::net::control`]) go to `control` instead of QUIC.
-    pub(crate) fn quinn_runtime(&self, control: ControlSender) -> Arc<dyn quinn::Runtime> {
+    /// hole-punching messages (see [`crate::net::control`]) go to `control` instead of QUIC;
+    /// datagrams to and from relayed peers go through `paths` ([`crate::net::relay`]).
+    pub(crate) fn quinn_runtime(
+        &self,
+        control: ControlSender,
+        paths: Arc<RelayPaths>,
+    ) -> Arc<dyn quinn::Runtime> {
         Arc::new(Runtime {
             spawner: self.clone(),
             control,
+            paths,
         })
     }
 }
@@ -70,6 +77,7 @@ impl Spawner {
 struct Runtime {
     spawner: Spawner,
     control: ControlSender,
+    paths: Arc<RelayPaths>,
 }
 
 impl fmt::Debug for Runtime {
@@ -93,9 +101,11 @@ impl quinn::Runtime for Runtime {
     ) -> io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
         Ok(Arc::new(UdpSocket {
             state: quinn::udp::UdpSocketState::new((&socket).into())?,
+            ipv6: socket.local_addr()?.is_ipv6(),
             io: smol::Async::new_nonblocking(socket)?,
             send_blocked: AtomicBool::new(false),
             control: self.control.clone(),
+            paths: self.paths.clone(),
         }))
     }
 }
@@ -169,6 +179,32 @@ struct UdpSocket {
     send_blocked: AtomicBool,
     /// Where datagrams that are not QUIC go.
     control: ControlSender,
+    /// Relayed peers and the direct paths they moved to.
+    paths: Arc<RelayPaths>,
+    /// The socket is IPv6 (dual-stack): IPv4 addresses are written IPv4-mapped.
+    ipv6: bool,
+}
+
+impl UdpSocket {
+    /// `addr` in the form quinn uses on this socket.
+    fn family(&self, addr: std::net::SocketAddr) -> std::net::SocketAddr {
+        match addr {
+            std::net::SocketAddr::V4(v4) if self.ipv6 => {
+                std::net::SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            other => other,
+        }
+    }
+
+    fn send_udp(&self, transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
+        let result = self.state.send((&self.io).into(), transmit);
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::WouldBlock
+        {
+            self.send_blocked.store(true, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 impl fmt::Debug for UdpSocket {
@@ -186,13 +222,21 @@ impl quinn::AsyncUdpSocket for UdpSocket {
     }
 
     fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
-        let result = self.state.send((&self.io).into(), transmit);
-        if let Err(e) = &result
-            && e.kind() == io::ErrorKind::WouldBlock
+        let segment = transmit.segment_size.unwrap_or(transmit.contents.len());
+        match self
+            .paths
+            .route_send(transmit.destination, transmit.contents, segment)
         {
-            self.send_blocked.store(true, Ordering::Relaxed);
+            Route::Udp => self.send_udp(transmit),
+            Route::Done => Ok(()),
+            Route::Direct(to) => self.send_udp(&quinn::udp::Transmit {
+                destination: self.family(to),
+                ecn: transmit.ecn,
+                contents: transmit.contents,
+                segment_size: transmit.segment_size,
+                src_ip: None,
+            }),
         }
-        result
     }
 
     fn poll_recv(
@@ -201,11 +245,32 @@ impl quinn::AsyncUdpSocket for UdpSocket {
         bufs: &mut [io::IoSliceMut<'_>],
         meta: &mut [quinn::udp::RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        // Datagrams of relayed peers first (a few at a time: the socket is not starved).
+        if let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut())
+            && let Some((from, datagram)) = self.paths.take(cx.waker())
+        {
+            let len = datagram.len().min(buf.len());
+            buf[..len].copy_from_slice(&datagram[..len]);
+            *m = quinn::udp::RecvMeta {
+                addr: self.family(from),
+                len,
+                stride: len,
+                ecn: None,
+                dst_ip: None,
+            };
+            return Poll::Ready(Ok(1));
+        }
         loop {
             match self.state.recv((&self.io).into(), bufs, meta) {
                 Ok(n) => {
                     // Phone-book and punching messages leave the batch; QUIC never sees them.
                     let kept = divert_control(&self.control, bufs, &mut meta[..n]);
+                    // A relayed peer that moved to a direct path still looks relayed to quinn.
+                    for m in &mut meta[..kept] {
+                        if let Some(v) = self.paths.rewrite_from(m.addr) {
+                            m.addr = self.family(v);
+                        }
+                    }
                     if kept > 0 {
                         return Poll::Ready(Ok(kept));
                     }

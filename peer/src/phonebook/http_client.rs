@@ -74,6 +74,11 @@ impl HttpClient {
         })
     }
 
+    /// The host of the URL.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The port of the URL.
     pub fn port(&self) -> u16 {
         self.port

@@ -18,6 +18,7 @@ use phonebook_proto::{
 };
 
 use crate::identity::{Identity, PeerId};
+use crate::net::relay::RelayBook;
 use phonebook_proto::Candidate;
 use phonebook_proto::udp::TokenParts;
 
@@ -140,6 +141,7 @@ struct Book {
     client: smol::lock::Mutex<HttpClient>,
     token: std::sync::Mutex<Option<String>>,
     udp: std::sync::Mutex<Option<UdpBook>>,
+    relay: std::sync::Mutex<Option<RelayBook>>,
 }
 
 /// A phone book's UDP service as the last registration there gave it: where to send
@@ -153,6 +155,37 @@ pub struct UdpBook {
     pub addr: SocketAddr,
     /// The current lookup token's slot, timestamp and tag.
     pub token: TokenParts,
+}
+
+/// The relay a register answer announced, if any and well-formed.
+async fn relay_book(
+    index: usize,
+    a: &RegisterAnswer,
+    phonebook_ip: Option<std::net::IpAddr>,
+    phonebook_host: String,
+) -> Option<RelayBook> {
+    let port = a.relay_port.filter(|p| *p != 0)?;
+    let pin = crate::net::relay::client::parse_pin(a.relay_cert.as_deref()?)?;
+    let token =
+        phonebook_proto::b64::decode_exact::<{ phonebook_proto::relay::TOKEN_LEN }>(&a.token)?;
+    let (addr, host) = match &a.relay_host {
+        Some(h) => {
+            let addr = smol::net::resolve((h.as_str(), port))
+                .await
+                .ok()?
+                .first()
+                .copied()?;
+            (addr, h.clone())
+        }
+        None => (SocketAddr::new(phonebook_ip?, port), phonebook_host),
+    };
+    Some(RelayBook {
+        index,
+        addr,
+        host,
+        pin,
+        token,
+    })
 }
 
 /// The client.
@@ -216,6 +249,7 @@ impl PhoneBook {
                     ),
                     token: Default::default(),
                     udp: Default::default(),
+                    relay: Default::default(),
                 })
             })
             .collect::<Result<_, PhoneBookError>>()?;
@@ -266,6 +300,14 @@ impl PhoneBook {
         self.books
             .iter()
             .filter_map(|b| b.udp.lock().expect("not poisoned").clone())
+            .collect()
+    }
+
+    /// The relays of the phone books we are registered with (docs/PROTOCOL.md "Relay").
+    pub fn relay_books(&self) -> Vec<RelayBook> {
+        self.books
+            .iter()
+            .filter_map(|b| b.relay.lock().expect("not poisoned").clone())
             .collect()
     }
 
@@ -406,6 +448,9 @@ impl PhoneBook {
                         let ip = book.client.lock().await.remote_ip();
                         let http_port = book.client.lock().await.port();
                         let udp_port = a.udp_port.unwrap_or(http_port);
+                        let host = book.client.lock().await.host().to_owned();
+                        *book.relay.lock().expect("not poisoned") =
+                            relay_book(index, &a, ip, host).await;
                         *book.udp.lock().expect("not poisoned") =
                             match (ip, TokenParts::parse(&a.token)) {
                                 (Some(ip), Some(token)) if udp_port != 0 => Some(UdpBook {
@@ -484,6 +529,7 @@ impl PhoneBook {
                     ok = true;
                     *book.token.lock().expect("not poisoned") = None;
                     *book.udp.lock().expect("not poisoned") = None;
+                    *book.relay.lock().expect("not poisoned") = None;
                 }
                 Ok(r) => last_err = self.refused_for_name(&r),
                 Err(e) => last_err = e,

@@ -161,7 +161,14 @@ impl Traversal {
                         }
                         state.interval()
                     }
-                    None => state.on_silence(),
+                    None => {
+                        // No UDP answer at all: wait for sessions at the relays instead,
+                        // since no relay call can reach us either.
+                        if !me.udp_works() {
+                            me.listen_on_relays().await;
+                        }
+                        state.on_silence()
+                    }
                 };
                 log::trace!("next keep-alive in {wait:?}");
                 // A registration (a renewal, new candidates) replaces the token the keep-alives

@@ -31,6 +31,7 @@ use phonebook_proto::{Candidate, PlayerName};
 use crate::identity::PeerId;
 use crate::net::control::{ControlReceiver, Datagram};
 use crate::net::endpoint::Endpoint;
+use crate::net::relay::{RelayBook, Relays};
 use crate::phonebook::{PhoneBook, UdpBook, to_peer_id};
 
 pub use discovery::{Discovery, MappingBehaviour};
@@ -61,6 +62,8 @@ pub struct TraversalConfig {
     pub punch_for: Duration,
     /// Keep-alive intervals.
     pub keepalive: KeepAlivePolicy,
+    /// How long a connection attempt waits for a direct path before it also tries a relay.
+    pub relay_after: Duration,
 }
 
 impl Default for TraversalConfig {
@@ -71,6 +74,7 @@ impl Default for TraversalConfig {
             punch_interval: Duration::from_millis(100),
             punch_for: Duration::from_secs(4),
             keepalive: KeepAlivePolicy::default(),
+            relay_after: Duration::from_secs(1),
         }
     }
 }
@@ -103,6 +107,10 @@ pub struct TraversalStats {
     pub forwards_refused: AtomicU64,
     /// Punches and acknowledgements received for our attempts.
     pub punches_heard: AtomicU64,
+    /// Relay calls accepted (a fetcher waits for us at a relay).
+    pub relay_calls: AtomicU64,
+    /// Connections that moved from a relay to a direct path.
+    pub upgraded: AtomicU64,
 }
 
 /// NAT traversal for one endpoint.
@@ -123,6 +131,8 @@ pub struct Traversal {
     /// A port mapped on our router, also when we publish nothing (a fetcher offers it in punch
     /// requests: the target's punch through it makes our router send our answers from it).
     mapped: Mutex<Option<SocketAddr>>,
+    /// Relay connections, for peers no direct path reaches.
+    relays: Relays,
     _rx: Mutex<Option<smol::Task<()>>>,
 }
 
@@ -155,6 +165,11 @@ impl Traversal {
             reflexive: Mutex::new(None),
             inputs: Mutex::new(None),
             mapped: Mutex::new(None),
+            relays: Relays::new(
+                endpoint.relay_paths().clone(),
+                endpoint.spawner().clone(),
+                endpoint.connect_timeout(),
+            ),
             _rx: Mutex::new(None),
         });
         let weak = Arc::downgrade(&me);
@@ -171,6 +186,19 @@ impl Traversal {
     /// The phone-book client, if any.
     pub fn phonebook(&self) -> Option<&Arc<PhoneBook>> {
         self.phonebook.as_ref()
+    }
+
+    /// The relay connections.
+    pub fn relays(&self) -> &Relays {
+        &self.relays
+    }
+
+    /// The relays of the phone books we are registered with.
+    pub fn relay_books(&self) -> Vec<RelayBook> {
+        self.phonebook
+            .as_ref()
+            .map(|p| p.relay_books())
+            .unwrap_or_default()
     }
 
     /// Counters.
@@ -486,10 +514,47 @@ impl Traversal {
 
     /// A phone book calls us to its relay: someone who may see us could not reach us directly.
     fn on_relay_call(self: &Arc<Self>, d: &Datagram, msg: Message) {
-        let Message::RelayCall { .. } = msg else {
+        let Message::RelayCall { ticket, .. } = msg else {
             return;
         };
-        log::debug!("relay call from {}: no relay client yet", d.from);
+        let book = self
+            .books()
+            .into_iter()
+            .find(|b| b.addr == d.from && udp::tag_ok(&b.token.key, &d.bytes));
+        let Some(relay) =
+            book.and_then(|b| self.relay_books().into_iter().find(|r| r.index == b.index))
+        else {
+            self.stats.forwards_refused.fetch_add(1, Ordering::Relaxed);
+            log::debug!("ignored a relay call that no phone book of ours signed");
+            return;
+        };
+        self.stats.relay_calls.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        self.endpoint
+            .spawner()
+            .spawn(async move {
+                if let Err(e) = me.relays.accept(&relay, ticket).await {
+                    log::info!("could not answer a relay call: {e}");
+                }
+            })
+            .detach();
+    }
+
+    /// Holds a connection to every phone book's relay on which incoming sessions are
+    /// announced: for a network that lets no UDP through, where no relay call reaches us.
+    pub async fn listen_on_relays(&self) -> usize {
+        let mut n = 0;
+        for book in self.relay_books() {
+            if self.relays.is_connected(&book).await {
+                n += 1;
+                continue;
+            }
+            match self.relays.listen(&book).await {
+                Ok(()) => n += 1,
+                Err(e) => log::info!("cannot listen on a relay: {e}"),
+            }
+        }
+        n
     }
 
     fn deliver(&self, id: u64, d: Datagram, msg: Message) {

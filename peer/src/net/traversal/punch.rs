@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use phonebook_proto::udp::{Message, PunchStatus};
@@ -39,6 +40,9 @@ pub enum PathKind {
     PeerReflexive,
     /// Given by the caller (`--peer ADDR,KEY`).
     Given,
+    /// Through a phone book's relay (the address is a virtual one, see
+    /// [`crate::net::relay::paths`]).
+    Relayed,
 }
 
 impl fmt::Display for PathKind {
@@ -48,6 +52,7 @@ impl fmt::Display for PathKind {
             Self::Reported => f.write_str("reported"),
             Self::PeerReflexive => f.write_str("peer-reflexive"),
             Self::Given => f.write_str("given"),
+            Self::Relayed => f.write_str("relayed"),
         }
     }
 }
@@ -116,6 +121,7 @@ pub struct Connected {
 
 enum Event {
     Dialed(SocketAddr, PathKind, Result<PeerConnection, ConnectError>),
+    Relayed(Result<(SocketAddr, PeerConnection), String>),
     Heard(SocketAddr),
     Status(Option<PunchStatus>),
 }
@@ -196,9 +202,47 @@ impl Traversal {
             tasks.push(dial(*addr, *kind));
         }
 
+        // The relay, if no direct path opened within `relay_after` (happy eyeballs).
+        let relay_books = self.relay_books();
+        if let Some(name) = target.name.clone()
+            && !relay_books.is_empty()
+        {
+            let (me, tx, key) = (self.clone(), tx.clone(), target.key);
+            let after = self.config.relay_after;
+            tasks.push(spawner.spawn(async move {
+                smol::Timer::after(after).await;
+                let mut why = String::from("no relay");
+                for book in relay_books {
+                    let attempt = async {
+                        let vaddr = me
+                            .relays()
+                            .open(&book, &name)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        match me.endpoint.connect_once(vaddr, key).await {
+                            Ok(conn) => Ok((vaddr, conn)),
+                            Err(e) => {
+                                me.endpoint.relay_paths().remove(vaddr);
+                                Err(e.to_string())
+                            }
+                        }
+                    };
+                    match attempt.await {
+                        Ok(done) => {
+                            let _ = tx.send(Event::Relayed(Ok(done))).await;
+                            return;
+                        }
+                        Err(e) => why = e,
+                    }
+                }
+                let _ = tx.send(Event::Relayed(Err(why))).await;
+            }));
+        }
+
         let mut redialled: HashSet<SocketAddr> = HashSet::new();
         let mut statuses: Vec<Option<PunchStatus>> = Vec::new();
         let mut heard_any = false;
+        let mut relay_failed: Option<String> = None;
         let mut tried: Vec<SocketAddr> = target.addrs.iter().map(|(a, _)| *a).collect();
         let wait_events = async {
             loop {
@@ -215,6 +259,18 @@ impl Traversal {
                         }));
                     }
                     Event::Dialed(_, _, Err(e)) if e.is_definitive() => return Some(Err(e)),
+                    Event::Relayed(Ok((vaddr, conn))) => {
+                        return Some(Ok(Connected {
+                            conn,
+                            addr: vaddr,
+                            kind: PathKind::Relayed,
+                            elapsed: start.elapsed(),
+                        }));
+                    }
+                    Event::Relayed(Err(e)) => {
+                        log::debug!("relayed attempt failed: {e}");
+                        relay_failed = Some(e);
+                    }
                     Event::Dialed(addr, _, Err(e)) => {
                         log::debug!("attempt to {addr} failed: {e}");
                     }
@@ -241,9 +297,42 @@ impl Traversal {
             None
         })
         .await;
+        if let Some(Ok(c)) = &outcome
+            && c.kind == PathKind::Relayed
+        {
+            // Keep punching a while: a direct path that opens takes the connection over.
+            let (me, vaddr) = (self.clone(), c.addr);
+            let until = Instant::now() + self.config.punch_for;
+            let forget = _forget.keep();
+            spawner
+                .spawn(async move {
+                    let _forget = forget;
+                    let _tasks = tasks;
+                    let wait = async {
+                        while let Ok(ev) = rx.recv().await {
+                            if let Event::Heard(addr) = ev
+                                && me.endpoint.relay_paths().set_direct(vaddr, addr)
+                            {
+                                me.stats.upgraded.fetch_add(1, Ordering::Relaxed);
+                                log::debug!("relayed connection moved to a direct path");
+                                return;
+                            }
+                        }
+                    };
+                    smol::future::or(wait, async {
+                        smol::Timer::at(until).await;
+                    })
+                    .await;
+                })
+                .detach();
+            return outcome.expect("checked above");
+        }
         drop(tasks);
         if let Some(result) = outcome {
             return result;
+        }
+        if let Some(e) = &relay_failed {
+            log::debug!("no relay either: {e}");
         }
         let answered: Vec<PunchStatus> = statuses.iter().flatten().copied().collect();
         Err(
@@ -298,9 +387,27 @@ impl Traversal {
 pub const MAX_REDIALS: usize = 8;
 
 /// Stops listening for an attempt's punches when the attempt ends.
-struct Forget<'a>(&'a Traversal, [u8; 8]);
+struct Forget<'a>(&'a Arc<Traversal>, [u8; 8]);
+
+impl Forget<'_> {
+    /// The same duty, for a task that outlives the attempt.
+    fn keep(self) -> OwnedForget {
+        let owned = OwnedForget(self.0.clone(), self.1);
+        std::mem::forget(self);
+        owned
+    }
+}
 
 impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.stop_listening(&self.1);
+    }
+}
+
+/// [`Forget`] owning its traversal.
+struct OwnedForget(Arc<Traversal>, [u8; 8]);
+
+impl Drop for OwnedForget {
     fn drop(&mut self) {
         self.0.stop_listening(&self.1);
     }

@@ -1,0 +1,170 @@
+//! The relay client: when no direct path opens (a network without UDP, two symmetric NATs),
+//! peers reach each other through the relay that runs beside a phone book (docs/PROTOCOL.md
+//! "Relay"). The relay carries the peers' own QUIC packets, so it sees only ciphertext, and the
+//! transfer code does not know a path is relayed ([`paths`]).
+//!
+//! [`Relays`] holds at most one connection per phone book's relay and opens sessions on it:
+//! to a player we fetch from ([`Relays::open`]), and for a player who wants to fetch from us
+//! ([`Relays::accept`], after a phone book's relay call; [`Relays::listen`] when our network
+//! lets no UDP through and no call could reach us).
+
+pub mod client;
+pub mod paths;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phonebook_proto::PlayerName;
+use phonebook_proto::relay::{CloseReason, RefuseReason, TICKET_LEN, TOKEN_LEN};
+
+use crate::net::runtime::Spawner;
+pub use client::RelayConn;
+pub use paths::RelayPaths;
+
+/// A phone book's relay as the last registration there announced it.
+#[derive(Clone)]
+pub struct RelayBook {
+    /// Which configured phone book (index into the URLs).
+    pub index: usize,
+    /// Where the relay listens (personal data of nobody: the operator's address).
+    pub addr: SocketAddr,
+    /// The name for TLS (the phone book's host, or `relayHost`).
+    pub host: String,
+    /// SHA-256 of the relay's certificate.
+    pub pin: [u8; 32],
+    /// Our lookup token there, raw.
+    pub token: [u8; TOKEN_LEN],
+}
+
+impl fmt::Debug for RelayBook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayBook")
+            .field("index", &self.index)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a relay could not carry a session.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// No phone book we are registered with announced a relay.
+    NoRelay,
+    /// The TCP connection failed.
+    Connect(std::io::Error),
+    /// The TLS handshake failed (a certificate other than the pinned one, among others).
+    Tls(String),
+    /// The relay refused us.
+    Refused(RefuseReason),
+    /// The session was closed or never opened.
+    Closed(CloseReason),
+    /// No answer in time.
+    TimedOut,
+    /// The relay broke the protocol, or the connection ended.
+    Protocol,
+    /// Our own limit of relayed sessions.
+    Full,
+}
+
+impl fmt::Display for RelayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRelay => f.write_str("no phone book offers a relay"),
+            Self::Connect(e) => write!(f, "cannot reach the relay: {e}"),
+            Self::Tls(e) => write!(f, "relay TLS handshake failed: {e}"),
+            Self::Refused(r) => write!(f, "the relay refused us: {r}"),
+            Self::Closed(r) => write!(f, "relay session closed: {r}"),
+            Self::TimedOut => f.write_str("the relay did not answer in time"),
+            Self::Protocol => f.write_str("the relay connection ended or broke the protocol"),
+            Self::Full => f.write_str("too many relayed sessions"),
+        }
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+/// The relay connections of one endpoint.
+#[derive(Debug)]
+pub struct Relays {
+    paths: Arc<RelayPaths>,
+    spawner: Spawner,
+    timeout: Duration,
+    conns: smol::lock::Mutex<HashMap<usize, Arc<RelayConn>>>,
+}
+
+impl Relays {
+    /// Relays over `paths` (the endpoint's), tasks on `spawner`, each step bounded by
+    /// `timeout`.
+    pub fn new(paths: Arc<RelayPaths>, spawner: Spawner, timeout: Duration) -> Self {
+        Self {
+            paths,
+            spawner,
+            timeout,
+            conns: Default::default(),
+        }
+    }
+
+    /// The live connection to `book`'s relay, connecting if needed.
+    pub async fn conn(&self, book: &RelayBook) -> Result<Arc<RelayConn>, RelayError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&book.index)
+            && c.is_alive()
+        {
+            return Ok(c.clone());
+        }
+        let c = RelayConn::connect(
+            book.addr,
+            book,
+            self.paths.clone(),
+            &self.spawner,
+            self.timeout,
+        )
+        .await?;
+        conns.insert(book.index, c.clone());
+        Ok(c)
+    }
+
+    /// A session to `target` through `book`'s relay: the virtual address to dial.
+    pub async fn open(
+        &self,
+        book: &RelayBook,
+        target: &PlayerName,
+    ) -> Result<SocketAddr, RelayError> {
+        let c = self.conn(book).await?;
+        c.open(target, self.timeout).await
+    }
+
+    /// Accepts the session of a relay call from `book`'s phone book: the virtual address the
+    /// requester's handshake will come from.
+    pub async fn accept(
+        &self,
+        book: &RelayBook,
+        ticket: [u8; TICKET_LEN],
+    ) -> Result<SocketAddr, RelayError> {
+        self.conn(book).await?.accept(ticket)
+    }
+
+    /// Holds a connection to `book`'s relay on which it tells us of incoming sessions (for a
+    /// network without UDP, where no relay call reaches us).
+    pub async fn listen(&self, book: &RelayBook) -> Result<(), RelayError> {
+        self.conn(book).await?.listen().await
+    }
+
+    /// Whether we hold a live connection to `book`'s relay.
+    pub async fn is_connected(&self, book: &RelayBook) -> bool {
+        self.conns
+            .lock()
+            .await
+            .get(&book.index)
+            .is_some_and(|c| c.is_alive())
+    }
+
+    /// Closes every relay connection.
+    pub async fn close_all(&self) {
+        self.conns.lock().await.clear();
+    }
+}
