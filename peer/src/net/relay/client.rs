@@ -28,6 +28,9 @@ use crate::net::runtime::Spawner;
 pub const QUEUE: usize = 1024;
 /// Bytes gathered into one TLS write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// A relay session that carried nothing this long is closed: a live QUIC connection sends
+/// keep-alives far more often (every 15 s by default).
+pub const SESSION_IDLE: Duration = Duration::from_secs(90);
 /// Sessions waiting for the target to accept, per connection.
 pub const MAX_OPENING: usize = 64;
 
@@ -115,7 +118,13 @@ pub struct RelayConn {
     state: Mutex<State>,
     next_session: AtomicU32,
     closed: Arc<AtomicBool>,
-    _tasks: Vec<smol::Task<()>>,
+    tasks: Mutex<Vec<smol::Task<()>>>,
+}
+
+impl Drop for RelayConn {
+    fn drop(&mut self) {
+        self.on_end();
+    }
 }
 
 impl fmt::Debug for RelayConn {
@@ -186,40 +195,31 @@ impl RelayConn {
         let (reader, writer) = smol::io::split(tls);
         let (tx, rx) = smol::channel::bounded::<Vec<u8>>(QUEUE);
         let closed = Arc::new(AtomicBool::new(false));
-        let conn = Arc::new_cyclic(|weak: &std::sync::Weak<RelayConn>| {
-            let writer_task = {
-                let closed = closed.clone();
-                spawner.spawn(write_loop(writer, rx, closed))
-            };
-            let reader_task = {
-                let weak = weak.clone();
-                spawner.spawn(read_loop(reader, leftover, weak))
-            };
-            let pinger = {
-                let tx = tx.clone();
-                let every = Duration::from_secs(u64::from(idle_secs.max(3)) / 3);
-                spawner.spawn(async move {
-                    loop {
-                        smol::Timer::after(every).await;
-                        if tx
-                            .send(encode(&Frame::Ping { nonce: [0; 8] }))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                })
-            };
-            RelayConn {
-                frames: tx,
-                paths,
-                state: Mutex::new(State::default()),
-                next_session: AtomicU32::new(1),
-                closed,
-                _tasks: vec![writer_task, reader_task, pinger],
-            }
+        let conn = Arc::new(RelayConn {
+            frames: tx.clone(),
+            paths,
+            state: Mutex::new(State::default()),
+            next_session: AtomicU32::new(1),
+            closed: closed.clone(),
+            tasks: Mutex::new(Vec::new()),
         });
+        let weak = Arc::downgrade(&conn);
+        let every = Duration::from_secs(u64::from(idle_secs.max(3)) / 3);
+        let tasks = vec![
+            spawner.spawn(write_loop(writer, rx, closed)),
+            spawner.spawn(read_loop(reader, leftover, weak.clone())),
+            spawner.spawn(async move {
+                loop {
+                    smol::Timer::after(every).await;
+                    let Some(c) = weak.upgrade() else { return };
+                    c.close_idle_sessions();
+                    if tx.send(encode(&Frame::Ping { nonce: [0; 8] })).await.is_err() {
+                        return;
+                    }
+                }
+            }),
+        ];
+        *conn.tasks.lock().expect("not poisoned") = tasks;
         Ok(conn)
     }
 
@@ -335,6 +335,26 @@ impl RelayConn {
             .send(encode(&Frame::Listen))
             .await
             .map_err(|_| RelayError::Protocol)
+    }
+
+    /// Ends the sessions whose QUIC connection is over (no datagram for [`SESSION_IDLE`]).
+    fn close_idle_sessions(&self) {
+        let idle: Vec<u32> = self
+            .state
+            .lock()
+            .expect("not poisoned")
+            .sessions
+            .iter()
+            .filter(|(_, v)| self.paths.is_idle(**v, SESSION_IDLE))
+            .map(|(s, _)| *s)
+            .collect();
+        for session in idle {
+            let _ = self.frames.try_send(encode(&Frame::Close {
+                session,
+                reason: CloseReason::Normal,
+            }));
+            self.drop_route(session);
+        }
     }
 
     /// Handles one frame from the relay.

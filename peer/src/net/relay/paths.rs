@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 /// Datagrams from relays waiting for quinn; more are dropped (QUIC recovers them).
 pub const INBOX_MAX: usize = 4096;
@@ -28,10 +29,12 @@ pub(crate) struct RelayLink {
     pub(crate) session: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Route {
     relay: Option<RelayLink>,
     direct: Option<SocketAddr>,
+    /// When a datagram last went through the relay session either way.
+    last: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +107,7 @@ impl RelayPaths {
             Route {
                 relay: Some(link),
                 direct: None,
+                last: Instant::now(),
             },
         );
         self.active.store(true, Ordering::Release);
@@ -179,6 +183,18 @@ impl RelayPaths {
         })
     }
 
+    /// Whether the relay session of `vaddr` carried nothing for `idle` (or is gone): a QUIC
+    /// connection on it has ended, since a live one sends keep-alives.
+    pub(crate) fn is_idle(&self, vaddr: SocketAddr, idle: Duration) -> bool {
+        let Some(id) = route_of(vaddr) else {
+            return true;
+        };
+        self.lock()
+            .routes
+            .get(&id)
+            .is_none_or(|r| r.relay.is_none() || r.last.elapsed() >= idle)
+    }
+
     /// Routes held.
     pub fn routes(&self) -> usize {
         self.lock().routes.len()
@@ -197,13 +213,14 @@ impl RelayPaths {
         let Some(id) = route_of(to) else {
             return Send::Udp;
         };
-        let inner = self.lock();
-        let Some(route) = inner.routes.get(&id) else {
+        let mut inner = self.lock();
+        let Some(route) = inner.routes.get_mut(&id) else {
             return Send::Done;
         };
         if let Some(d) = route.direct {
             return Send::Direct(d);
         }
+        route.last = Instant::now();
         if let Some(link) = &route.relay {
             for datagram in contents.chunks(segment.max(1)) {
                 if datagram.len() > phonebook_proto::relay::MAX_DATAGRAM {
@@ -226,6 +243,9 @@ impl RelayPaths {
     pub(crate) fn deliver(&self, vaddr: SocketAddr, datagram: Vec<u8>) {
         let Some(id) = route_of(vaddr) else { return };
         let mut inner = self.lock();
+        if let Some(r) = inner.routes.get_mut(&id) {
+            r.last = Instant::now();
+        }
         if inner.inbox.len() >= INBOX_MAX {
             inner.dropped += 1;
             return;

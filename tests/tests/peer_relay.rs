@@ -1,0 +1,325 @@
+//! The relay end to end on loopback with a real pi-server: a player no direct path reaches is
+//! fetched from through the phone book's relay (on a connection it holds, or called to the
+//! relay through its keep-alive mapping), a stranger learns nothing from the relay, and a
+//! relayed connection moves to a direct path in the middle of a transfer without losing it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use peer::net::relay::RelayError;
+use peer::net::traversal::{PathKind, Traversal, TraversalConfig};
+use peer::phonebook::PhoneBookConfig;
+use peer::{
+    DEFAULT_CHUNK_SIZE, DownloadConfig, Endpoint, EndpointConfig, FileHash, Identity,
+    MemoryStore, PeerId, PhoneBook, PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server,
+    Source, Visibility,
+};
+use phonebook_proto::relay::CloseReason;
+use pi_server::config::Config;
+use pi_server::server::TestServer;
+
+fn phone_book() -> TestServer {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    };
+    TestServer::start(config).expect("pi-server starts")
+}
+
+fn relay_bytes_in(pb: &TestServer) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(pb.addr()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix("phonebook_relay_bytes_total{direction=\"in\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("relay byte counter in /metrics")
+}
+
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+struct Player {
+    endpoint: Arc<Endpoint>,
+    book: Arc<PhoneBook>,
+    traversal: Arc<Traversal>,
+    store: Arc<MemoryStore>,
+    _server: Server,
+}
+
+impl Player {
+    fn new(name: &str, url: &str, relay_after: Duration) -> Self {
+        let identity = Arc::new(Identity::generate());
+        let config = EndpointConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            connect_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let endpoint = Arc::new(Endpoint::bind(identity.clone(), &config).unwrap());
+        let book_config = PhoneBookConfig {
+            urls: vec![url.to_owned()],
+            ..Default::default()
+        };
+        let book = Arc::new(
+            PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
+        );
+        let traversal = Traversal::start(
+            endpoint.clone(),
+            Some(book.clone()),
+            TraversalConfig {
+                relay_after,
+                ..TraversalConfig::default()
+            },
+        )
+        .unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let _server = Server::spawn(endpoint.clone(), store.clone(), ServeConfig::default(), None);
+        Self {
+            endpoint,
+            book,
+            traversal,
+            store,
+            _server,
+        }
+    }
+
+    fn id(&self) -> PeerId {
+        self.endpoint.identity().id()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.endpoint.local_addr().unwrap().port()))
+    }
+
+    async fn register(&self, visibility: Visibility, friends: &[PeerId]) {
+        let port = self.endpoint.local_addr().unwrap().port();
+        self.book
+            .register(port, visibility, friends)
+            .await
+            .expect("registered");
+        assert_eq!(self.book.relay_books().len(), 1, "the answer announces the relay");
+    }
+
+    fn pool(&self) -> Arc<Pool> {
+        let pool = Pool::new(
+            self.endpoint.clone(),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        );
+        pool.set_traversal(self.traversal.clone());
+        Arc::new(pool)
+    }
+
+    fn share(&self, len: usize, seed: u64) -> (FileHash, Vec<u8>) {
+        let data = content(len, seed);
+        let hash = self.store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        (hash, data)
+    }
+}
+
+/// An address where nothing answers (its socket stays open and silent).
+fn silent() -> (std::net::UdpSocket, SocketAddr) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
+}
+
+#[test]
+fn a_player_without_a_direct_path_is_fetched_from_through_the_relay() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let dir = std::env::temp_dir().join(format!("pb-relay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    smol::block_on(async {
+        // A server whose network lets no UDP through: it waits at the relay.
+        let target = Player::new("Relay Target@World", &url, Duration::from_millis(200));
+        target.register(Visibility::Public, &[]).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 1);
+        let (hash, data) = target.share(3 * DEFAULT_CHUNK_SIZE as usize + 77, 5);
+
+        let fetcher = Player::new("Fetch Er@World", &url, Duration::from_millis(200));
+        fetcher.register(Visibility::Friends, &[]).await;
+        let pool = fetcher.pool();
+        let (_quiet, nowhere) = silent();
+        let source = Source {
+            name: Some("Relay Target@World".into()),
+            addr: nowhere,
+            key: target.id(),
+            candidates: Vec::new(),
+        };
+        let before = relay_bytes_in(&pb);
+        let dest = dir.join("relayed.bin");
+        peer::download(&pool, hash, &[source], &dest, DownloadConfig::default(), None)
+            .await
+            .expect("downloaded through the relay");
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        let path = pool.path(&target.id()).expect("path recorded");
+        assert_eq!(path.kind, PathKind::Relayed);
+        let carried = relay_bytes_in(&pb) - before;
+        assert!(
+            carried > data.len() as u64,
+            "the relay carried the file (and the handshake): {carried} bytes"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_relay_call_through_the_keep_alive_mapping_brings_the_target_to_the_relay() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let target = Player::new("Called Target@World", &url, Duration::from_secs(1));
+        target.register(Visibility::Public, &[]).await;
+        assert!(
+            target.traversal.keep_alive_once().await.is_some(),
+            "a mapping at the phone book"
+        );
+        let fetcher = Player::new("Call Er@World", &url, Duration::from_secs(1));
+        fetcher.register(Visibility::Public, &[]).await;
+        let relay = fetcher.traversal.relay_books().pop().unwrap();
+        let name = PlayerName::parse("Called Target@World").unwrap();
+        let vaddr = fetcher
+            .traversal
+            .relays()
+            .open(&relay, &name)
+            .await
+            .expect("the target accepted after the call");
+        let conn = fetcher
+            .endpoint
+            .connect(vaddr, target.id())
+            .await
+            .expect("QUIC through the relay");
+        assert_eq!(conn.peer(), target.id());
+        assert_eq!(
+            target.traversal.stats().relay_calls.load(Ordering::Relaxed),
+            1
+        );
+    });
+}
+
+#[test]
+fn a_stranger_gets_the_answer_of_an_absent_player_from_the_relay() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let friend = Identity::generate().id();
+        let target = Player::new("Hidden Target@World", &url, Duration::from_secs(1));
+        target.register(Visibility::Friends, &[friend]).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 1);
+        assert!(target.traversal.keep_alive_once().await.is_some());
+
+        let stranger = Player::new("Strange Er@World", &url, Duration::from_secs(1));
+        stranger.register(Visibility::Public, &[]).await;
+        let relay = stranger.traversal.relay_books().pop().unwrap();
+        let relays = stranger.traversal.relays();
+        let hidden = relays
+            .open(&relay, &PlayerName::parse("Hidden Target@World").unwrap())
+            .await
+            .unwrap_err();
+        let absent = relays
+            .open(&relay, &PlayerName::parse("Nobody Here@World").unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(hidden, RelayError::Closed(CloseReason::Unknown)),
+            "{hidden:?}"
+        );
+        assert!(
+            matches!(absent, RelayError::Closed(CloseReason::Unknown)),
+            "{absent:?}"
+        );
+        smol::Timer::after(Duration::from_millis(200)).await;
+        assert_eq!(
+            target.traversal.stats().relay_calls.load(Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            target.endpoint.relay_paths().routes(),
+            0,
+            "no session reached the target"
+        );
+    });
+}
+
+#[test]
+fn a_relayed_connection_moves_to_a_direct_path_without_losing_the_transfer() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let dir = std::env::temp_dir().join(format!("pb-relay-move-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    smol::block_on(async {
+        let target = Player::new("Moving Target@World", &url, Duration::from_secs(1));
+        target.register(Visibility::Public, &[]).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 1);
+        let (hash, data) = target.share(64 * DEFAULT_CHUNK_SIZE as usize, 8);
+        let fetcher = Player::new("Mov Er@World", &url, Duration::from_secs(1));
+        fetcher.register(Visibility::Public, &[]).await;
+        let relay = fetcher.traversal.relay_books().pop().unwrap();
+        let vaddr = fetcher
+            .traversal
+            .relays()
+            .open(&relay, &PlayerName::parse("Moving Target@World").unwrap())
+            .await
+            .unwrap();
+        let pool = fetcher.pool();
+        let source = Source {
+            name: None,
+            addr: vaddr,
+            key: target.id(),
+            candidates: Vec::new(),
+        };
+        let paths = fetcher.endpoint.relay_paths().clone();
+        let direct = target.addr();
+        // Half way (by time) through the download, the direct path takes over.
+        let mover = smol::spawn(async move {
+            smol::Timer::after(Duration::from_millis(30)).await;
+            assert!(paths.set_direct(vaddr, direct));
+        });
+        let dest = dir.join("moved.bin");
+        peer::download(&pool, hash, &[source], &dest, DownloadConfig::default(), None)
+            .await
+            .expect("the transfer survives the move");
+        mover.await;
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        // After the move nothing more goes through the relay.
+        let after_move = relay_bytes_in(&pb);
+        let (hash2, data2) = target.share(8 * DEFAULT_CHUNK_SIZE as usize, 9);
+        let dest2 = dir.join("direct.bin");
+        let source = Source {
+            name: None,
+            addr: vaddr,
+            key: target.id(),
+            candidates: Vec::new(),
+        };
+        peer::download(&pool, hash2, &[source], &dest2, DownloadConfig::default(), None)
+            .await
+            .expect("second file over the moved connection");
+        assert_eq!(std::fs::read(&dest2).unwrap(), data2);
+        let grew = relay_bytes_in(&pb) - after_move;
+        assert!(
+            grew < data2.len() as u64 / 4,
+            "the relay carried {grew} bytes after the move"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
