@@ -105,9 +105,100 @@ const UDP_EVENTS: [(UdpEvent, &str); 10] = [
     (UdpEvent::DroppedNotARequest, "dropped_not_a_request"),
 ];
 
+/// Why the relay refused a connection or a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRefusal {
+    /// Bad or stale token, or no Hello in time.
+    Unauthenticated,
+    /// relay-max-connections reached.
+    Full,
+    /// A malformed or unexpected frame, or a limit of sessions.
+    Protocol,
+    /// An open for a player absent, hidden from the requester, or offline.
+    Unknown,
+    /// The target can be seen but not told.
+    NoPath,
+    /// The target did not accept in time.
+    Timeout,
+    /// Too many sessions or opens.
+    Limit,
+}
+
+const RELAY_REFUSALS: [(RelayRefusal, &str); 7] = [
+    (RelayRefusal::Unauthenticated, "unauthenticated"),
+    (RelayRefusal::Full, "full"),
+    (RelayRefusal::Protocol, "protocol"),
+    (RelayRefusal::Unknown, "unknown"),
+    (RelayRefusal::NoPath, "no_path"),
+    (RelayRefusal::Timeout, "timeout"),
+    (RelayRefusal::Limit, "limit"),
+];
+
+/// The relay's counters.
+#[derive(Debug, Default)]
+pub struct RelayMetrics {
+    refusals: [u64; RELAY_REFUSALS.len()],
+    /// Bytes of relay frames received and sent (TLS payload).
+    pub bytes_in: u64,
+    /// See `bytes_in`.
+    pub bytes_out: u64,
+    /// Relay connections open now.
+    pub connections: u64,
+    /// Sessions paired now.
+    pub sessions: u64,
+    /// Sessions paired since start.
+    pub sessions_total: u64,
+    /// Datagrams dropped because the receiver's queue was full.
+    pub dropped: u64,
+}
+
+impl RelayMetrics {
+    /// Counts a refusal.
+    pub fn refuse(&mut self, r: RelayRefusal) {
+        if let Some(i) = RELAY_REFUSALS.iter().position(|(x, _)| *x == r) {
+            self.refusals[i] += 1;
+        }
+    }
+
+    /// Refusals of one kind so far.
+    pub fn refusals(&self, r: RelayRefusal) -> u64 {
+        RELAY_REFUSALS
+            .iter()
+            .position(|(x, _)| *x == r)
+            .map_or(0, |i| self.refusals[i])
+    }
+
+    fn render(&self, s: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            s,
+            "# HELP phonebook_relay_bytes_total Relay frame bytes.\n# TYPE phonebook_relay_bytes_total counter\nphonebook_relay_bytes_total{{direction=\"in\"}} {}\nphonebook_relay_bytes_total{{direction=\"out\"}} {}\n",
+            self.bytes_in, self.bytes_out
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_relay_connections Relay connections open.\n# TYPE phonebook_relay_connections gauge\nphonebook_relay_connections {}\n# HELP phonebook_relay_sessions Relay sessions paired now.\n# TYPE phonebook_relay_sessions gauge\nphonebook_relay_sessions {}\n# HELP phonebook_relay_sessions_total Relay sessions paired.\n# TYPE phonebook_relay_sessions_total counter\nphonebook_relay_sessions_total {}\n# HELP phonebook_relay_dropped_total Datagrams dropped at a full relay queue.\n# TYPE phonebook_relay_dropped_total counter\nphonebook_relay_dropped_total {}\n",
+            self.connections, self.sessions, self.sessions_total, self.dropped
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_relay_refusals_total Relay refusals by reason.\n# TYPE phonebook_relay_refusals_total counter\n"
+        );
+        for (i, (_, label)) in RELAY_REFUSALS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "phonebook_relay_refusals_total{{reason=\"{label}\"}} {}",
+                self.refusals[i]
+            );
+        }
+    }
+}
+
 /// All counters. Single-threaded: plain integers.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The relay's counters.
+    pub relay: RelayMetrics,
     udp_events: [u64; UDP_EVENTS.len()],
     /// UDP datagrams received, and their bytes (UDP payload).
     pub udp_in: (u64, u64),
@@ -275,6 +366,7 @@ impl Metrics {
             "# HELP phonebook_udp_bytes_total UDP payload bytes.\n# TYPE phonebook_udp_bytes_total counter\nphonebook_udp_bytes_total{{direction=\"in\"}} {}\nphonebook_udp_bytes_total{{direction=\"out\"}} {}\n",
             self.udp_in.1, self.udp_out.1
         );
+        self.relay.render(&mut s);
         let _ = write!(
             s,
             "# HELP phonebook_udp_packets_total UDP datagrams.\n# TYPE phonebook_udp_packets_total counter\nphonebook_udp_packets_total{{direction=\"in\"}} {}\nphonebook_udp_packets_total{{direction=\"out\"}} {}\n",

@@ -11,10 +11,10 @@ use std::time::Duration;
 use peer::net::relay::RelayError;
 use peer::net::traversal::{PathKind, Traversal, TraversalConfig};
 use peer::phonebook::PhoneBookConfig;
+use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::{
-    DEFAULT_CHUNK_SIZE, DownloadConfig, Endpoint, EndpointConfig, FileHash, Identity,
-    MemoryStore, PeerId, PhoneBook, PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server,
-    Source, Visibility,
+    DownloadConfig, Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook,
+    PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
 };
 use phonebook_proto::relay::CloseReason;
 use pi_server::config::Config;
@@ -90,7 +90,12 @@ impl Player {
         )
         .unwrap();
         let store = Arc::new(MemoryStore::default());
-        let _server = Server::spawn(endpoint.clone(), store.clone(), ServeConfig::default(), None);
+        let _server = Server::spawn(
+            endpoint.clone(),
+            store.clone(),
+            ServeConfig::default(),
+            None,
+        );
         Self {
             endpoint,
             book,
@@ -114,7 +119,11 @@ impl Player {
             .register(port, visibility, friends)
             .await
             .expect("registered");
-        assert_eq!(self.book.relay_books().len(), 1, "the answer announces the relay");
+        assert_eq!(
+            self.book.relay_books().len(),
+            1,
+            "the answer announces the relay"
+        );
     }
 
     fn pool(&self) -> Arc<Pool> {
@@ -167,9 +176,16 @@ fn a_player_without_a_direct_path_is_fetched_from_through_the_relay() {
         };
         let before = relay_bytes_in(&pb);
         let dest = dir.join("relayed.bin");
-        peer::download(&pool, hash, &[source], &dest, DownloadConfig::default(), None)
-            .await
-            .expect("downloaded through the relay");
+        peer::download(
+            &pool,
+            hash,
+            &[source],
+            &dest,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .expect("downloaded through the relay");
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         let path = pool.path(&target.id()).expect("path recorded");
         assert_eq!(path.kind, PathKind::Relayed);
@@ -296,9 +312,16 @@ fn a_relayed_connection_moves_to_a_direct_path_without_losing_the_transfer() {
             assert!(paths.set_direct(vaddr, direct));
         });
         let dest = dir.join("moved.bin");
-        peer::download(&pool, hash, &[source], &dest, DownloadConfig::default(), None)
-            .await
-            .expect("the transfer survives the move");
+        peer::download(
+            &pool,
+            hash,
+            &[source],
+            &dest,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .expect("the transfer survives the move");
         mover.await;
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         // After the move nothing more goes through the relay.
@@ -311,9 +334,16 @@ fn a_relayed_connection_moves_to_a_direct_path_without_losing_the_transfer() {
             key: target.id(),
             candidates: Vec::new(),
         };
-        peer::download(&pool, hash2, &[source], &dest2, DownloadConfig::default(), None)
-            .await
-            .expect("second file over the moved connection");
+        peer::download(
+            &pool,
+            hash2,
+            &[source],
+            &dest2,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .expect("second file over the moved connection");
         assert_eq!(std::fs::read(&dest2).unwrap(), data2);
         let grew = relay_bytes_in(&pb) - after_move;
         assert!(

@@ -7,6 +7,7 @@
 mod audit;
 mod lookup;
 mod register;
+pub mod relay;
 pub mod udp;
 
 use crate::addr;
@@ -77,6 +78,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The UDP service's state.
     pub udp: udp::UdpState,
+    /// The relay, as register answers announce it (`None`: off).
+    pub relay: Option<relay::RelayInfo>,
     ip_limit: Limiter,
     key_limit: Limiter,
     audit: Audit,
@@ -153,6 +156,7 @@ impl App {
             ip_limit: Limiter::new(config.rate_ip, config.rate_ip_burst),
             key_limit: Limiter::new(config.rate_key, config.rate_key_burst),
             udp: udp::UdpState::new(config.udp_rate, config.udp_rate_burst, config.punch_rate),
+            relay: None,
             table,
             tokens: TokenKey::new(secret),
             metrics: Metrics::default(),

@@ -177,9 +177,9 @@ impl App {
                     reregister_in,
                     token,
                     udp_port: Some(self.udp.port),
-                    relay_port: None,
-                    relay_host: None,
-                    relay_cert: None,
+                    relay_port: self.relay.as_ref().map(|r| r.port),
+                    relay_host: self.relay.as_ref().and_then(|r| r.host.clone()),
+                    relay_cert: self.relay.as_ref().map(|r| r.cert_sha256.clone()),
                 };
                 Answer::ok(a.serialize_json().into_bytes())
             }

@@ -77,6 +77,21 @@ impl UdpState {
         }
     }
 
+    /// The keep-alive address of `slot`'s registration by `key`, if fresh.
+    pub fn mapping_of(
+        &self,
+        slot: u32,
+        key: [u8; 32],
+        now: Now,
+        ttl_secs: u32,
+    ) -> Option<SocketAddr> {
+        let ttl_ms = u64::from(ttl_secs) * 1000;
+        self.mappings
+            .get(&slot)
+            .filter(|m| m.key == key && now.mono_ms.saturating_sub(m.last_ms) <= ttl_ms)
+            .map(|m| m.addr)
+    }
+
     /// Keep-alive mappings held.
     pub fn mappings(&self) -> usize {
         self.mappings.len()

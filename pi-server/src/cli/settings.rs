@@ -80,7 +80,7 @@ macro_rules! bool_setting {
 }
 
 /// Every setting, in help and `--print-config` order.
-pub(super) static SETTINGS: [Setting; 32] = [
+pub(super) static SETTINGS: [Setting; 39] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -357,6 +357,77 @@ pub(super) static SETTINGS: [Setting; 32] = [
         Kind::Secs,
         UDP_MAPPING_TTL_RANGE,
         "Seconds a peer's keep-alive address is used after its last keep-alive."
+    ),
+    Setting {
+        name: "relay-listen",
+        kind: Kind::Addr,
+        doc: "The relay for peers without a direct path (TLS over TCP; port 443 gets through \
+              strict networks): off or ADDR:PORT such as [::]:443. Open this TCP port too.",
+        range: None,
+        set: |c, v| {
+            c.relay_listen = match v {
+                "off" | "" => None,
+                v => Some(v.parse().map_err(|_| {
+                    "must be off or an address and port such as [::]:443".to_string()
+                })?),
+            };
+            Ok(())
+        },
+        get: |c| c.relay_listen.map_or("off".into(), |a| a.to_string()),
+    },
+    Setting {
+        name: "relay-host",
+        kind: Kind::Path,
+        doc: "The relay's host name for peers when it is not the phone book's host (empty: \
+              the phone book's).",
+        range: None,
+        set: |c, v| {
+            if v.len() > 253
+                || v.contains(|ch: char| !(ch.is_ascii_alphanumeric() || ".-:[]".contains(ch)))
+            {
+                return Err("must be a host name or address".to_string());
+            }
+            c.relay_host = (!v.is_empty()).then(|| v.to_owned());
+            Ok(())
+        },
+        get: |c| c.relay_host.clone().unwrap_or_default(),
+    },
+    int_setting!(
+        "relay-max-connections",
+        relay_max_connections,
+        Kind::Count,
+        RELAY_CONNECTIONS_RANGE,
+        "Most relay connections at once."
+    ),
+    int_setting!(
+        "relay-max-sessions",
+        relay_max_sessions,
+        Kind::Count,
+        RELAY_SESSIONS_RANGE,
+        "Most relay sessions (open or opening) per relay connection."
+    ),
+    int_setting!(
+        "relay-rate",
+        relay_rate,
+        Kind::Bytes,
+        RELAY_RATE_RANGE,
+        "Bytes per second one relay connection may send (10 Mbit/s by default; 0 means \
+         unlimited)."
+    ),
+    int_setting!(
+        "relay-rate-total",
+        relay_rate_total,
+        Kind::Bytes,
+        RELAY_RATE_RANGE,
+        "Bytes per second the relay carries in all (20 Mbit/s by default, a share of a home \
+         uplink; 0 means unlimited)."
+    ),
+    int_setting!(
+        "relay-idle",
+        relay_idle,
+        Kind::Secs,
+        RELAY_IDLE_RANGE,
+        "Seconds a relay connection may stay silent before it is closed."
     ),
 ];
 

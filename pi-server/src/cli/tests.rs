@@ -77,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 32] = [
+    let values: [(&str, &str); 39] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -110,6 +110,13 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("udp-rate-burst", "6"),
         ("punch-rate", "2"),
         ("udp-mapping-ttl", "120"),
+        ("relay-listen", "127.0.0.1:4443"),
+        ("relay-host", "relay.example.org"),
+        ("relay-max-connections", "17"),
+        ("relay-max-sessions", "18"),
+        ("relay-rate", "19"),
+        ("relay-rate-total", "20"),
+        ("relay-idle", "21"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -527,7 +534,7 @@ fn every_numeric_setting_has_its_range_in_help_and_enforced() {
         panic!()
     };
     let numeric: Vec<_> = SETTINGS.iter().filter(|s| s.range.is_some()).collect();
-    assert_eq!(numeric.len(), 23);
+    assert_eq!(numeric.len(), 28);
     let d = Config::default();
     for setting in numeric {
         let r = setting.range.clone().unwrap();

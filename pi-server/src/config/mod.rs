@@ -91,6 +91,20 @@ pub struct Config {
     pub punch_rate: u32,
     /// Seconds a keep-alive mapping is used after the last keep-alive.
     pub udp_mapping_ttl: u32,
+    /// The relay's TLS listener (docs/PROTOCOL.md "Relay"); `None`: no relay.
+    pub relay_listen: Option<SocketAddr>,
+    /// The relay's public host name, sent to peers when it is not the phone book's host.
+    pub relay_host: Option<String>,
+    /// Most relay connections at once.
+    pub relay_max_connections: u32,
+    /// Most sessions (open or opening) per relay connection.
+    pub relay_max_sessions: u32,
+    /// Bytes per second one relay connection may send through the relay (0: unlimited).
+    pub relay_rate: u32,
+    /// Bytes per second the relay carries in total (0: unlimited).
+    pub relay_rate_total: u32,
+    /// Seconds a relay connection may stay silent before it is closed.
+    pub relay_idle: u32,
 }
 
 impl Default for Config {
@@ -128,6 +142,13 @@ impl Default for Config {
             udp_rate_burst: 40,
             punch_rate: 5,
             udp_mapping_ttl: 300,
+            relay_listen: None,
+            relay_host: None,
+            relay_max_connections: 256,
+            relay_max_sessions: 16,
+            relay_rate: 1_250_000,
+            relay_rate_total: 2_500_000,
+            relay_idle: 60,
         }
     }
 }

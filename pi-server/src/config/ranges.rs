@@ -37,3 +37,11 @@ pub const UDP_MAPPING_TTL_RANGE: RangeInclusive<u32> = 30..=3600;
 /// `punch-rate`, punch requests per second per requester and per target (at least 1: the
 /// service is useless without it; turn UDP off with `udp-listen = off` instead).
 pub const PUNCH_RATE_RANGE: RangeInclusive<u32> = 1..=10_000;
+/// `relay-max-connections`.
+pub const RELAY_CONNECTIONS_RANGE: RangeInclusive<u32> = 1..=100_000;
+/// `relay-max-sessions`, per connection.
+pub const RELAY_SESSIONS_RANGE: RangeInclusive<u32> = 1..=1024;
+/// `relay-rate` and `relay-rate-total`, bytes per second (0: unlimited).
+pub const RELAY_RATE_RANGE: RangeInclusive<u32> = 0..=4_000_000_000;
+/// `relay-idle`, seconds.
+pub const RELAY_IDLE_RANGE: RangeInclusive<u32> = 10..=3600;

@@ -11,6 +11,7 @@
 mod conn;
 mod conns;
 mod persist;
+mod relay;
 mod udp;
 mod verify;
 
@@ -62,6 +63,7 @@ impl Shared {
 pub struct Server {
     listener: Async<TcpListener>,
     udp: Option<udp::UdpSockets>,
+    relay: Option<relay::Bound>,
     shared: Rc<Shared>,
 }
 
@@ -81,6 +83,7 @@ impl Server {
         // TIME_WAIT (async-io's own bind does not).
         let listener = Async::new(TcpListener::bind(config.listen)?)?;
         let udp = udp::bind_all(&config, listener.get_ref().local_addr()?)?;
+        let relay = relay::bind(&config)?;
         let start = Instant::now();
         let max_conns = config.max_connections as usize;
         let mut app = persist::load(config)?;
@@ -91,10 +94,13 @@ impl Server {
                 None => 0,
             };
         }
+        let (relay, info) = relay.map_or((None, None), |(b, i)| (Some(b), Some(i)));
+        app.relay = info;
         let changes = app.table.changes();
         Ok(Server {
             listener,
             udp,
+            relay,
             shared: Rc::new(Shared {
                 app: RefCell::new(app),
                 input: RefCell::new(Vec::new()),
@@ -105,6 +111,11 @@ impl Server {
                 snapshot_changes: Cell::new(changes),
             }),
         })
+    }
+
+    /// The relay's address, if it is on.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref()?.local_addr()
     }
 
     /// The UDP service's address, if it is on.
@@ -123,7 +134,7 @@ impl Server {
     /// Serves until `shutdown` completes, then closes connections and writes a final
     /// snapshot.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        let ex = LocalExecutor::new();
+        let ex = Rc::new(LocalExecutor::new());
         let shared = self.shared.clone();
         let listener = self.listener;
         {
@@ -138,8 +149,10 @@ impl Server {
         }
         let accept = accept_loop(&ex, shared.clone(), listener);
         let mut udp_tasks = Vec::new();
+        let mut udp_main = None;
         if let Some(u) = self.udp {
             let main = Rc::new(u.main);
+            udp_main = Some(main.clone());
             log::info!(
                 "UDP service on {} (second port {})",
                 main.get_ref().local_addr()?,
@@ -149,6 +162,12 @@ impl Server {
             if let Some(alt) = u.alt {
                 udp_tasks.push(ex.spawn(udp::serve(shared.clone(), Rc::new(alt), main)));
             }
+        }
+        if let Some(r) = self.relay {
+            if let Some(a) = r.local_addr() {
+                log::info!("relay on TCP {a} (TLS)");
+            }
+            udp_tasks.push(ex.spawn(relay::serve(ex.clone(), shared.clone(), r, udp_main)));
         }
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());

@@ -74,7 +74,7 @@ pub fn bind_all(config: &Config, http: SocketAddr) -> io::Result<Option<UdpSocke
 
 /// Sends `bytes` to `to` from `socket` (an IPv4 destination of a dual-stack socket is written
 /// IPv4-mapped).
-fn send(socket: &Async<UdpSocket>, bytes: &[u8], to: SocketAddr) {
+pub(crate) fn send(socket: &Async<UdpSocket>, bytes: &[u8], to: SocketAddr) {
     let to = match (socket.get_ref().local_addr(), to) {
         (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
             SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())

@@ -213,7 +213,11 @@ impl RelayConn {
                     smol::Timer::after(every).await;
                     let Some(c) = weak.upgrade() else { return };
                     c.close_idle_sessions();
-                    if tx.send(encode(&Frame::Ping { nonce: [0; 8] })).await.is_err() {
+                    if tx
+                        .send(encode(&Frame::Ping { nonce: [0; 8] }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -258,9 +258,8 @@ impl RelayPaths {
 
     /// Takes a relayed datagram for quinn, or registers `waker` for the next one.
     pub(crate) fn take(&self, waker: &Waker) -> Option<(SocketAddr, Vec<u8>)> {
-        if !self.active.load(Ordering::Acquire) {
-            return None;
-        }
+        // The waker is kept even while no route exists: the first relayed datagram must wake
+        // an endpoint that sleeps on its socket.
         let mut inner = self.lock();
         match inner.inbox.pop_front() {
             Some((id, d)) => Some((virtual_addr(id), d)),

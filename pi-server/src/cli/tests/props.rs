@@ -86,8 +86,15 @@ fn arb_config() -> impl Strategy<Value = Config> {
             1u32..=10_000,
             30u32..=3600,
         ),
+        (
+            proptest::option::of((any::<IpAddr>(), any::<u16>()).prop_map(SocketAddr::from)),
+            proptest::option::of(Just("relay.example.org".to_string())),
+            (1u32..=100_000, 1u32..=1024),
+            (0u32..=4_000_000_000, 0u32..=4_000_000_000),
+            10u32..=3600,
+        ),
     )
-        .prop_map(|(a, b, c, d, e, f, g, u)| Config {
+        .prop_map(|(a, b, c, d, e, f, g, u, r)| Config {
             listen: a.0,
             snapshot: a.1.map(PathBuf::from),
             snapshot_interval: b.0,
@@ -120,6 +127,13 @@ fn arb_config() -> impl Strategy<Value = Config> {
             udp_rate_burst: u.2.1,
             punch_rate: u.3,
             udp_mapping_ttl: u.4,
+            relay_listen: r.0,
+            relay_host: r.1,
+            relay_max_connections: r.2.0,
+            relay_max_sessions: r.2.1,
+            relay_rate: r.3.0,
+            relay_rate_total: r.3.1,
+            relay_idle: r.4,
         })
 }
 

@@ -1,0 +1,894 @@
+//! The relay's connections (docs/PROTOCOL.md "Relay"): TLS 1.3 over TCP, frames of
+//! `phonebook_proto::relay`, sessions paired between two authenticated peers, datagrams copied
+//! from one to the other. Who may use it and whom an open may reach is decided by
+//! [`App::relay_auth`](crate::api::App::relay_auth) and
+//! [`App::relay_open`](crate::api::App::relay_open).
+//!
+//! Bounded everywhere: connections (`relay-max-connections`), sessions per connection
+//! (`relay-max-sessions`), tickets (at most one per opening session), each connection's
+//! outbound queue ([`QUEUE`] frames: a datagram for a full queue is dropped, as a full UDP
+//! buffer would, and QUIC recovers it), bandwidth per connection and in total (token buckets:
+//! a connection over its rate is simply not read until it has tokens again, so TCP slows the
+//! sender), and silence (`relay-idle`). A peer that breaks the protocol gets `Refused` and is
+//! cut off with a logged reason; nothing it sends affects other connections.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use phonebook_proto::relay::{CloseReason, Frame, RefuseReason};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::cell::RefCell;
+
+use super::Shared;
+use crate::api::relay::{RelayInfo, RelayPeer};
+use crate::metrics::RelayRefusal;
+
+/// Frames waiting to be written to one connection.
+pub const QUEUE: usize = 1024;
+/// Time allowed for the TLS handshake and the Hello.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a target has to accept a session.
+pub const ACCEPT_TIMEOUT_MS: u64 = 10_000;
+/// Bytes gathered into one TLS write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes read from TLS at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The relay's certificate and key.
+pub struct Identity {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("relay::Identity(key hidden)")
+    }
+}
+
+impl Identity {
+    /// SHA-256 of the certificate, lowercase hex: `relayCert`.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.cert.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn generate() -> io::Result<Self> {
+        let key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+        let params = rcgen::CertificateParams::new(vec!["ffxiv-p2p-relay".to_owned()])
+            .map_err(io::Error::other)?;
+        let cert = params.self_signed(&key).map_err(io::Error::other)?;
+        Ok(Self {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        })
+    }
+
+    /// The identity kept in `file` (PEM: key, then certificate), made and stored durably on
+    /// first use, so the pin that peers hold survives restarts; without a file, a new one.
+    pub fn load_or_create(file: Option<&Path>) -> io::Result<Self> {
+        let Some(file) = file else {
+            return Self::generate();
+        };
+        match std::fs::read(file) {
+            Ok(pem) => {
+                let bad = |what: &str| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("relay identity {}: {what}", file.display()),
+                    )
+                };
+                let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| bad("no private key"))?;
+                let cert =
+                    CertificateDer::from_pem_slice(&pem).map_err(|_| bad("no certificate"))?;
+                Ok(Self { cert, key })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let id = Self::generate()?;
+                let mut pem = Vec::new();
+                let b64 = |der: &[u8]| {
+                    let text = phonebook_proto::b64::encode(der);
+                    text.as_bytes()
+                        .chunks(64)
+                        .map(|l| String::from_utf8_lossy(l).into_owned() + "\n")
+                        .collect::<String>()
+                };
+                pem.extend_from_slice(b"-----BEGIN PRIVATE KEY-----\n");
+                pem.extend_from_slice(b64(id.key.secret_der()).as_bytes());
+                pem.extend_from_slice(b"-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\n");
+                pem.extend_from_slice(b64(id.cert.as_ref()).as_bytes());
+                pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+                write_private(file, &pem)?;
+                Ok(id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn tls(&self) -> io::Result<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut c = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![self.cert.clone()], self.key.clone_key())
+            .map_err(io::Error::other)?;
+        c.alpn_protocols = vec![phonebook_proto::relay::ALPN.to_vec()];
+        Ok(c)
+    }
+}
+
+/// Writes `bytes` to `path` durably (temporary file, fsync, rename, fsync of the folder),
+/// readable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The bound relay.
+#[derive(Debug)]
+pub struct Bound {
+    listener: Async<TcpListener>,
+    identity: Identity,
+}
+
+impl Bound {
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.get_ref().local_addr().ok()
+    }
+}
+
+/// Binds the relay if configured; what register answers announce.
+pub fn bind(config: &crate::config::Config) -> io::Result<Option<(Bound, RelayInfo)>> {
+    let Some(addr) = config.relay_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen for the relay on TCP {addr} (relay-listen): {e}"),
+        )
+    })?;
+    let port = listener.local_addr()?.port();
+    let file = config
+        .snapshot
+        .as_ref()
+        .map(|s| s.with_extension("relay-identity.pem"));
+    let identity = Identity::load_or_create(file.as_deref())?;
+    let info = RelayInfo {
+        port,
+        host: config.relay_host.clone(),
+        cert_sha256: identity.fingerprint(),
+    };
+    Ok(Some((
+        Bound {
+            listener: Async::new(listener)?,
+            identity,
+        },
+        info,
+    )))
+}
+
+/// A token bucket in bytes.
+#[derive(Debug)]
+struct Bucket {
+    rate: u64,
+    tokens: i64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Bucket {
+            rate: u64::from(rate),
+            tokens: Self::burst_of(u64::from(rate)),
+            last_ms: 0,
+        }
+    }
+
+    fn burst_of(rate: u64) -> i64 {
+        (rate / 4).max(64 * 1024) as i64
+    }
+
+    /// Takes `n` bytes; how long to wait before reading more.
+    fn take(&mut self, n: usize, now_ms: u64) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = now_ms;
+        let refill = (elapsed.saturating_mul(self.rate) / 1000) as i64;
+        self.tokens = (self.tokens + refill).min(Self::burst_of(self.rate)) - n as i64;
+        if self.tokens >= 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis((-self.tokens) as u64 * 1000 / self.rate)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: async_channel::Sender<Vec<u8>>,
+    peer: RelayPeer,
+    /// Our session number -> the paired connection and its number (`None` while opening).
+    sessions: HashMap<u32, Option<(u64, u32)>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    from: u64,
+    session: u32,
+    target: RelayPeer,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct Hub {
+    conns: HashMap<u64, Entry>,
+    listeners: HashMap<u32, u64>,
+    pending: HashMap<[u8; 16], Pending>,
+    next: u64,
+    total: Bucket,
+}
+
+fn frame(f: &Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    f.encode(&mut out);
+    out
+}
+
+impl Hub {
+    fn send(&self, to: u64, bytes: Vec<u8>) -> bool {
+        self.conns
+            .get(&to)
+            .is_some_and(|e| e.tx.try_send(bytes).is_ok())
+    }
+
+    /// Unpairs `session` of `id`; tells the other side with `reason`.
+    fn close(&mut self, id: u64, session: u32, reason: CloseReason) -> bool {
+        let Some(paired) = self
+            .conns
+            .get_mut(&id)
+            .and_then(|e| e.sessions.remove(&session))
+        else {
+            return false;
+        };
+        match paired {
+            Some((peer, psession)) => {
+                if let Some(e) = self.conns.get_mut(&peer) {
+                    e.sessions.remove(&psession);
+                }
+                self.send(
+                    peer,
+                    frame(&Frame::Close {
+                        session: psession,
+                        reason,
+                    }),
+                );
+                true
+            }
+            None => {
+                self.pending
+                    .retain(|_, p| !(p.from == id && p.session == session));
+                false
+            }
+        }
+    }
+}
+
+/// Accepts relay connections until dropped.
+pub async fn serve(
+    ex: Rc<LocalExecutor<'static>>,
+    shared: Rc<Shared>,
+    bound: Bound,
+    udp: Option<Rc<Async<UdpSocket>>>,
+) {
+    let tls = match bound.identity.tls() {
+        Ok(c) => futures_rustls::TlsAcceptor::from(Arc::new(c)),
+        Err(e) => {
+            log::error!("relay TLS setup failed: {e}");
+            return;
+        }
+    };
+    let (total, max) = {
+        let app = shared.app.borrow();
+        (
+            app.config.relay_rate_total,
+            app.config.relay_max_connections as usize,
+        )
+    };
+    let hub = Rc::new(RefCell::new(Hub {
+        conns: HashMap::new(),
+        listeners: HashMap::new(),
+        pending: HashMap::new(),
+        next: 1,
+        total: Bucket::new(total),
+    }));
+    let sweeper = {
+        let (hub, shared) = (hub.clone(), shared.clone());
+        async move {
+            loop {
+                Timer::after(Duration::from_secs(1)).await;
+                let now = shared.now().mono_ms;
+                let mut h = hub.borrow_mut();
+                let expired: Vec<[u8; 16]> = h
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.deadline_ms <= now)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for t in expired {
+                    if let Some(p) = h.pending.remove(&t) {
+                        if let Some(e) = h.conns.get_mut(&p.from) {
+                            e.sessions.remove(&p.session);
+                        }
+                        h.send(
+                            p.from,
+                            frame(&Frame::Close {
+                                session: p.session,
+                                reason: CloseReason::Timeout,
+                            }),
+                        );
+                        shared
+                            .app
+                            .borrow_mut()
+                            .metrics
+                            .relay
+                            .refuse(RelayRefusal::Timeout);
+                    }
+                }
+            }
+        }
+    };
+    let accept = async {
+        loop {
+            let (stream, _) = match bound.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::warn!("relay accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if hub.borrow().conns.len() >= max {
+                shared
+                    .app
+                    .borrow_mut()
+                    .metrics
+                    .relay
+                    .refuse(RelayRefusal::Full);
+                // Told after the handshake, so the peer knows why.
+                let tls = tls.clone();
+                ex.spawn(async move {
+                    if let Ok(Ok(mut s)) = async { Ok(tls.accept(stream).await) }
+                        .or(async {
+                            Timer::after(HANDSHAKE_TIMEOUT).await;
+                            Err(())
+                        })
+                        .await
+                    {
+                        let _ = s
+                            .write_all(&frame(&Frame::Refused {
+                                reason: RefuseReason::Full,
+                            }))
+                            .await;
+                        let _ = s.close().await;
+                    }
+                })
+                .detach();
+                continue;
+            }
+            let (tls, hub, shared, udp) = (tls.clone(), hub.clone(), shared.clone(), udp.clone());
+            ex.spawn(async move {
+                let id = {
+                    let mut h = hub.borrow_mut();
+                    h.next += 1;
+                    h.next
+                };
+                if let Err(why) =
+                    connection(id, stream, tls, hub.clone(), shared.clone(), udp).await
+                {
+                    log::info!("relay connection {id} cut off: {why}");
+                }
+                end(id, &hub, &shared);
+            })
+            .detach();
+        }
+    };
+    accept.or(sweeper).await;
+}
+
+/// Removes connection `id`: its sessions end for the other sides.
+fn end(id: u64, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
+    let mut h = hub.borrow_mut();
+    let sessions: Vec<u32> = h
+        .conns
+        .get(&id)
+        .map(|e| e.sessions.keys().copied().collect())
+        .unwrap_or_default();
+    let mut paired = 0;
+    for s in sessions {
+        if h.close(id, s, CloseReason::Gone) {
+            paired += 1;
+        }
+    }
+    if let Some(e) = h.conns.remove(&id) {
+        if h.listeners.get(&e.peer.slot) == Some(&id) {
+            h.listeners.remove(&e.peer.slot);
+        }
+        e.tx.close();
+    }
+    let mut app = shared.app.borrow_mut();
+    app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired);
+    app.metrics.relay.connections = h.conns.len() as u64;
+}
+
+/// Why a connection was cut off.
+type Why = String;
+
+async fn connection(
+    id: u64,
+    stream: Async<std::net::TcpStream>,
+    tls: futures_rustls::TlsAcceptor,
+    hub: Rc<RefCell<Hub>>,
+    shared: Rc<Shared>,
+    udp: Option<Rc<Async<UdpSocket>>>,
+) -> Result<(), Why> {
+    let _ = stream.get_ref().set_nodelay(true);
+    let timeout = |d: Duration| async move {
+        Timer::after(d).await;
+        Err::<(), Why>("silent for too long".into())
+    };
+    let mut s = async {
+        tls.accept(stream)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))
+    }
+    .or(async {
+        Timer::after(HANDSHAKE_TIMEOUT).await;
+        Err("no TLS handshake in time".into())
+    })
+    .await?;
+    // Hello.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let token = loop {
+        match Frame::decode(&buf) {
+            Ok(Some((Frame::Hello { token }, used))) => {
+                buf.drain(..used);
+                break token;
+            }
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                refuse(&mut s, &shared, RefuseReason::Protocol).await;
+                return Err("first frame is not a Hello".into());
+            }
+        }
+        let n = async { s.read(&mut chunk).await.map_err(|e| e.to_string()) }
+            .or(async {
+                Timer::after(HANDSHAKE_TIMEOUT).await;
+                Err("no Hello in time".into())
+            })
+            .await?;
+        if n == 0 {
+            return Err("closed before Hello".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let now = shared.now();
+    let Some(peer) = shared.app.borrow_mut().relay_auth(&token, now) else {
+        refuse(&mut s, &shared, RefuseReason::Unauthenticated).await;
+        return Err("token not valid".into());
+    };
+    let (idle, rate, max_sessions) = {
+        let app = shared.app.borrow();
+        (
+            app.config.relay_idle,
+            app.config.relay_rate,
+            app.config.relay_max_sessions as usize,
+        )
+    };
+    s.write_all(&frame(&Frame::Welcome {
+        idle_secs: idle.min(u32::from(u16::MAX)) as u16,
+    }))
+    .await
+    .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = async_channel::bounded::<Vec<u8>>(QUEUE);
+    {
+        let mut h = hub.borrow_mut();
+        h.conns.insert(
+            id,
+            Entry {
+                tx: tx.clone(),
+                peer,
+                sessions: HashMap::new(),
+            },
+        );
+        shared.app.borrow_mut().metrics.relay.connections = h.conns.len() as u64;
+    }
+    let (mut reader, mut writer) = futures_lite::io::split(s);
+    let shared_w = shared.clone();
+    let write = async move {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while let Ok(first) = rx.recv().await {
+            batch.clear();
+            batch.extend_from_slice(&first);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => batch.extend_from_slice(&f),
+                    Err(_) => break,
+                }
+            }
+            shared_w.app.borrow_mut().metrics.relay.bytes_out += batch.len() as u64;
+            if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.close().await;
+        Ok::<(), Why>(())
+    };
+    let read = async move {
+        let mut own = Bucket::new(rate);
+        let idle = Duration::from_secs(u64::from(idle));
+        loop {
+            let mut start = 0;
+            loop {
+                let decoded = Frame::decode(&buf[start..]);
+                match decoded {
+                    Ok(Some((f, used))) => {
+                        on_frame(id, peer, f, &hub, &shared, udp.as_deref(), max_sessions)?;
+                        start += used;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.try_send(frame(&Frame::Refused {
+                            reason: RefuseReason::Protocol,
+                        }));
+                        shared
+                            .app
+                            .borrow_mut()
+                            .metrics
+                            .relay
+                            .refuse(RelayRefusal::Protocol);
+                        // Give the writer a moment to say why.
+                        Timer::after(Duration::from_millis(50)).await;
+                        return Err(format!("malformed frame: {e}"));
+                    }
+                }
+            }
+            buf.drain(..start);
+            let n = async { reader.read(&mut chunk).await.map_err(|e| e.to_string()) }
+                .or(async {
+                    timeout(idle).await?;
+                    Ok(0)
+                })
+                .await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let now = shared.now().mono_ms;
+            shared.app.borrow_mut().metrics.relay.bytes_in += n as u64;
+            let wait = own.take(n, now).max(hub.borrow_mut().total.take(n, now));
+            if !wait.is_zero() {
+                Timer::after(wait).await;
+            }
+        }
+    };
+    read.or(write).await
+}
+
+async fn refuse(
+    s: &mut futures_rustls::server::TlsStream<Async<std::net::TcpStream>>,
+    shared: &Rc<Shared>,
+    reason: RefuseReason,
+) {
+    if reason == RefuseReason::Protocol {
+        shared
+            .app
+            .borrow_mut()
+            .metrics
+            .relay
+            .refuse(RelayRefusal::Protocol);
+    }
+    let _ = s.write_all(&frame(&Frame::Refused { reason })).await;
+    let _ = s.flush().await;
+    let _ = s.close().await;
+}
+
+fn random16() -> [u8; 16] {
+    let mut t = [0u8; 16];
+    getrandom::fill(&mut t).expect("OS random generator");
+    t
+}
+
+/// Handles one frame of connection `id`; an error cuts it off.
+fn on_frame(
+    id: u64,
+    peer: RelayPeer,
+    f: Frame<'_>,
+    hub: &Rc<RefCell<Hub>>,
+    shared: &Rc<Shared>,
+    udp: Option<&Async<UdpSocket>>,
+    max_sessions: usize,
+) -> Result<(), Why> {
+    let mut h = hub.borrow_mut();
+    let protocol = |what: &str| {
+        shared
+            .app
+            .borrow_mut()
+            .metrics
+            .relay
+            .refuse(RelayRefusal::Protocol);
+        if let Some(e) = h.conns.get(&id) {
+            let _ = e.tx.try_send(frame(&Frame::Refused {
+                reason: RefuseReason::Protocol,
+            }));
+        }
+        Err(what.to_owned())
+    };
+    match f {
+        Frame::Data { session, payload } => {
+            let pair = h
+                .conns
+                .get(&id)
+                .and_then(|e| e.sessions.get(&session).copied().flatten());
+            if let Some((to, their)) = pair {
+                let mut out = Vec::with_capacity(payload.len() + 8);
+                Frame::Data {
+                    session: their,
+                    payload,
+                }
+                .encode(&mut out);
+                if !h.send(to, out) {
+                    shared.app.borrow_mut().metrics.relay.dropped += 1;
+                }
+            }
+            // Data for a session that just closed or is still opening: dropped.
+            Ok(())
+        }
+        Frame::Ping { nonce } => {
+            h.send(id, frame(&Frame::Pong { nonce }));
+            Ok(())
+        }
+        Frame::Pong { .. } => Ok(()),
+        Frame::Listen => {
+            h.listeners.insert(peer.slot, id);
+            Ok(())
+        }
+        Frame::Open { session, target } => {
+            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
+                (e.sessions.len(), e.sessions.contains_key(&session))
+            });
+            if exists {
+                drop(h);
+                return protocol_cut(hub, shared, id, "session number reused");
+            }
+            if used >= max_sessions {
+                shared
+                    .app
+                    .borrow_mut()
+                    .metrics
+                    .relay
+                    .refuse(RelayRefusal::Limit);
+                h.send(
+                    id,
+                    frame(&Frame::Close {
+                        session,
+                        reason: CloseReason::Limit,
+                    }),
+                );
+                return Ok(());
+            }
+            let ticket = random16();
+            let now = shared.now();
+            let decided = shared
+                .app
+                .borrow_mut()
+                .relay_open(&peer.key, &target, ticket, now);
+            let target = match decided {
+                Ok(t) => t,
+                Err(reason) => {
+                    h.send(id, frame(&Frame::Close { session, reason }));
+                    return Ok(());
+                }
+            };
+            let listener = h.listeners.get(&target.peer.slot).copied().filter(|l| {
+                h.conns
+                    .get(l)
+                    .is_some_and(|e| e.peer.key == target.peer.key)
+            });
+            let told = match (listener, &target.call, udp) {
+                (Some(l), _, _) => match phonebook_proto::PublicKey::from_bytes(&peer.key) {
+                    Ok(requester) => h.send(l, frame(&Frame::Incoming { ticket, requester })),
+                    Err(_) => false,
+                },
+                (None, Some(call), Some(sock)) => {
+                    super::udp::send(sock, &call.bytes, call.to);
+                    let mut app = shared.app.borrow_mut();
+                    app.metrics.udp_out.0 += 1;
+                    app.metrics.udp_out.1 += call.bytes.len() as u64;
+                    true
+                }
+                _ => false,
+            };
+            if !told {
+                shared
+                    .app
+                    .borrow_mut()
+                    .metrics
+                    .relay
+                    .refuse(RelayRefusal::NoPath);
+                h.send(
+                    id,
+                    frame(&Frame::Close {
+                        session,
+                        reason: CloseReason::NoPath,
+                    }),
+                );
+                return Ok(());
+            }
+            if let Some(e) = h.conns.get_mut(&id) {
+                e.sessions.insert(session, None);
+            }
+            h.pending.insert(
+                ticket,
+                Pending {
+                    from: id,
+                    session,
+                    target: target.peer,
+                    deadline_ms: now.mono_ms + ACCEPT_TIMEOUT_MS,
+                },
+            );
+            Ok(())
+        }
+        Frame::Accept { session, ticket } => {
+            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
+                (e.sessions.len(), e.sessions.contains_key(&session))
+            });
+            if exists {
+                drop(h);
+                return protocol_cut(hub, shared, id, "session number reused");
+            }
+            let ok = h
+                .pending
+                .get(&ticket)
+                .is_some_and(|p| p.target.key == peer.key);
+            if !ok || used >= max_sessions {
+                h.send(
+                    id,
+                    frame(&Frame::Close {
+                        session,
+                        reason: if ok {
+                            CloseReason::Limit
+                        } else {
+                            CloseReason::Unknown
+                        },
+                    }),
+                );
+                return Ok(());
+            }
+            let p = h.pending.remove(&ticket).expect("checked above");
+            let waiting = h
+                .conns
+                .get(&p.from)
+                .is_some_and(|e| e.sessions.get(&p.session) == Some(&None));
+            if !waiting {
+                h.send(
+                    id,
+                    frame(&Frame::Close {
+                        session,
+                        reason: CloseReason::Gone,
+                    }),
+                );
+                return Ok(());
+            }
+            if let Some(e) = h.conns.get_mut(&p.from) {
+                e.sessions.insert(p.session, Some((id, session)));
+            }
+            if let Some(e) = h.conns.get_mut(&id) {
+                e.sessions.insert(session, Some((p.from, p.session)));
+            }
+            h.send(p.from, frame(&Frame::Opened { session: p.session }));
+            let mut app = shared.app.borrow_mut();
+            app.metrics.relay.sessions += 1;
+            app.metrics.relay.sessions_total += 1;
+            Ok(())
+        }
+        Frame::Close { session, .. } => {
+            if h.close(id, session, CloseReason::Normal) {
+                let mut app = shared.app.borrow_mut();
+                app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(1);
+            }
+            Ok(())
+        }
+        Frame::Hello { .. }
+        | Frame::Welcome { .. }
+        | Frame::Refused { .. }
+        | Frame::Incoming { .. }
+        | Frame::Opened { .. } => protocol("a frame peers do not send"),
+    }
+}
+
+fn protocol_cut(
+    hub: &Rc<RefCell<Hub>>,
+    shared: &Rc<Shared>,
+    id: u64,
+    what: &str,
+) -> Result<(), Why> {
+    shared
+        .app
+        .borrow_mut()
+        .metrics
+        .relay
+        .refuse(RelayRefusal::Protocol);
+    if let Some(e) = hub.borrow().conns.get(&id) {
+        let _ = e.tx.try_send(frame(&Frame::Refused {
+            reason: RefuseReason::Protocol,
+        }));
+    }
+    Err(what.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_pace_to_their_rate() {
+        let mut b = Bucket::new(1_000_000);
+        // The burst (a quarter second) passes at once, then the rate holds.
+        assert_eq!(b.take(250_000, 0), Duration::ZERO);
+        assert_eq!(b.take(100_000, 0), Duration::from_millis(100));
+        // 200 ms later, 200 kB more came in: 100 kB ahead of the debt.
+        assert_eq!(b.take(50_000, 200), Duration::ZERO);
+        let mut free = Bucket::new(0);
+        assert_eq!(free.take(usize::MAX / 2, 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_identity_survives_a_restart_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("relay-id-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.pem");
+        let a = Identity::load_or_create(Some(&file)).unwrap();
+        let b = Identity::load_or_create(Some(&file)).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+        assert!(a.tls().is_ok());
+        std::fs::write(&file, b"garbage").unwrap();
+        assert!(Identity::load_or_create(Some(&file)).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
