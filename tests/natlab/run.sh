@@ -213,7 +213,14 @@ trap 'echo "natlab: interrupted"; exit 130' INT
 trap 'echo "natlab: terminated"; exit 143' TERM
 
 # ---- building blocks --------------------------------------------------------------------------
-ns_add() { ip netns add "$1"; ip -n "$1" link set lo up; }
+# No duplicate address detection in the lab: an address (link-local ones included) would stay
+# "tentative" for a second or two after its link comes up, and neighbour discovery through it can
+# lose the first packets of the self-check (the IPv6 sites then look UDP-blocked).
+ns_add() {
+    ip netns add "$1"
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
+    ip -n "$1" link set lo up
+}
 # veth NS_A IF_A NS_B IF_B: a cable between two namespaces (created in them, never in the host's).
 veth() {
     ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
@@ -385,6 +392,7 @@ add_v6_site() { # side idx
     local side=$1 idx=$2
     local pl=nl-v6$side gw=nl-v6$side-gw
     ns_add "$pl"; ns_add "$gw"
+    router_common "$gw"
     plug "$gw" wan "s$idx"
     veth "$gw" lan "$pl" eth0
     ip -n "$gw" -6 addr add "2001:db8:ffff::$idx/64" dev wan nodad
@@ -394,7 +402,6 @@ add_v6_site() { # side idx
     ip -n "$pl" -6 route add default via "2001:db8:$idx::1"
     ip -n nl-inet -6 route add "2001:db8:$idx::/64" via "2001:db8:ffff::$idx"
     firewall6_rules | nsx "$gw" nft -f -
-    router_common "$gw"
     SITES+=("$pl"); SITE_TYPE[$pl]=v6; SITE_NS[$pl]=$pl; SITE_FAMILY[$pl]=6
     SITE_IP[$pl]=2001:db8:$idx::2; SITE_GW[$pl]=$gw; SITE_WAN[$pl]=2001:db8:ffff::$idx
 }
