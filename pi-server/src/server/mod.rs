@@ -178,8 +178,15 @@ impl Server {
             let _ = accept.or(ticker).or(snapshots).await;
         };
         ex.run(serve.or(shutdown)).await;
-        drop(verifier);
-        drop(udp_tasks);
+        // Cancelled on the executor, so their futures (the relay's holds the executor and its
+        // listener) are dropped now and every socket closes, not when the executor would be.
+        ex.run(async {
+            verifier.cancel().await;
+            for t in udp_tasks {
+                t.cancel().await;
+            }
+        })
+        .await;
         log::info!("stopping");
         shared.conns.borrow().close_all();
         persist::final_snapshot(&shared).await;

@@ -93,8 +93,12 @@ pub struct Relays {
     paths: Arc<RelayPaths>,
     spawner: Spawner,
     timeout: Duration,
-    conns: smol::lock::Mutex<HashMap<usize, Arc<RelayConn>>>,
+    /// One slot per phone book (by index), each with its own lock: connecting to one relay
+    /// (which may hang until `timeout`) never holds up another.
+    conns: std::sync::Mutex<HashMap<usize, Slot>>,
 }
+
+type Slot = Arc<smol::lock::Mutex<Option<Arc<RelayConn>>>>;
 
 impl Relays {
     /// Relays over `paths` (the endpoint's), tasks on `spawner`, each step bounded by
@@ -108,14 +112,25 @@ impl Relays {
         }
     }
 
+    fn slot(&self, index: usize) -> Slot {
+        self.conns
+            .lock()
+            .expect("not poisoned")
+            .entry(index)
+            .or_default()
+            .clone()
+    }
+
     /// The live connection to `book`'s relay, connecting if needed.
     pub async fn conn(&self, book: &RelayBook) -> Result<Arc<RelayConn>, RelayError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(&book.index)
+        let slot = self.slot(book.index);
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref()
             && c.is_alive()
         {
             return Ok(c.clone());
         }
+        *slot = None;
         let c = RelayConn::connect(
             book.addr,
             book,
@@ -124,7 +139,7 @@ impl Relays {
             self.timeout,
         )
         .await?;
-        conns.insert(book.index, c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 
@@ -156,15 +171,22 @@ impl Relays {
 
     /// Whether we hold a live connection to `book`'s relay.
     pub async fn is_connected(&self, book: &RelayBook) -> bool {
-        self.conns
-            .lock()
-            .await
-            .get(&book.index)
-            .is_some_and(|c| c.is_alive())
+        let slot = self.slot(book.index);
+        let slot = slot.lock().await;
+        slot.as_ref().is_some_and(|c| c.is_alive())
     }
 
     /// Closes every relay connection.
     pub async fn close_all(&self) {
-        self.conns.lock().await.clear();
+        let slots: Vec<Slot> = self
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            *slot.lock().await = None;
+        }
     }
 }

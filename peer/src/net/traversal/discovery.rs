@@ -92,11 +92,15 @@ impl Traversal {
     /// [`Traversal::discover_at`] with the first phone book we are registered with that
     /// answers; no answer from any: nothing learned.
     pub async fn discover(&self) -> Discovery {
-        for book in self.books() {
+        let books = self.books();
+        for book in books.iter() {
             let d = self.discover_at(book.addr).await;
             if d.reflexive.is_some() {
                 return d;
             }
+        }
+        if !books.is_empty() {
+            self.note_silent_round();
         }
         Discovery {
             reflexive: None,

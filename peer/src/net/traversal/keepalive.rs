@@ -118,7 +118,9 @@ impl Traversal {
     /// answer shows, if any.
     pub async fn keep_alive_once(&self) -> Option<SocketAddr> {
         let mut seen = None;
-        for book in self.books() {
+        let books = self.books();
+        let mut answered = false;
+        for book in books.iter() {
             let counter = self.next_counter();
             let bytes = Message::KeepAlive {
                 auth: book.token.auth,
@@ -128,10 +130,15 @@ impl Traversal {
             if let Some((from, Message::KeepAliveAnswer { observed, .. })) =
                 self.ask(book.addr, counter, &bytes).await
                 && from == book.addr
-                && seen.is_none()
             {
-                seen = Some(canonical(observed));
+                answered = true;
+                if seen.is_none() {
+                    seen = Some(canonical(observed));
+                }
             }
+        }
+        if !books.is_empty() && !answered {
+            self.note_silent_round();
         }
         seen
     }

@@ -62,8 +62,13 @@ pub struct TraversalConfig {
     pub punch_for: Duration,
     /// Keep-alive intervals.
     pub keepalive: KeepAlivePolicy,
-    /// How long a connection attempt waits for a direct path before it also tries a relay.
+    /// How long a connection attempt waits for a direct path before it also tries a relay
+    /// (at once when our UDP is known to be blocked, [`Traversal::udp_blocked`]).
     pub relay_after: Duration,
+    /// Delay between the relays of successive phone books in one attempt: the next one is
+    /// tried while the previous one still may answer, so a phone book that is down (or whose
+    /// packets vanish) costs this delay, not the whole connect timeout.
+    pub relay_stagger: Duration,
 }
 
 impl Default for TraversalConfig {
@@ -75,6 +80,7 @@ impl Default for TraversalConfig {
             punch_for: Duration::from_secs(4),
             keepalive: KeepAlivePolicy::default(),
             relay_after: Duration::from_secs(1),
+            relay_stagger: Duration::from_millis(750),
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct TraversalStats {
     pub relay_calls: AtomicU64,
     /// Connections that moved from a relay to a direct path.
     pub upgraded: AtomicU64,
+    /// Rounds of requests sent to every phone book we are registered with that none answered.
+    pub silent_rounds: AtomicU64,
 }
 
 /// NAT traversal for one endpoint.
@@ -345,6 +353,16 @@ impl Traversal {
     /// Whether any phone book ever answered us over UDP.
     pub fn udp_works(&self) -> bool {
         self.stats.answers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether our UDP is known to be blocked: a whole round of requests to our phone books
+    /// went unanswered and none ever answered. Connection attempts then go to a relay at once.
+    pub fn udp_blocked(&self) -> bool {
+        !self.udp_works() && self.stats.silent_rounds.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn note_silent_round(&self) {
+        self.stats.silent_rounds.fetch_add(1, Ordering::Relaxed);
     }
 
     fn next_counter(&self) -> u64 {

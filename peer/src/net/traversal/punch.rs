@@ -151,9 +151,11 @@ impl Traversal {
         }
 
         // Ask the phone books to tell the target.
+        let mut asked = 0usize;
         if let Some(name) = &target.name {
             let extra = self.extra_addrs();
             for book in self.books() {
+                asked += 1;
                 let counter = self.next_counter();
                 let bytes = Message::PunchRequest {
                     auth: book.token.auth,
@@ -202,18 +204,24 @@ impl Traversal {
             tasks.push(dial(*addr, *kind));
         }
 
-        // The relay, if no direct path opened within `relay_after` (happy eyeballs).
+        // The relays, if no direct path opened within `relay_after` (happy eyeballs; at once
+        // when our UDP is known to be blocked): one phone book's relay after another, each
+        // `relay_stagger` after the previous one, the first session to complete a handshake
+        // wins. Any phone book both players use will do, so one that is down costs a stagger.
         let relay_books = self.relay_books();
-        if let Some(name) = target.name.clone()
-            && !relay_books.is_empty()
-        {
-            let (me, tx, key) = (self.clone(), tx.clone(), target.key);
-            let after = self.config.relay_after;
-            tasks.push(spawner.spawn(async move {
-                smol::Timer::after(after).await;
-                let mut why = String::from("no relay");
-                for book in relay_books {
-                    let attempt = async {
+        let relay_tries = relay_books.len();
+        if let Some(name) = target.name.clone() {
+            let first = if self.udp_blocked() {
+                Duration::ZERO
+            } else {
+                self.config.relay_after
+            };
+            for (i, book) in relay_books.into_iter().enumerate() {
+                let (me, tx, key, name) = (self.clone(), tx.clone(), target.key, name.clone());
+                let after = first + self.config.relay_stagger * i as u32;
+                tasks.push(spawner.spawn(async move {
+                    smol::Timer::after(after).await;
+                    let result = async {
                         let vaddr = me
                             .relays()
                             .open(&book, &name)
@@ -226,23 +234,18 @@ impl Traversal {
                                 Err(e.to_string())
                             }
                         }
-                    };
-                    match attempt.await {
-                        Ok(done) => {
-                            let _ = tx.send(Event::Relayed(Ok(done))).await;
-                            return;
-                        }
-                        Err(e) => why = e,
                     }
-                }
-                let _ = tx.send(Event::Relayed(Err(why))).await;
-            }));
+                    .await;
+                    let _ = tx.send(Event::Relayed(result)).await;
+                }));
+            }
         }
 
         let mut redialled: HashSet<SocketAddr> = HashSet::new();
         let mut statuses: Vec<Option<PunchStatus>> = Vec::new();
         let mut heard_any = false;
         let mut relay_failed: Option<String> = None;
+        let mut relay_failures = 0usize;
         let mut tried: Vec<SocketAddr> = target.addrs.iter().map(|(a, _)| *a).collect();
         let wait_events = async {
             loop {
@@ -269,6 +272,7 @@ impl Traversal {
                     }
                     Event::Relayed(Err(e)) => {
                         log::debug!("relayed attempt failed: {e}");
+                        relay_failures += 1;
                         relay_failed = Some(e);
                     }
                     Event::Dialed(addr, _, Err(e)) => {
@@ -288,7 +292,12 @@ impl Traversal {
                             tasks.push(dial(addr, kind));
                         }
                     }
-                    Event::Status(s) => statuses.push(s),
+                    Event::Status(s) => {
+                        statuses.push(s);
+                        if statuses.len() == asked && statuses.iter().all(Option::is_none) {
+                            self.note_silent_round();
+                        }
+                    }
                 }
             }
         };
@@ -332,7 +341,7 @@ impl Traversal {
             return result;
         }
         if let Some(e) = &relay_failed {
-            log::debug!("no relay either: {e}");
+            log::debug!("no relay either ({relay_failures} of {relay_tries} failed; last: {e})");
         }
         let answered: Vec<PunchStatus> = statuses.iter().flatten().copied().collect();
         Err(

@@ -1,0 +1,153 @@
+//! Several phone books: two players registered with the same two phone books keep reaching each
+//! other through the relay of either when the other one is down, also when the dead one's
+//! relay port still accepts TCP and then stays silent (a host that vanished behind a port
+//! forward), which would otherwise hold the attempt until its connect timeout.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use peer::net::traversal::{PathKind, Traversal, TraversalConfig};
+use peer::phonebook::PhoneBookConfig;
+use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
+use peer::{
+    DownloadConfig, Endpoint, EndpointConfig, Identity, MemoryStore, PhoneBook, PinStore,
+    PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
+};
+use pi_server::config::Config;
+use pi_server::server::TestServer;
+
+fn phone_book() -> TestServer {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    };
+    TestServer::start(config).expect("pi-server starts")
+}
+
+struct Player {
+    endpoint: Arc<Endpoint>,
+    book: Arc<PhoneBook>,
+    traversal: Arc<Traversal>,
+    store: Arc<MemoryStore>,
+    _server: Server,
+}
+
+impl Player {
+    /// A player registered with every phone book of `urls`; a connect timeout of 5 s.
+    async fn registered(name: &str, urls: &[String]) -> Self {
+        let identity = Arc::new(Identity::generate());
+        let config = EndpointConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            connect_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let endpoint = Arc::new(Endpoint::bind(identity.clone(), &config).unwrap());
+        let book_config = PhoneBookConfig {
+            urls: urls.to_vec(),
+            ..Default::default()
+        };
+        let book = Arc::new(
+            PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
+        );
+        let traversal = Traversal::start(
+            endpoint.clone(),
+            Some(book.clone()),
+            TraversalConfig::default(),
+        )
+        .unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let _server = Server::spawn(
+            endpoint.clone(),
+            store.clone(),
+            ServeConfig::default(),
+            None,
+        );
+        let port = endpoint.local_addr().unwrap().port();
+        book.register(port, Visibility::Public, &[])
+            .await
+            .expect("registered");
+        assert_eq!(
+            book.relay_books().len(),
+            urls.len(),
+            "every phone book announced its relay"
+        );
+        Self {
+            endpoint,
+            book,
+            traversal,
+            store,
+            _server,
+        }
+    }
+}
+
+#[test]
+fn the_second_phone_books_relay_serves_when_the_first_is_down_and_silent() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (pb1, pb2) = (phone_book(), phone_book());
+    let urls = vec![
+        format!("http://{}", pb1.addr()),
+        format!("http://{}", pb2.addr()),
+    ];
+    let dir = std::env::temp_dir().join(format!("pb-books-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    smol::block_on(async {
+        // A server without UDP: it waits at both relays.
+        let target = Player::registered("Twice Listed@World", &urls).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 2);
+        let data: Vec<u8> = (0..2 * DEFAULT_CHUNK_SIZE as usize + 5)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let hash = target.store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        let fetcher = Player::registered("Fetch Twice@World", &urls).await;
+        assert_eq!(fetcher.book.relay_books().len(), 2);
+
+        // The first phone book goes down; its relay port then accepts TCP and never answers.
+        let first_relay = fetcher
+            .traversal
+            .relay_books()
+            .into_iter()
+            .find(|b| b.index == 0)
+            .expect("the first phone book's relay")
+            .addr;
+        pb1.stop().expect("the first phone book stops");
+        let _black_hole = TcpListener::bind(first_relay).expect("the dead relay port");
+
+        let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let nowhere: SocketAddr = quiet.local_addr().unwrap();
+        let pool = Arc::new(Pool::new(
+            fetcher.endpoint.clone(),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ));
+        pool.set_traversal(fetcher.traversal.clone());
+        let source = Source {
+            name: Some("Twice Listed@World".into()),
+            addr: nowhere,
+            key: target.endpoint.identity().id(),
+            candidates: Vec::new(),
+        };
+        let dest = dir.join("twice.bin");
+        peer::download(
+            &pool,
+            hash,
+            &[source],
+            &dest,
+            DownloadConfig::default(),
+            None,
+        )
+        .await
+        .expect("downloaded through the second phone book's relay within the connect timeout");
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        let path = pool
+            .path(&target.endpoint.identity().id())
+            .expect("path recorded");
+        assert_eq!(path.kind, PathKind::Relayed);
+        drop(pb2);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
