@@ -66,7 +66,7 @@ EOF
 open_all() { ip netns exec rlf nft delete table inet relaybench 2>/dev/null || true; }
 
 ip netns exec rlpb "$BIN/pi-server" --listen 198.51.100.1:8080 --relay-listen 198.51.100.1:443 \
-    --relay-rate 0 --relay-rate-total 0 --snapshot "$WORK/pb.snapshot" --log-level warn \
+    --relay-rate 0 --relay-rate-total 0 --metrics-public true --snapshot "$WORK/pb.snapshot" --log-level warn \
     > "$WORK/pb.log" 2>&1 &
 PB_PID=$!
 PIDS+=("$PB_PID")
@@ -76,6 +76,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+seeder_name() { echo "Seed Er$(echo "$1" | tr 1234 abcd)@World"; }  # names hold letters only
 mkdir -p "$WORK/files"
 head -c $((MIB << 20)) /dev/urandom > "$WORK/files/mod.bin"
 HASH=$(sha1sum "$WORK/files/mod.bin" | cut -d' ' -f1)
@@ -83,7 +84,7 @@ BYTES=$((MIB << 20))
 for i in 1 2 3 4; do
     ip netns exec "rls$i" "$BIN/peer" serve "$WORK/files" --identity "$WORK/s$i.key" \
         --pins "$WORK/s$i.pins" --listen "198.51.100.1$i:7000" --phonebook "$PB" \
-        --name "Seed Er$i@World" --no-portmap > "$WORK/s$i.log" 2>&1 &
+        --name "$(seeder_name "$i")" --no-portmap > "$WORK/s$i.log" 2>&1 &
     PIDS+=($!)
 done
 for i in 1 2 3 4; do
@@ -105,7 +106,7 @@ RUN=0
 fetch() { # label, seeder indexes...: prints MB/s; the paths taken go to $WORK/last.log
     local label=$1; shift
     local args=() i
-    for i in "$@"; do args+=(--player "Seed Er$i@World"); done
+    for i in "$@"; do args+=(--player "$(seeder_name "$i")"); done
     RUN=$((RUN + 1))
     local out=$WORK/out-$RUN.bin t0 t1
     t0=$(date +%s.%N)
@@ -115,26 +116,34 @@ fetch() { # label, seeder indexes...: prints MB/s; the paths taken go to $WORK/l
     t1=$(date +%s.%N)
     [ "$(sha1sum "$out" | cut -d' ' -f1)" = "$HASH" ] || { echo "$label: hash mismatch"; exit 1; }
     rm -f "$out"
-    echo "scale=1; $BYTES / ($t1 - $t0) / 1000000" | bc
+    echo "$t1 - $t0" | bc -l
 }
-paths() { grep '^path:' "$WORK/last.log" | awk '{print $(NF-2)}' | sort | uniq -c | tr '\n' ' '; }
+paths() { grep '^path:' "$WORK/last.log" | awk '{print $(NF-2)}' | sort | uniq -c | tr -s ' \n' ' '; }
+# The longest time to connect among the last fetch's sources, in seconds.
+connect_s() { grep '^path:' "$WORK/last.log" | awk '$(NF-1) > m {m = $(NF-1)} END {print m / 1000}'; }
+mbps() { echo "scale=1; $BYTES / ($1) / 1000000" | bc -l; }
+link_pct() { echo "scale=1; $1 * 100 / $2" | bc -l; }
+row() { # label, elapsed s, connect s, link MB/s, paths
+    local whole after
+    whole=$(mbps "$2"); after=$(mbps "$2 - $3")
+    printf '%-26s %6.2f s  %5s MB/s (%5s %% of the link) | after connect (%.2f s): %5s MB/s (%5s %%)  paths: %s\n' \
+        "$1" "$2" "$whole" "$(link_pct "$whole" "$4")" "$3" "$after" "$(link_pct "$after" "$4")" "$5"
+}
 
 busy_check
 echo
 echo "== 1. one seeder, 100 Mbit/s uplink, $MIB MiB (link = 12.5 MB/s)"
 shape rls1 100mbit
 open_all
-direct=$(fetch "direct" 1); dpaths=$(paths)
+direct=$(fetch "direct" 1); dpaths=$(paths); dconn=$(connect_s)
 relay_only 1
 in0=$(relay_in); cpu0=$(pb_cpu)
-relayed=$(fetch "relayed" 1); rpaths=$(paths)
+relayed=$(fetch "relayed" 1); rpaths=$(paths); rconn=$(connect_s)
 in1=$(relay_in); cpu1=$(pb_cpu)
 open_all
 case $rpaths in *relayed*) ;; *) echo "the relayed fetch did not go through the relay: $rpaths"; exit 1 ;; esac
-printf '%-28s %8s MB/s  %5s %% of the link   paths: %s\n' "direct" "$direct" \
-    "$(echo "scale=1; $direct * 100 / 12.5" | bc)" "$dpaths"
-printf '%-28s %8s MB/s  %5s %% of the link   paths: %s\n' "relayed" "$relayed" \
-    "$(echo "scale=1; $relayed * 100 / 12.5" | bc)" "$rpaths"
+row "direct" "$direct" "$dconn" 12.5 "$dpaths"
+row "relayed" "$relayed" "$rconn" 12.5 "$rpaths"
 relay_bytes=$((in1 - in0))
 relay_cpu=$(echo "$cpu1 - $cpu0" | bc -l)
 
@@ -165,11 +174,12 @@ printf 'relay / plain forward: %.1fx the CPU per byte\n' "$(echo "$relay_per / $
 echo
 echo "== 3. four seeders on 25 Mbit/s uplinks, seeder 4 relayed, vs one seeder alone"
 for i in 1 2 3 4; do shape "rls$i" 25mbit; done
-one=$(fetch "one seeder" 1)
+one=$(fetch "one seeder" 1); oconn=$(connect_s); opaths=$(paths)
 relay_only 4
-four=$(fetch "four seeders" 1 2 3 4); fpaths=$(paths)
+four=$(fetch "four seeders" 1 2 3 4); fpaths=$(paths); fconn=$(connect_s)
 open_all
 case $fpaths in *relayed*) ;; *) echo "seeder 4 did not go through the relay: $fpaths"; exit 1 ;; esac
-printf '%-28s %8s MB/s\n' "one seeder" "$one"
-printf '%-28s %8s MB/s  %.2fx one seeder   paths: %s\n' "four, one of them relayed" "$four" \
-    "$(echo "$four / $one" | bc -l)" "$fpaths"
+row "one seeder" "$one" "$oconn" 3.125 "$opaths"
+row "four, one of them relayed" "$four" "$fconn" 12.5 "$fpaths"
+printf 'four / one: %.2fx (whole fetch), %.2fx (after connect)\n' "$(echo "$one / $four" | bc -l)" \
+    "$(echo "($one - $oconn) / ($four - $fconn)" | bc -l)"
