@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -183,9 +182,13 @@ impl Identity {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let text = Zeroizing::new(text);
-                let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(IdentityError::Permissions(mode));
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        return Err(IdentityError::Permissions(mode));
+                    }
                 }
                 Self::from_file_text(&text)
             }
@@ -231,8 +234,10 @@ impl Identity {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn save_load_round_trip_with_owner_only_mode() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = crate::test_dir("identity");
         let path = dir.join("id.key");
         let a = Identity::load_or_create(&path).unwrap();

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::storage::fs_util::read_exact_at;
 use crate::transfer::hash::FileHash;
 use crate::transfer::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
 
@@ -101,7 +101,7 @@ impl Store for FolderStore {
         let e = files
             .get(hash)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        e.file.read_exact_at(buf, offset)
+        read_exact_at(&e.file, buf, offset)
     }
 }
 

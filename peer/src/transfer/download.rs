@@ -7,7 +7,6 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +17,7 @@ use event_listener::Event;
 use crate::identity::PeerId;
 use crate::net::endpoint::PeerConnection;
 use crate::net::pool::Pool;
-use crate::storage::fs_util::write_durable;
+use crate::storage::fs_util::{read_exact_at, write_all_at, write_durable};
 use crate::transfer::fetch::FetchError;
 use crate::transfer::hash::FileHash;
 use crate::transfer::manifest::Manifest;
@@ -686,7 +685,7 @@ fn verified_chunks(file: &File, manifest: &Manifest) -> io::Result<Vec<bool>> {
     (0..manifest.chunk_count())
         .map(|i| {
             let (off, len) = manifest.chunk_range(i);
-            file.read_exact_at(&mut buf[..len], off)?;
+            read_exact_at(file, &mut buf[..len], off)?;
             Ok(manifest.verify_chunk(i, &buf[..len]))
         })
         .collect()
@@ -713,7 +712,7 @@ fn accept_chunk(state: &State, slot: PeerSlot, peer: PeerId, index: u32, data: &
             .expect("not poisoned")
             .handle_data(slot, index, data, Instant::now());
     if let Ok(Accepted::New { offset }) = verdict
-        && let Err(e) = state.file.write_all_at(data, offset)
+        && let Err(e) = write_all_at(&state.file, data, offset)
     {
         *state.io_error.lock().expect("not poisoned") = Some(e);
     }
@@ -741,7 +740,7 @@ async fn accept_chunk_off_thread(
         // bytes: harmless, and rare (endgame duplicates).
         let written = if verified && !already {
             let (offset, _) = manifest.chunk_range(index);
-            job.0.file.write_all_at(&data, offset)
+            write_all_at(&job.0.file, &data, offset)
         } else {
             Ok(())
         };

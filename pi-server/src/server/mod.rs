@@ -275,7 +275,13 @@ async fn tick_loop(shared: Rc<Shared>) {
     }
 }
 
+/// Lets the process hold `want` connections plus files for the snapshot (Windows has no such
+/// limit on sockets: nothing to do there).
+#[cfg(not(unix))]
+fn raise_fd_limit(_want: u32) {}
+
 /// Lets the process hold `want` connections plus files for the snapshot.
+#[cfg(unix)]
 fn raise_fd_limit(want: u32) {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let cur = getrlimit(Resource::Nofile);
