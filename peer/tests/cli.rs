@@ -96,6 +96,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+// Signals the process with kill(1): Unix only.
+#[cfg(unix)]
 #[test]
 fn serve_with_friends_visibility_serves_friends_and_refuses_strangers() {
     let dir = temp_dir("cli-friends");
@@ -408,6 +410,7 @@ fn a_name_held_by_another_key_is_a_key_conflict_with_a_real_phone_book() {
 
 /// A phone book that accepts registrations and unregistrations but never answers a lookup;
 /// sends each request line on `seen`.
+#[cfg(unix)]
 fn stalling_phone_book(seen: std::sync::mpsc::Sender<String>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -457,6 +460,8 @@ fn stalling_phone_book(seen: std::sync::mpsc::Sender<String>) -> String {
     url
 }
 
+// Signals the process with kill(1): Unix only.
+#[cfg(unix)]
 #[test]
 fn ctrl_c_during_a_lookup_unregisters_the_requester() {
     let (tx, seen) = std::sync::mpsc::channel();

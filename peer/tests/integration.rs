@@ -4,5 +4,7 @@ mod cli;
 mod common;
 mod loopback;
 mod phonebook;
+// A real miniupnpd in network namespaces: Linux only.
+#[cfg(target_os = "linux")]
 mod portmap;
 mod traversal;

@@ -661,3 +661,38 @@ fn packets_sent_from_the_endpoint_socket_leave_from_the_quic_port() {
     assert_eq!(&buf[..n], b"punch");
     assert_eq!(from.port(), ep.local_addr().unwrap().port());
 }
+
+/// The plain UDP path (chosen by itself where quinn-udp's socket options are refused, as under
+/// Wine): a seeder and a downloader that both use it move a multi-chunk file intact.
+#[test]
+fn plain_udp_sockets_carry_a_transfer_intact() {
+    smol::block_on(async {
+        let plain = peer::EndpointConfig {
+            plain_udp: true,
+            ..loopback()
+        };
+        let data = content(5 * DEFAULT_CHUNK_SIZE as usize + 3, 77);
+        let store = MemoryStore::default();
+        store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        let endpoint =
+            Arc::new(peer::Endpoint::bind(Arc::new(Identity::generate()), &plain).unwrap());
+        let server = Server::spawn(
+            endpoint.clone(),
+            Arc::new(store),
+            ServeConfig::default(),
+            None,
+        );
+        let seeder = Seeder { endpoint, server };
+        let pool = Arc::new(Pool::new(
+            Arc::new(peer::Endpoint::bind(Arc::new(Identity::generate()), &plain).unwrap()),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ));
+        let dest = temp_dir("plain-udp").join("plain.bin");
+        let report = fetch(&pool, sha1(&data), &[seeder.source()], &dest)
+            .await
+            .unwrap();
+        assert_eq!(report.bytes, data.len() as u64);
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    });
+}

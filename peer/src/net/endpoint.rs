@@ -55,6 +55,10 @@ pub struct EndpointConfig {
     /// what one connection can make us buffer (quinn's default is unlimited, which leaves
     /// `max_streams_per_connection` times `stream_window`).
     pub receive_window: u64,
+    /// Send and receive with the plain socket API, one datagram per call and without ECN,
+    /// instead of quinn-udp's batched path. Chosen by itself where the system refuses
+    /// quinn-udp's socket options (Wine); set it to test that path.
+    pub plain_udp: bool,
 }
 
 impl Default for EndpointConfig {
@@ -70,6 +74,7 @@ impl Default for EndpointConfig {
             stream_window: 8 << 20,
             send_window: 32 << 20,
             receive_window: 16 << 20,
+            plain_udp: false,
         }
     }
 }
@@ -248,7 +253,7 @@ impl Endpoint {
             quinn::EndpointConfig::default(),
             Some(server),
             socket.try_clone()?,
-            spawner.quinn_runtime(control_tx, paths.clone()),
+            spawner.quinn_runtime(control_tx, paths.clone(), config.plain_udp),
         )?;
         Ok(Self {
             quinn,

@@ -63,11 +63,13 @@ impl Spawner {
         &self,
         control: ControlSender,
         paths: Arc<RelayPaths>,
+        plain_udp: bool,
     ) -> Arc<dyn quinn::Runtime> {
         Arc::new(Runtime {
             spawner: self.clone(),
             control,
             paths,
+            plain_udp,
         })
     }
 }
@@ -78,6 +80,8 @@ struct Runtime {
     spawner: Spawner,
     control: ControlSender,
     paths: Arc<RelayPaths>,
+    /// No quinn-udp socket state (see [`crate::EndpointConfig::plain_udp`]).
+    plain_udp: bool,
 }
 
 impl fmt::Debug for Runtime {
@@ -99,8 +103,21 @@ impl quinn::Runtime for Runtime {
         &self,
         socket: std::net::UdpSocket,
     ) -> io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
+        let state = match quinn::udp::UdpSocketState::new((&socket).into()) {
+            _ if self.plain_udp => None,
+            Ok(state) => Some(state),
+            Err(e) => {
+                // Wine, for one, refuses some of the options quinn-udp sets (ECN, packet info:
+                // WSAENOPROTOOPT, 10045 as Wine reports it).
+                log::warn!(
+                    "UDP socket options unsupported here ({e}): plain sends and receives, \
+                     without ECN or batching"
+                );
+                None
+            }
+        };
         Ok(Arc::new(UdpSocket {
-            state: quinn::udp::UdpSocketState::new((&socket).into())?,
+            state,
             ipv6: socket.local_addr()?.is_ipv6(),
             io: smol::Async::new_nonblocking(socket)?,
             send_blocked: AtomicBool::new(false),
@@ -174,7 +191,9 @@ impl quinn::AsyncTimer for LazyTimer {
 /// quinn's UDP socket on async-io, trying the socket before waiting for the reactor.
 struct UdpSocket {
     io: smol::Async<std::net::UdpSocket>,
-    state: quinn::udp::UdpSocketState,
+    /// quinn-udp's socket state (ECN, GSO/GRO, packet info); `None` where the system refused
+    /// its options: then one datagram per system call, without ECN.
+    state: Option<quinn::udp::UdpSocketState>,
     /// A send found the socket buffer full: senders wait for writability before the next try.
     send_blocked: AtomicBool,
     /// Where datagrams that are not QUIC go.
@@ -197,7 +216,15 @@ impl UdpSocket {
     }
 
     fn send_udp(&self, transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
-        let result = self.state.send((&self.io).into(), transmit);
+        let result = match &self.state {
+            Some(state) => state.send((&self.io).into(), transmit),
+            // One segment at a time (`max_transmit_segments` is 1 then).
+            None => self
+                .io
+                .get_ref()
+                .send_to(transmit.contents, transmit.destination)
+                .map(drop),
+        };
         if let Err(e) = &result
             && e.kind() == io::ErrorKind::WouldBlock
         {
@@ -261,7 +288,11 @@ impl quinn::AsyncUdpSocket for UdpSocket {
             return Poll::Ready(Ok(1));
         }
         loop {
-            match self.state.recv((&self.io).into(), bufs, meta) {
+            let received = match &self.state {
+                Some(state) => state.recv((&self.io).into(), bufs, meta),
+                None => plain_recv(self.io.get_ref(), bufs, meta),
+            };
+            match received {
                 Ok(n) => {
                     // Phone-book and punching messages leave the batch; QUIC never sees them.
                     let kept = divert_control(&self.control, bufs, &mut meta[..n]);
@@ -292,16 +323,36 @@ impl quinn::AsyncUdpSocket for UdpSocket {
     }
 
     fn may_fragment(&self) -> bool {
-        self.state.may_fragment()
+        self.state.as_ref().is_none_or(|s| s.may_fragment())
     }
 
     fn max_transmit_segments(&self) -> usize {
-        self.state.max_gso_segments()
+        self.state.as_ref().map_or(1, |s| s.max_gso_segments())
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.state.gro_segments()
+        self.state.as_ref().map_or(1, |s| s.gro_segments())
     }
+}
+
+/// One datagram with the plain socket API, described as quinn-udp would.
+fn plain_recv(
+    socket: &std::net::UdpSocket,
+    bufs: &mut [io::IoSliceMut<'_>],
+    meta: &mut [quinn::udp::RecvMeta],
+) -> io::Result<usize> {
+    let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
+        return Ok(0);
+    };
+    let (len, addr) = socket.recv_from(buf)?;
+    *m = quinn::udp::RecvMeta {
+        addr,
+        len,
+        stride: len,
+        ecn: None,
+        dst_ip: None,
+    };
+    Ok(1)
 }
 
 /// Moves the datagrams of a received batch that are control messages to `control` and

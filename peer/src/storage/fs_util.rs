@@ -34,14 +34,37 @@ pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        File::open(dir)?.sync_all()?;
-        Ok(())
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes a rename in `dir` durable: fsync of the directory on Unix; nothing on Windows, which
+/// cannot open a directory as a file and whose NTFS journals the rename.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Options to open a file that will be renamed while it is open (a download's `.part` file):
+/// on Windows that needs the file shared for deletion, which the Unix semantics give anyway.
+pub fn renamable(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(windows)]
+    {
+        // FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+        std::os::windows::fs::OpenOptionsExt::share_mode(options, 0x1 | 0x2 | 0x4);
+    }
+    options
 }
 
 /// Reads exactly `buf.len()` bytes of `file` at `offset`. (On Windows this also moves the
@@ -129,8 +152,27 @@ mod tests {
         let mut past = [0u8; 4];
         let e = read_exact_at(&f, &mut past, 9).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // Windows cannot replace a file that is open (without FILE_SHARE_DELETE).
+        drop(f);
         write_durable(&path, b"replaced", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"replaced");
+        // A file opened `renamable` can be renamed while open (a download's last step).
+        let part = dir.join("g.part");
+        let g = renamable(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .open(&part)
+        .unwrap();
+        write_all_at(&g, b"done", 0).unwrap();
+        g.sync_all().unwrap();
+        fs::rename(&part, dir.join("g.bin")).unwrap();
+        sync_dir(&dir).unwrap();
+        drop(g);
+        assert_eq!(fs::read(dir.join("g.bin")).unwrap(), b"done");
         let _ = fs::remove_dir_all(&dir);
     }
 }

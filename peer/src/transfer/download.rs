@@ -17,7 +17,7 @@ use event_listener::Event;
 use crate::identity::PeerId;
 use crate::net::endpoint::PeerConnection;
 use crate::net::pool::Pool;
-use crate::storage::fs_util::{read_exact_at, write_all_at, write_durable};
+use crate::storage::fs_util::{read_exact_at, renamable, sync_dir, write_all_at, write_durable};
 use crate::transfer::fetch::FetchError;
 use crate::transfer::hash::FileHash;
 use crate::transfer::manifest::Manifest;
@@ -432,12 +432,14 @@ async fn fetch_with(
         return Ok(report(hash, &manifest, 0, start, conns, None));
     }
 
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)?;
+    let file = renamable(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(part)?;
     let existing = file.metadata()?.len();
     file.set_len(manifest.file_size())?;
     let have = if existing > 0 {
@@ -529,7 +531,7 @@ async fn fetch_with(
     state.file.sync_all()?;
     std::fs::rename(part, dest)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     if let Some(w) = sidecar_write.take()
         && let Err(e) = w.await

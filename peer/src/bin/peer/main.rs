@@ -183,10 +183,12 @@ async fn stop_signal(signals: &mut async_signal::Signals) {
 }
 
 fn watch_signals() -> Result<async_signal::Signals, Failure> {
-    Ok(async_signal::Signals::new([
-        async_signal::Signal::Term,
-        async_signal::Signal::Int,
-    ])?)
+    // Windows has Ctrl-C (and Ctrl-Break) only.
+    #[cfg(windows)]
+    let signals = [async_signal::Signal::Int];
+    #[cfg(not(windows))]
+    let signals = [async_signal::Signal::Term, async_signal::Signal::Int];
+    Ok(async_signal::Signals::new(signals)?)
 }
 
 /// A phone-book client for lookups only, under [`requester_name`] (not our player name, which a
