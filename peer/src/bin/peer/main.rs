@@ -34,6 +34,7 @@ use lexopt::prelude::*;
 use peer::net::portmap::{PortMapConfig, PortMapper, Status};
 use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
+use peer::storage::folder::{DEFAULT_MAX_OPEN_FILES, FolderStoreConfig};
 use peer::transfer::download::DownloadConfig;
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PhoneBook, PinStore,
@@ -63,6 +64,9 @@ and unregister when done or on Ctrl-C (fetch: after the download).
 OPTIONS:
   --identity PATH       key file (env PEER_IDENTITY, default ./peer-identity.key)
   --pins PATH           pinned keys file (env PEER_PINS, default ./peer-pins.txt)
+  --index PATH          hash index of the served folder, so a restart hashes only changed files
+                        (serve; env PEER_INDEX, default peer-index.bin beside the identity; none: off)
+  --max-open-files N    files held open at once for serving (serve, default 64)
   --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
   --connect-timeout S   give up on a player after S seconds (fetch, default 5)
   --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP)
@@ -86,6 +90,8 @@ struct Args {
     positional: Option<String>,
     identity: Option<PathBuf>,
     pins: Option<PathBuf>,
+    index: Option<PathBuf>,
+    max_open_files: Option<usize>,
     listen: Option<SocketAddr>,
     phonebooks: Vec<String>,
     name: Option<String>,
@@ -113,6 +119,14 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("identity") => a.identity = Some(p.value()?.into()),
             Long("pins") => a.pins = Some(p.value()?.into()),
+            Long("index") => a.index = Some(p.value()?.into()),
+            Long("max-open-files") => {
+                let n: usize = p.value()?.parse()?;
+                if !(1..=65_536).contains(&n) {
+                    return Err("--max-open-files is between 1 and 65536".into());
+                }
+                a.max_open_files = Some(n);
+            }
             Long("listen") => a.listen = Some(p.value()?.parse()?),
             Long("phonebook") => a.phonebooks.push(p.value()?.string()?),
             Long("name") => a.name = Some(p.value()?.string()?),
@@ -154,6 +168,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         .pins
         .or_else(|| env("PEER_PINS").map(Into::into))
         .or(Some("peer-pins.txt".into()));
+    a.index = a
+        .index
+        .or_else(|| env("PEER_INDEX").map(Into::into))
+        .or_else(|| {
+            let identity = a.identity.as_deref().expect("defaulted");
+            Some(identity.with_file_name("peer-index.bin"))
+        });
     if a.listen.is_none() {
         a.listen = env("PEER_LISTEN")
             .map(|v| v.parse::<SocketAddr>())
@@ -323,11 +344,35 @@ async fn run(args: Args) -> Result<(), Failure> {
 async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let dir = args.positional.as_deref().ok_or("serve needs a folder")?;
     let started = Instant::now();
-    let store = Arc::new(FolderStore::index(dir.as_ref())?);
+    let config = FolderStoreConfig {
+        max_open_files: args.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES),
+        index: args.index.clone().filter(|p| p.as_os_str() != "none"),
+    };
+    let (store, stats) = FolderStore::open(dir.as_ref(), &config)?;
+    let store = Arc::new(store);
     for (hash, size, path) in store.list() {
         out!("{hash} {size} {}", path.display());
     }
-    note!("indexed in {:.1} s", started.elapsed().as_secs_f64());
+    note!(
+        "indexed {} files in {:.1} s ({} hashed, {} unchanged since the last index{}{})",
+        stats.files,
+        started.elapsed().as_secs_f64(),
+        stats.hashed,
+        stats.reused,
+        if stats.skipped > 0 {
+            format!(
+                ", {} unreadable or over the limit: not served",
+                stats.skipped
+            )
+        } else {
+            String::new()
+        },
+        if stats.index_refused {
+            ", the index on disk was damaged or another folder's"
+        } else {
+            ""
+        }
+    );
     let endpoint = endpoint(args, identity.clone())?;
     let config = ServeConfig {
         upload_rate: args.upload_rate,
