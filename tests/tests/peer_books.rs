@@ -151,3 +151,75 @@ fn the_second_phone_books_relay_serves_when_the_first_is_down_and_silent() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Fails the test if `work` has not finished within `secs` (a hang detector, far above the
+/// few seconds the work takes: a phone book that never answers costs each request its
+/// timeout and retries, 10 s x 4 by default).
+async fn within<T>(secs: u64, what: &str, work: impl std::future::Future<Output = T>) -> T {
+    smol::future::or(work, async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        panic!("{what} was held up by the silent phone book");
+    })
+    .await
+}
+
+#[test]
+fn a_silent_first_phone_book_holds_up_neither_registration_nor_lookups_nor_unregistration() {
+    let pb = phone_book();
+    // The first phone book accepts TCP connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let urls = vec![
+        format!("http://{}", silent.local_addr().unwrap()),
+        format!("http://{}", pb.addr()),
+    ];
+    smol::block_on(async {
+        let make = |name: &str| {
+            let identity = Arc::new(Identity::generate());
+            let book = PhoneBook::new(
+                &identity,
+                PlayerName::parse(name).unwrap(),
+                PhoneBookConfig {
+                    urls: urls.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            (identity, Arc::new(book))
+        };
+        let (target_id, target) = make("Still Listed@World");
+        let (_, asker) = make("Ask Er@World");
+        let answer = within(
+            30,
+            "registration",
+            target.register(7000, Visibility::Public, &[]),
+        )
+        .await
+        .expect("registered with the phone book that answers");
+        assert!(answer.reregister_in > 0);
+        within(
+            30,
+            "registration",
+            asker.register(7001, Visibility::Public, &[]),
+        )
+        .await
+        .unwrap();
+        let found = within(
+            30,
+            "the lookup",
+            asker.lookup(&PlayerName::parse("Still Listed@World").unwrap()),
+        )
+        .await
+        .expect("found through the second phone book");
+        assert_eq!(found.key, target_id.id());
+        within(30, "unregistration", target.unregister())
+            .await
+            .expect("unregistered from the phone book that answers");
+        let gone = within(
+            30,
+            "the second lookup",
+            asker.lookup(&PlayerName::parse("Still Listed@World").unwrap()),
+        )
+        .await;
+        assert!(gone.is_err(), "unregistered: {gone:?}");
+    });
+}

@@ -3,6 +3,7 @@
 //! every answer, unregister on shutdown. Retries use exponential backoff with jitter and
 //! honour `Retry-After`.
 
+mod fanout;
 pub mod http_client;
 
 use std::fmt;
@@ -39,6 +40,13 @@ pub struct PhoneBookConfig {
     pub max_retry_after: Duration,
     /// Timeout of one HTTP exchange.
     pub request_timeout: Duration,
+    /// Registrations and unregistrations go to every phone book at once; once one accepted,
+    /// the others get this long before they are left for the next round (one that is down
+    /// would hold the caller for its timeouts and retries).
+    pub slow_book_grace: Duration,
+    /// Lookups ask the phone books in order, the next one this long after the previous one
+    /// if it has not answered yet (at once if it failed).
+    pub lookup_stagger: Duration,
 }
 
 impl Default for PhoneBookConfig {
@@ -50,6 +58,8 @@ impl Default for PhoneBookConfig {
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            slow_book_grace: Duration::from_secs(2),
+            lookup_stagger: Duration::from_secs(1),
         }
     }
 }
@@ -423,54 +433,79 @@ impl PhoneBook {
         let candidates = self.candidates();
         // The plan's `port` field: the best candidate's, for clients that know no candidates.
         let port = crate::net::traversal::local::best_port(&candidates, port);
+        let asks: Vec<fanout::Ask<'_, Result<RegisterAnswer, PhoneBookError>>> = self
+            .books
+            .iter()
+            .enumerate()
+            .map(|(index, book)| {
+                let (friends, candidates) = (&friends, &candidates);
+                let ask: fanout::Ask<'_, _> = Box::pin(async move {
+                    let body = || {
+                        let (name, ts) = (self.name.clone(), self.timestamp());
+                        let r = match visibility {
+                            Visibility::Public => {
+                                Register::sign_public(&self.keypair, name, port, ts)
+                            }
+                            Visibility::Friends => Register::sign_friends(
+                                &self.keypair,
+                                name,
+                                port,
+                                friends.clone(),
+                                salt,
+                                ts,
+                            ),
+                        };
+                        let r = if candidates.is_empty() {
+                            r
+                        } else {
+                            r.with_candidates(&self.keypair, candidates.clone())
+                        };
+                        Some(r.to_json())
+                    };
+                    let r = self.call(book, "POST", paths::REGISTER, None, body).await?;
+                    if r.status != 200 {
+                        return Err(self.refused_for_name(&r));
+                    }
+                    let a =
+                        RegisterAnswer::from_json(&r.body).map_err(PhoneBookError::Malformed)?;
+                    *book.token.lock().expect("not poisoned") = Some(a.token.clone());
+                    let ip = book.client.lock().await.remote_ip();
+                    let http_port = book.client.lock().await.port();
+                    let udp_port = a.udp_port.unwrap_or(http_port);
+                    let host = book.client.lock().await.host().to_owned();
+                    *book.relay.lock().expect("not poisoned") =
+                        relay_book(index, &a, ip, host).await;
+                    *book.udp.lock().expect("not poisoned") =
+                        match (ip, TokenParts::parse(&a.token)) {
+                            (Some(ip), Some(token)) if udp_port != 0 => Some(UdpBook {
+                                index,
+                                addr: SocketAddr::new(ip, udp_port),
+                                token,
+                            }),
+                            _ => None,
+                        };
+                    Ok(a)
+                });
+                ask
+            })
+            .collect();
+        let results =
+            fanout::all_with_grace(asks, Result::is_ok, self.config.slow_book_grace).await;
         let mut best: Option<RegisterAnswer> = None;
         let mut last_err = PhoneBookError::NoPhoneBook;
-        for (index, book) in self.books.iter().enumerate() {
-            let body = || {
-                let (name, ts) = (self.name.clone(), self.timestamp());
-                let r = match visibility {
-                    Visibility::Public => Register::sign_public(&self.keypair, name, port, ts),
-                    Visibility::Friends => {
-                        Register::sign_friends(&self.keypair, name, port, friends.clone(), salt, ts)
+        for r in results {
+            match r {
+                Some(Ok(a)) => {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| a.reregister_in < b.reregister_in)
+                    {
+                        best = Some(a);
                     }
-                };
-                let r = if candidates.is_empty() {
-                    r
-                } else {
-                    r.with_candidates(&self.keypair, candidates.clone())
-                };
-                Some(r.to_json())
-            };
-            match self.call(book, "POST", paths::REGISTER, None, body).await {
-                Ok(r) if r.status == 200 => match RegisterAnswer::from_json(&r.body) {
-                    Ok(a) => {
-                        *book.token.lock().expect("not poisoned") = Some(a.token.clone());
-                        let ip = book.client.lock().await.remote_ip();
-                        let http_port = book.client.lock().await.port();
-                        let udp_port = a.udp_port.unwrap_or(http_port);
-                        let host = book.client.lock().await.host().to_owned();
-                        *book.relay.lock().expect("not poisoned") =
-                            relay_book(index, &a, ip, host).await;
-                        *book.udp.lock().expect("not poisoned") =
-                            match (ip, TokenParts::parse(&a.token)) {
-                                (Some(ip), Some(token)) if udp_port != 0 => Some(UdpBook {
-                                    index,
-                                    addr: SocketAddr::new(ip, udp_port),
-                                    token,
-                                }),
-                                _ => None,
-                            };
-                        if best
-                            .as_ref()
-                            .is_none_or(|b| a.reregister_in < b.reregister_in)
-                        {
-                            best = Some(a);
-                        }
-                    }
-                    Err(e) => last_err = PhoneBookError::Malformed(e),
-                },
-                Ok(r) => last_err = self.refused_for_name(&r),
-                Err(e) => last_err = e,
+                }
+                Some(Err(e)) => last_err = e,
+                // Still waiting when another had accepted: the next round tries it again.
+                None => log::debug!("a phone book was still not answering; left for later"),
             }
         }
         if best.is_some() {
@@ -482,57 +517,81 @@ impl PhoneBook {
     /// Looks `name` up in each phone book in order until one gives an answer that verifies.
     pub async fn lookup(&self, name: &PlayerName) -> Result<Found, PhoneBookError> {
         let path = format!("{}/{}", paths::LOOKUP, encode_path_name(name));
-        let mut last_err = PhoneBookError::NotRegistered;
-        for book in &self.books {
-            let Some(token) = book.token.lock().expect("not poisoned").clone() else {
-                continue;
-            };
-            match self.call(book, "GET", &path, Some(&token), || None).await {
-                Ok(r) if r.status == 200 => match LookupRecord::from_json_verified(&r.body, name) {
-                    Ok(record) => {
-                        let key = to_peer_id(&record.key);
-                        let addr = SocketAddr::new(record.ip, record.port);
-                        return Ok(Found { addr, key, record });
+        let path = &path;
+        let asks: Vec<fanout::Ask<'_, Result<Found, PhoneBookError>>> = self
+            .books
+            .iter()
+            .filter_map(|book| {
+                let token = book.token.lock().expect("not poisoned").clone()?;
+                let ask: fanout::Ask<'_, _> = Box::pin(async move {
+                    let r = self.call(book, "GET", path, Some(&token), || None).await?;
+                    match r.status {
+                        200 => match LookupRecord::from_json_verified(&r.body, name) {
+                            Ok(record) => {
+                                let key = to_peer_id(&record.key);
+                                let addr = SocketAddr::new(record.ip, record.port);
+                                Ok(Found { addr, key, record })
+                            }
+                            Err(e) => {
+                                log::warn!(
+                                    "a phone book sent a lookup answer that fails verification: {e}"
+                                );
+                                Err(PhoneBookError::Lying(e))
+                            }
+                        },
+                        404 => Err(PhoneBookError::NotFound {
+                            retry_after: r.retry_after,
+                        }),
+                        _ => Err(Self::rejected(&r)),
                     }
-                    Err(e) => {
-                        log::warn!(
-                            "a phone book sent a lookup answer that fails verification: {e}"
-                        );
-                        last_err = PhoneBookError::Lying(e);
-                    }
-                },
-                Ok(r) if r.status == 404 => {
-                    last_err = PhoneBookError::NotFound {
-                        retry_after: r.retry_after,
-                    }
-                }
-                Ok(r) => last_err = Self::rejected(&r),
-                Err(e) => last_err = e,
-            }
+                });
+                Some(ask)
+            })
+            .collect();
+        match fanout::first_staggered(asks, self.config.lookup_stagger, Result::is_ok).await {
+            Ok(found) => found,
+            Err(all) => Err(all
+                .into_iter()
+                .last()
+                .and_then(Result::err)
+                .unwrap_or(PhoneBookError::NotRegistered)),
         }
-        Err(last_err)
     }
 
     /// Unregisters from every phone book (on shutdown). Succeeds if at least one accepted.
     pub async fn unregister(&self) -> Result<(), PhoneBookError> {
-        let mut ok = false;
-        let mut last_err = PhoneBookError::NoPhoneBook;
-        for book in &self.books {
-            let body = || {
-                Some(Unregister::sign(&self.keypair, self.name.clone(), self.timestamp()).to_json())
-            };
-            match self
-                .call(book, "DELETE", paths::UNREGISTER, None, body)
-                .await
-            {
-                Ok(r) if r.status == 200 => {
-                    ok = true;
+        let asks: Vec<fanout::Ask<'_, Result<(), PhoneBookError>>> = self
+            .books
+            .iter()
+            .map(|book| {
+                let ask: fanout::Ask<'_, _> = Box::pin(async move {
+                    let body = || {
+                        Some(
+                            Unregister::sign(&self.keypair, self.name.clone(), self.timestamp())
+                                .to_json(),
+                        )
+                    };
+                    let r = self
+                        .call(book, "DELETE", paths::UNREGISTER, None, body)
+                        .await?;
+                    if r.status != 200 {
+                        return Err(self.refused_for_name(&r));
+                    }
                     *book.token.lock().expect("not poisoned") = None;
                     *book.udp.lock().expect("not poisoned") = None;
                     *book.relay.lock().expect("not poisoned") = None;
-                }
-                Ok(r) => last_err = self.refused_for_name(&r),
-                Err(e) => last_err = e,
+                    Ok(())
+                });
+                ask
+            })
+            .collect();
+        let mut ok = false;
+        let mut last_err = PhoneBookError::NoPhoneBook;
+        for r in fanout::all_with_grace(asks, Result::is_ok, self.config.slow_book_grace).await {
+            match r {
+                Some(Ok(())) => ok = true,
+                Some(Err(e)) => last_err = e,
+                None => {}
             }
         }
         if ok { Ok(()) } else { Err(last_err) }
