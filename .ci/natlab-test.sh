@@ -3,12 +3,14 @@
 # routers of every common NAT type (nftables, miniupnpd), the real `peer` CLI between every ordered
 # pair of NAT types; prints the matrix. Needs root (it says so and exits 0 without it). Runs the
 # debug binaries that the test step has built (the cargo build below then only checks them);
-# about 2 minutes, most of it fetches waiting out their deadline.
+# about 2 minutes: the matrix twice, the second time with the first phone book silent.
 # NATLAB_MIN_DIRECT: fewest ordered pairs of the matrix that must connect directly; the default is
 # issue 10's goal, 32 (the lab measures 33 of 49: every pair where both sides have UDP except
 # port-restricted <-> symmetric and symmetric -> symmetric; 6 before NAT traversal).
 # NATLAB_MIN_CONNECTED: fewest ordered pairs that must connect at all, directly or through the
 # phone book's relay; the default is issue 11's goal, every one of the 49.
+# NATLAB_MIN_FAILOVER: the same with the first of the two phone books silent (all its traffic
+# dropped after the first matrix): every one of the 49 again (issue 11, several phone books).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -17,5 +19,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo build -p peer -p pi-server --bin peer --bin pi-server
 NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} \
-    NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
+    NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} NATLAB_MIN_FAILOVER=${NATLAB_MIN_FAILOVER:-49} \
     exec tests/natlab/run.sh

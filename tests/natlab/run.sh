@@ -22,6 +22,11 @@
 #   NATLAB_MIN_CONNECTED  exit 1 if fewer ordered pairs connect at all (directly or relayed)
 #   NATLAB_RELAY          1 (default): the phone book runs its relay (TLS on TCP port 443);
 #                         0: no relay, to see which pairs need it
+#   NATLAB_FAILOVER       1 (default): a second phone book (with a relay when NATLAB_RELAY=1);
+#                         every player registers with both; after the matrix the first one goes
+#                         silent (nftables drops all its traffic, like a host that vanished) and
+#                         the matrix runs again. 0: one phone book, one matrix
+#   NATLAB_MIN_FAILOVER   exit 1 if fewer ordered pairs connect with the first phone book silent
 # Needs root, iproute2, nftables, miniupnpd-nftables, miniupnpc, python3 (installed through
 # .ci/apt-install.sh). Without root it says so and exits 0. One lab per machine at a time (lock).
 set -Eeuo pipefail
@@ -69,6 +74,11 @@ STUN_IPS6=(2001:db8:ffff::2 2001:db8:ffff::3)
 STUN_PORTS=(3478 3479)
 PB_URL=http://$PB_IP:8080
 PB_URL6=http://[$PB_IP6]:8080
+PB2_IP=203.0.113.4           # the second phone book (NATLAB_FAILOVER=1)
+PB2_IP6=2001:db8:ffff::4
+PB2_URL=http://$PB2_IP:8080
+PB2_URL6=http://[$PB2_IP6]:8080
+FAILOVER=${NATLAB_FAILOVER:-1}
 SERVE_PORT=7000
 
 # The seven site types of the matrix, in matrix order. Each exists twice: site a holds the serving
@@ -325,6 +335,14 @@ declare -A SITE_TYPE SITE_NS SITE_GW SITE_IP SITE_WAN SITE_FAMILY
 SITES=()
 # The phone book URL and the listening address of a player, by its address family.
 site_url() { if [ "${SITE_FAMILY[$1]}" = 6 ]; then echo "$PB_URL6"; else echo "$PB_URL"; fi; }
+# The --phonebook flags of a player, in BOOK_ARGS: the first phone book, and the second with
+# NATLAB_FAILOVER=1.
+site_books() {
+    BOOK_ARGS=(--phonebook "$(site_url "$1")")
+    if [ "$FAILOVER" = 1 ]; then
+        if [ "${SITE_FAMILY[$1]}" = 6 ]; then BOOK_ARGS+=(--phonebook "$PB2_URL6"); else BOOK_ARGS+=(--phonebook "$PB2_URL"); fi
+    fi
+}
 site_listen() { if [ "${SITE_FAMILY[$1]}" = 6 ]; then echo "[::]:$2"; else echo "0.0.0.0:$2"; fi; }
 
 # add_nat_site TYPE SIDE IDX: router nl-CODE{a,b}-gw (WAN 203.0.113.(10+IDX), LAN 10.IDX.0.0/24)
@@ -423,6 +441,15 @@ ip -n nl-pb -6 addr add "$PB_IP6/64" dev eth0 nodad
 ip -n nl-pb route add default via "$INET_GW"
 ip -n nl-pb -6 route add default via 2001:db8:ffff::254
 
+if [ "$FAILOVER" = 1 ]; then
+    ns_add nl-pb2
+    plug nl-pb2 eth0 pb2
+    ip -n nl-pb2 addr add "$PB2_IP/24" dev eth0
+    ip -n nl-pb2 -6 addr add "$PB2_IP6/64" dev eth0 nodad
+    ip -n nl-pb2 route add default via "$INET_GW"
+    ip -n nl-pb2 -6 route add default via 2001:db8:ffff::254
+fi
+
 ns_add nl-stun
 plug nl-stun eth0 stun
 for ip in "${STUN_IPS[@]}"; do ip -n nl-stun addr add "$ip/24" dev eth0; done
@@ -447,6 +474,8 @@ RELAY_ARGS=()
 [ "$RELAY" = 1 ] && RELAY_ARGS=(--relay-listen "[::]:443")
 daemon nl-pb "$WORK/log/phonebook.log" "$PI_SERVER" --listen "[::]:8080" --log-level info \
     "${RELAY_ARGS[@]}"
+[ "$FAILOVER" != 1 ] || daemon nl-pb2 "$WORK/log/phonebook2.log" "$PI_SERVER" --listen "[::]:8080" \
+    --log-level info "${RELAY_ARGS[@]}"
 
 # miniupnpd on both UPnP routers: UPnP IGD and NAT-PMP/PCP on the LAN side. It refuses a WAN
 # address from a reserved range (RFC 5737 included) unless STUN tells it that the WAN is not
@@ -491,6 +520,12 @@ done
 for i in $(seq 100); do
     nsx nl-stun python3 "$HELPER" http-ok "$PB_URL/api/health" --timeout 1 && break
     [ "$i" = 100 ] && fail "the phone book does not answer on $PB_URL ($(tail -n 3 "$WORK/log/phonebook.log"))"
+    sleep 0.1
+done
+for i in $(seq 100); do
+    [ "$FAILOVER" = 1 ] || break
+    nsx nl-stun python3 "$HELPER" http-ok "$PB2_URL/api/health" --timeout 1 && break
+    [ "$i" = 100 ] && fail "the second phone book does not answer on $PB2_URL ($(tail -n 3 "$WORK/log/phonebook2.log"))"
     sleep 0.1
 done
 for side in a b; do
@@ -623,8 +658,9 @@ SERVE_NAME[nl-v6a]="Serve Vsix-One@Natlab"; SERVE_NAME[nl-v6b]="Serve Vsix-Two@N
 log ""
 log "== servers: \`peer serve\` in ${#SERVERS[@]} player namespaces, registered with the phone book"
 for pl in "${SERVERS[@]}"; do
+    site_books "$pl"
     ip netns exec "$pl" "$PEER" serve "$WORK/files" --identity "$WORK/keys/serve-$pl.key" \
-        --pins "$WORK/keys/serve-$pl.pins" --phonebook "$(site_url "$pl")" --name "${SERVE_NAME[$pl]}" \
+        --pins "$WORK/keys/serve-$pl.pins" "${BOOK_ARGS[@]}" --name "${SERVE_NAME[$pl]}" \
         --listen "$(site_listen "$pl" $SERVE_PORT)" "${SERVE_ARGS[@]}" \
         > "$WORK/log/serve-$pl.out" 2> "$WORK/log/serve-$pl.err" 9>&- &
 done
@@ -653,9 +689,10 @@ fetch_pair() {
         return
     fi
     [ "${SITE_FAMILY[$fet]}" = 6 ] && listen=(--listen "[::]:0")
+    site_books "$fet"
     t0=$(date +%s%N)
     nsx "$fet" timeout -k 3 "$FETCH_TIMEOUT" "$PEER" fetch "$HASH" --player "${SERVE_NAME[$srv]}" \
-        --phonebook "$(site_url "$fet")" --out "$out" --identity "$WORK/keys/fetch-$id.key" \
+        "${BOOK_ARGS[@]}" --out "$out" --identity "$WORK/keys/fetch-$id.key" \
         --pins "$WORK/keys/fetch-$id.pins" "${listen[@]}" "${FETCH_ARGS[@]}" \
         > "$WORK/log/fetch-$id.out" 2> "$WORK/log/fetch-$id.err" || rc=$?
     t1=$(date +%s%N)
@@ -830,6 +867,51 @@ print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("pho
     fi
     if [ -n "${NATLAB_MIN_CONNECTED:-}" ] && [ "$connected" -lt "$NATLAB_MIN_CONNECTED" ]; then
         fail "$connected ordered pairs connected, fewer than NATLAB_MIN_CONNECTED=$NATLAB_MIN_CONNECTED"
+    fi
+fi
+
+# ---- failover: the first phone book goes silent ----------------------------------------------
+if [ "$MATRIX" = 1 ] && [ "$FAILOVER" = 1 ]; then
+    log ""
+    log "== failover: the first phone book goes silent (nftables drops all its traffic); the matrix again"
+    nsx nl-pb nft -f - <<'EOF_NFT'
+table inet natlab_silent {
+    chain in { type filter hook input priority -10; policy drop; }
+    chain out { type filter hook output priority -10; policy drop; }
+}
+EOF_NFT
+    T_FO=$(date +%s)
+    for ((w = 0; w < NT; w++)); do
+        WAVE=()
+        for ((s = 0; s < NT; s++)); do
+            f=$(( (s + w) % NT ))
+            fetch_pair "fo$s-$f" "nl-${CODE[${TYPES[$s]}]}a" "nl-${CODE[${TYPES[$f]}]}b" &
+            WAVE+=($!)
+        done
+        for j in "${WAVE[@]}"; do wait "$j" || fail "a fetch runner failed (a bug of run.sh; logs in $WORK/log)"; done
+    done
+    fo_direct=0; fo_relayed=0; FO_FAILED=()
+    for ((s = 0; s < NT; s++)); do
+        for ((f = 0; f < NT; f++)); do
+            IFS=$'\t' read -r ok ms kind addr cms reason < "$WORK/res/fo$s-$f"
+            if [ "$ok" = 1 ] && [ "$kind" = relayed ]; then
+                fo_relayed=$((fo_relayed + 1))
+            elif [ "$ok" = 1 ]; then
+                fo_direct=$((fo_direct + 1))
+            else
+                FO_FAILED+=("${LABEL[${TYPES[$s]}]} -> ${LABEL[${TYPES[$f]}]}: $reason")
+            fi
+        done
+    done
+    fo_connected=$((fo_direct + fo_relayed))
+    FO_SUMMARY="with the first phone book silent: direct $fo_direct, relayed $fo_relayed, connected $fo_connected of $((NT * NT)) (in $(( $(date +%s) - T_FO )) s)"
+    log "$FO_SUMMARY"
+    for l in "${FO_FAILED[@]}"; do log "  not connected: $l"; done
+    if [ -n "$REPORT" ]; then
+        { echo; echo "**Failover:** $FO_SUMMARY."; } >> "$REPORT"
+    fi
+    if [ -n "${NATLAB_MIN_FAILOVER:-}" ] && [ "$fo_connected" -lt "$NATLAB_MIN_FAILOVER" ]; then
+        fail "$fo_connected ordered pairs connected with the first phone book silent, fewer than NATLAB_MIN_FAILOVER=$NATLAB_MIN_FAILOVER"
     fi
 fi
 
