@@ -91,7 +91,10 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-fn tls_config(pin: [u8; 32]) -> rustls::ClientConfig {
+/// The TLS client settings of a relay connection: TLS 1.3, the relay's ALPN, and only the
+/// certificate whose SHA-256 is `pin` accepted. Public for tools and tests that speak the
+/// relay protocol themselves.
+pub fn tls_config(pin: [u8; 32]) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -1,0 +1,319 @@
+//! A relay client that misbehaves (issue 11, "bad input and faults"), spoken raw over TLS to a
+//! real pi-server's relay: a token that is not ours, a first frame that is not a Hello, an
+//! oversized frame, garbage, more sessions than allowed. Each is refused with its reason,
+//! counted in `/metrics`, and the honest players on the same relay are not affected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peer::net::relay::RelayBook;
+use peer::net::relay::client::tls_config;
+use peer::phonebook::PhoneBookConfig;
+use peer::{Identity, PhoneBook, PlayerName, Visibility};
+use phonebook_proto::relay::{CloseReason, Frame, RefuseReason, TOKEN_LEN};
+use pi_server::config::Config;
+use pi_server::server::TestServer;
+use rustls::pki_types::ServerName;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A raw relay connection and the bytes read but not decoded yet.
+struct Tls {
+    tls: futures_rustls::client::TlsStream<smol::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+fn phone_book(max_sessions: u32) -> TestServer {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
+        relay_max_sessions: max_sessions,
+        ..Config::default()
+    };
+    TestServer::start(config).expect("pi-server starts")
+}
+
+fn metric(pb: &TestServer, line_start: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(pb.addr()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line_start} in /metrics"))
+}
+
+fn refusals(pb: &TestServer, reason: &str) -> u64 {
+    metric(
+        pb,
+        &format!("phonebook_relay_refusals_total{{reason=\"{reason}\"}} "),
+    )
+}
+
+/// A registered player: its phone-book client (whose relay book holds its token).
+async fn player(url: &str, name: &str) -> (Arc<Identity>, RelayBook) {
+    let identity = Arc::new(Identity::generate());
+    let book = PhoneBook::new(
+        &identity,
+        PlayerName::parse(name).unwrap(),
+        PhoneBookConfig {
+            urls: vec![url.to_owned()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    book.register(7000, Visibility::Public, &[]).await.unwrap();
+    let relay = book.relay_books().pop().expect("the relay is announced");
+    (identity, relay)
+}
+
+async fn connect(relay: &RelayBook) -> Tls {
+    let tcp = smol::net::TcpStream::connect(relay.addr).await.unwrap();
+    let connector = futures_rustls::TlsConnector::from(Arc::new(tls_config(relay.pin)));
+    let name = ServerName::try_from(relay.host.clone())
+        .unwrap_or_else(|_| ServerName::IpAddress(relay.addr.ip().into()));
+    Tls {
+        tls: connector
+            .connect(name, tcp)
+            .await
+            .expect("TLS to the relay"),
+        buf: Vec::new(),
+    }
+}
+
+async fn write_raw(tls: &mut Tls, bytes: &[u8]) {
+    tls.tls.write_all(bytes).await.unwrap();
+    tls.tls.flush().await.unwrap();
+}
+
+async fn send(tls: &mut Tls, frame: &Frame<'_>) {
+    let mut out = Vec::new();
+    frame.encode(&mut out);
+    write_raw(tls, &out).await;
+}
+
+/// Reads frames until one that `want` takes, or the end of the connection (`None`); gives up
+/// (a hang detector) after 10 s.
+async fn until<T>(tls: &mut Tls, want: impl Fn(&Frame<'_>) -> Option<T>) -> Option<T> {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok(Some((f, used))) = Frame::decode(&tls.buf) {
+                let got = want(&f);
+                tls.buf.drain(..used);
+                if got.is_some() {
+                    return got;
+                }
+            }
+            match tls.tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => tls.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    smol::future::or(read, async {
+        smol::Timer::after(Duration::from_secs(10)).await;
+        panic!("the relay neither answered nor closed");
+    })
+    .await
+}
+
+async fn refused(tls: &mut Tls) -> Option<RefuseReason> {
+    until(tls, |f| match f {
+        Frame::Refused { reason } => Some(*reason),
+        _ => None,
+    })
+    .await
+}
+
+async fn welcomed(relay: &RelayBook) -> Tls {
+    let mut tls = connect(relay).await;
+    send(&mut tls, &Frame::Hello { token: relay.token }).await;
+    assert!(
+        until(&mut tls, |f| matches!(f, Frame::Welcome { .. })
+            .then_some(()))
+        .await
+        .is_some(),
+        "welcomed"
+    );
+    tls
+}
+
+/// Sends Listen, then a Ping: the relay handles a connection's frames in order, so its Pong
+/// shows the Listen is in place.
+async fn listen(tls: &mut Tls) {
+    send(tls, &Frame::Listen).await;
+    send(tls, &Frame::Ping { nonce: [7; 8] }).await;
+    assert!(
+        until(tls, |f| matches!(f, Frame::Pong { nonce: [7, ..] })
+            .then_some(()))
+        .await
+        .is_some(),
+        "pong after listen"
+    );
+}
+
+/// An honest pair still gets a session through the relay: the target listens, the requester
+/// opens, the target accepts, and a datagram goes through.
+async fn honest_session_works(url: &str, tag: &str) {
+    let target_name = format!("Honest Target{tag}@World");
+    let (_, target) = player(url, &target_name).await;
+    let (_, requester) = player(url, &format!("Honest Asker{tag}@World")).await;
+    let mut t = welcomed(&target).await;
+    listen(&mut t).await;
+    let mut r = welcomed(&requester).await;
+    send(
+        &mut r,
+        &Frame::Open {
+            session: 1,
+            target: PlayerName::parse(&target_name).unwrap(),
+        },
+    )
+    .await;
+    let ticket = until(&mut t, |f| match f {
+        Frame::Incoming { ticket, .. } => Some(*ticket),
+        _ => None,
+    })
+    .await
+    .expect("the target is told");
+    send(&mut t, &Frame::Accept { session: 9, ticket }).await;
+    assert!(
+        until(&mut r, |f| matches!(f, Frame::Opened { session: 1 })
+            .then_some(()))
+        .await
+        .is_some()
+    );
+    send(
+        &mut r,
+        &Frame::Data {
+            session: 1,
+            payload: b"quic packet",
+        },
+    )
+    .await;
+    let got = until(&mut t, |f| match f {
+        Frame::Data { session, payload } => Some((*session, payload.to_vec())),
+        _ => None,
+    })
+    .await
+    .expect("the datagram arrives");
+    assert_eq!(got, (9, b"quic packet".to_vec()));
+}
+
+#[test]
+fn a_token_that_is_not_ours_is_refused_and_counted() {
+    let pb = phone_book(16);
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let (_, relay) = player(&url, "Real Player@World").await;
+        let before = refusals(&pb, "unauthenticated");
+        let mut forged = relay.clone();
+        forged.token[TOKEN_LEN - 1] ^= 1;
+        let mut tls = connect(&forged).await;
+        send(
+            &mut tls,
+            &Frame::Hello {
+                token: forged.token,
+            },
+        )
+        .await;
+        assert_eq!(refused(&mut tls).await, Some(RefuseReason::Unauthenticated));
+        assert_eq!(refusals(&pb, "unauthenticated"), before + 1);
+        honest_session_works(&url, "a").await;
+    });
+}
+
+#[test]
+fn a_first_frame_other_than_hello_and_garbage_are_cut_off_with_a_reason() {
+    let pb = phone_book(16);
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let (_, relay) = player(&url, "Rude Player@World").await;
+        let before = refusals(&pb, "protocol");
+        let mut tls = connect(&relay).await;
+        send(&mut tls, &Frame::Listen).await;
+        assert_eq!(refused(&mut tls).await, Some(RefuseReason::Protocol));
+        // After a good Hello: an unknown frame type.
+        let mut tls = welcomed(&relay).await;
+        write_raw(&mut tls, &[0xEE, 0, 1, 0]).await;
+        assert_eq!(refused(&mut tls).await, Some(RefuseReason::Protocol));
+        assert!(refusals(&pb, "protocol") >= before + 2);
+        honest_session_works(&url, "b").await;
+    });
+}
+
+#[test]
+fn an_oversized_frame_is_cut_off_before_its_body_is_read() {
+    let pb = phone_book(16);
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let (_, relay) = player(&url, "Big Sender@World").await;
+        let mut tls = welcomed(&relay).await;
+        // A Data header announcing 65,535 bytes (MAX_BODY is 1,504), and no body.
+        let mut data = Vec::new();
+        Frame::Data {
+            session: 1,
+            payload: b"x",
+        }
+        .encode(&mut data);
+        write_raw(&mut tls, &[data[0], 0xFF, 0xFF]).await;
+        assert_eq!(refused(&mut tls).await, Some(RefuseReason::Protocol));
+        honest_session_works(&url, "c").await;
+    });
+}
+
+#[test]
+fn sessions_beyond_the_limit_are_closed_and_the_others_stay() {
+    let pb = phone_book(2);
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let (_, target) = player(&url, "Busy Target@World").await;
+        let (_, requester) = player(&url, "Greedy Asker@World").await;
+        let mut t = welcomed(&target).await;
+        listen(&mut t).await;
+        let before = refusals(&pb, "limit");
+        let mut r = welcomed(&requester).await;
+        for session in 1..=3 {
+            send(
+                &mut r,
+                &Frame::Open {
+                    session,
+                    target: PlayerName::parse("Busy Target@World").unwrap(),
+                },
+            )
+            .await;
+        }
+        let closed = until(&mut r, |f| match f {
+            Frame::Close { session, reason } => Some((*session, *reason)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(closed, Some((3, CloseReason::Limit)));
+        assert_eq!(refusals(&pb, "limit"), before + 1);
+        // The two within the limit still open.
+        for session in [10, 11] {
+            let ticket = until(&mut t, |f| match f {
+                Frame::Incoming { ticket, .. } => Some(*ticket),
+                _ => None,
+            })
+            .await
+            .expect("the target is told of both sessions within the limit");
+            // The target numbers its sessions itself.
+            send(&mut t, &Frame::Accept { session, ticket }).await;
+        }
+        let mut opened = 0;
+        while opened < 2 {
+            if until(&mut r, |f| matches!(f, Frame::Opened { .. }).then_some(()))
+                .await
+                .is_none()
+            {
+                break;
+            }
+            opened += 1;
+        }
+        assert_eq!(opened, 2, "both sessions within the limit opened");
+    });
+}
