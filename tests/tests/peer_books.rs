@@ -223,3 +223,77 @@ fn a_silent_first_phone_book_holds_up_neither_registration_nor_lookups_nor_unreg
         assert!(gone.is_err(), "unregistered: {gone:?}");
     });
 }
+
+#[test]
+fn a_transfer_through_a_relay_that_dies_completes_through_the_other_one() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (pb1, pb2) = (phone_book(), phone_book());
+    let urls = vec![
+        format!("http://{}", pb1.addr()),
+        format!("http://{}", pb2.addr()),
+    ];
+    let dir = std::env::temp_dir().join(format!("pb-books-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    smol::block_on(async {
+        let target = Player::registered("Long Haul@World", &urls).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 2);
+        let data: Vec<u8> = (0..24 * DEFAULT_CHUNK_SIZE as usize)
+            .map(|i| (i ^ (i >> 11) ^ (i >> 19)) as u8)
+            .collect();
+        let hash = target.store.add(data.clone(), DEFAULT_CHUNK_SIZE);
+        let fetcher = Player::registered("Fetch Long@World", &urls).await;
+        let pool = Arc::new(Pool::new(
+            fetcher.endpoint.clone(),
+            PinStore::in_memory(),
+            PoolConfig::default(),
+        ));
+        pool.set_traversal(fetcher.traversal.clone());
+        let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let source = Source {
+            name: Some("Long Haul@World".into()),
+            addr: quiet.local_addr().unwrap(),
+            key: target.endpoint.identity().id(),
+            candidates: Vec::new(),
+        };
+        let (tx, rx) = smol::channel::bounded(1024);
+        let dest = dir.join("long.bin");
+        let sources = [source];
+        let work = peer::download(
+            &pool,
+            hash,
+            &sources,
+            &dest,
+            DownloadConfig::default(),
+            Some(tx),
+        );
+        // The first phone book's relay (tried first) dies once a few chunks arrived; the
+        // connection through it is closed at once, the download connects again (through the
+        // second relay: the target has no direct path) and resumes from what it verified.
+        let killer = async {
+            let total = data.len() as u64;
+            while let Ok(p) = rx.recv().await {
+                if p.bytes_done >= 2 * u64::from(DEFAULT_CHUNK_SIZE) && p.bytes_done < total {
+                    pb1.stop().expect("the first phone book stops");
+                    return true;
+                }
+            }
+            false
+        };
+        let (report, killed) = within(60, "the download", smol::future::zip(work, killer)).await;
+        assert!(killed, "the relay died in the middle of the transfer");
+        report.expect("completed through the second relay");
+        assert_eq!(std::fs::read(&dest).unwrap(), data, "complete and verified");
+        let path = pool
+            .path(&target.endpoint.identity().id())
+            .expect("path recorded");
+        assert_eq!(path.kind, PathKind::Relayed);
+        assert_eq!(
+            pool.peer_record(&target.endpoint.identity().id()).connects,
+            2,
+            "connected again after the relay died"
+        );
+        drop(pb2);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

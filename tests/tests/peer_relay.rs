@@ -353,3 +353,73 @@ fn a_relayed_connection_moves_to_a_direct_path_without_losing_the_transfer() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_relay_that_dies_after_the_move_to_a_direct_path_loses_nothing() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let dir = std::env::temp_dir().join(format!("pb-relay-dies-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    smol::block_on(async {
+        let target = Player::new("Sturdy Target@World", &url, Duration::from_secs(1));
+        target.register(Visibility::Public, &[]).await;
+        assert_eq!(target.traversal.listen_on_relays().await, 1);
+        let (hash, data) = target.share(24 * DEFAULT_CHUNK_SIZE as usize, 10);
+        let fetcher = Player::new("Sturdy Er@World", &url, Duration::from_secs(1));
+        fetcher.register(Visibility::Public, &[]).await;
+        let relay = fetcher.traversal.relay_books().pop().unwrap();
+        let vaddr = fetcher
+            .traversal
+            .relays()
+            .open(&relay, &PlayerName::parse("Sturdy Target@World").unwrap())
+            .await
+            .unwrap();
+        // Punching found the direct path: the connection moves there.
+        assert!(
+            fetcher
+                .endpoint
+                .relay_paths()
+                .set_direct(vaddr, target.addr())
+        );
+        let pool = fetcher.pool();
+        let source = Source {
+            name: None,
+            addr: vaddr,
+            key: target.id(),
+            candidates: Vec::new(),
+        };
+        let (tx, rx) = smol::channel::bounded(1024);
+        let dest = dir.join("sturdy.bin");
+        let sources = [source];
+        let work = peer::download(
+            &pool,
+            hash,
+            &sources,
+            &dest,
+            DownloadConfig::default(),
+            Some(tx),
+        );
+        // The relay (and its phone book) restarts in the middle of the transfer.
+        let killer = async {
+            while let Ok(p) = rx.recv().await {
+                if p.bytes_done >= 2 * u64::from(DEFAULT_CHUNK_SIZE) && p.bytes_done < p.bytes_total
+                {
+                    pb.stop().expect("the phone book stops");
+                    return true;
+                }
+            }
+            false
+        };
+        let (report, killed) = smol::future::zip(work, killer).await;
+        assert!(killed, "the relay died in the middle of the transfer");
+        report.expect("the direct path carried the transfer on");
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        assert_eq!(
+            pool.peer_record(&target.id()).connects,
+            1,
+            "the connection on the direct path was never lost"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,6 +25,8 @@ pub const CLOSE_REFUSED: u32 = 1;
 pub const CLOSE_FULL: u32 = 2;
 /// Application close code: evicted from a full connection pool.
 pub const CLOSE_EVICTED: u32 = 3;
+/// Application close code (local): the relay that carried the connection went away.
+pub const CLOSE_RELAY_GONE: u32 = 4;
 
 /// Endpoint limits and timers.
 #[derive(Debug, Clone)]

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::identity::PeerId;
-use crate::net::endpoint::{CLOSE_EVICTED, ConnectError, Endpoint, PeerConnection};
+use crate::net::endpoint::{
+    CLOSE_EVICTED, CLOSE_RELAY_GONE, ConnectError, Endpoint, PeerConnection,
+};
 use crate::net::traversal::{Connected, PathKind, Target, Traversal};
 use crate::storage::pins::PinStore;
 use phonebook_proto::{Candidate, PlayerName};
@@ -245,7 +247,39 @@ impl Pool {
                 last_used: now,
             },
         );
+        drop(inner);
+        self.watch_relay(&conn);
         Ok(conn)
+    }
+
+    /// A connection through a relay whose session ends (the relay went away) without a direct
+    /// path having taken over can carry nothing more, but QUIC would only notice at its idle
+    /// timeout: close it now, so transfers on it fail at once and reconnect (through another
+    /// relay or path, see [`crate::transfer::download::DownloadConfig::reconnects`]).
+    fn watch_relay(&self, conn: &PeerConnection) {
+        let vaddr = conn.remote_address();
+        if crate::net::relay::paths::route_of(vaddr).is_none() {
+            return;
+        }
+        let paths = self.endpoint.relay_paths().clone();
+        let watched = conn.clone();
+        self.endpoint
+            .spawner()
+            .spawn(async move {
+                let gone = async {
+                    paths.wait_gone(vaddr).await;
+                    true
+                };
+                let closed = async {
+                    watched.quinn().closed().await;
+                    false
+                };
+                if smol::future::or(gone, closed).await {
+                    log::debug!("relay session ended: closing the connection that used it");
+                    watched.close(CLOSE_RELAY_GONE, b"relay gone");
+                }
+            })
+            .detach();
     }
 
     fn reuse(&self, key: PeerId) -> Option<PeerConnection> {

@@ -52,6 +52,10 @@ pub struct DownloadConfig {
     pub busy_backoff: Duration,
     /// Where received chunks are verified and written.
     pub verify_on: VerifyOn,
+    /// Times a download that lost every source starts again, keeping what it verified
+    /// (`dest.part`): the connections are made anew, through another path or relay if the
+    /// one they took went away (a relay restarted, a NAT mapping expired).
+    pub reconnects: u32,
 }
 
 /// Where a download verifies (SHA-1) and writes the chunks it receives.
@@ -81,6 +85,7 @@ impl Default for DownloadConfig {
             max_corrupt_chunks: 1,
             busy_backoff: Duration::from_millis(250),
             verify_on: VerifyOn::Auto,
+            reconnects: 2,
         }
     }
 }
@@ -212,7 +217,38 @@ impl State {
 /// interrupted attempt (`dest.part` plus `dest.manifest`) are kept and not fetched again.
 /// The manifest most sources send is used first; if its chunks fail verification, the next
 /// most common one is tried with the sources that sent it.
+///
+/// A download whose sources were all lost (their connections failed) once it had begun the
+/// file (`dest.part` exists) starts again, up to [`DownloadConfig::reconnects`] times, from what it verified.
 pub async fn download(
+    pool: &Arc<Pool>,
+    hash: FileHash,
+    sources: &[Source],
+    dest: &Path,
+    config: DownloadConfig,
+    progress: Option<smol::channel::Sender<Progress>>,
+) -> Result<DownloadReport, DownloadError> {
+    let part = with_suffix(dest, ".part");
+    let mut again = 0;
+    loop {
+        let result =
+            download_once(pool, hash, sources, dest, config.clone(), progress.clone()).await;
+        match result {
+            Err(DownloadError::Failed {
+                suspect_manifest: false,
+            }) if again < config.reconnects && part.exists() => {
+                again += 1;
+                log::info!(
+                    "{hash}: every source was lost; connecting again ({again} of {})",
+                    config.reconnects
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn download_once(
     pool: &Arc<Pool>,
     hash: FileHash,
     sources: &[Source],

@@ -55,6 +55,8 @@ pub struct RelayPaths {
     /// Any route has a direct address: received datagrams are checked for rewriting.
     any_direct: AtomicBool,
     inner: Mutex<Inner>,
+    /// Notified when a route is removed because its relay went away.
+    gone: event_listener::Event,
 }
 
 /// The virtual address of route `id` (in IPv4; the socket writes it IPv4-mapped on a
@@ -130,6 +132,27 @@ impl RelayPaths {
         }
         self.active
             .store(!inner.routes.is_empty(), Ordering::Release);
+        drop(inner);
+        if remove {
+            self.gone.notify(usize::MAX);
+        }
+    }
+
+    /// Whether `vaddr` is a virtual address whose route is gone (its relay went away and no
+    /// direct path had taken over): a connection to it can carry nothing any more.
+    pub fn is_gone(&self, vaddr: SocketAddr) -> bool {
+        route_of(vaddr).is_some_and(|id| !self.lock().routes.contains_key(&id))
+    }
+
+    /// Waits until the route of `vaddr` is gone (returns at once if it is).
+    pub async fn wait_gone(&self, vaddr: SocketAddr) {
+        loop {
+            let listener = self.gone.listen();
+            if self.is_gone(vaddr) {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// Removes the route of `vaddr` whatever it holds.
