@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_util::*;
+use peer::net::session::Cipher;
 use peer::transfer::download::{DownloadConfig, VerifyOn};
 use peer::{
     Endpoint, EndpointConfig, FileHash, FolderStore, Identity, PeerId, PinStore, Pool, PoolConfig,
@@ -46,7 +47,10 @@ fn main() {
     };
     match arg("--role").as_deref() {
         Some("bare-server") => return bare_server(),
-        Some("peer-server") => return peer_server(Path::new(&arg("--file").unwrap())),
+        Some("peer-server") => {
+            let cipher = (arg("--cipher").as_deref() == Some("aes")).then_some(Cipher::Aes256Gcm);
+            return peer_server(Path::new(&arg("--file").unwrap()), cipher);
+        }
         _ => {}
     }
     let size_mib: u64 = arg("--size-mib").map_or(1024, |s| s.parse().unwrap());
@@ -78,6 +82,7 @@ fn main() {
         (Kind::Sha1, "bare+sha1", "sha1"),
         (Kind::Sha1Write, "bare+sha1+write", "sink"),
         (Kind::Peer, "peer protocol", "peer"),
+        (Kind::PeerAes, "peer, AES layer", "peer-aes"),
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for run in 0..runs {
@@ -86,7 +91,8 @@ fn main() {
                 continue;
             }
             let (secs, other) = match kind {
-                Kind::Peer => peer_run(&src, &dir, size),
+                Kind::Peer => peer_run(&src, &dir, size, None),
+                Kind::PeerAes => peer_run(&src, &dir, size, Some(Cipher::Aes256Gcm)),
                 _ => bare_run(size, *kind, &sink_path),
             };
             println!(
@@ -115,6 +121,12 @@ fn main() {
         p / 1e6,
         100.0 * p / b
     );
+    println!(
+        "median: peer with the AES-256-GCM record layer {:.1} MB/s; without it (QUIC only, the default) {:.1} MB/s = {:.1}% of with",
+        m[4] / 1e6,
+        p / 1e6,
+        100.0 * p / m[4]
+    );
 }
 
 /// What a bare run's receiver does with the bytes.
@@ -126,8 +138,10 @@ enum Kind {
     Sha1,
     /// SHA-1 and a write to a file: the least any verified download to disk does.
     Sha1Write,
-    /// Not a bare run: the peer protocol.
+    /// Not a bare run: the peer protocol (its default: QUIC's encryption only).
     Peer,
+    /// The peer protocol with the per-session AES-256-GCM record layer on both sides.
+    PeerAes,
 }
 
 /// Runs `f` with an executor on this thread that also runs every task of the endpoints made
@@ -142,7 +156,16 @@ fn run<T, F: std::future::Future<Output = T>>(f: impl FnOnce(Spawner) -> F) -> T
 }
 
 fn endpoint(spawner: Spawner) -> Arc<Endpoint> {
-    Arc::new(Endpoint::bind_on(Arc::new(Identity::generate()), &loopback(), spawner).unwrap())
+    endpoint_with(spawner, None)
+}
+
+/// An endpoint offering `cipher` first (`None`: the default).
+fn endpoint_with(spawner: Spawner, cipher: Option<Cipher>) -> Arc<Endpoint> {
+    let config = EndpointConfig {
+        cipher,
+        ..loopback()
+    };
+    Arc::new(Endpoint::bind_on(Arc::new(Identity::generate()), &config, spawner).unwrap())
 }
 
 fn bare_server() {
@@ -178,11 +201,11 @@ fn bare_server() {
     });
 }
 
-fn peer_server(file: &Path) {
+fn peer_server(file: &Path, cipher: Option<Cipher>) {
     run(|spawner| async move {
         let store = Arc::new(FolderStore::default());
         store.add_file(file).unwrap();
-        let ep = endpoint(spawner);
+        let ep = endpoint_with(spawner, cipher);
         let _server = Server::spawn(ep.clone(), store, ServeConfig::default(), None);
         println!(
             "READY {} {}",
@@ -287,10 +310,18 @@ fn bare_run(size: u64, kind: Kind, sink_path: &Path) -> (f64, f64) {
     (secs, other)
 }
 
-fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
+fn peer_run(src: &Path, dir: &Path, size: u64, cipher: Option<Cipher>) -> (f64, f64) {
+    let aes = cipher == Some(Cipher::Aes256Gcm);
     let (mut child, ready) = spawn_role(
         server_cpu(),
-        &["--role", "peer-server", "--file", src.to_str().unwrap()],
+        &[
+            "--role",
+            "peer-server",
+            "--file",
+            src.to_str().unwrap(),
+            "--cipher",
+            if aes { "aes" } else { "default" },
+        ],
     );
     let port: u16 = ready[0].parse().unwrap();
     let key: PeerId = ready[1].parse().unwrap();
@@ -314,7 +345,7 @@ fn peer_run(src: &Path, dir: &Path, size: u64) -> (f64, f64) {
     let report = run(|spawner| {
         let dest = dest.clone();
         let pool = Arc::new(Pool::new(
-            endpoint(spawner),
+            endpoint_with(spawner, cipher),
             PinStore::in_memory(),
             PoolConfig::default(),
         ));

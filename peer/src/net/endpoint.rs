@@ -44,7 +44,9 @@ pub struct EndpointConfig {
     pub idle_timeout: Duration,
     /// Most concurrent requests (bidirectional streams) a peer may open on one connection.
     pub max_streams_per_connection: u32,
-    /// Record cipher to offer first; `None` picks by CPU ([`Cipher::preferred`]).
+    /// Record cipher to offer first; `None` offers [`Cipher::QuicOnly`] first (QUIC's own
+    /// encryption, end to end also through a relay), then the record ciphers by CPU
+    /// ([`Cipher::preferred`]) for peers that know no other.
     pub cipher: Option<Cipher>,
     /// UDP socket receive and send buffer sizes asked of the kernel (capped by
     /// `net.core.rmem_max` / `wmem_max`). The 208 KiB default drops packets at loopback rates.
@@ -242,7 +244,7 @@ impl Endpoint {
         // Best effort: a smaller buffer only costs throughput.
         let _ = sock.set_recv_buffer_size(config.udp_buffer);
         let _ = sock.set_send_buffer_size(config.udp_buffer);
-        let alpn = Cipher::alpn_preference(config.cipher.unwrap_or_else(Cipher::preferred));
+        let alpn = Cipher::alpn_preference(config.cipher.unwrap_or(Cipher::QuicOnly));
         let transport = Arc::new(transport(config));
         let crypto = tls::server_config(&identity, alpn.clone());
         let crypto =

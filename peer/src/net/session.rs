@@ -6,6 +6,11 @@
 //! mutually authenticated handshake with both public keys as context, one key per direction.
 //! The cipher is negotiated through ALPN: AES-256-GCM where the CPU has AES instructions,
 //! ChaCha20-Poly1305 otherwise (a Pi 4); the server's preference wins.
+//!
+//! Since the relay carries QUIC packets end to end (it never terminates QUIC, see
+//! [`crate::net::relay`]), nothing between the peers can read the records without this layer,
+//! and peers now offer [`Cipher::QuicOnly`] first: the same records, unsealed, with an
+//! all-zero tag. The README ("Transfer speed") gives what the layer cost.
 
 use std::fmt;
 
@@ -18,6 +23,9 @@ use crate::transfer::wire::TAG_LEN;
 pub const ALPN_AES: &[u8] = b"ffxiv-p2p/1+aes256gcm";
 /// ALPN of the transfer protocol with ChaCha20-Poly1305 records.
 pub const ALPN_CHACHA: &[u8] = b"ffxiv-p2p/1+chacha20poly1305";
+/// ALPN of the transfer protocol whose records rely on QUIC's encryption alone: the same
+/// record format, the tag all zeros.
+pub const ALPN_QUIC_ONLY: &[u8] = b"ffxiv-p2p/1+quic-only";
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-ffxiv-p2p session keys v1";
 
 /// The record cipher of a session.
@@ -27,6 +35,10 @@ pub enum Cipher {
     Aes256Gcm,
     /// ChaCha20-Poly1305.
     ChaCha20Poly1305,
+    /// No second layer: QUIC's own packet encryption, end to end between the two
+    /// authenticated peers also through a relay (which carries QUIC packets and never holds
+    /// their keys). Records keep their format with an all-zero tag.
+    QuicOnly,
 }
 
 impl Cipher {
@@ -47,11 +59,29 @@ impl Cipher {
         }
     }
 
-    /// ALPN list in this side's order of preference.
+    /// ALPN list in this side's order of preference: `first`, then the others (QUIC alone
+    /// before the record ciphers, the CPU's faster cipher before the other), so that a peer
+    /// that knows only the record ciphers still agrees on one.
     pub fn alpn_preference(first: Self) -> Vec<Vec<u8>> {
-        match first {
-            Self::Aes256Gcm => vec![ALPN_AES.to_vec(), ALPN_CHACHA.to_vec()],
-            Self::ChaCha20Poly1305 => vec![ALPN_CHACHA.to_vec(), ALPN_AES.to_vec()],
+        let aead = match Self::preferred() {
+            Self::ChaCha20Poly1305 => [Self::ChaCha20Poly1305, Self::Aes256Gcm],
+            _ => [Self::Aes256Gcm, Self::ChaCha20Poly1305],
+        };
+        let mut order = vec![first];
+        for c in [Self::QuicOnly].into_iter().chain(aead) {
+            if !order.contains(&c) {
+                order.push(c);
+            }
+        }
+        order.into_iter().map(|c| c.alpn().to_vec()).collect()
+    }
+
+    /// This cipher's ALPN.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Self::Aes256Gcm => ALPN_AES,
+            Self::ChaCha20Poly1305 => ALPN_CHACHA,
+            Self::QuicOnly => ALPN_QUIC_ONLY,
         }
     }
 
@@ -60,6 +90,7 @@ impl Cipher {
         match alpn {
             ALPN_AES => Some(Self::Aes256Gcm),
             ALPN_CHACHA => Some(Self::ChaCha20Poly1305),
+            ALPN_QUIC_ONLY => Some(Self::QuicOnly),
             _ => None,
         }
     }
@@ -80,8 +111,8 @@ impl std::error::Error for OpenError {}
 /// The two directional keys of one session.
 pub struct SessionKeys {
     cipher: Cipher,
-    send: LessSafeKey,
-    recv: LessSafeKey,
+    /// `None` with [`Cipher::QuicOnly`].
+    keys: Option<(LessSafeKey, LessSafeKey)>,
 }
 
 impl fmt::Debug for SessionKeys {
@@ -106,11 +137,15 @@ impl SessionKeys {
         let alg = match cipher {
             Cipher::Aes256Gcm => &AES_256_GCM,
             Cipher::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+            Cipher::QuicOnly => return Self { cipher, keys: None },
         };
         let key = |k: &[u8]| LessSafeKey::new(UnboundKey::new(alg, k).expect("32-byte key"));
         let (c2s, s2c) = (key(&exported[..32]), key(&exported[32..]));
-        let (send, recv) = if is_client { (c2s, s2c) } else { (s2c, c2s) };
-        Self { cipher, send, recv }
+        let keys = if is_client { (c2s, s2c) } else { (s2c, c2s) };
+        Self {
+            cipher,
+            keys: Some(keys),
+        }
     }
 
     /// The session's cipher.
@@ -128,8 +163,10 @@ impl SessionKeys {
     /// Encrypts `buf` in place and returns the tag. `(stream, seq)` must never repeat for
     /// this direction: the stream id is unique in a connection and `seq` counts records on it.
     pub fn seal(&self, stream: u64, seq: u32, header: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let tag = self
-            .send
+        let Some((send, _)) = &self.keys else {
+            return [0; TAG_LEN];
+        };
+        let tag = send
             .seal_in_place_separate_tag(Self::nonce(stream, seq), Aad::from(header), buf)
             .expect("record within AEAD limits");
         tag.as_ref().try_into().expect("16-byte tag")
@@ -146,8 +183,16 @@ impl SessionKeys {
         if buf.len() < TAG_LEN {
             return Err(OpenError);
         }
-        self.recv
-            .open_in_place(Self::nonce(stream, seq), Aad::from(header), buf)
+        let Some((_, recv)) = &self.keys else {
+            // QUIC authenticated the bytes; the tag must still be the zeros sent.
+            let (plain, tag) = buf.split_at_mut(buf.len() - TAG_LEN);
+            return if tag.iter().all(|&b| b == 0) {
+                Ok(plain)
+            } else {
+                Err(OpenError)
+            };
+        };
+        recv.open_in_place(Self::nonce(stream, seq), Aad::from(header), buf)
             .map_err(|_| OpenError)
     }
 }
@@ -155,6 +200,49 @@ impl SessionKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quic_only_records_pass_unsealed_with_a_zero_tag_and_refuse_any_other() {
+        let ex = [9u8; 64];
+        let (client, server) = (
+            SessionKeys::from_exported(Cipher::QuicOnly, &ex, true),
+            SessionKeys::from_exported(Cipher::QuicOnly, &ex, false),
+        );
+        let mut rec = b"mod bytes".to_vec();
+        let tag = client.seal(4, 0, b"h", &mut rec);
+        assert_eq!(tag, [0; TAG_LEN]);
+        assert_eq!(&rec, b"mod bytes");
+        rec.extend_from_slice(&tag);
+        assert_eq!(
+            server.open(4, 0, b"h", &mut rec.clone()).unwrap(),
+            b"mod bytes"
+        );
+        let last = rec.len() - 1;
+        rec[last] = 1;
+        assert_eq!(server.open(4, 0, b"h", &mut rec), Err(OpenError));
+        assert_eq!(server.open(4, 0, b"h", &mut [0u8; 3]), Err(OpenError));
+    }
+
+    #[test]
+    fn the_preference_lists_every_cipher_once_first_as_asked() {
+        for first in [
+            Cipher::QuicOnly,
+            Cipher::Aes256Gcm,
+            Cipher::ChaCha20Poly1305,
+        ] {
+            let list = Cipher::alpn_preference(first);
+            assert_eq!(list.len(), 3);
+            assert_eq!(list[0], first.alpn());
+            for c in [
+                Cipher::QuicOnly,
+                Cipher::Aes256Gcm,
+                Cipher::ChaCha20Poly1305,
+            ] {
+                assert!(list.contains(&c.alpn().to_vec()));
+                assert_eq!(Cipher::from_alpn(c.alpn()), Some(c));
+            }
+        }
+    }
 
     #[test]
     fn records_open_only_in_the_other_direction_with_the_same_nonce_and_header() {
