@@ -14,17 +14,12 @@ use peer::{
     DownloadConfig, Endpoint, EndpointConfig, Identity, MemoryStore, PhoneBook, PinStore,
     PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
 };
-use pi_server::config::Config;
 use pi_server::server::TestServer;
 
+mod common;
+
 fn phone_book() -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        capacity: 64,
-        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
-    };
-    TestServer::start(config).expect("pi-server starts")
+    common::relay_phone_book(|_| {})
 }
 
 struct Player {

@@ -17,30 +17,16 @@ use peer::{
     PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
 };
 use phonebook_proto::relay::CloseReason;
-use pi_server::config::Config;
 use pi_server::server::TestServer;
 
+mod common;
+
 fn phone_book() -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        capacity: 64,
-        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
-    };
-    TestServer::start(config).expect("pi-server starts")
+    common::relay_phone_book(|_| {})
 }
 
 fn relay_bytes_in(pb: &TestServer) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(pb.addr()).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix("phonebook_relay_bytes_total{direction=\"in\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("relay byte counter in /metrics")
+    common::metric(pb, "phonebook_relay_bytes_total{direction=\"in\"} ")
 }
 
 fn content(len: usize, seed: u64) -> Vec<u8> {

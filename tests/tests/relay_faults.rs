@@ -11,7 +11,6 @@ use peer::net::relay::client::tls_config;
 use peer::phonebook::PhoneBookConfig;
 use peer::{Identity, PhoneBook, PlayerName, Visibility};
 use phonebook_proto::relay::{CloseReason, Frame, RefuseReason, TOKEN_LEN};
-use pi_server::config::Config;
 use pi_server::server::TestServer;
 use rustls::pki_types::ServerName;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,32 +21,14 @@ struct Tls {
     buf: Vec<u8>,
 }
 
-fn phone_book(max_sessions: u32) -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        capacity: 64,
-        relay_listen: Some("127.0.0.1:0".parse().unwrap()),
-        relay_max_sessions: max_sessions,
-        ..Config::default()
-    };
-    TestServer::start(config).expect("pi-server starts")
-}
+mod common;
 
-fn metric(pb: &TestServer, line_start: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(pb.addr()).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{line_start} in /metrics"))
+fn phone_book(max_sessions: u32) -> TestServer {
+    common::relay_phone_book(|c| c.relay_max_sessions = max_sessions)
 }
 
 fn refusals(pb: &TestServer, reason: &str) -> u64 {
-    metric(
+    common::metric(
         pb,
         &format!("phonebook_relay_refusals_total{{reason=\"{reason}\"}} "),
     )
