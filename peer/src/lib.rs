@@ -35,6 +35,7 @@
 
 pub mod identity;
 pub mod net;
+pub mod node;
 pub mod phonebook;
 pub mod storage;
 pub mod transfer;
@@ -43,6 +44,7 @@ pub use identity::{Identity, PeerId};
 pub use net::endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
 pub use net::pool::{Pool, PoolConfig};
 pub use net::runtime::Spawner;
+pub use node::{Event, Node, NodeConfig, OpId, Registration};
 pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
 pub use phonebook_proto::{PlayerName, Visibility};
 pub use storage::pins::PinStore;
