@@ -50,6 +50,13 @@ pub enum Event {
         /// The file's size.
         total: u64,
     },
+    /// A lookup found a player.
+    Found {
+        /// The operation.
+        op: OpId,
+        /// The player's key.
+        key: crate::PeerId,
+    },
     /// An operation finished.
     Done {
         /// The operation.

@@ -234,6 +234,37 @@ impl Node {
         Ok(book.lookup(&PlayerName::parse(name)?).await?)
     }
 
+    /// Starts a lookup: [`Event::Found`] or [`Event::Failed`] follows with the returned id.
+    pub fn start_lookup(&self, name: &str) -> OpId {
+        let op = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let (book, events, ops, name) = (
+            self.book.clone(),
+            self.events.clone(),
+            self.ops.clone(),
+            name.to_owned(),
+        );
+        let task = smol::spawn(async move {
+            let result: Result<Found, NodeError> = async {
+                let book = book.ok_or("no phone book configured")?;
+                Ok(book.lookup(&PlayerName::parse(&name)?).await?)
+            }
+            .await;
+            events.push(match result {
+                Ok(f) => Event::Found { op, key: f.key },
+                Err(e) => Event::Failed {
+                    op,
+                    reason: e.to_string(),
+                },
+            });
+            ops.lock().unwrap_or_else(|p| p.into_inner()).remove(&op);
+        });
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(op, task);
+        op
+    }
+
     /// Starts fetching `hash` into the data folder from the players named (looked up first) and
     /// the given sources; progress and the result arrive as events carrying the returned id.
     pub fn fetch(&self, hash: FileHash, players: Vec<String>, mut sources: Vec<Source>) -> OpId {
@@ -332,7 +363,7 @@ impl Node {
 
     /// Stops every task, tells the phone book we left (within the configured bound) and closes
     /// the socket.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let bound = self.cfg().shutdown_bound;
         drop(
             self.registration
