@@ -361,8 +361,8 @@ impl Node {
         }
     }
 
-    /// Stops every task, tells the phone book we left (within the configured bound) and closes
-    /// the socket.
+    /// Stops every task, tells the phone book we left and lets connections close (each wait
+    /// within [`NodeConfig::shutdown_bound`]). The socket is released when the node is dropped.
     pub async fn shutdown(&self) {
         let bound = self.cfg().shutdown_bound;
         drop(
@@ -396,5 +396,9 @@ impl Node {
         }
         self.events.push(Event::Registration(Registration::Off));
         self.endpoint.close();
+        smol::future::or(self.endpoint.wait_idle(), async {
+            smol::Timer::after(bound).await;
+        })
+        .await;
     }
 }
