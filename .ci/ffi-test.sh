@@ -25,7 +25,8 @@ git diff --exit-code -- ffi/include/ffxiv_p2p_peer.h || {
     echo "ffi-test: ffi/include/ffxiv_p2p_peer.h is stale: commit the regenerated header"
     exit 1
 }
-cargo build -p peer-ffi -p pi-server --bin pi-server
+cargo build -p peer-ffi --lib
+cargo build -p pi-server --bin pi-server
 lib="$target/debug/libffxiv_p2p_peer_v1.so"
 echo "ffi-test: $(stat -c %s "$lib") bytes in $lib (debug)"
 work=$(mktemp -d)
