@@ -1,6 +1,11 @@
 //! Peer library: finds players through the phone book and moves mod files directly between them
 //! over mutually authenticated QUIC, verified chunk by chunk, resumable, from several peers at once.
 //!
+//! **Start here:** [`Node`] (module [`node`]) owns a player's endpoint, pool, pins, server and
+//! phone-book registration, and reports registration state and transfers as [`Event`]s that a
+//! caller polls without blocking. The other modules are the advanced door: the pieces a `Node`
+//! is built from, for programs that need to assemble them differently (the example below).
+//!
 //! It does not relay, punch holes through NATs or run the phone book: those are other crates
 //! and later issues (the endpoint exposes its UDP socket for them).
 //!
@@ -35,6 +40,7 @@
 
 pub mod identity;
 pub mod net;
+pub mod node;
 pub mod phonebook;
 pub mod storage;
 pub mod transfer;
@@ -43,6 +49,7 @@ pub use identity::{Identity, PeerId};
 pub use net::endpoint::{ConnectError, Endpoint, EndpointConfig, PeerConnection};
 pub use net::pool::{Pool, PoolConfig};
 pub use net::runtime::Spawner;
+pub use node::{Event, Node, NodeConfig, OpId, Registration};
 pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
 pub use phonebook_proto::{PlayerName, Visibility};
 pub use storage::pins::PinStore;

@@ -399,6 +399,11 @@ impl Endpoint {
     pub fn close(&self) {
         self.quinn.close(CLOSE_DONE.into(), b"closing");
     }
+
+    /// Waits until every connection has finished closing (after [`Endpoint::close`]).
+    pub async fn wait_idle(&self) {
+        self.quinn.wait_idle().await;
+    }
 }
 
 /// An authenticated connection to one peer, with its record keys. Cheap to clone.

@@ -606,6 +606,17 @@ impl PhoneBook {
         self.register(port, Visibility::Friends, &[]).await
     }
 
+    /// How long to wait before registering again after `failures` consecutive failures
+    /// (exponential from the config's `backoff_base` up to `backoff_max`, jittered).
+    pub fn retry_after(&self, failures: u32) -> Duration {
+        jitter(
+            self.config
+                .backoff_base
+                .saturating_mul(1 << failures.min(10))
+                .min(self.config.backoff_max),
+        )
+    }
+
     /// Keeps the registration alive: registers now, then again before each TTL runs out
     /// (at the phone book's `reregisterIn`, less up to a tenth of jitter). Failed attempts are
     /// retried after a backoff. Drop the task to stop; call [`PhoneBook::unregister`] after.
@@ -628,12 +639,7 @@ impl PhoneBook {
                     Err(e) => {
                         failures += 1;
                         log::warn!("registration failed: {e}");
-                        jitter(
-                            me.config
-                                .backoff_base
-                                .saturating_mul(1 << failures.min(10))
-                                .min(me.config.backoff_max),
-                        )
+                        me.retry_after(failures)
                     }
                 };
                 // New candidates (a new NAT mapping, a port mapped): register at once.

@@ -1,0 +1,130 @@
+/* The C ABI as a plugin uses it: bad input first (status + message, no crash), then two nodes
+ * in one process register with a real pi-server, look each other up, fetch a file with
+ * progress, cancel, shut down twice, and calls after shutdown.
+ * Usage: test PHONEBOOK_URL WORKDIR SHARED_DIR FILE_HASH   (or: test --bad-input-only) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ffxiv_p2p_peer.h"
+
+static int failures = 0;
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
+#define S(str) (const uint8_t *)(str), strlen(str)
+
+static void show_error(const char *what) {
+    char buf[512];
+    size_t len = 0;
+    FfxpStatus s = ffxp_last_error((uint8_t *)buf, sizeof buf, &len);
+    CHECK(s == FFXP_STATUS_OK);
+    printf("%s: %.*s\n", what, (int)len, buf);
+    CHECK(len > 0);
+}
+
+static void bad_input(void) {
+    uint64_t h = 0, op = 0;
+    /* Required fields missing. */
+    CHECK(ffxp_node_create(NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("empty config");
+    /* Null with a length. */
+    CHECK(ffxp_node_create(NULL, 5, S("/tmp"), NULL, 0, NULL, 0, NULL, 0, &h) == FFXP_STATUS_NULL_POINTER);
+    show_error("null pointer");
+    /* Invalid UTF-8. */
+    const uint8_t bad[] = {0x66, 0xff, 0xfe};
+    CHECK(ffxp_node_create(bad, sizeof bad, S("/tmp"), NULL, 0, NULL, 0, NULL, 0, &h) == FFXP_STATUS_INVALID_UTF8);
+    show_error("invalid utf-8");
+    /* A bad listen address, a phone book without a name. */
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("not an address"), &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("bad listen");
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("http://127.0.0.1:1"), NULL, 0, S("127.0.0.1:0"), &h) == FFXP_STATUS_START_FAILED);
+    show_error("phone book without a name");
+    /* Null output pointer. */
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, NULL, 0, NULL) == FFXP_STATUS_NULL_POINTER);
+    /* Handles that were never created. */
+    FfxpEvent e;
+    CHECK(ffxp_node_poll_event(0, &e) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_poll_event(0xdeadbeef00000007ull, &e) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_lookup(12345, S("A B@C"), &op) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_cancel(0, 1) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_shutdown(0) == FFXP_STATUS_INVALID_HANDLE);
+    show_error("bad handle");
+    /* A message buffer too small reports the length needed. */
+    size_t need = 0;
+    CHECK(ffxp_last_error(NULL, 0, &need) == FFXP_STATUS_BUFFER_TOO_SMALL && need > 0);
+    CHECK(ffxp_last_error(NULL, 0, NULL) == FFXP_STATUS_NULL_POINTER);
+    /* A node without a phone book: start, bad calls on a live handle, shut down twice. */
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &h) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_poll_event(h, NULL) == FFXP_STATUS_NULL_POINTER);
+    CHECK(ffxp_node_fetch(h, S("zz"), S("A B@C"), &op) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("bad hash");
+    CHECK(ffxp_node_cancel(h, 999) == FFXP_STATUS_UNKNOWN_OPERATION);
+    CHECK(ffxp_node_set_visibility(h, 7) == FFXP_STATUS_INVALID_ARGUMENT);
+    CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_poll_event(h, &e) == FFXP_STATUS_INVALID_HANDLE);
+    /* The same handle value never comes back for a new node. */
+    uint64_t h2 = 0;
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &h2) == FFXP_STATUS_OK);
+    CHECK(h2 != h);
+    CHECK(ffxp_node_poll_event(h, &e) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_shutdown(h2) == FFXP_STATUS_OK);
+}
+
+/* Polls `h` (as a game would, once per "frame") until an event of `kind` for `op` arrives. */
+static int wait_event(uint64_t h, FfxpEventKind kind, uint64_t op, int *progress) {
+    for (int frame = 0; frame < 2000; frame++) {
+        FfxpEvent e;
+        FfxpStatus s;
+        while ((s = ffxp_node_poll_event(h, &e)) == FFXP_STATUS_OK) {
+            if (e.kind == FFXP_EVENT_KIND_PROGRESS && progress) (*progress)++;
+            if (e.kind == FFXP_EVENT_KIND_FAILED || e.kind == FFXP_EVENT_KIND_REGISTRATION_RETRYING)
+                printf("event %d op %llu: %.*s\n", (int)e.kind, (unsigned long long)e.op, (int)e.message_len, e.message);
+            if (e.kind == kind && e.op == op) return 1;
+        }
+        CHECK(s == FFXP_STATUS_NO_EVENT);
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void two_nodes(const char *url, const char *work, const char *shared, const char *hash) {
+    char id_a[512], data_a[512], id_b[512], data_b[512];
+    snprintf(id_a, sizeof id_a, "%s/a/id.key", work);
+    snprintf(data_a, sizeof data_a, "%s/a", work);
+    snprintf(id_b, sizeof id_b, "%s/b/id.key", work);
+    snprintf(data_b, sizeof data_b, "%s/b", work);
+    uint64_t a = 0, b = 0, op = 0;
+    CHECK(ffxp_node_create(S(id_a), S(data_a), S(url), S("Cee Seeder@Lich"), S("127.0.0.1:0"), &a) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_share(a, S(shared)) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_create(S(id_b), S(data_b), S(url), S("Cee Fetcher@Lich"), S("127.0.0.1:0"), &b) == FFXP_STATUS_OK);
+    CHECK(wait_event(a, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
+    CHECK(wait_event(b, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
+    CHECK(ffxp_node_lookup(b, S("Cee Seeder@Lich"), &op) == FFXP_STATUS_OK);
+    CHECK(wait_event(b, FFXP_EVENT_KIND_FOUND, op, NULL));
+    int progress = 0;
+    CHECK(ffxp_node_fetch(b, S(hash), S("Cee Seeder@Lich"), &op) == FFXP_STATUS_OK);
+    CHECK(wait_event(b, FFXP_EVENT_KIND_DONE, op, &progress));
+    printf("fetched with %d progress events\n", progress);
+    CHECK(progress > 0);
+    /* Cancel: a lookup of nobody, cancelled at once (or already failed: both are fine). */
+    CHECK(ffxp_node_lookup(b, S("Nobody There@Lich"), &op) == FFXP_STATUS_OK);
+    FfxpStatus c = ffxp_node_cancel(b, op);
+    CHECK(c == FFXP_STATUS_OK || c == FFXP_STATUS_UNKNOWN_OPERATION);
+    CHECK(wait_event(b, FFXP_EVENT_KIND_FAILED, op, NULL));
+    CHECK(ffxp_node_set_visibility(a, 1) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_shutdown(a) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_shutdown(b) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_shutdown(a) == FFXP_STATUS_INVALID_HANDLE);
+    CHECK(ffxp_node_lookup(b, S("Cee Seeder@Lich"), &op) == FFXP_STATUS_INVALID_HANDLE);
+}
+
+int main(int argc, char **argv) {
+    bad_input();
+    if (argc == 5) two_nodes(argv[1], argv[2], argv[3], argv[4]);
+    else if (!(argc == 2 && strcmp(argv[1], "--bad-input-only") == 0)) {
+        fprintf(stderr, "usage: test PHONEBOOK_URL WORKDIR SHARED_DIR FILE_HASH | --bad-input-only\n");
+        return 2;
+    }
+    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
+    return failures ? 1 : 0;
+}
