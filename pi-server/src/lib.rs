@@ -1,6 +1,7 @@
 //! The phone book server (work in progress).
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod addr;
 pub mod api;
 pub mod cli;
@@ -11,4 +12,5 @@ pub mod ratelimit;
 pub mod server;
 pub mod snapshot;
 pub mod table;
+pub mod tls;
 pub mod token;

@@ -46,6 +46,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP reloads the certificate files, or renews the ACME certificate now
+    // (`systemctl reload pi-server`).
+    #[cfg(unix)]
+    if let Some(reload) = server.tls_reload() {
+        match async_signal::Signals::new([async_signal::Signal::Hup]) {
+            Ok(mut hup) => {
+                std::thread::spawn(move || {
+                    smol::block_on(async {
+                        use futures_lite::StreamExt as _;
+                        while let Some(Ok(_)) = hup.next().await {
+                            log::info!("SIGHUP: reloading the certificate");
+                            reload.request();
+                        }
+                    })
+                });
+            }
+            Err(e) => log::warn!(
+                "cannot watch SIGHUP ({e}); certificate files are still re-read when they change"
+            ),
+        }
+    }
     let stop = async {
         use futures_lite::StreamExt as _;
         match signals {

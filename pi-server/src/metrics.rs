@@ -194,11 +194,103 @@ impl RelayMetrics {
     }
 }
 
+/// HTTPS and ACME figures.
+#[derive(Debug, Default)]
+pub struct TlsMetrics {
+    /// HTTPS is on (the figures below are rendered).
+    pub enabled: bool,
+    /// `notAfter` of the certificate served (Unix seconds); `None` without HTTPS.
+    pub cert_not_after: Option<i64>,
+    /// TLS handshakes completed.
+    pub handshakes_ok: u64,
+    /// TLS handshakes that failed (bad client hello, no shared version, ...; timeouts count
+    /// as `timeout` rejections).
+    pub handshakes_failed: u64,
+    /// Certificate reloads (files or renewals) that succeeded.
+    pub reloads: u64,
+    /// Reloads of the certificate files that failed (the old certificate stays).
+    pub reload_failures: u64,
+    /// ACME orders that failed (the old certificate stays; retried with back-off).
+    pub acme_failures: u64,
+    /// ACME failures since the last success: non-zero means renewal is stuck.
+    pub acme_failures_in_a_row: u64,
+}
+
+impl TlsMetrics {
+    /// Counts a handshake.
+    pub fn handshake(&mut self, ok: bool) {
+        if ok {
+            self.handshakes_ok += 1;
+        } else {
+            self.handshakes_failed += 1;
+        }
+    }
+
+    fn render(&self, s: &mut String, wall_secs: u64) {
+        use std::fmt::Write;
+        if !self.enabled {
+            return;
+        }
+        let mut line = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        if let Some(not_after) = self.cert_not_after {
+            let left = not_after - wall_secs as i64;
+            line(
+                "phonebook_tls_certificate_expiry_days",
+                "gauge",
+                "Days until the served certificate expires (negative: expired).",
+                format!("{:.2}", left as f64 / 86_400.0),
+            );
+            line(
+                "phonebook_tls_certificate_not_after_seconds",
+                "gauge",
+                "notAfter of the served certificate, Unix seconds.",
+                not_after.to_string(),
+            );
+        }
+        line(
+            "phonebook_tls_certificate_reloads_total",
+            "counter",
+            "Certificate swaps at run time (file reloads and ACME renewals).",
+            self.reloads.to_string(),
+        );
+        line(
+            "phonebook_tls_certificate_reload_failures_total",
+            "counter",
+            "Reloads of the certificate files that failed (the old one stays).",
+            self.reload_failures.to_string(),
+        );
+        line(
+            "phonebook_acme_failures_total",
+            "counter",
+            "ACME orders that failed (the old certificate stays).",
+            self.acme_failures.to_string(),
+        );
+        line(
+            "phonebook_acme_failures_in_a_row",
+            "gauge",
+            "ACME failures since the last success (non-zero: renewal is stuck).",
+            self.acme_failures_in_a_row.to_string(),
+        );
+        let _ = write!(
+            s,
+            "# HELP phonebook_tls_handshakes_total TLS handshakes by outcome.\n# TYPE phonebook_tls_handshakes_total counter\nphonebook_tls_handshakes_total{{outcome=\"ok\"}} {}\nphonebook_tls_handshakes_total{{outcome=\"failed\"}} {}\n",
+            self.handshakes_ok, self.handshakes_failed
+        );
+    }
+}
+
 /// All counters. Single-threaded: plain integers.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// The relay's counters.
     pub relay: RelayMetrics,
+    /// HTTPS and ACME.
+    pub tls: TlsMetrics,
     udp_events: [u64; UDP_EVENTS.len()],
     /// UDP datagrams received, and their bytes (UDP payload).
     pub udp_in: (u64, u64),
@@ -240,6 +332,8 @@ pub struct Gauges {
     pub friend_keys: u32,
     /// Seconds since start.
     pub uptime: u64,
+    /// Wall-clock Unix seconds (for the certificate's days left).
+    pub wall_secs: u64,
 }
 
 impl Metrics {
@@ -367,6 +461,7 @@ impl Metrics {
             self.udp_in.1, self.udp_out.1
         );
         self.relay.render(&mut s);
+        self.tls.render(&mut s, g.wall_secs);
         let _ = write!(
             s,
             "# HELP phonebook_udp_packets_total UDP datagrams.\n# TYPE phonebook_udp_packets_total counter\nphonebook_udp_packets_total{{direction=\"in\"}} {}\nphonebook_udp_packets_total{{direction=\"out\"}} {}\n",

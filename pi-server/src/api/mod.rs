@@ -408,6 +408,7 @@ impl App {
             capacity: self.table.capacity(),
             friend_keys: self.table.friend_keys(),
             uptime: now.mono_ms / 1000,
+            wall_secs: now.wall_ms / 1000,
         };
         let mut a = Answer::ok(self.metrics.render(g, now.mono_ms / 1000).into_bytes());
         a.content_type = "text/plain; version=0.0.4";

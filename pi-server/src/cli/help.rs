@@ -39,17 +39,24 @@ SETTINGS:
             Some(r) => format!(" [range: {}-{}]", r.start(), r.end()),
             None => String::new(),
         };
+        let default = if default.is_empty() || default == "\"\"" {
+            "none"
+        } else {
+            &default
+        };
+        let facts = format!("[default: {default}]{range}");
+        let env = format!("[env: {}]", env_var_name(setting.name));
+        // A long default (a URL) puts the variable on a line of its own.
+        let sep = if 8 + facts.len() + 1 + env.len() > HELP_WIDTH {
+            "\n        "
+        } else {
+            " "
+        };
         out.push_str(&format!(
-            "    --{} {}\n{}        [default: {}]{range} [env: {}]\n",
+            "    --{} {}\n{}        {facts}{sep}{env}\n",
             setting.name,
             setting.kind.placeholder(),
             wrap(setting.doc, HELP_WIDTH - 8, "        "),
-            if default.is_empty() || default == "\"\"" {
-                "none"
-            } else {
-                &default
-            },
-            env_var_name(setting.name),
         ));
     }
     out.push_str(

@@ -18,6 +18,9 @@ pub(super) enum Kind {
     Cidrs,
     Level,
     Header,
+    Host,
+    Email,
+    Url,
 }
 
 impl Kind {
@@ -32,6 +35,9 @@ impl Kind {
             Kind::Cidrs => "CIDR,...",
             Kind::Level => "LEVEL",
             Kind::Header => "HEADER",
+            Kind::Host => "HOST",
+            Kind::Email => "EMAIL",
+            Kind::Url => "URL",
         }
     }
 }
@@ -79,8 +85,60 @@ macro_rules! bool_setting {
     };
 }
 
+macro_rules! path_setting {
+    ($name:literal, $field:ident, $doc:literal) => {
+        Setting {
+            name: $name,
+            kind: Kind::Path,
+            doc: $doc,
+            range: None,
+            set: |c, v| {
+                c.$field = opt_path(v)?;
+                Ok(())
+            },
+            get: |c| show_path(&c.$field),
+        }
+    };
+}
+
+fn opt_path(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.contains(['\n', '\r']) {
+        return Err("must not contain a line break".to_string());
+    }
+    Ok((!v.is_empty()).then(|| PathBuf::from(v)))
+}
+
+fn show_path(p: &Option<PathBuf>) -> String {
+    let path = p
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("\"{path}\"")
+}
+
+/// A DNS name as ACME certifies it: letters, digits, `-` and dots, at most 253 characters,
+/// labels of 1 to 63, not an address.
+fn dns_name(v: &str) -> Result<String, String> {
+    let rule = || "must be a DNS name such as pb.example.org (not an address)".to_string();
+    let v = v.trim_end_matches('.').to_ascii_lowercase();
+    if v.len() > 253
+        || !v.contains('.')
+        || v.parse::<std::net::IpAddr>().is_ok()
+        || v.split('.').any(|l| {
+            l.is_empty()
+                || l.len() > 63
+                || l.starts_with('-')
+                || l.ends_with('-')
+                || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    {
+        return Err(rule());
+    }
+    Ok(v)
+}
+
 /// Every setting, in help and `--print-config` order.
-pub(super) static SETTINGS: [Setting; 39] = [
+pub(super) static SETTINGS: [Setting; 47] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -428,6 +486,90 @@ pub(super) static SETTINGS: [Setting; 39] = [
         Kind::Secs,
         RELAY_IDLE_RANGE,
         "Seconds a relay connection may stay silent before it is closed."
+    ),
+    path_setting!(
+        "tls-cert",
+        tls_cert,
+        "PEM certificate chain for HTTPS on listen (with tls-key); re-read on SIGHUP and when \
+         the file changes. Empty, and no acme-domain: plain HTTP (for a LAN or behind a proxy)."
+    ),
+    path_setting!(
+        "tls-key",
+        tls_key,
+        "PEM private key of tls-cert (PKCS#8, PKCS#1 or SEC1)."
+    ),
+    int_setting!(
+        "tls-handshake-timeout",
+        tls_handshake_timeout,
+        Kind::Secs,
+        TLS_HANDSHAKE_TIMEOUT_RANGE,
+        "Seconds a client may take to complete the TLS handshake."
+    ),
+    Setting {
+        name: "acme-domain",
+        kind: Kind::Host,
+        doc: "Get and renew a certificate for this DNS name over ACME (TLS-ALPN-01, answered on \
+              listen, which must be reachable as DOMAIN:443); turns HTTPS on. Empty: off.",
+        range: None,
+        set: |c, v| {
+            c.acme_domain = match v {
+                "" => None,
+                v => Some(dns_name(v)?),
+            };
+            Ok(())
+        },
+        get: |c| c.acme_domain.clone().unwrap_or_default(),
+    },
+    Setting {
+        name: "acme-contact",
+        kind: Kind::Email,
+        doc: "E-mail address the ACME server may write to about the certificate (optional).",
+        range: None,
+        set: |c, v| {
+            let v = v.strip_prefix("mailto:").unwrap_or(v);
+            if !v.is_empty()
+                && (v.len() > 254
+                    || v.matches('@').count() != 1
+                    || v.starts_with('@')
+                    || v.ends_with('@')
+                    || v.contains(|ch: char| ch.is_whitespace() || ch.is_control() || ch == ','))
+            {
+                return Err("must be an e-mail address such as admin@example.org".to_string());
+            }
+            c.acme_contact = (!v.is_empty()).then(|| v.to_owned());
+            Ok(())
+        },
+        get: |c| c.acme_contact.clone().unwrap_or_default(),
+    },
+    Setting {
+        name: "acme-directory",
+        kind: Kind::Url,
+        doc: "The ACME server's directory URL (https://); the default is Let's Encrypt's \
+              production server.",
+        range: None,
+        set: |c, v| {
+            if !v.starts_with("https://")
+                || v.len() > 1024
+                || v.contains(|ch: char| ch.is_whitespace() || ch.is_control())
+            {
+                return Err("must be an https:// URL".to_string());
+            }
+            c.acme_directory = v.to_owned();
+            Ok(())
+        },
+        get: |c| c.acme_directory.clone(),
+    },
+    path_setting!(
+        "acme-ca-root",
+        acme_ca_root,
+        "Extra PEM root certificate trusted for the ACME server (a test CA such as pebble's); \
+         empty: only the bundled web roots."
+    ),
+    path_setting!(
+        "acme-dir",
+        acme_dir,
+        "Directory for the ACME account key and the certificate (mode 0600 files); empty: the \
+         snapshot's directory."
     ),
 ];
 

@@ -77,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 39] = [
+    let values: [(&str, &str); 47] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -117,6 +117,14 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("relay-rate", "19"),
         ("relay-rate-total", "20"),
         ("relay-idle", "21"),
+        ("tls-cert", "/etc/pb/cert.pem"),
+        ("tls-key", "/etc/pb/key.pem"),
+        ("tls-handshake-timeout", "7"),
+        ("acme-domain", "PB.Example.org"),
+        ("acme-contact", "mailto:admin@example.org"),
+        ("acme-directory", "https://localhost:14000/dir"),
+        ("acme-ca-root", "/etc/pb/pebble.pem"),
+        ("acme-dir", "/var/lib/pb/acme"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -173,6 +181,35 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
     assert_ne!(by_flag.rate_ip_burst, d.rate_ip_burst);
     assert_ne!(by_flag.rate_key, d.rate_key);
     assert_ne!(by_flag.rate_key_burst, d.rate_key_burst);
+    assert_eq!(by_flag.tls_cert, Some(PathBuf::from("/etc/pb/cert.pem")));
+    assert_eq!(by_flag.tls_key, Some(PathBuf::from("/etc/pb/key.pem")));
+    assert_ne!(by_flag.tls_handshake_timeout, d.tls_handshake_timeout);
+    assert_eq!(by_flag.acme_domain.as_deref(), Some("pb.example.org"));
+    assert_eq!(by_flag.acme_contact.as_deref(), Some("admin@example.org"));
+    assert_eq!(by_flag.acme_directory, "https://localhost:14000/dir");
+    assert_eq!(
+        by_flag.acme_ca_root,
+        Some(PathBuf::from("/etc/pb/pebble.pem"))
+    );
+    assert_eq!(by_flag.acme_dir, Some(PathBuf::from("/var/lib/pb/acme")));
+}
+
+#[test]
+fn tls_and_acme_values_are_checked() {
+    let long_label = format!("{}.b", "a".repeat(64));
+    for bad in ["1.2.3.4", "localhost", "a..b", "-a.b", "a b.c", &long_label] {
+        assert!(
+            err(&["--acme-domain", bad]).contains("must be a DNS name"),
+            "{bad}"
+        );
+    }
+    for bad in ["admin", "@x", "a@b@c", "a b@c"] {
+        assert!(err(&["--acme-contact", bad]).contains("e-mail"), "{bad}");
+    }
+    assert!(err(&["--acme-directory", "http://x/dir"]).contains("https://"));
+    assert!(err(&["--tls-cert", "a\nb"]).contains("line break"));
+    assert!(err(&["--tls-handshake-timeout", "0"]).contains("from 1 to 120"));
+    assert_eq!(run(&["--acme-domain", ""]).unwrap().acme_domain, None);
 }
 
 #[test]
@@ -534,7 +571,7 @@ fn every_numeric_setting_has_its_range_in_help_and_enforced() {
         panic!()
     };
     let numeric: Vec<_> = SETTINGS.iter().filter(|s| s.range.is_some()).collect();
-    assert_eq!(numeric.len(), 28);
+    assert_eq!(numeric.len(), 29);
     let d = Config::default();
     for setting in numeric {
         let r = setting.range.clone().unwrap();

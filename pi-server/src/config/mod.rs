@@ -105,7 +105,27 @@ pub struct Config {
     pub relay_rate_total: u32,
     /// Seconds a relay connection may stay silent before it is closed.
     pub relay_idle: u32,
+    /// PEM certificate chain for HTTPS on `listen` (with [`Config::tls_key`]); `None` with no
+    /// [`Config::acme_domain`] serves plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of [`Config::tls_cert`].
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout: u32,
+    /// Domain to obtain a certificate for over ACME (TLS-ALPN-01 on `listen`); turns HTTPS on.
+    pub acme_domain: Option<String>,
+    /// Contact e-mail address given to the ACME server (expiry notices).
+    pub acme_contact: Option<String>,
+    /// The ACME server's directory URL.
+    pub acme_directory: String,
+    /// An extra PEM root trusted for the ACME server (a test CA such as pebble's).
+    pub acme_ca_root: Option<PathBuf>,
+    /// Where the ACME account key and certificate are kept; `None`: beside the snapshot.
+    pub acme_dir: Option<PathBuf>,
 }
+
+/// Let's Encrypt's production directory, the default `acme-directory`.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 impl Default for Config {
     fn default() -> Self {
@@ -149,6 +169,14 @@ impl Default for Config {
             relay_rate: 1_250_000,
             relay_rate_total: 2_500_000,
             relay_idle: 60,
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout: 10,
+            acme_domain: None,
+            acme_contact: None,
+            acme_directory: LETS_ENCRYPT_DIRECTORY.to_owned(),
+            acme_ca_root: None,
+            acme_dir: None,
         }
     }
 }

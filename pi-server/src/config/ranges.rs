@@ -45,3 +45,5 @@ pub const RELAY_SESSIONS_RANGE: RangeInclusive<u32> = 1..=1024;
 pub const RELAY_RATE_RANGE: RangeInclusive<u32> = 0..=4_000_000_000;
 /// `relay-idle`, seconds.
 pub const RELAY_IDLE_RANGE: RangeInclusive<u32> = 10..=3600;
+/// `tls-handshake-timeout`, seconds.
+pub const TLS_HANDSHAKE_TIMEOUT_RANGE: RangeInclusive<u32> = 1..=120;

@@ -7,14 +7,12 @@
 
 use super::Shared;
 use super::conns::ConnEntry;
+use super::link::{Link, is_would_block};
 use crate::api::{Pending, Started};
 use crate::http::{HeadError, parse_head};
 use crate::metrics::Reject;
-use async_io::Async;
 use phonebook_proto::ErrorCode;
-use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::net::TcpStream;
 use std::rc::Rc;
 
 /// Bytes read per `read` call.
@@ -30,14 +28,28 @@ enum Step {
 }
 
 /// Serves one connection until it closes.
-pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
+pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr, mut link: Link) {
     let stream = entry.stream.clone();
     let mut pending: Vec<u8> = Vec::new(); // an incomplete request, or requests after a Verify
-    let mut unsent: Vec<u8> = Vec::new(); // an answer the socket did not take at once
+    let mut unsent: Vec<u8> = Vec::new(); // an answer the socket did not take at once (plain)
     let mut resume = false; // `pending` may hold complete requests: answer them before reading
     loop {
-        if !resume && stream.readable().await.is_err() {
-            return;
+        if !resume && !link.has_buffered() {
+            // The handshake's messages (TLS) go out before we wait for the client's.
+            if link.has_unsent(&unsent) {
+                if flush_all(&shared, &entry, &mut link, &mut unsent)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if pending.is_empty() {
+                    entry.busy_since_ms.set(None);
+                }
+            }
+            if stream.readable().await.is_err() {
+                return;
+            }
         }
         let step = {
             let mut input = shared.input.borrow_mut();
@@ -45,12 +57,28 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
                 0
             } else {
                 input.resize(READ_CHUNK, 0);
-                match stream.get_ref().read(&mut input) {
+                let was_handshaking = link.handshaking();
+                let r = link.read(stream.get_ref(), &mut input);
+                if was_handshaking && !link.handshaking() {
+                    entry.handshake_until_ms.set(None);
+                    shared.app.borrow_mut().metrics.tls.handshake(true);
+                    if link.is_acme_validation() {
+                        // The validation server saw the challenge certificate: all it wanted.
+                        link.close();
+                        let _ = link.flush(stream.get_ref(), &mut unsent);
+                        return;
+                    }
+                }
+                match r {
                     Ok(0) => return,
                     Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return,
+                    Err(e) if is_would_block(&e) => continue,
+                    Err(_) => {
+                        if was_handshaking {
+                            shared.app.borrow_mut().metrics.tls.handshake(false);
+                        }
+                        return;
+                    }
                 }
             };
             let now = shared.now();
@@ -75,7 +103,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
                     pending = Vec::new();
                 }
             }
-            if send_now(&stream, &out, &mut unsent).is_err() {
+            if link.send(stream.get_ref(), &out, &mut unsent).is_err() {
                 return;
             }
             step
@@ -90,7 +118,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
                 let mut out = shared.output.borrow_mut();
                 out.clear();
                 let keep = shared.app.borrow_mut().finish(&p, verified, now, &mut out);
-                if send_now(&stream, &out, &mut unsent).is_err() {
+                if link.send(stream.get_ref(), &out, &mut unsent).is_err() {
                     return;
                 }
                 if keep {
@@ -102,30 +130,18 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
             }
             other => other,
         };
-        while !unsent.is_empty() {
-            entry.busy_since_ms.set(Some(
-                entry.busy_since_ms.get().unwrap_or(shared.now().mono_ms),
-            ));
-            if stream.writable().await.is_err() {
+        if let Step::Close = step {
+            link.close();
+        }
+        if link.has_unsent(&unsent) {
+            if flush_all(&shared, &entry, &mut link, &mut unsent)
+                .await
+                .is_err()
+            {
                 return;
             }
-            match stream.get_ref().write(&unsent) {
-                Ok(0) => return,
-                Ok(k) => {
-                    unsent.drain(..k);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return,
-            }
-            if unsent.is_empty() {
-                unsent = Vec::new();
-                if pending.is_empty() {
-                    entry.busy_since_ms.set(None);
-                }
+            if pending.is_empty() {
+                entry.busy_since_ms.set(None);
             }
         }
         if let Step::Close = step {
@@ -135,22 +151,29 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr) {
     }
 }
 
-/// Writes what the socket takes now and keeps the rest in `unsent`, after anything already
-/// there (answers go out in request order). `Err` when the connection is gone.
-fn send_now(stream: &Async<TcpStream>, out: &[u8], unsent: &mut Vec<u8>) -> Result<(), ()> {
-    let mut written = 0;
-    if unsent.is_empty() {
-        while written < out.len() {
-            match stream.get_ref().write(&out[written..]) {
-                Ok(0) => return Err(()),
-                Ok(k) => written += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Err(()),
+/// Writes everything waiting, waiting for the socket as needed; the sweeper's read deadline
+/// covers a client that does not read. `Err` when the connection is gone.
+async fn flush_all(
+    shared: &Shared,
+    entry: &ConnEntry,
+    link: &mut Link,
+    unsent: &mut Vec<u8>,
+) -> Result<(), ()> {
+    let stream = &entry.stream;
+    while link.has_unsent(unsent) {
+        match link.flush(stream.get_ref(), unsent) {
+            Ok(()) => {}
+            Err(e) if is_would_block(&e) => {
+                entry.busy_since_ms.set(Some(
+                    entry.busy_since_ms.get().unwrap_or(shared.now().mono_ms),
+                ));
+                if stream.writable().await.is_err() {
+                    return Err(());
+                }
             }
+            Err(_) => return Err(()),
         }
     }
-    unsent.extend_from_slice(&out[written..]);
     Ok(())
 }
 

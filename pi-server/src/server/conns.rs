@@ -15,6 +15,8 @@ pub struct ConnEntry {
     pub last_active_ms: Cell<u64>,
     /// When the request being received or answered began, if one is under way.
     pub busy_since_ms: Cell<Option<u64>>,
+    /// While the TLS handshake is under way: when it must be done (monotonic ms).
+    pub handshake_until_ms: Cell<Option<u64>>,
 }
 
 /// Open connections, at most `max` of them.
@@ -74,9 +76,10 @@ impl Conns {
     pub fn sweep(&self, now_ms: u64, read_timeout_ms: u64, idle_timeout_ms: u64) -> usize {
         let mut closed = 0;
         for e in self.entries.iter().flatten() {
-            let expired = match e.busy_since_ms.get() {
-                Some(t) => now_ms.saturating_sub(t) > read_timeout_ms,
-                None => now_ms.saturating_sub(e.last_active_ms.get()) > idle_timeout_ms,
+            let expired = match (e.handshake_until_ms.get(), e.busy_since_ms.get()) {
+                (Some(until), _) => now_ms > until,
+                (None, Some(t)) => now_ms.saturating_sub(t) > read_timeout_ms,
+                (None, None) => now_ms.saturating_sub(e.last_active_ms.get()) > idle_timeout_ms,
             };
             if expired {
                 // Wakes the task, whose next read sees end of file.

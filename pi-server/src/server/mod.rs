@@ -10,6 +10,7 @@
 
 mod conn;
 mod conns;
+mod link;
 mod persist;
 mod relay;
 mod udp;
@@ -18,6 +19,7 @@ mod verify;
 use crate::api::{App, Now};
 use crate::config::Config;
 use crate::metrics::Reject;
+use crate::tls::CertStore;
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use conns::{ConnEntry, Conns};
@@ -25,8 +27,9 @@ use futures_lite::FutureExt as _;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Write as _};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use verify::MAX_BATCH;
 use verify::Verifier;
@@ -35,6 +38,28 @@ use verify::Verifier;
 pub const TICK: Duration = Duration::from_millis(100);
 /// Table slots the expiry sweep examines per tick: the whole table about once a second.
 pub const SWEEP_FRACTION_PER_TICK: u32 = 10;
+
+/// How often the certificate files are checked for a change (size or modification time).
+pub const TLS_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// HTTPS on the listener.
+pub(crate) struct TlsState {
+    config: Arc<rustls::ServerConfig>,
+    pub(crate) store: Arc<CertStore>,
+    handshake_timeout_ms: u64,
+}
+
+/// Asks a running server to reload its certificate files now, or, with ACME, to renew its
+/// certificate now (what SIGHUP does to `pi-server`).
+#[derive(Debug, Clone)]
+pub struct TlsReload(async_channel::Sender<()>);
+
+impl TlsReload {
+    /// Requests a reload (or renewal); several requests before it runs count as one.
+    pub fn request(&self) {
+        let _ = self.0.try_send(());
+    }
+}
 
 /// State shared by the tasks of one server (all on one thread).
 pub(crate) struct Shared {
@@ -45,6 +70,7 @@ pub(crate) struct Shared {
     verifier: Verifier,
     start: Instant,
     snapshot_changes: Cell<u64>,
+    pub(crate) tls: Option<TlsState>,
 }
 
 impl Shared {
@@ -65,6 +91,8 @@ pub struct Server {
     udp: Option<udp::UdpSockets>,
     relay: Option<relay::Bound>,
     shared: Rc<Shared>,
+    reload: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    acme: Option<crate::acme::Manager>,
 }
 
 impl std::fmt::Debug for Server {
@@ -97,7 +125,18 @@ impl Server {
         let (relay, info) = relay.map_or((None, None), |(b, i)| (Some(b), Some(i)));
         app.relay = info;
         let changes = app.table.changes();
+        let (tls, acme) = tls_setup(&app.config)?;
+        if let Some(t) = &tls {
+            app.metrics.tls.enabled = true;
+            app.metrics.tls.cert_not_after = t
+                .store
+                .current()
+                .and_then(|c| crate::tls::leaf_validity(&c))
+                .map(|v| v.not_after);
+        }
         Ok(Server {
+            reload: async_channel::bounded(1),
+            acme,
             listener,
             udp,
             relay,
@@ -109,6 +148,7 @@ impl Server {
                 verifier: Verifier::new(max_conns),
                 start,
                 snapshot_changes: Cell::new(changes),
+                tls,
             }),
         })
     }
@@ -116,6 +156,18 @@ impl Server {
     /// The relay's address, if it is on.
     pub fn relay_addr(&self) -> Option<SocketAddr> {
         self.relay.as_ref()?.local_addr()
+    }
+
+    /// Whether the listener speaks HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// A handle that reloads the certificate files (or renews the ACME certificate) while
+    /// the server runs; `None` for plain HTTP.
+    pub fn tls_reload(&self) -> Option<TlsReload> {
+        self.shared.tls.as_ref()?;
+        Some(TlsReload(self.reload.0.clone()))
     }
 
     /// The UDP service's address, if it is on.
@@ -147,8 +199,26 @@ impl Server {
                 app.table.live()
             );
         }
-        let accept = accept_loop(&ex, shared.clone(), listener);
+        let local = listener.get_ref().local_addr()?;
+        match &shared.tls {
+            Some(_) => log::info!("HTTPS on {local}"),
+            None if faces_internet(local.ip()) => log::warn!(
+                "plain HTTP on {local}, which is not a loopback or private address: players' \
+                 requests cross the network unencrypted. Use HTTPS (tls-cert and tls-key, or \
+                 acme-domain), or listen on a private address behind a TLS proxy"
+            ),
+            None => {}
+        }
         let mut udp_tasks = Vec::new();
+        let accept = accept_loop(&ex, shared.clone(), listener);
+        let reload_rx = self.reload.1;
+        if let Some(t) = &shared.tls {
+            let task = match self.acme {
+                Some(m) => ex.spawn(crate::acme::run(shared.clone(), m, reload_rx)),
+                None => ex.spawn(tls_files_loop(shared.clone(), t.store.clone(), reload_rx)),
+            };
+            udp_tasks.push(task);
+        }
         let mut udp_main = None;
         if let Some(u) = self.udp {
             let main = Rc::new(u.main);
@@ -206,10 +276,30 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
             }
         };
         let _ = stream.get_ref().set_nodelay(true);
+        let now_ms = shared.now().mono_ms;
+        let (link, handshake_until) = match &shared.tls {
+            None => (link::Link::Plain, None),
+            Some(t) => match rustls::ServerConnection::new(t.config.clone()) {
+                Ok(mut c) => {
+                    // Answers are bounded by what one read of requests asks for, as with
+                    // plain HTTP's `unsent`; rustls's default 64 KiB cap would cut them.
+                    c.set_buffer_limit(None);
+                    (
+                        link::Link::Tls(Box::new(c)),
+                        Some(now_ms + t.handshake_timeout_ms),
+                    )
+                }
+                Err(e) => {
+                    log::warn!("TLS session: {e}");
+                    continue;
+                }
+            },
+        };
         let entry = Rc::new(ConnEntry {
             stream: Rc::new(stream),
-            last_active_ms: Cell::new(shared.now().mono_ms),
+            last_active_ms: Cell::new(now_ms),
             busy_since_ms: Cell::new(None),
+            handshake_until_ms: Cell::new(handshake_until),
         });
         let id = shared.conns.borrow_mut().insert(entry.clone());
         let Some(id) = id else {
@@ -225,7 +315,9 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
                 shared.now().mono_ms,
                 format_args!("connection limit reached"),
             );
-            let _ = entry.stream.get_ref().write(&out);
+            if matches!(link, link::Link::Plain) {
+                let _ = entry.stream.get_ref().write(&out);
+            }
             continue;
         };
         {
@@ -235,7 +327,7 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
         }
         let sh = shared.clone();
         ex.spawn(async move {
-            conn::serve(sh.clone(), entry, peer.ip()).await;
+            conn::serve(sh.clone(), entry, peer.ip(), link).await;
             sh.conns.borrow_mut().remove(id);
             sh.app.borrow_mut().metrics.connections_open = sh.conns.borrow().open() as u64;
         })
@@ -275,6 +367,111 @@ async fn tick_loop(shared: Rc<Shared>) {
     }
 }
 
+/// The certificate store and its configuration if HTTPS is configured, and the ACME manager
+/// if the certificate comes from ACME. Errors name the setting at fault.
+fn tls_setup(config: &Config) -> io::Result<(Option<TlsState>, Option<crate::acme::Manager>)> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    let (store, acme) = match (&config.tls_cert, &config.tls_key, &config.acme_domain) {
+        (None, None, None) => return Ok((None, None)),
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(bad(
+                "tls-cert/tls-key and acme-domain exclude each other: give files or a domain"
+                    .into(),
+            ));
+        }
+        (Some(c), Some(k), None) => (
+            CertStore::from_files(c, k).map_err(|e| bad(format!("tls-cert/tls-key: {e}")))?,
+            None,
+        ),
+        (Some(_), None, None) => return Err(bad("tls-cert needs tls-key".into())),
+        (None, Some(_), None) => return Err(bad("tls-key needs tls-cert".into())),
+        (None, None, Some(_)) => {
+            let store = CertStore::empty();
+            let m = crate::acme::Manager::new(config)?;
+            if let Some(ck) = m.stored_certificate() {
+                store.set(ck);
+            }
+            (store, Some(m))
+        }
+    };
+    let store = Arc::new(store);
+    Ok((
+        Some(TlsState {
+            config: crate::tls::server_config(store.clone())?,
+            store,
+            handshake_timeout_ms: u64::from(config.tls_handshake_timeout) * 1000,
+        }),
+        acme,
+    ))
+}
+
+/// Whether plain HTTP on `ip` may face the internet: not loopback, not a private, link-local
+/// or shared (carrier-grade NAT) range; the unspecified address listens on every interface.
+pub fn faces_internet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return faces_internet(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Reloads the certificate files when asked ([`TlsReload`], SIGHUP) and when their size or
+/// modification time changes (checked every [`TLS_FILE_CHECK_INTERVAL`]). A file that fails
+/// to load leaves the served certificate in place and is logged.
+async fn tls_files_loop(
+    shared: Rc<Shared>,
+    store: Arc<CertStore>,
+    asked: async_channel::Receiver<()>,
+) {
+    let stamp = |store: &CertStore| {
+        store.files().map(|(c, k)| {
+            let m = |p: &std::path::Path| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()))
+            };
+            (m(c), m(k))
+        })
+    };
+    let mut last = stamp(&store);
+    loop {
+        let by_request = async { asked.recv().await.is_ok() }
+            .or(async {
+                Timer::after(TLS_FILE_CHECK_INTERVAL).await;
+                false
+            })
+            .await;
+        let now = stamp(&store);
+        if !by_request && now == last {
+            continue;
+        }
+        last = now;
+        let mut app = shared.app.borrow_mut();
+        match store.reload_files() {
+            Ok(v) => {
+                app.metrics.tls.reloads += 1;
+                app.metrics.tls.cert_not_after = v.map(|v| v.not_after);
+                log::info!("certificate files reloaded");
+            }
+            Err(e) => {
+                app.metrics.tls.reload_failures += 1;
+                log::warn!("certificate reload failed, still serving the previous one: {e}");
+            }
+        }
+    }
+}
+
 /// Lets the process hold `want` connections plus files for the snapshot (Windows has no such
 /// limit on sockets: nothing to do there).
 #[cfg(not(unix))]
@@ -298,6 +495,7 @@ fn raise_fd_limit(want: u32) {
 /// A server on its own thread, for tests: bind 127.0.0.1:0, never sleep to wait.
 pub struct TestServer {
     addr: SocketAddr,
+    reload: Option<TlsReload>,
     stop: Option<async_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
@@ -323,16 +521,17 @@ impl TestServer {
                     return Err(e);
                 }
             };
-            let _ = ready_tx.send(Ok(server.local_addr()));
+            let _ = ready_tx.send(Ok((server.local_addr(), server.tls_reload())));
             smol::block_on(server.run(async move {
                 let _ = rx.recv().await;
             }))
         });
-        let addr = ready_rx
+        let (addr, reload) = ready_rx
             .recv()
             .map_err(|_| io::Error::other("server thread died"))??;
         Ok(TestServer {
             addr,
+            reload,
             stop: Some(tx),
             thread: Some(thread),
         })
@@ -341,6 +540,12 @@ impl TestServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Reloads the certificate files (or renews over ACME), as SIGHUP does; `None` for plain
+    /// HTTP.
+    pub fn tls_reload(&self) -> Option<&TlsReload> {
+        self.reload.as_ref()
     }
 
     /// Stops the server (final snapshot included) and waits for it.

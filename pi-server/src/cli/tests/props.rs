@@ -93,8 +93,25 @@ fn arb_config() -> impl Strategy<Value = Config> {
             (0u32..=4_000_000_000, 0u32..=4_000_000_000),
             10u32..=3600,
         ),
+        (
+            (
+                proptest::option::of("[^\r\n]{1,40}"),
+                proptest::option::of("[^\r\n]{1,40}"),
+            ),
+            1u32..=120,
+            proptest::option::of(Just("pb.example.org".to_string())),
+            proptest::option::of(Just("admin@example.org".to_string())),
+            proptest::sample::select(vec![
+                crate::config::LETS_ENCRYPT_DIRECTORY.to_string(),
+                "https://localhost:14000/dir".to_string(),
+            ]),
+            (
+                proptest::option::of("[^\r\n]{1,40}"),
+                proptest::option::of("[^\r\n]{1,40}"),
+            ),
+        ),
     )
-        .prop_map(|(a, b, c, d, e, f, g, u, r)| Config {
+        .prop_map(|(a, b, c, d, e, f, g, u, r, t)| Config {
             listen: a.0,
             snapshot: a.1.map(PathBuf::from),
             snapshot_interval: b.0,
@@ -134,6 +151,14 @@ fn arb_config() -> impl Strategy<Value = Config> {
             relay_rate: r.3.0,
             relay_rate_total: r.3.1,
             relay_idle: r.4,
+            tls_cert: t.0.0.map(PathBuf::from),
+            tls_key: t.0.1.map(PathBuf::from),
+            tls_handshake_timeout: t.1,
+            acme_domain: t.2,
+            acme_contact: t.3,
+            acme_directory: t.4,
+            acme_ca_root: t.5.0.map(PathBuf::from),
+            acme_dir: t.5.1.map(PathBuf::from),
         })
 }
 
