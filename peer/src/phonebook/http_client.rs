@@ -1,10 +1,19 @@
 //! A minimal HTTP/1.1 client for the phone book: one keep-alive connection per server,
-//! `Content-Length` bodies only, every size bounded.
+//! `Content-Length` bodies only, every size bounded; `http://` in the clear or `https://`
+//! with rustls (TLS 1.3, ring), the certificate verified against the bundled web roots
+//! ([`webpki_roots`], the same on every OS) plus an optional extra CA ([`tls_config`]).
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
 /// Largest response head accepted.
@@ -19,7 +28,7 @@ pub struct BadUrl;
 
 impl fmt::Display for BadUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("phone-book URL must be http://HOST[:PORT] (put TLS in a local proxy)")
+        f.write_str("phone-book URL must be http://HOST[:PORT] or https://HOST[:PORT]")
     }
 }
 
@@ -36,16 +45,129 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// The extra CA file could not be used.
+#[derive(Debug)]
+pub struct BadCaFile(pub String);
+
+impl fmt::Display for BadCaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "phone-book CA file: {}", self.0)
+    }
+}
+
+impl std::error::Error for BadCaFile {}
+
+/// Largest extra CA file read, in bytes.
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The TLS client configuration for `https://` phone books: the bundled web roots and, if
+/// given, every certificate of the PEM file `extra_ca` (a private CA, or pebble's in tests).
+pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, BadCaFile> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let bad = |m: String| BadCaFile(format!("{}: {m}", path.display()));
+        let len = std::fs::metadata(path)
+            .map_err(|e| bad(e.to_string()))?
+            .len();
+        if len > MAX_CA_FILE_BYTES {
+            return Err(bad(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+        }
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|_| bad("not PEM".into()))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("not a usable CA certificate ({e})")))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bad("holds no PEM certificate".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // TLS 1.3 only: every phone book (pi-server, or a current proxy in front of one) speaks
+    // it, and the peer crate does not build rustls's TLS 1.2 code.
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| BadCaFile(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// A connection: plain TCP or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Tls(_) => "Tls",
+        })
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
 /// One server's connection.
 #[derive(Debug)]
 pub struct HttpClient {
     host: String,
     port: u16,
-    stream: Option<TcpStream>,
+    /// `Some` for `https://` URLs.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    stream: Option<Stream>,
+    remote: Option<SocketAddr>,
 }
 
-fn parse_url(url: &str) -> Result<(String, u16), BadUrl> {
-    let rest = url.strip_prefix("http://").ok_or(BadUrl)?;
+/// `http://` or `https://` URL: (https, host, port).
+fn parse_url(url: &str) -> Result<(bool, String, u16), BadUrl> {
+    let (https, rest) = match url.strip_prefix("https://") {
+        Some(r) => (true, r),
+        None => (false, url.strip_prefix("http://").ok_or(BadUrl)?),
+    };
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() || rest.len() > authority.len() + 1 {
         return Err(BadUrl);
@@ -54,24 +176,50 @@ fn parse_url(url: &str) -> Result<(String, u16), BadUrl> {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
             (h, p.parse().map_err(|_| BadUrl)?)
         }
-        _ => (authority, 80),
+        _ => (authority, if https { 443 } else { 80 }),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(BadUrl);
     }
-    Ok((host.to_owned(), port))
+    if https && ServerName::try_from(host).is_err() {
+        return Err(BadUrl);
+    }
+    Ok((https, host.to_owned(), port))
 }
 
 impl HttpClient {
-    /// A client for `url` (`http://host:port`); connects on first use.
+    /// A client for `url` (`http://host:port` or `https://host:port`, the latter verified
+    /// against the bundled web roots only); connects on first use.
     pub fn new(url: &str) -> Result<Self, BadUrl> {
-        let (host, port) = parse_url(url)?;
+        let https = url.starts_with("https://");
+        let tls = if https {
+            Some(tls_config(None).map_err(|_| BadUrl)?)
+        } else {
+            None
+        };
+        Self::with_tls(url, tls)
+    }
+
+    /// A client for `url`; `https://` URLs use `tls` (see [`tls_config`]), which they need.
+    pub fn with_tls(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, BadUrl> {
+        let (https, host, port) = parse_url(url)?;
         Ok(Self {
             host,
             port,
+            tls: if https {
+                Some(tls.ok_or(BadUrl)?)
+            } else {
+                None
+            },
             stream: None,
+            remote: None,
         })
+    }
+
+    /// Whether the URL is `https://`.
+    pub fn is_https(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The host of the URL.
@@ -86,11 +234,8 @@ impl HttpClient {
 
     /// The address of the connected phone book (after a successful request).
     pub fn remote_ip(&self) -> Option<std::net::IpAddr> {
-        self.stream
-            .as_ref()?
-            .peer_addr()
-            .ok()
-            .map(|a| a.ip().to_canonical())
+        self.stream.as_ref()?;
+        self.remote.map(|a| a.ip().to_canonical())
     }
 
     /// Sends one request and reads its response; reconnects once if a kept-alive connection
@@ -127,7 +272,18 @@ impl HttpClient {
             None => {
                 let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
                 s.set_nodelay(true)?;
-                s
+                self.remote = s.peer_addr().ok();
+                match &self.tls {
+                    None => Stream::Plain(s),
+                    Some(config) => {
+                        let name = ServerName::try_from(self.host.clone())
+                            .map_err(|_| invalid("host is not a DNS name or address"))?;
+                        let tls = futures_rustls::TlsConnector::from(config.clone())
+                            .connect(name, s)
+                            .await?;
+                        Stream::Tls(Box::new(tls))
+                    }
+                }
             }
         };
         let mut req = format!(
@@ -229,7 +385,7 @@ pub fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
 }
 
 /// Reads one response; returns it and whether the connection may be reused.
-async fn read_response(stream: &mut TcpStream) -> io::Result<(Response, bool)> {
+async fn read_response(stream: &mut Stream) -> io::Result<(Response, bool)> {
     let mut buf = Vec::with_capacity(4096);
     let mut tmp = [0u8; 4096];
     loop {
@@ -265,14 +421,25 @@ mod tests {
     fn urls() {
         assert_eq!(
             parse_url("http://127.0.0.1:8080"),
-            Ok(("127.0.0.1".into(), 8080))
+            Ok((false, "127.0.0.1".into(), 8080))
         );
         assert_eq!(
             parse_url("http://pb.example/"),
-            Ok(("pb.example".into(), 80))
+            Ok((false, "pb.example".into(), 80))
         );
-        assert_eq!(parse_url("http://[::1]:81"), Ok(("::1".into(), 81)));
-        assert_eq!(parse_url("https://pb.example"), Err(BadUrl));
+        assert_eq!(parse_url("http://[::1]:81"), Ok((false, "::1".into(), 81)));
+        assert_eq!(
+            parse_url("https://pb.example"),
+            Ok((true, "pb.example".into(), 443))
+        );
+        assert_eq!(
+            parse_url("https://pb.example:8443/"),
+            Ok((true, "pb.example".into(), 8443))
+        );
+        assert_eq!(parse_url("ftp://pb.example"), Err(BadUrl));
+        assert_eq!(parse_url("https://bad_name!:1"), Err(BadUrl));
+        assert!(HttpClient::with_tls("https://pb.example", None).is_err());
+        assert!(HttpClient::new("https://pb.example").unwrap().is_https());
         assert_eq!(parse_url("http://pb.example/api"), Err(BadUrl));
         assert_eq!(parse_url("http://:80"), Err(BadUrl));
     }

@@ -23,13 +23,17 @@ use crate::net::relay::RelayBook;
 use phonebook_proto::Candidate;
 use phonebook_proto::udp::TokenParts;
 
-use crate::phonebook::http_client::{BadUrl, HttpClient, Response};
+use crate::phonebook::http_client::{BadCaFile, BadUrl, HttpClient, Response};
 
 /// Phone-book client settings.
 #[derive(Debug, Clone)]
 pub struct PhoneBookConfig {
-    /// Phone books, `http://host:port`, registered with all, looked up in order.
+    /// Phone books, `https://host[:port]` (or `http://` on a LAN), registered with all, looked
+    /// up in order.
     pub urls: Vec<String>,
+    /// A PEM file of extra CA certificates trusted for `https://` phone books, beside the
+    /// bundled web roots (a private CA; pebble's root in tests).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Attempts per request to one phone book.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
@@ -53,6 +57,7 @@ impl Default for PhoneBookConfig {
     fn default() -> Self {
         Self {
             urls: Vec::new(),
+            ca_file: None,
             max_attempts: 4,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
@@ -70,6 +75,8 @@ impl Default for PhoneBookConfig {
 pub enum PhoneBookError {
     /// A configured URL is unusable.
     BadUrl(BadUrl),
+    /// The extra CA file ([`PhoneBookConfig::ca_file`]) is unusable.
+    BadCaFile(BadCaFile),
     /// No phone book is configured.
     NoPhoneBook,
     /// The phone book could not be reached (after retries).
@@ -114,6 +121,7 @@ impl fmt::Display for PhoneBookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadUrl(e) => e.fmt(f),
+            Self::BadCaFile(e) => e.fmt(f),
             Self::NoPhoneBook => f.write_str("no phone book configured"),
             Self::Unreachable(e) => write!(f, "phone book unreachable: {e}"),
             Self::Rejected { status, code } => write!(f, "phone book refused: {status} {code}"),
@@ -249,13 +257,22 @@ impl PhoneBook {
         if config.urls.is_empty() {
             return Err(PhoneBookError::NoPhoneBook);
         }
+        // One TLS configuration (root store) for every https:// phone book.
+        let tls = if config.urls.iter().any(|u| u.starts_with("https://")) {
+            Some(
+                http_client::tls_config(config.ca_file.as_deref())
+                    .map_err(PhoneBookError::BadCaFile)?,
+            )
+        } else {
+            None
+        };
         let books = config
             .urls
             .iter()
             .map(|u| {
                 Ok(Book {
                     client: smol::lock::Mutex::new(
-                        HttpClient::new(u).map_err(PhoneBookError::BadUrl)?,
+                        HttpClient::with_tls(u, tls.clone()).map_err(PhoneBookError::BadUrl)?,
                     ),
                     token: Default::default(),
                     udp: Default::default(),

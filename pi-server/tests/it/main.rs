@@ -4,6 +4,7 @@
 mod client;
 mod doc_examples;
 mod http;
+mod https;
 mod signals;
 mod snapshot;
 

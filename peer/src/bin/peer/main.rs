@@ -70,7 +70,10 @@ OPTIONS:
   --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
   --connect-timeout S   give up on a player after S seconds (fetch, default 5)
   --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP)
-  --phonebook URL       phone book http://HOST:PORT; repeat for redundancy (env PEER_PHONEBOOK, comma-separated)
+  --phonebook URL       phone book https://HOST[:PORT] (http:// on a LAN); repeat for redundancy
+                        (env PEER_PHONEBOOK, comma-separated)
+  --phonebook-ca PATH   extra PEM CA trusted for https:// phone books, beside the bundled web
+                        roots (a private CA; env PEER_PHONEBOOK_CA)
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
@@ -94,6 +97,7 @@ struct Args {
     max_open_files: Option<usize>,
     listen: Option<SocketAddr>,
     phonebooks: Vec<String>,
+    phonebook_ca: Option<PathBuf>,
     name: Option<String>,
     visibility: Option<String>,
     friends: Vec<PeerId>,
@@ -129,6 +133,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("listen") => a.listen = Some(p.value()?.parse()?),
             Long("phonebook") => a.phonebooks.push(p.value()?.string()?),
+            Long("phonebook-ca") => a.phonebook_ca = Some(p.value()?.into()),
             Long("name") => a.name = Some(p.value()?.string()?),
             Long("visibility") => a.visibility = Some(p.value()?.string()?),
             Long("friend") => a.friends.push(p.value()?.parse()?),
@@ -187,6 +192,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             .unwrap_or_default();
     }
     a.name = a.name.or_else(|| env("PEER_NAME"));
+    a.phonebook_ca = a
+        .phonebook_ca
+        .or_else(|| env("PEER_PHONEBOOK_CA").map(Into::into));
     Ok(a)
 }
 
@@ -220,6 +228,7 @@ fn lookup_book(args: &Args, identity: &Identity) -> Result<Arc<PhoneBook>, Failu
     }
     let config = PhoneBookConfig {
         urls: args.phonebooks.clone(),
+        ca_file: args.phonebook_ca.clone(),
         ..Default::default()
     };
     Ok(Arc::new(PhoneBook::new(
@@ -306,6 +315,7 @@ fn phonebook(args: &Args, identity: &Identity) -> Result<Option<Arc<PhoneBook>>,
         .ok_or("--phonebook needs --name (our player name)")?;
     let config = PhoneBookConfig {
         urls: args.phonebooks.clone(),
+        ca_file: args.phonebook_ca.clone(),
         ..Default::default()
     };
     Ok(Some(Arc::new(PhoneBook::new(
