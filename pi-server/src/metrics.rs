@@ -203,6 +203,8 @@ pub struct TlsMetrics {
     pub cert_not_after: Option<i64>,
     /// TLS handshakes completed.
     pub handshakes_ok: u64,
+    /// Of those, handshakes that resumed an earlier session (no certificate signature).
+    pub handshakes_resumed: u64,
     /// TLS handshakes that failed (bad client hello, no shared version, ...; timeouts count
     /// as `timeout` rejections).
     pub handshakes_failed: u64,
@@ -217,10 +219,11 @@ pub struct TlsMetrics {
 }
 
 impl TlsMetrics {
-    /// Counts a handshake.
-    pub fn handshake(&mut self, ok: bool) {
+    /// Counts a handshake (`resumed`: of an earlier session).
+    pub fn handshake(&mut self, ok: bool, resumed: bool) {
         if ok {
             self.handshakes_ok += 1;
+            self.handshakes_resumed += u64::from(resumed);
         } else {
             self.handshakes_failed += 1;
         }
@@ -278,8 +281,8 @@ impl TlsMetrics {
         );
         let _ = write!(
             s,
-            "# HELP phonebook_tls_handshakes_total TLS handshakes by outcome.\n# TYPE phonebook_tls_handshakes_total counter\nphonebook_tls_handshakes_total{{outcome=\"ok\"}} {}\nphonebook_tls_handshakes_total{{outcome=\"failed\"}} {}\n",
-            self.handshakes_ok, self.handshakes_failed
+            "# HELP phonebook_tls_handshakes_total TLS handshakes by outcome.\n# TYPE phonebook_tls_handshakes_total counter\nphonebook_tls_handshakes_total{{outcome=\"ok\"}} {}\nphonebook_tls_handshakes_total{{outcome=\"failed\"}} {}\n# HELP phonebook_tls_handshakes_resumed_total Completed TLS handshakes that resumed a session.\n# TYPE phonebook_tls_handshakes_resumed_total counter\nphonebook_tls_handshakes_resumed_total {}\n",
+            self.handshakes_ok, self.handshakes_failed, self.handshakes_resumed
         );
     }
 }

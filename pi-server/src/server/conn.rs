@@ -61,7 +61,12 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr, mut l
                 let r = link.read(stream.get_ref(), &mut input);
                 if was_handshaking && !link.handshaking() {
                     entry.handshake_until_ms.set(None);
-                    shared.app.borrow_mut().metrics.tls.handshake(true);
+                    shared
+                        .app
+                        .borrow_mut()
+                        .metrics
+                        .tls
+                        .handshake(true, link.resumed());
                     if link.is_acme_validation() {
                         // The validation server saw the challenge certificate: all it wanted.
                         link.close();
@@ -75,7 +80,7 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr, mut l
                     Err(e) if is_would_block(&e) => continue,
                     Err(_) => {
                         if was_handshaking {
-                            shared.app.borrow_mut().metrics.tls.handshake(false);
+                            shared.app.borrow_mut().metrics.tls.handshake(false, false);
                         }
                         return;
                     }

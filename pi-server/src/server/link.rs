@@ -22,6 +22,11 @@ impl Link {
         matches!(self, Link::Tls(t) if t.is_handshaking())
     }
 
+    /// Whether the completed handshake resumed an earlier session.
+    pub(super) fn resumed(&self) -> bool {
+        matches!(self, Link::Tls(t) if t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
     /// Whether the handshake chose ACME's validation protocol: answer nothing, close.
     pub(super) fn is_acme_validation(&self) -> bool {
         matches!(self, Link::Tls(t) if t.alpn_protocol() == Some(crate::tls::ALPN_ACME))
