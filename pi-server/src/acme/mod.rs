@@ -5,7 +5,7 @@
 //! It does not support other challenges, wildcard names, several names per certificate,
 //! external account binding or revocation.
 //!
-//! The loop ([`run`]): with no certificate, or less than a third of its lifetime left
+//! The loop (`run`, started by the server): with no certificate, or less than a third of its lifetime left
 //! ([`renewal_due`]), or when asked (SIGHUP), it orders a certificate; meanwhile the old one is
 //! served. A failure is logged at warn, counted in `/metrics`
 //! (`phonebook_acme_failures_in_a_row`, `phonebook_tls_certificate_expiry_days`) and retried
