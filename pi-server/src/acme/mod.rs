@@ -284,10 +284,16 @@ impl Manager {
         )
         .map_err(crypto)?;
         // Key first: a crash between the two leaves a pair that does not match, which the
-        // next start refuses and orders again, never a certificate without its key.
-        write_private(&self.dir.join(CERT_KEY_FILE), key_pem.as_bytes())
-            .map_err(AcmeError::Store)?;
-        write_private(&self.dir.join(CERT_FILE), &r.body).map_err(AcmeError::Store)?;
+        // next start refuses and orders again, never a certificate without its key. On a
+        // blocking thread: fsync on an SD card can take a while, and connections go on.
+        let dir = self.dir.clone();
+        let chain = r.body;
+        smol::unblock(move || {
+            write_private(&dir.join(CERT_KEY_FILE), key_pem.as_bytes())?;
+            write_private(&dir.join(CERT_FILE), &chain)
+        })
+        .await
+        .map_err(AcmeError::Store)?;
         Ok(ck)
     }
 
