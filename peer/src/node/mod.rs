@@ -36,7 +36,8 @@ pub struct NodeConfig {
     pub identity: PathBuf,
     /// Where downloads and the pin store live.
     pub data_dir: PathBuf,
-    /// Phone-book URLs (empty: no registration, no lookups).
+    /// Phone-book URLs, `https://HOST[:PORT]` (verified against the bundled web roots) or
+    /// `http://` on a LAN (empty: no registration, no lookups).
     pub phonebooks: Vec<String>,
     /// Our player name (needed with phone books).
     pub name: Option<String>,

@@ -571,3 +571,35 @@ impl Drop for TestServer {
         let _ = self.stop_inner();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::faces_internet;
+
+    #[test]
+    fn which_addresses_face_the_internet() {
+        for ip in [
+            "0.0.0.0",
+            "::",
+            "203.0.113.7",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(faces_internet(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.10",
+            "169.254.1.1",
+            "100.64.0.1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.0.1",
+        ] {
+            assert!(!faces_internet(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}
