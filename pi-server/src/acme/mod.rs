@@ -9,7 +9,8 @@
 //! ([`renewal_due`]), or when asked (SIGHUP), it orders a certificate; meanwhile the old one is
 //! served. A failure is logged at warn, counted in `/metrics`
 //! (`phonebook_acme_failures_in_a_row`, `phonebook_tls_certificate_expiry_days`) and retried
-//! after [`retry_delay`] (1 minute doubling to 6 hours). The account key
+//! after [`retry_delay`] (1 minute doubling to 6 hours, to 15 minutes while there is no
+//! certificate at all). The account key
 //! (`account.key`), the certificate (`certificate.pem`) and its key (`certificate.key`) are
 //! kept in `acme-dir` (or beside the snapshot), written durably, mode 0600.
 //!
@@ -45,8 +46,12 @@ pub const CERT_FILE: &str = "certificate.pem";
 pub const CERT_KEY_FILE: &str = "certificate.key";
 /// First delay after a failed order; doubles per failure.
 pub const RETRY_MIN: Duration = Duration::from_secs(60);
-/// Longest delay between attempts while failing.
+/// Longest delay between attempts while failing, with a certificate still served.
 pub const RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
+/// Longest delay while there is no certificate at all (HTTPS is down until one comes; a
+/// hobbyist fixing DNS or port forwarding should not wait hours). Four attempts an hour stay
+/// under Let's Encrypt's limit of five failed validations per name and hour.
+pub const RETRY_MAX_WITHOUT_CERT: Duration = Duration::from_secs(15 * 60);
 /// Longest sleep between two looks at the certificate (a clock that jumped is noticed).
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Most polls of an authorization or order before the attempt fails.
@@ -72,10 +77,16 @@ pub fn next_check(v: Validity, now: i64) -> Duration {
     Duration::from_secs((due - now).max(1) as u64).min(CHECK_INTERVAL)
 }
 
-/// The delay after `failures` failed orders in a row (at least one).
-pub fn retry_delay(failures: u32) -> Duration {
+/// The delay after `failures` failed orders in a row (at least one); `serving`: a
+/// certificate (perhaps expired) is still served.
+pub fn retry_delay(failures: u32, serving: bool) -> Duration {
     let shift = failures.saturating_sub(1).min(16);
-    RETRY_MIN.saturating_mul(1 << shift).min(RETRY_MAX)
+    let max = if serving {
+        RETRY_MAX
+    } else {
+        RETRY_MAX_WITHOUT_CERT
+    };
+    RETRY_MIN.saturating_mul(1 << shift).min(max)
 }
 
 /// Why an order failed.
@@ -623,7 +634,7 @@ pub(crate) async fn run(shared: Rc<Shared>, m: Manager, asked: async_channel::Re
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let delay = retry_delay(failures);
+                    let delay = retry_delay(failures, current.is_some());
                     let mut app = shared.app.borrow_mut();
                     app.metrics.tls.acme_failures += 1;
                     app.metrics.tls.acme_failures_in_a_row = u64::from(failures);

@@ -28,12 +28,16 @@ fn renewal_at_two_thirds_of_the_lifetime() {
 
 #[test]
 fn retry_backs_off_to_a_cap() {
-    assert_eq!(retry_delay(1), RETRY_MIN);
-    assert_eq!(retry_delay(2), RETRY_MIN * 2);
-    assert_eq!(retry_delay(3), RETRY_MIN * 4);
-    assert_eq!(retry_delay(100), RETRY_MAX);
-    assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
-    assert_eq!(retry_delay(0), RETRY_MIN);
+    assert_eq!(retry_delay(1, true), RETRY_MIN);
+    assert_eq!(retry_delay(2, true), RETRY_MIN * 2);
+    assert_eq!(retry_delay(3, true), RETRY_MIN * 4);
+    assert_eq!(retry_delay(100, true), RETRY_MAX);
+    assert_eq!(retry_delay(u32::MAX, true), RETRY_MAX);
+    assert_eq!(retry_delay(0, true), RETRY_MIN);
+    // Without any certificate: never more than 15 minutes, at most 4 failures an hour.
+    assert_eq!(retry_delay(4, false), RETRY_MIN * 8);
+    assert_eq!(retry_delay(5, false), RETRY_MAX_WITHOUT_CERT);
+    assert_eq!(retry_delay(100, false), RETRY_MAX_WITHOUT_CERT);
 }
 
 #[test]
