@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         }
     };
     // SIGHUP reloads the certificate files, or renews the ACME certificate now
-    // (`systemctl reload pi-server`).
+    // (`systemctl kill -s HUP pi-server`).
     #[cfg(unix)]
     if let Some(reload) = server.tls_reload() {
         match async_signal::Signals::new([async_signal::Signal::Hup]) {
