@@ -2,7 +2,8 @@
 # Windows (issue 12): builds the `peer` CLI for x86_64-pc-windows-gnu with Debian's mingw, runs
 # the peer crate's unit and loopback tests under Wine, then a Windows peer (under Wine) and a Linux peer
 # register with one pi-server on loopback, find each other by name and fetch a file each way,
-# checked by SHA-1. About 5 minutes on a fresh machine (the Windows build, then the loopback
+# checked by SHA-1; then the Windows peer looks a player up over HTTPS (a test CA, --phonebook-ca).
+# About 5 minutes on a fresh machine (the Windows build, then the loopback
 # tests under Wine, about 2 minutes).
 # Debian's Wine 8 lacks bcryptprimitives.dll, which Rust's std needs (ProcessPrng): a stand-in
 # built from tests/wine/bcryptprimitives.c is put beside the executables (test harness only;
@@ -10,7 +11,7 @@
 # Needs root to install packages (without root and without them: says so and exits 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(gcc-mingw-w64-x86-64 wine64 procps coreutils python3)
+PKGS=(gcc-mingw-w64-x86-64 wine64 procps coreutils python3 openssl)
 .ci/apt-install.sh windows-test "${PKGS[@]}"
 missing=""
 for t in x86_64-w64-mingw32-gcc /usr/lib/wine/wine64; do
@@ -91,4 +92,39 @@ GOT_LINUX=$(sum "$WINEPREFIX/drive_c/users/got-from-linux.bin")
 grep '^path:' "$WORK/linux-fetch.log" "$WORK/win-fetch.log" || true
 [ "$GOT_WIN" = "$FROM_WIN" ] || { echo "windows-test: FAIL: Linux got $GOT_WIN, want $FROM_WIN"; exit 1; }
 [ "$GOT_LINUX" = "$FROM_LINUX" ] || { echo "windows-test: FAIL: Windows got $GOT_LINUX, want $FROM_LINUX"; exit 1; }
+echo "== a Windows peer looks a player up over HTTPS (issue 13)"
+# A test CA signs the HTTPS phone book's certificate; the Windows peer trusts it through
+# --phonebook-ca (beside its bundled web roots) and refuses the phone book without it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=windows-test CA" \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\n' > "$WORK/tls.ext"
+openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+    -extfile "$WORK/tls.ext" -out "$WORK/tls.pem" 2>/dev/null
+TPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$TARGET/debug/pi-server" --listen "127.0.0.1:$TPORT" --udp-listen off --tls-cert "$WORK/tls.pem" \
+    --tls-key "$WORK/tls.key" --log-level warn > "$WORK/pb-tls.log" 2>&1 &
+PIDS+=($!)
+TPB=https://localhost:$TPORT
+"$TARGET/debug/peer" serve "$WORK/linux-files" --identity "$WORK/linux2.key" --pins "$WORK/linux2.pins" \
+    --listen 127.0.0.1:0 --phonebook "$TPB" --phonebook-ca "$WORK/ca.pem" --name "Tls Player@World" \
+    --no-portmap > "$WORK/linux-tls-serve.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do grep -q "^registered" "$WORK/linux-tls-serve.log" && break; sleep 0.1; done
+grep -q "^registered" "$WORK/linux-tls-serve.log" ||
+    { echo "windows-test: FAIL: the Linux peer did not register over HTTPS:"; cat "$WORK/linux-tls-serve.log"; exit 1; }
+wine "$WIN/peer.exe" lookup "Tls Player@World" --phonebook "$TPB" --phonebook-ca "$(winpath "$WORK/ca.pem")" \
+    --identity "C:\\users\\wt.key" --pins "C:\\users\\wt.pins" --no-portmap > "$WORK/win-tls.log" 2>&1 ||
+    { echo "windows-test: FAIL: Windows lookup over HTTPS:"; cat "$WORK/win-tls.log"; exit 1; }
+grep -q "^Tls Player@World " "$WORK/win-tls.log" ||
+    { echo "windows-test: FAIL: Windows lookup over HTTPS printed no record:"; cat "$WORK/win-tls.log"; exit 1; }
+if wine "$WIN/peer.exe" lookup "Tls Player@World" --phonebook "$TPB" --identity "C:\\users\\wt.key" \
+    --pins "C:\\users\\wt.pins" --no-portmap > "$WORK/win-tls-untrusted.log" 2>&1; then
+    echo "windows-test: FAIL: Windows trusted a phone book certificate from an unknown CA"; exit 1
+fi
+grep -q "UnknownIssuer" "$WORK/win-tls-untrusted.log" ||
+    { echo "windows-test: FAIL: unexpected error without the CA:"; cat "$WORK/win-tls-untrusted.log"; exit 1; }
+echo "windows-test: HTTPS: the Windows peer found the player with --phonebook-ca, refused the server without"
+
 echo "windows-test: PASS: Windows -> Linux $FROM_WIN, Linux -> Windows $FROM_LINUX (3,000,001 and 2,000,003 bytes, SHA-1 checked)"
