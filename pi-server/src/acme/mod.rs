@@ -219,7 +219,15 @@ impl Manager {
             return None;
         }
         match crate::tls::load_files(&c, &k) {
-            Ok(ck) => Some(ck),
+            Ok(ck) if covers(&ck, &self.domain) => Some(ck),
+            Ok(_) => {
+                log::warn!(
+                    "stored ACME certificate is not for {} (acme-domain changed?), ordering a \
+                     new one",
+                    self.domain
+                );
+                None
+            }
             Err(e) => {
                 log::warn!("stored ACME certificate unusable, ordering a new one: {e}");
                 None
@@ -353,6 +361,20 @@ impl Manager {
         }
         Err(AcmeError::Timeout("authorization"))
     }
+}
+
+/// Whether the leaf certificate of `ck` is valid for `domain` (its SAN names it).
+pub fn covers(ck: &CertifiedKey, domain: &str) -> bool {
+    let Some(leaf) = ck.cert.first() else {
+        return false;
+    };
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(leaf) else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &name).is_ok()
 }
 
 /// The self-signed certificate that answers a TLS-ALPN-01 challenge (RFC 8737 section 3):

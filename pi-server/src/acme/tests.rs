@@ -84,6 +84,22 @@ fn manager_needs_a_place_for_its_files() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // A stored certificate is used only if it names acme-domain.
+    let store = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join(CERT_KEY_FILE), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join(CERT_FILE), cert.pem()).unwrap();
+    };
+    store("other.example.org");
+    assert!(m2.stored_certificate().is_none());
+    store("pb.example.org");
+    assert!(m2.stored_certificate().is_some());
+    std::fs::write(dir.join(CERT_FILE), b"garbage").unwrap();
+    assert!(m2.stored_certificate().is_none());
     // A garbage key file is a clear error, not a new identity.
     std::fs::write(dir.join(ACCOUNT_KEY_FILE), b"junk").unwrap();
     let e = Manager::new(&config).unwrap_err().to_string();
