@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use phonebook_proto::relay::{CloseReason, Frame, RefuseReason};
+use phonebook_proto::relay::{Bucket, CloseReason, Frame, RefuseReason};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::cell::RefCell;
@@ -195,44 +195,6 @@ pub fn bind(config: &crate::config::Config) -> io::Result<Option<(Bound, RelayIn
         },
         info,
     )))
-}
-
-/// A token bucket in bytes.
-#[derive(Debug)]
-struct Bucket {
-    rate: u64,
-    tokens: i64,
-    last_ms: u64,
-}
-
-impl Bucket {
-    fn new(rate: u32) -> Self {
-        Bucket {
-            rate: u64::from(rate),
-            tokens: Self::burst_of(u64::from(rate)),
-            last_ms: 0,
-        }
-    }
-
-    fn burst_of(rate: u64) -> i64 {
-        (rate / 4).max(64 * 1024) as i64
-    }
-
-    /// Takes `n` bytes; how long to wait before reading more.
-    fn take(&mut self, n: usize, now_ms: u64) -> Duration {
-        if self.rate == 0 {
-            return Duration::ZERO;
-        }
-        let elapsed = now_ms.saturating_sub(self.last_ms);
-        self.last_ms = now_ms;
-        let refill = (elapsed.saturating_mul(self.rate) / 1000) as i64;
-        self.tokens = (self.tokens + refill).min(Self::burst_of(self.rate)) - n as i64;
-        if self.tokens >= 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis((-self.tokens) as u64 * 1000 / self.rate)
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -836,7 +798,9 @@ fn on_frame(
         | Frame::Welcome { .. }
         | Frame::Refused { .. }
         | Frame::Incoming { .. }
-        | Frame::Opened { .. } => protocol("a frame peers do not send"),
+        | Frame::Opened { .. }
+        | Frame::Join
+        | Frame::OpenKey { .. } => protocol("a frame peers do not send here"),
     }
 }
 
@@ -863,18 +827,6 @@ fn protocol_cut(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_pace_to_their_rate() {
-        let mut b = Bucket::new(1_000_000);
-        // The burst (a quarter second) passes at once, then the rate holds.
-        assert_eq!(b.take(250_000, 0), Duration::ZERO);
-        assert_eq!(b.take(100_000, 0), Duration::from_millis(100));
-        // 200 ms later, 200 kB more came in: 100 kB ahead of the debt.
-        assert_eq!(b.take(50_000, 200), Duration::ZERO);
-        let mut free = Bucket::new(0);
-        assert_eq!(free.take(usize::MAX / 2, 0), Duration::ZERO);
-    }
 
     #[test]
     fn an_identity_survives_a_restart_through_its_file() {

@@ -74,6 +74,12 @@ OPTIONS:
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
+  --relay-listen ADDR   relay for our friends (the --friend keys) on this TCP address (serve;
+                        needs a phone book; friends use it with --relay-via our name)
+  --relay-public ADDR   the address friends reach our relay at (serve; default: our public
+                        IP with the --relay-listen port: forward that TCP port on the router)
+  --relay-via NAME      a friend whose peer relay we use when no direct path opens (serve,
+                        fetch; repeatable, at most 4; serve waits there for incoming sessions)
   --upload-rate B       upload limit in bytes per second (serve)
   --max-uploads N       concurrent requests served (serve, default 16)
   --compress            always try LZ4 (default: only with --upload-rate) (serve)
@@ -106,6 +112,9 @@ struct Args {
     quiet: bool,
     connect_timeout: Option<Duration>,
     no_portmap: bool,
+    relay_listen: Option<SocketAddr>,
+    relay_public: Option<SocketAddr>,
+    relay_via: Vec<PlayerName>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -147,6 +156,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("out") => a.out = Some(p.value()?.into()),
             Long("quiet") => a.quiet = true,
             Long("no-portmap") => a.no_portmap = true,
+            Long("relay-listen") => a.relay_listen = Some(p.value()?.parse()?),
+            Long("relay-public") => a.relay_public = Some(p.value()?.parse()?),
+            Long("relay-via") => {
+                if a.relay_via.len() == peer::net::traversal::peer_relays::MAX_RELAY_VIA {
+                    return Err("--relay-via is given at most 4 times".into());
+                }
+                let name = p.value()?.string()?;
+                a.relay_via.push(
+                    PlayerName::parse(&name).map_err(|e| format!("--relay-via {name:?}: {e}"))?,
+                );
+            }
             Long("connect-timeout") => {
                 let secs: f64 = p.value()?.parse()?;
                 if !(0.1..=600.0).contains(&secs) {
@@ -390,12 +410,25 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let policy = peer::transfer::serve::visibility_policy(identity.id(), visibility, &args.friends);
     // Watched before we say where we listen: a signal sent from then on stops us cleanly.
     let mut signals = watch_signals()?;
-    let server = Server::spawn(endpoint.clone(), store, config, policy);
+    let server = Server::spawn(endpoint.clone(), store, config, policy.clone());
     let port = endpoint.local_addr()?.port();
     out!("listening on port {port} key {}", identity.id());
     let book = phonebook(args, &identity)?;
-    let traversal = Traversal::start(endpoint.clone(), book.clone(), TraversalConfig::default())
+    let traversal = Traversal::start(endpoint.clone(), book.clone(), traversal_config(args))
         .ok_or("the endpoint's control queue is taken")?;
+    // A friend's peer relay tells us of a session only from its friends: we take only keys
+    // we serve, so it learns nothing of us from anyone else.
+    traversal.relays().set_policy(policy.clone());
+    let relay = match args.relay_listen {
+        Some(listen) => Some(peer_relay(
+            args,
+            &identity,
+            &endpoint,
+            book.as_deref(),
+            listen,
+        )?),
+        None => None,
+    };
     let mut _tasks = Vec::new();
     let mut _mapper: Option<Arc<PortMapper>> = None;
     if let Some(b) = &book {
@@ -421,6 +454,32 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             (_, Some(m)) => note!("port mapping: {} maps {} to us", m.protocol, m.external),
             (Some(m), None) => note!("port mapping: {}", describe_unmapped(m.status())),
             (None, None) => note!("port mapping: off (--no-portmap)"),
+        }
+        if let Some(relay) = &relay {
+            let public = args.relay_public.or_else(|| {
+                list.iter()
+                    .find(|c| {
+                        matches!(
+                            c.kind,
+                            phonebook_proto::CandidateKind::Mapped
+                                | phonebook_proto::CandidateKind::Reflexive
+                                | phonebook_proto::CandidateKind::V6
+                        )
+                    })
+                    .map(|c| SocketAddr::new(c.addr.ip(), relay.local_addr().port()))
+            });
+            match public {
+                Some(a) => {
+                    b.set_relay_addr(Some(a));
+                    note!(
+                        "peer relay: published at {a} for {} friends",
+                        args.friends.len()
+                    );
+                }
+                None => note!(
+                    "peer relay: no public address known, not published (give --relay-public)"
+                ),
+            }
         }
         if list.is_empty() {
             note!("candidates: none (players will use the address the phone book reports)");
@@ -470,6 +529,49 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     Ok(())
 }
 
+fn traversal_config(args: &Args) -> TraversalConfig {
+    TraversalConfig {
+        relay_via: args.relay_via.clone(),
+        ..TraversalConfig::default()
+    }
+}
+
+/// Starts our peer relay (`--relay-listen`) for the `--friend` keys.
+fn peer_relay(
+    args: &Args,
+    identity: &Identity,
+    endpoint: &Endpoint,
+    book: Option<&PhoneBook>,
+    listen: SocketAddr,
+) -> Result<peer::net::relay::PeerRelay, Failure> {
+    if book.is_none() {
+        return Err(
+            "--relay-listen needs --phonebook: friends find the relay in our record".into(),
+        );
+    }
+    if args.friends.is_empty() {
+        return Err("--relay-listen relays for friends only: give --friend KEY".into());
+    }
+    if let Ok(quic) = endpoint.local_addr()
+        && quic.port() == listen.port()
+    {
+        return Err("--relay-listen needs a port other than the QUIC one (--listen)".into());
+    }
+    let friends: std::collections::HashSet<PeerId> = args.friends.iter().copied().collect();
+    let relay = peer::net::relay::PeerRelay::start(
+        identity,
+        Arc::new(move |k: &PeerId| friends.contains(k)),
+        peer::net::relay::PeerRelayConfig {
+            listen,
+            ..Default::default()
+        },
+        endpoint.spawner(),
+    )
+    .map_err(|e| format!("--relay-listen {listen}: {e}"))?;
+    note!("peer relay: listening on {}", relay.local_addr());
+    Ok(relay)
+}
+
 async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let hash: FileHash = args
         .positional
@@ -513,12 +615,9 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             .map(|p| PlayerName::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
         let book = lookup_book(args, &identity)?;
-        let traversal = Traversal::start(
-            endpoint.clone(),
-            Some(book.clone()),
-            TraversalConfig::default(),
-        )
-        .ok_or("the endpoint's control queue is taken")?;
+        let traversal =
+            Traversal::start(endpoint.clone(), Some(book.clone()), traversal_config(args))
+                .ok_or("the endpoint's control queue is taken")?;
         pool.set_traversal(traversal.clone());
         // A port mapped on our router lets players behind strict NATs answer us (it is offered
         // in punch requests); start-up waits at most 2 s when no router answers.

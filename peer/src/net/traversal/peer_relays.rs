@@ -1,0 +1,65 @@
+//! Friends' peer relays (docs/PROTOCOL.md "Peer relays"): the players named in
+//! [`TraversalConfig::relay_via`](super::TraversalConfig::relay_via) relay for us. Their
+//! records (looked up like any player's, so only if they let us see them) announce the relay's
+//! TCP address as a `relay` candidate; their key, checked against their signature, is the key
+//! the relay must prove.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phonebook_proto::CandidateKind;
+
+use super::Traversal;
+use crate::net::relay::{PEER_RELAY_INDEX, RelayBook};
+
+/// Most friends' relays used (the rest of `relay_via` is ignored, with a warning at start).
+pub const MAX_RELAY_VIA: usize = 4;
+/// How long a looked-up peer relay is used before it is looked up again.
+pub const PEER_RELAY_TTL: Duration = Duration::from_secs(60);
+
+/// Resolved peer relays and when.
+pub(super) type Cache = Option<(Instant, Vec<RelayBook>)>;
+
+impl Traversal {
+    /// The peer relays of the friends in `relay_via` that announce one, looked up at most
+    /// every [`PEER_RELAY_TTL`]. A friend who is offline, hides from us or relays for nobody
+    /// is left out.
+    pub async fn peer_relay_books(&self) -> Vec<RelayBook> {
+        if self.config.relay_via.is_empty() {
+            return Vec::new();
+        }
+        if let Some((at, books)) = &*self.peer_relays.lock().expect("not poisoned")
+            && at.elapsed() < PEER_RELAY_TTL
+        {
+            return books.clone();
+        }
+        let Some(pb) = self.phonebook.clone() else {
+            return Vec::new();
+        };
+        let identity = Arc::clone(self.endpoint.identity());
+        let mut books = Vec::new();
+        for (i, name) in self.config.relay_via.iter().take(MAX_RELAY_VIA).enumerate() {
+            match pb.lookup(name).await {
+                Ok(found) => {
+                    let relay = found
+                        .record
+                        .candidates
+                        .iter()
+                        .find(|c| c.kind == CandidateKind::Relay);
+                    match relay {
+                        Some(c) => books.push(RelayBook::peer(
+                            PEER_RELAY_INDEX + i,
+                            c.addr,
+                            found.key,
+                            identity.clone(),
+                        )),
+                        None => log::debug!("{name} announces no peer relay"),
+                    }
+                }
+                Err(e) => log::debug!("cannot look up {name}'s peer relay: {e}"),
+            }
+        }
+        *self.peer_relays.lock().expect("not poisoned") = Some((Instant::now(), books.clone()));
+        books
+    }
+}
