@@ -591,7 +591,12 @@ fn a_relay_without_friends_or_a_bad_relay_via_name_is_refused_with_a_reason() {
             .arg(&dir)
             .arg("--identity")
             .arg(&owner)
-            .args(["--listen", "127.0.0.1:0", "--phonebook", "http://127.0.0.1:9"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--phonebook",
+                "http://127.0.0.1:9",
+            ])
             .args(["--name", "Krile Baldesion@Gilgamesh"])
             .args(extra)
             .output()

@@ -4,7 +4,9 @@
 //! [`App::relay_auth`](crate::api::App::relay_auth) and
 //! [`App::relay_open`](crate::api::App::relay_open).
 //!
-//! Bounded everywhere: connections (`relay-max-connections`), sessions per connection
+//! Bounded everywhere: connections (`relay-max-connections`, counted from the TCP accept, so
+//! handshakes in progress count too; one address may hold at most [`max_per_address`] of
+//! them), sessions per connection
 //! (`relay-max-sessions`), tickets (at most one per opening session), each connection's
 //! outbound queue ([`QUEUE`] frames: a datagram for a full queue is dropped, as a full UDP
 //! buffer would, and QUIC recovers it), bandwidth per connection and in total (token buckets:
@@ -38,6 +40,9 @@ pub const QUEUE: usize = 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a target has to accept a session.
 pub const ACCEPT_TIMEOUT_MS: u64 = 10_000;
+/// Connections being refused at once (each is told why after its TLS handshake, bounded by
+/// [`HANDSHAKE_TIMEOUT`]); beyond it, a connection over a limit is closed without a word.
+pub const MAX_REFUSING: usize = 64;
 /// Bytes gathered into one TLS write.
 const WRITE_BATCH: usize = 64 * 1024;
 /// Bytes read from TLS at once.
@@ -213,9 +218,22 @@ struct Pending {
     deadline_ms: u64,
 }
 
+/// Connections one IP address may hold: an eighth of `relay-max-connections`, at least 4. Not
+/// one: players behind one carrier-grade NAT share an address, and they are the ones who
+/// need the relay most.
+pub fn max_per_address(max_connections: usize) -> usize {
+    (max_connections / 8).max(4)
+}
+
 #[derive(Debug)]
 struct Hub {
     conns: HashMap<u64, Entry>,
+    /// Connections accepted and not ended yet (handshaking or authenticated), in all and by
+    /// address.
+    open: usize,
+    per_address: HashMap<std::net::IpAddr, usize>,
+    /// Connections being told `Refused` now.
+    refusing: usize,
     listeners: HashMap<u32, u64>,
     pending: HashMap<[u8; 16], Pending>,
     next: u64,
@@ -288,8 +306,12 @@ pub async fn serve(
             app.config.relay_max_connections as usize,
         )
     };
+    let per_address = max_per_address(max);
     let hub = Rc::new(RefCell::new(Hub {
         conns: HashMap::new(),
+        open: 0,
+        per_address: HashMap::new(),
+        refusing: 0,
         listeners: HashMap::new(),
         pending: HashMap::new(),
         next: 1,
@@ -333,7 +355,7 @@ pub async fn serve(
     };
     let accept = async {
         loop {
-            let (stream, _) = match bound.listener.accept().await {
+            let (stream, from) = match bound.listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
                     log::warn!("relay accept failed: {e}");
@@ -341,15 +363,24 @@ pub async fn serve(
                     continue;
                 }
             };
-            if hub.borrow().conns.len() >= max {
+            let ip = from.ip();
+            let over = {
+                let h = hub.borrow();
+                h.open >= max || h.per_address.get(&ip).copied().unwrap_or(0) >= per_address
+            };
+            if over {
                 shared
                     .app
                     .borrow_mut()
                     .metrics
                     .relay
                     .refuse(RelayRefusal::Full);
+                if hub.borrow().refusing >= MAX_REFUSING {
+                    continue;
+                }
+                hub.borrow_mut().refusing += 1;
                 // Told after the handshake, so the peer knows why.
-                let tls = tls.clone();
+                let (tls, hub) = (tls.clone(), hub.clone());
                 ex.spawn(async move {
                     if let Ok(Ok(mut s)) = async { Ok(tls.accept(stream).await) }
                         .or(async {
@@ -365,9 +396,15 @@ pub async fn serve(
                             .await;
                         let _ = s.close().await;
                     }
+                    hub.borrow_mut().refusing -= 1;
                 })
                 .detach();
                 continue;
+            }
+            {
+                let mut h = hub.borrow_mut();
+                h.open += 1;
+                *h.per_address.entry(ip).or_default() += 1;
             }
             let (tls, hub, shared, udp) = (tls.clone(), hub.clone(), shared.clone(), udp.clone());
             ex.spawn(async move {
@@ -382,6 +419,14 @@ pub async fn serve(
                     log::info!("relay connection {id} cut off: {why}");
                 }
                 end(id, &hub, &shared);
+                let mut h = hub.borrow_mut();
+                h.open -= 1;
+                if let Some(n) = h.per_address.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        h.per_address.remove(&ip);
+                    }
+                }
             })
             .detach();
         }
