@@ -228,7 +228,9 @@ impl RefuseReason {
 impl fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Unauthenticated => "not registered (token not valid)",
+            Self::Unauthenticated => {
+                "not authenticated (a lookup token not valid, or a key the relay does not serve)"
+            }
             Self::Full => "relay full",
             Self::Protocol => "protocol error or limit",
             Self::ShuttingDown => "relay shutting down",

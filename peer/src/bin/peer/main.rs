@@ -525,6 +525,14 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             Err(e) => note!("unregister failed: {e}"),
         }
     }
+    if let Some(relay) = &relay {
+        let s = relay.stats();
+        note!(
+            "peer relay: carried {} sessions, {} bytes in",
+            s.sessions_total.load(std::sync::atomic::Ordering::Relaxed),
+            s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     endpoint.close();
     Ok(())
 }

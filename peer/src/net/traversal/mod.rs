@@ -186,7 +186,7 @@ impl Traversal {
                 endpoint.spawner().clone(),
                 endpoint.connect_timeout(),
             ),
-            peer_relays: Mutex::new(None),
+            peer_relays: Mutex::default(),
             _rx: Mutex::new(None),
         });
         let weak = Arc::downgrade(&me);
@@ -595,9 +595,17 @@ impl Traversal {
                 n += 1;
                 continue;
             }
+            if self.peer_relay_refused_lately(book.index) {
+                continue;
+            }
             match self.relays.listen(&book).await {
                 Ok(()) => n += 1,
-                Err(e) => log::info!("cannot listen on a friend's peer relay: {e}"),
+                Err(e) => {
+                    if matches!(e, crate::net::relay::RelayError::Refused(_)) {
+                        self.peer_relay_refused(book.index);
+                    }
+                    log::info!("cannot listen on a friend's peer relay: {e}");
+                }
             }
         }
         n

@@ -4,6 +4,7 @@
 //! TCP address as a `relay` candidate; their key, checked against their signature, is the key
 //! the relay must prove.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,12 @@ pub const MAX_RELAY_VIA: usize = 4;
 /// How long a looked-up peer relay is used before it is looked up again.
 pub const PEER_RELAY_TTL: Duration = Duration::from_secs(60);
 
-/// Resolved peer relays and when.
-pub(super) type Cache = Option<(Instant, Vec<RelayBook>)>;
+/// Resolved peer relays and when, and the relays that refused us lately.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    resolved: Option<(Instant, Vec<RelayBook>)>,
+    refused: HashMap<usize, Instant>,
+}
 
 impl Traversal {
     /// The peer relays of the friends in `relay_via` that announce one, looked up at most
@@ -28,7 +33,7 @@ impl Traversal {
         if self.config.relay_via.is_empty() {
             return Vec::new();
         }
-        if let Some((at, books)) = &*self.peer_relays.lock().expect("not poisoned")
+        if let Some((at, books)) = &self.peer_relays.lock().expect("not poisoned").resolved
             && at.elapsed() < PEER_RELAY_TTL
         {
             return books.clone();
@@ -38,6 +43,7 @@ impl Traversal {
         };
         let identity = Arc::clone(self.endpoint.identity());
         let mut books = Vec::new();
+        let mut complete = true;
         for (i, name) in self.config.relay_via.iter().take(MAX_RELAY_VIA).enumerate() {
             match pb.lookup(name).await {
                 Ok(found) => {
@@ -56,10 +62,33 @@ impl Traversal {
                         None => log::debug!("{name} announces no peer relay"),
                     }
                 }
-                Err(e) => log::debug!("cannot look up {name}'s peer relay: {e}"),
+                Err(e) => {
+                    // Not registered yet, or the phone book is down: look again next time.
+                    complete = false;
+                    log::debug!("cannot look up {name}'s peer relay: {e}");
+                }
             }
         }
-        *self.peer_relays.lock().expect("not poisoned") = Some((Instant::now(), books.clone()));
+        if complete {
+            self.peer_relays.lock().expect("not poisoned").resolved =
+                Some((Instant::now(), books.clone()));
+        }
         books
+    }
+
+    /// Whether the peer relay `index` refused us within [`PEER_RELAY_TTL`] (we are not its
+    /// owner's friend, or it is full): not asked again before.
+    pub(super) fn peer_relay_refused_lately(&self, index: usize) -> bool {
+        let mut cache = self.peer_relays.lock().expect("not poisoned");
+        cache.refused.retain(|_, at| at.elapsed() < PEER_RELAY_TTL);
+        cache.refused.contains_key(&index)
+    }
+
+    /// Notes that the peer relay `index` refused us.
+    pub(super) fn peer_relay_refused(&self, index: usize) {
+        let mut cache = self.peer_relays.lock().expect("not poisoned");
+        if cache.refused.len() < MAX_RELAY_VIA {
+            cache.refused.insert(index, Instant::now());
+        }
     }
 }
