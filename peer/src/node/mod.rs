@@ -2,8 +2,11 @@
 //! registration, with a typed, non-blocking [`Event`] stream. Start here; the other modules are
 //! the advanced door.
 //!
-//! Not done yet (issue 12): NAT traversal and port mapping are not started by the node, and a
-//! visibility change re-registers but does not change who the running server answers.
+//! A node with phone books is reachable like the CLI's `serve`: it keeps NAT mappings open with
+//! keep-alives, maps a port on the router ([`NodeConfig::portmap`]), publishes its address
+//! candidates, punches holes and falls back to relays (the phone books' and its friends' peer
+//! relays, [`NodeConfig::relay_via`]). A visibility change re-registers at once and changes
+//! who the running server and the relays answer.
 
 pub mod events;
 
@@ -16,7 +19,10 @@ use std::time::Duration;
 
 pub use events::{DEFAULT_EVENT_QUEUE, Event, EventQueue, OpId, Registration};
 
+use crate::net::reach::Reach;
+use crate::net::traversal::{Traversal, TraversalConfig};
 use crate::storage::folder::{FolderStore, FolderStoreConfig};
+use crate::transfer::serve::Policy;
 use crate::{
     DownloadConfig, Endpoint, EndpointConfig, FileHash, Found, Identity, MemoryStore, PeerId,
     PhoneBook, PhoneBookConfig, PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server,
@@ -52,6 +58,10 @@ pub struct NodeConfig {
     pub event_queue: usize,
     /// Bound on the shutdown's wait for the phone book.
     pub shutdown_bound: Duration,
+    /// Ask the router to forward our port (UPnP IGD, NAT-PMP, PCP); on by default.
+    pub portmap: bool,
+    /// Friends whose peer relays we use (docs/PROTOCOL.md "Peer relays"), at most 4.
+    pub relay_via: Vec<String>,
 }
 
 impl NodeConfig {
@@ -68,6 +78,8 @@ impl NodeConfig {
             share: None,
             event_queue: DEFAULT_EVENT_QUEUE,
             shutdown_bound: DEFAULT_SHUTDOWN_BOUND,
+            portmap: true,
+            relay_via: Vec::new(),
         }
     }
 }
@@ -76,7 +88,6 @@ impl NodeConfig {
 pub type NodeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A running player: see the module docs.
-#[derive(Debug)]
 pub struct Node {
     identity: Arc<Identity>,
     endpoint: Arc<Endpoint>,
@@ -88,6 +99,21 @@ pub struct Node {
     next_op: AtomicU64,
     events: Arc<EventQueue>,
     config: Mutex<NodeConfig>,
+    /// Who the server and the relays answer now (`None`: everyone); read at each connection, so
+    /// [`Node::set_visibility`] takes effect at once.
+    policy: Arc<std::sync::RwLock<Option<Policy>>>,
+    traversal: Option<Arc<Traversal>>,
+    /// Starts keep-alives, the port mapping and the candidates, then hands over the [`Reach`].
+    reach_start: Mutex<Option<smol::Task<()>>>,
+    reach: Arc<Mutex<Option<Reach>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.identity.id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -117,6 +143,38 @@ impl Node {
                 },
             )?)),
         };
+        let relay_via = config
+            .relay_via
+            .iter()
+            .map(|n| PlayerName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        if relay_via.len() > crate::net::traversal::peer_relays::MAX_RELAY_VIA {
+            return Err("at most 4 friends' relays (relay_via)".into());
+        }
+        let policy = Arc::new(std::sync::RwLock::new(
+            crate::transfer::serve::visibility_policy(
+                identity.id(),
+                config.visibility,
+                &config.friends,
+            ),
+        ));
+        let traversal = match &book {
+            Some(b) => {
+                let t = Traversal::start(
+                    endpoint.clone(),
+                    Some(b.clone()),
+                    TraversalConfig {
+                        relay_via,
+                        ..TraversalConfig::default()
+                    },
+                )
+                .ok_or("the endpoint's control queue is taken")?;
+                pool.set_traversal(t.clone());
+                t.relays().set_policy(Some(dynamic(&policy)));
+                Some(t)
+            }
+            None => None,
+        };
         let node = Node {
             identity,
             endpoint,
@@ -128,12 +186,24 @@ impl Node {
             next_op: AtomicU64::new(1),
             events: Arc::new(EventQueue::new(config.event_queue)),
             config: Mutex::new(config.clone()),
+            policy,
+            traversal,
+            reach_start: Mutex::new(None),
+            reach: Arc::default(),
         };
         match &config.share {
             Some(dir) => node.share(dir)?,
             None => node.serve(Arc::new(MemoryStore::default())),
         }
         node.restart_registration();
+        if let Some(t) = node.traversal.clone() {
+            let (slot, portmap) = (node.reach.clone(), config.portmap);
+            let task = smol::spawn(async move {
+                let (reach, _) = Reach::start(&t, portmap).await;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reach);
+            });
+            *node.reach_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         Ok(node)
     }
 
@@ -157,12 +227,12 @@ impl Node {
     }
 
     fn serve(&self, store: Arc<dyn Store>) {
-        let (visibility, friends) = {
-            let c = self.cfg();
-            (c.visibility, c.friends.clone())
-        };
-        let policy = crate::transfer::serve::visibility_policy(self.id(), visibility, &friends);
-        let server = Server::spawn(self.endpoint.clone(), store, ServeConfig::default(), policy);
+        let server = Server::spawn(
+            self.endpoint.clone(),
+            store,
+            ServeConfig::default(),
+            Some(dynamic(&self.policy)),
+        );
         // The old server (if any) is dropped: its tasks end.
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
     }
@@ -184,8 +254,10 @@ impl Node {
         {
             let mut c = self.cfg();
             c.visibility = visibility;
-            c.friends = friends;
+            c.friends = friends.clone();
         }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::transfer::serve::visibility_policy(self.id(), visibility, &friends);
         self.restart_registration();
     }
 
@@ -385,6 +457,23 @@ impl Node {
             });
         }
         drop(self.server.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.reach_start
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let reach = self.reach.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(r) = reach {
+            // The router forgets our port now rather than when the lease ends.
+            smol::future::or(r.close(), async {
+                smol::Timer::after(bound).await;
+            })
+            .await;
+        }
+        if let Some(t) = &self.traversal {
+            t.relays().close_all().await;
+        }
         if let Some(book) = &self.book {
             let gone = async {
                 let _ = book.unregister().await;
@@ -401,4 +490,15 @@ impl Node {
         })
         .await;
     }
+}
+
+/// A policy that asks `cell` at each call: `None` in it serves everyone.
+fn dynamic(cell: &Arc<std::sync::RwLock<Option<Policy>>>) -> Policy {
+    let cell = cell.clone();
+    Arc::new(move |key: &PeerId| {
+        cell.read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|p| p(key))
+    })
 }

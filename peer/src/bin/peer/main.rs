@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
 use peer::net::portmap::{PortMapConfig, PortMapper, Status};
+use peer::net::reach::Reach;
 use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::storage::folder::{DEFAULT_MAX_OPEN_FILES, FolderStoreConfig};
@@ -430,29 +431,21 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         None => None,
     };
     let mut _tasks = Vec::new();
-    let mut _mapper: Option<Arc<PortMapper>> = None;
+    let mut reach = None;
     if let Some(b) = &book {
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
-        // Keep-alives first: until the phone book holds our mapping it cannot tell us that a
-        // player wants to connect.
-        let again = traversal.clone();
-        _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
-        let local = endpoint.local_addr()?;
-        let mapper = if args.no_portmap {
-            None
-        } else {
-            Some(PortMapper::start(local, PortMapConfig::default(), endpoint.spawner()).await)
-        };
-        let mapped = mapper.as_ref().and_then(|m| m.mapping());
-        let (discovery, list) = traversal
-            .publish_candidates(mapped.map(|m| m.external), Duration::from_secs(10))
-            .await;
-        note!("{}", describe_nat(&discovery, traversal.udp_works()));
-        match (&mapper, mapped) {
+        let (r, reached) = Reach::start(&traversal, !args.no_portmap).await;
+        reach = Some(r);
+        let list = reached.candidates;
+        note!(
+            "{}",
+            describe_nat(&reached.discovery, traversal.udp_works())
+        );
+        match (reached.mapper_status, reached.mapping) {
             (_, Some(m)) => note!("port mapping: {} maps {} to us", m.protocol, m.external),
-            (Some(m), None) => note!("port mapping: {}", describe_unmapped(m.status())),
+            (Some(status), None) => note!("port mapping: {}", describe_unmapped(status)),
             (None, None) => note!("port mapping: off (--no-portmap)"),
         }
         if let Some(relay) = &relay {
@@ -487,18 +480,6 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
             note!("candidates: {}", shown.join(", "));
         }
-        if let Some(mapper) = mapper {
-            let mapper = Arc::new(mapper);
-            let (watched, t) = (mapper.clone(), traversal.clone());
-            _tasks.push(smol::spawn(async move {
-                let mut seen = watched.status();
-                loop {
-                    seen = watched.changed(&seen).await;
-                    t.update_mapped(watched.mapping().map(|m| m.external));
-                }
-            }));
-            _mapper = Some(mapper);
-        }
     }
     let stats = async {
         loop {
@@ -516,8 +497,8 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     smol::future::or(stats, stop).await;
     drop(_tasks);
     // The router forgets our port now rather than when the lease ends.
-    if let Some(m) = _mapper.and_then(Arc::into_inner) {
-        m.close().await;
+    if let Some(r) = reach {
+        r.close().await;
     }
     if let Some(b) = &book {
         match b.unregister().await {
