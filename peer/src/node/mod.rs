@@ -6,9 +6,11 @@
 //! keep-alives, maps a port on the router ([`NodeConfig::portmap`]), publishes its address
 //! candidates, punches holes and falls back to relays (the phone books' and its friends' peer
 //! relays, [`NodeConfig::relay_via`]). A visibility change re-registers at once and changes
-//! who the running server and the relays answer.
+//! who the running server and the relays answer. Its tasks run on threads of its own
+//! ([`NodeConfig::threads`]), stopped and joined when the node is dropped.
 
 pub mod events;
+mod threads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub use events::{DEFAULT_EVENT_QUEUE, Event, EventQueue, OpId, Registration};
 
 use crate::net::reach::Reach;
+use crate::net::runtime::Spawner;
 use crate::net::traversal::{Traversal, TraversalConfig};
 use crate::storage::folder::{FolderStore, FolderStoreConfig};
 use crate::transfer::serve::Policy;
@@ -62,6 +65,9 @@ pub struct NodeConfig {
     pub portmap: bool,
     /// Friends whose peer relays we use (docs/PROTOCOL.md "Peer relays"), at most 4.
     pub relay_via: Vec<String>,
+    /// Threads of the node's own executor (1 to 8; default 2), stopped and joined when the
+    /// node is dropped.
+    pub threads: usize,
 }
 
 impl NodeConfig {
@@ -80,6 +86,7 @@ impl NodeConfig {
             shutdown_bound: DEFAULT_SHUTDOWN_BOUND,
             portmap: true,
             relay_via: Vec::new(),
+            threads: 2,
         }
     }
 }
@@ -106,6 +113,9 @@ pub struct Node {
     /// Starts keep-alives, the port mapping and the candidates, then hands over the [`Reach`].
     reach_start: Mutex<Option<smol::Task<()>>>,
     reach: Arc<Mutex<Option<Reach>>>,
+    spawner: Spawner,
+    /// Last: dropped after every task and the endpoint, it stops and joins the threads.
+    _threads: threads::Threads,
 }
 
 impl std::fmt::Debug for Node {
@@ -121,13 +131,19 @@ impl Node {
     /// books, keeps registered (state reported as [`Event::Registration`]).
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        if !(1..=threads::MAX_THREADS).contains(&config.threads) {
+            return Err("threads is between 1 and 8".into());
+        }
         let identity = Arc::new(Identity::load_or_create(&config.identity)?);
-        let endpoint = Arc::new(Endpoint::bind(
+        let threads = threads::Threads::start(config.threads)?;
+        let spawner = Spawner::Executor(threads.ex.clone());
+        let endpoint = Arc::new(Endpoint::bind_on(
             identity.clone(),
             &EndpointConfig {
                 listen: config.listen,
                 ..Default::default()
             },
+            spawner.clone(),
         )?);
         let pins = PinStore::open(&config.data_dir.join("pins"))?;
         let pool = Arc::new(Pool::new(endpoint.clone(), pins, PoolConfig::default()));
@@ -190,6 +206,8 @@ impl Node {
             traversal,
             reach_start: Mutex::new(None),
             reach: Arc::default(),
+            spawner,
+            _threads: threads,
         };
         match &config.share {
             Some(dir) => node.share(dir)?,
@@ -198,7 +216,7 @@ impl Node {
         node.restart_registration();
         if let Some(t) = node.traversal.clone() {
             let (slot, portmap) = (node.reach.clone(), config.portmap);
-            let task = smol::spawn(async move {
+            let task = node.spawner.spawn(async move {
                 let (reach, _) = Reach::start(&t, portmap).await;
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reach);
             });
@@ -272,7 +290,7 @@ impl Node {
         };
         let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
         let events = self.events.clone();
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let mut failures = 0u32;
             loop {
                 let wait = match book.register(port, visibility, &friends).await {
@@ -315,7 +333,7 @@ impl Node {
             self.ops.clone(),
             name.to_owned(),
         );
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let result: Result<Found, NodeError> = async {
                 let book = book.ok_or("no phone book configured")?;
                 Ok(book.lookup(&PlayerName::parse(&name)?).await?)
@@ -348,7 +366,7 @@ impl Node {
             self.events.clone(),
             self.ops.clone(),
         );
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let result: Result<(), String> = async {
                 for p in &players {
                     let book = book.as_ref().ok_or("no phone book configured")?;
