@@ -4,16 +4,19 @@
 # NuGet layout (ffi/pack.sh) and checks it is complete; checks FfxpEvent's layout against the
 # header (gcc runs it for Linux, mingw's static assertions cover Windows); compiles the test
 # program and the sample with mcs against the packed FfxivP2p.dll and runs them on the packed
-# libffxiv_p2p_peer_v1.so with a pi-server started here. Prints how long it took.
+# libffxiv_p2p_peer_v1.so with a pi-server started here. Then the packed Windows DLL under Wine:
+# the C test program (ffi/tests/c/test.c, built with mingw) with the same pi-server, bad input
+# and two nodes (no C# there: there is no Mono or .NET for Windows here). Prints how long it took.
 # Apt packages: mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil (the test's
 # sockets), gcc libc6-dev binutils (layout program, strip, nm), gcc-mingw-w64-x86-64
 # binutils-mingw-w64-x86-64 (the Windows DLL, its strip and objdump; windows-test installs
-# them too), zip unzip (the .nupkg), python3 (a free port).
+# them too), wine64 (the DLL's test; likewise), zip unzip (the .nupkg), python3 (a free port).
+# Debian's Wine 8 lacks bcryptprimitives.dll: the stand-in of tests/wine/ goes beside the test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t_start=$(date +%s)
 PKGS=(mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil gcc libc6-dev binutils
-    gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 zip unzip python3)
+    gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64 zip unzip python3)
 .ci/apt-install.sh csharp-test "${PKGS[@]}"
 for tool in mcs mono gcc strip nm zip unzip python3; do
     if ! command -v "$tool" >/dev/null; then
@@ -68,7 +71,12 @@ echo "csharp-test: layout complete: ${#want[@]} files, $(wc -w <<<"$fns") functi
 
 work=$(mktemp -d)
 pb=""
-trap '[ -z "$pb" ] || kill "$pb" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    [ -z "$pb" ] || kill "$pb" 2>/dev/null || true
+    [ ! -d "$work/wineprefix" ] || WINEPREFIX=$work/wineprefix /usr/lib/wine/wineserver -k 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 echo "== FfxpEvent's layout"
 gcc -std=c11 -Wall -Wextra -Werror -Iffi/include ffi/csharp/tests/layout.c -o "$work/layout"
 layout=$("$work/layout")
@@ -97,5 +105,27 @@ mono --debug "$work/Test.exe" "http://127.0.0.1:$port" "$work/test" --layout="$l
     || { echo "csharp-test: FAIL: Test.exe (pi-server log: $(tail -n 5 "$work/pb.log"))"; exit 1; }
 mono --debug "$work/Sample.exe" "http://127.0.0.1:$port" "$work/sample" \
     || { echo "csharp-test: FAIL: Sample.exe"; exit 1; }
+echo "== the packed win-x64 DLL under Wine: the C test program"
+if [ -z "$win" ]; then
+    echo "csharp-test: skipped: no Windows DLL (see above)"
+elif [ ! -x /usr/lib/wine/wine64 ]; then
+    echo "csharp-test: skipped: /usr/lib/wine/wine64 missing (wine64)"
+else
+    w=$work/win
+    mkdir -p "$w/shared"
+    cp "$pkg/runtimes/win-x64/native/ffxiv_p2p_peer_v1.dll" "$w/"
+    x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -O2 -Iffi/include ffi/tests/c/test.c \
+        "$w/ffxiv_p2p_peer_v1.dll" -o "$w/test.exe"
+    x86_64-w64-mingw32-gcc -O2 -shared -o "$w/bcryptprimitives.dll" tests/wine/bcryptprimitives.c -ladvapi32
+    export WINEPREFIX=$work/wineprefix WINEDEBUG=-all
+    /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1 || true
+    head -c 3000000 /dev/urandom >"$w/shared/mod.tex"
+    hash=$(sha1sum "$w/shared/mod.tex" | cut -d' ' -f1)
+    winpath() { local p=$1; echo "Z:${p//\//\\}"; }
+    timeout 300 /usr/lib/wine/wine64 "$w/test.exe" "http://127.0.0.1:$port" "$(winpath "$w")" \
+        "$(winpath "$w/shared")" "$hash" || { echo "csharp-test: FAIL: test.exe under Wine"; exit 1; }
+    cmp "$w/shared/mod.tex" "$w/b/downloads/$hash"
+    echo "csharp-test: the Windows DLL passed the C test under Wine ($(/usr/lib/wine/wine64 --version))"
+fi
 echo "csharp-test: ok in $(( $(date +%s) - t_start )) s; .so $(stat -c %s "$pkg/runtimes/linux-x64/native/libffxiv_p2p_peer_v1.so") bytes (stripped)$(
     [ -z "$win" ] || echo ", DLL $(stat -c %s "$pkg/runtimes/win-x64/native/ffxiv_p2p_peer_v1.dll") bytes (stripped)")"
