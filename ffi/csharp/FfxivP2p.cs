@@ -93,7 +93,7 @@ namespace FfxivP2p
         public const int MaxNodes = 64;
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        public static extern FfxpStatus ffxp_last_error(byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        public static extern FfxpStatus ffxp_last_error([Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern FfxpStatus ffxp_node_create(
@@ -380,6 +380,7 @@ namespace FfxivP2p
         /// <summary>Where a fetch of hash lands (DataDir/downloads/lowercase hash).</summary>
         public string DownloadPath(string hash)
         {
+            if (hash == null) throw new ArgumentNullException("hash");
             return System.IO.Path.Combine(System.IO.Path.Combine(dataDir, "downloads"), hash.ToLowerInvariant());
         }
 
