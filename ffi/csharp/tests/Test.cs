@@ -158,6 +158,18 @@ static class Test
             (e.Kind == FfxpEventKind.Done || e.Kind == FfxpEventKind.Failed || e.Kind == FfxpEventKind.Found);
     }
 
+    // Threads of this process named by the library's executors ("ffxiv-p2p-N"; Linux /proc).
+    static int LibraryThreads()
+    {
+        int n = 0;
+        foreach (var task in Directory.GetDirectories("/proc/self/task"))
+        {
+            try { if (File.ReadAllText(Path.Combine(task, "comm")).StartsWith("ffxiv-p2p-")) n++; }
+            catch (IOException) { } // the thread ended meanwhile
+        }
+        return n;
+    }
+
     static int FreeUdpPort()
     {
         using (var u = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0)))
@@ -298,6 +310,8 @@ static class Test
         });
         Check(WaitFor(a, Is(FfxpEventKind.Registered)) != null, "A registered");
         Check(WaitFor(b, Is(FfxpEventKind.Registered)) != null, "B registered");
+        int running = LibraryThreads();
+        Check(running > 0, running + " executor threads (ffxiv-p2p-*) while two nodes run");
 
         // Look each other up.
         ulong op = b.Lookup(alice);
@@ -428,6 +442,10 @@ static class Test
         again.Dispose();
         b.Dispose();
         Check(again.IsShutDown && b.IsShutDown, "all nodes shut down");
+        var stop = DateTime.UtcNow;
+        while (LibraryThreads() > 0 && DateTime.UtcNow - stop < TimeSpan.FromSeconds(5)) Thread.Sleep(20);
+        Check(LibraryThreads() == 0, "no executor thread left after every node was shut down (" +
+            LibraryThreads() + " left, " + (int)(DateTime.UtcNow - stop).TotalMilliseconds + " ms)");
     }
 
     static int Main(string[] args)
