@@ -10,6 +10,10 @@ use std::thread::JoinHandle;
 
 /// Most threads a node runs.
 pub const MAX_THREADS: usize = 8;
+/// How long a dropped node waits for its last tasks (connection closes, the QUIC driver) to
+/// end before it stops its threads; a task still pending then is dropped with the executor
+/// only if nothing else holds it.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An executor and its threads; dropping it stops and joins them.
 pub(crate) struct Threads {
@@ -47,6 +51,15 @@ impl Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
+        // The node's other parts are gone: their tasks end within moments (a task holds the
+        // executor through the spawner it captured, so one left pending would keep it alive).
+        let started = std::time::Instant::now();
+        while !self.ex.is_empty() && started.elapsed() < DRAIN && !self.handles.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if !self.ex.is_empty() {
+            log::debug!("node threads stop with tasks still pending");
+        }
         // Closing the channel ends every thread's `run`.
         drop(self.stop.take());
         let me = std::thread::current().id();
