@@ -439,8 +439,12 @@ namespace FfxivP2p
                     case FfxpEventKind.Failed:
                         var x = Failed; if (x != null) x(e.Op, e.Message);
                         break;
-                    default:
+                    case FfxpEventKind.Registered:
+                    case FfxpEventKind.RegistrationRetrying:
+                    case FfxpEventKind.RegistrationOff:
                         var r = Registration; if (r != null) r(e);
+                        break;
+                    default: // a kind newer than this binding: EventReceived only
                         break;
                 }
             }
