@@ -1,5 +1,5 @@
 //! Staying reachable while serving: keep-alives to the phone books (so they can forward punch
-//! requests and relay calls to us), a port mapped on our router (UPnP IGD, NAT-PMP or PCP) and
+//! requests and relay calls to us), a listening connection at each friend's peer relay, a port mapped on our router (UPnP IGD, NAT-PMP or PCP) and
 //! the signed address candidates published from both, kept up to date. One call for the CLI's
 //! `serve` and for [`Node`](crate::Node).
 
@@ -45,6 +45,8 @@ impl Reach {
         // player wants to connect.
         let again = traversal.clone();
         tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
+        // Friends' peer relays cannot call us: a listening connection at each.
+        tasks.push(traversal.hold_peer_relays());
         let endpoint = traversal.endpoint();
         // A socket on loopback cannot be forwarded to (and tests stay off the real network).
         let mapper = match (portmap, endpoint.local_addr()) {

@@ -549,7 +549,15 @@ impl PhoneBook {
             .filter_map(|book| {
                 let token = book.token.lock().expect("not poisoned").clone()?;
                 let ask: fanout::Ask<'_, _> = Box::pin(async move {
-                    let r = self.call(book, "GET", path, Some(&token), || None).await?;
+                    let mut r = self.call(book, "GET", path, Some(&token), || None).await?;
+                    // A registration that finished meanwhile (a renewal, new candidates)
+                    // replaced the token we sent: once more with the new one.
+                    if r.status == 401 {
+                        let now = book.token.lock().expect("not poisoned").clone();
+                        if let Some(fresh) = now.filter(|t| *t != token) {
+                            r = self.call(book, "GET", path, Some(&fresh), || None).await?;
+                        }
+                    }
                     match r.status {
                         200 => match LookupRecord::from_json_verified(&r.body, name) {
                             Ok(record) => {

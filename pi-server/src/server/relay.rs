@@ -26,6 +26,7 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use phonebook_proto::relay::{Bucket, CloseReason, Frame, RefuseReason};
+use phonebook_proto::relay_hub::{self, Accepted, ConnId, Out, Refusal};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::cell::RefCell;
@@ -202,22 +203,6 @@ pub fn bind(config: &crate::config::Config) -> io::Result<Option<(Bound, RelayIn
     )))
 }
 
-#[derive(Debug)]
-struct Entry {
-    tx: async_channel::Sender<Vec<u8>>,
-    peer: RelayPeer,
-    /// Our session number -> the paired connection and its number (`None` while opening).
-    sessions: HashMap<u32, Option<(u64, u32)>>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    from: u64,
-    session: u32,
-    target: RelayPeer,
-    deadline_ms: u64,
-}
-
 /// Connections one IP address may hold: an eighth of `relay-max-connections`, at least 4. Not
 /// one: players behind one carrier-grade NAT share an address, and they are the ones who
 /// need the relay most.
@@ -225,63 +210,31 @@ pub fn max_per_address(max_connections: usize) -> usize {
     (max_connections / 8).max(4)
 }
 
+/// The pairing (shared with a player's peer relay) and what this server adds around it.
 #[derive(Debug)]
 struct Hub {
-    conns: HashMap<u64, Entry>,
+    core: relay_hub::Hub<RelayPeer>,
+    txs: HashMap<ConnId, async_channel::Sender<Vec<u8>>>,
     /// Connections accepted and not ended yet (handshaking or authenticated), in all and by
     /// address.
     open: usize,
     per_address: HashMap<std::net::IpAddr, usize>,
     /// Connections being told `Refused` now.
     refusing: usize,
-    listeners: HashMap<u32, u64>,
-    pending: HashMap<[u8; 16], Pending>,
     next: u64,
     total: Bucket,
 }
 
 fn frame(f: &Frame<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    f.encode(&mut out);
-    out
+    relay_hub::encode(f)
 }
 
 impl Hub {
-    fn send(&self, to: u64, bytes: Vec<u8>) -> bool {
-        self.conns
+    /// Queues `bytes` for `to`; false if its queue is full or gone.
+    fn send(&self, (to, bytes): Out) -> bool {
+        self.txs
             .get(&to)
-            .is_some_and(|e| e.tx.try_send(bytes).is_ok())
-    }
-
-    /// Unpairs `session` of `id`; tells the other side with `reason`.
-    fn close(&mut self, id: u64, session: u32, reason: CloseReason) -> bool {
-        let Some(paired) = self
-            .conns
-            .get_mut(&id)
-            .and_then(|e| e.sessions.remove(&session))
-        else {
-            return false;
-        };
-        match paired {
-            Some((peer, psession)) => {
-                if let Some(e) = self.conns.get_mut(&peer) {
-                    e.sessions.remove(&psession);
-                }
-                self.send(
-                    peer,
-                    frame(&Frame::Close {
-                        session: psession,
-                        reason,
-                    }),
-                );
-                true
-            }
-            None => {
-                self.pending
-                    .retain(|_, p| !(p.from == id && p.session == session));
-                false
-            }
-        }
+            .is_some_and(|tx| tx.try_send(bytes).is_ok())
     }
 }
 
@@ -299,21 +252,21 @@ pub async fn serve(
             return;
         }
     };
-    let (total, max) = {
+    let (total, max, max_sessions) = {
         let app = shared.app.borrow();
         (
             app.config.relay_rate_total,
             app.config.relay_max_connections as usize,
+            app.config.relay_max_sessions as usize,
         )
     };
     let per_address = max_per_address(max);
     let hub = Rc::new(RefCell::new(Hub {
-        conns: HashMap::new(),
+        core: relay_hub::Hub::new(max_sessions),
+        txs: HashMap::new(),
         open: 0,
         per_address: HashMap::new(),
         refusing: 0,
-        listeners: HashMap::new(),
-        pending: HashMap::new(),
         next: 1,
         total: Bucket::new(total),
     }));
@@ -324,31 +277,14 @@ pub async fn serve(
                 Timer::after(Duration::from_secs(1)).await;
                 let now = shared.now().mono_ms;
                 let mut h = hub.borrow_mut();
-                let expired: Vec<[u8; 16]> = h
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| p.deadline_ms <= now)
-                    .map(|(t, _)| *t)
-                    .collect();
-                for t in expired {
-                    if let Some(p) = h.pending.remove(&t) {
-                        if let Some(e) = h.conns.get_mut(&p.from) {
-                            e.sessions.remove(&p.session);
-                        }
-                        h.send(
-                            p.from,
-                            frame(&Frame::Close {
-                                session: p.session,
-                                reason: CloseReason::Timeout,
-                            }),
-                        );
-                        shared
-                            .app
-                            .borrow_mut()
-                            .metrics
-                            .relay
-                            .refuse(RelayRefusal::Timeout);
-                    }
+                for o in h.core.expire(now) {
+                    h.send(o);
+                    shared
+                        .app
+                        .borrow_mut()
+                        .metrics
+                        .relay
+                        .refuse(RelayRefusal::Timeout);
                 }
             }
         }
@@ -435,28 +371,18 @@ pub async fn serve(
 }
 
 /// Removes connection `id`: its sessions end for the other sides.
-fn end(id: u64, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
+fn end(id: ConnId, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
     let mut h = hub.borrow_mut();
-    let sessions: Vec<u32> = h
-        .conns
-        .get(&id)
-        .map(|e| e.sessions.keys().copied().collect())
-        .unwrap_or_default();
-    let mut paired = 0;
-    for s in sessions {
-        if h.close(id, s, CloseReason::Gone) {
-            paired += 1;
-        }
+    let (out, paired) = h.core.remove(id);
+    for o in out {
+        h.send(o);
     }
-    if let Some(e) = h.conns.remove(&id) {
-        if h.listeners.get(&e.peer.slot) == Some(&id) {
-            h.listeners.remove(&e.peer.slot);
-        }
-        e.tx.close();
+    if let Some(tx) = h.txs.remove(&id) {
+        tx.close();
     }
     let mut app = shared.app.borrow_mut();
-    app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired);
-    app.metrics.relay.connections = h.conns.len() as u64;
+    app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired as u64);
+    app.metrics.relay.connections = h.core.len() as u64;
 }
 
 /// Why a connection was cut off.
@@ -516,13 +442,9 @@ async fn connection(
         refuse(&mut s, &shared, RefuseReason::Unauthenticated).await;
         return Err("token not valid".into());
     };
-    let (idle, rate, max_sessions) = {
+    let (idle, rate) = {
         let app = shared.app.borrow();
-        (
-            app.config.relay_idle,
-            app.config.relay_rate,
-            app.config.relay_max_sessions as usize,
-        )
+        (app.config.relay_idle, app.config.relay_rate)
     };
     s.write_all(&frame(&Frame::Welcome {
         idle_secs: idle.min(u32::from(u16::MAX)) as u16,
@@ -533,15 +455,9 @@ async fn connection(
     let (tx, rx) = async_channel::bounded::<Vec<u8>>(QUEUE);
     {
         let mut h = hub.borrow_mut();
-        h.conns.insert(
-            id,
-            Entry {
-                tx: tx.clone(),
-                peer,
-                sessions: HashMap::new(),
-            },
-        );
-        shared.app.borrow_mut().metrics.relay.connections = h.conns.len() as u64;
+        h.core.insert(id, peer);
+        h.txs.insert(id, tx.clone());
+        shared.app.borrow_mut().metrics.relay.connections = h.core.len() as u64;
     }
     let (mut reader, mut writer) = futures_lite::io::split(s);
     let shared_w = shared.clone();
@@ -573,7 +489,7 @@ async fn connection(
                 let decoded = Frame::decode(&buf[start..]);
                 match decoded {
                     Ok(Some((f, used))) => {
-                        on_frame(id, peer, f, &hub, &shared, udp.as_deref(), max_sessions)?;
+                        on_frame(id, peer, f, &hub, &shared, udp.as_deref())?;
                         start += used;
                     }
                     Ok(None) => break,
@@ -641,81 +557,54 @@ fn random16() -> [u8; 16] {
 
 /// Handles one frame of connection `id`; an error cuts it off.
 fn on_frame(
-    id: u64,
+    id: ConnId,
     peer: RelayPeer,
     f: Frame<'_>,
     hub: &Rc<RefCell<Hub>>,
     shared: &Rc<Shared>,
     udp: Option<&Async<UdpSocket>>,
-    max_sessions: usize,
 ) -> Result<(), Why> {
     let mut h = hub.borrow_mut();
-    let protocol = |what: &str| {
-        shared
-            .app
-            .borrow_mut()
-            .metrics
-            .relay
-            .refuse(RelayRefusal::Protocol);
-        if let Some(e) = h.conns.get(&id) {
-            let _ = e.tx.try_send(frame(&Frame::Refused {
+    let refuse = |r: RelayRefusal| shared.app.borrow_mut().metrics.relay.refuse(r);
+    let cut = |h: &Hub, what: &str| {
+        refuse(RelayRefusal::Protocol);
+        h.send((
+            id,
+            frame(&Frame::Refused {
                 reason: RefuseReason::Protocol,
-            }));
-        }
+            }),
+        ));
         Err(what.to_owned())
     };
+    let reply = |h: &Hub, session, reason| h.send((id, frame(&Frame::Close { session, reason })));
     match f {
         Frame::Data { session, payload } => {
-            let pair = h
-                .conns
-                .get(&id)
-                .and_then(|e| e.sessions.get(&session).copied().flatten());
-            if let Some((to, their)) = pair {
-                let mut out = Vec::with_capacity(payload.len() + 8);
-                Frame::Data {
-                    session: their,
-                    payload,
-                }
-                .encode(&mut out);
-                if !h.send(to, out) {
-                    shared.app.borrow_mut().metrics.relay.dropped += 1;
-                }
-            }
             // Data for a session that just closed or is still opening: dropped.
+            if let Some(o) = h.core.data(id, session, payload)
+                && !h.send(o)
+            {
+                shared.app.borrow_mut().metrics.relay.dropped += 1;
+            }
             Ok(())
         }
         Frame::Ping { nonce } => {
-            h.send(id, frame(&Frame::Pong { nonce }));
+            h.send((id, frame(&Frame::Pong { nonce })));
             Ok(())
         }
         Frame::Pong { .. } => Ok(()),
         Frame::Listen => {
-            h.listeners.insert(peer.slot, id);
+            h.core.listen(id);
             Ok(())
         }
         Frame::Open { session, target } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
-                drop(h);
-                return protocol_cut(hub, shared, id, "session number reused");
-            }
-            if used >= max_sessions {
-                shared
-                    .app
-                    .borrow_mut()
-                    .metrics
-                    .relay
-                    .refuse(RelayRefusal::Limit);
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Limit,
-                    }),
-                );
-                return Ok(());
+            match h.core.may_add(id, session) {
+                Err(Refusal::Reused) => return cut(&h, "session number reused"),
+                Err(Refusal::Limit) => {
+                    refuse(RelayRefusal::Limit);
+                    reply(&h, session, CloseReason::Limit);
+                    return Ok(());
+                }
+                Ok(()) => {}
             }
             let ticket = random16();
             let now = shared.now();
@@ -726,18 +615,13 @@ fn on_frame(
             let target = match decided {
                 Ok(t) => t,
                 Err(reason) => {
-                    h.send(id, frame(&Frame::Close { session, reason }));
+                    reply(&h, session, reason);
                     return Ok(());
                 }
             };
-            let listener = h.listeners.get(&target.peer.slot).copied().filter(|l| {
-                h.conns
-                    .get(l)
-                    .is_some_and(|e| e.peer.key == target.peer.key)
-            });
-            let told = match (listener, &target.call, udp) {
+            let told = match (h.core.listener(&target.peer), &target.call, udp) {
                 (Some(l), _, _) => match phonebook_proto::PublicKey::from_bytes(&peer.key) {
-                    Ok(requester) => h.send(l, frame(&Frame::Incoming { ticket, requester })),
+                    Ok(requester) => h.send((l, frame(&Frame::Incoming { ticket, requester }))),
                     Err(_) => false,
                 },
                 (None, Some(call), Some(sock)) => {
@@ -750,90 +634,39 @@ fn on_frame(
                 _ => false,
             };
             if !told {
-                shared
-                    .app
-                    .borrow_mut()
-                    .metrics
-                    .relay
-                    .refuse(RelayRefusal::NoPath);
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::NoPath,
-                    }),
-                );
+                refuse(RelayRefusal::NoPath);
+                reply(&h, session, CloseReason::NoPath);
                 return Ok(());
             }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, None);
-            }
-            h.pending.insert(
+            h.core.open(
+                id,
+                session,
+                target.peer,
                 ticket,
-                Pending {
-                    from: id,
-                    session,
-                    target: target.peer,
-                    deadline_ms: now.mono_ms + ACCEPT_TIMEOUT_MS,
-                },
+                now.mono_ms + ACCEPT_TIMEOUT_MS,
             );
             Ok(())
         }
         Frame::Accept { session, ticket } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
-                drop(h);
-                return protocol_cut(hub, shared, id, "session number reused");
+            if h.core.may_add(id, session) == Err(Refusal::Reused) {
+                return cut(&h, "session number reused");
             }
-            let ok = h
-                .pending
-                .get(&ticket)
-                .is_some_and(|p| p.target.key == peer.key);
-            if !ok || used >= max_sessions {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: if ok {
-                            CloseReason::Limit
-                        } else {
-                            CloseReason::Unknown
-                        },
-                    }),
-                );
-                return Ok(());
+            match h.core.accept(id, session, ticket) {
+                Accepted::Paired(opened) => {
+                    h.send(opened);
+                    let mut app = shared.app.borrow_mut();
+                    app.metrics.relay.sessions += 1;
+                    app.metrics.relay.sessions_total += 1;
+                }
+                Accepted::Closed(reason) => {
+                    reply(&h, session, reason);
+                }
             }
-            let p = h.pending.remove(&ticket).expect("checked above");
-            let waiting = h
-                .conns
-                .get(&p.from)
-                .is_some_and(|e| e.sessions.get(&p.session) == Some(&None));
-            if !waiting {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Gone,
-                    }),
-                );
-                return Ok(());
-            }
-            if let Some(e) = h.conns.get_mut(&p.from) {
-                e.sessions.insert(p.session, Some((id, session)));
-            }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, Some((p.from, p.session)));
-            }
-            h.send(p.from, frame(&Frame::Opened { session: p.session }));
-            let mut app = shared.app.borrow_mut();
-            app.metrics.relay.sessions += 1;
-            app.metrics.relay.sessions_total += 1;
             Ok(())
         }
         Frame::Close { session, .. } => {
-            if h.close(id, session, CloseReason::Normal) {
+            if let Some(o) = h.core.close(id, session, CloseReason::Normal) {
+                h.send(o);
                 let mut app = shared.app.borrow_mut();
                 app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(1);
             }
@@ -845,28 +678,8 @@ fn on_frame(
         | Frame::Incoming { .. }
         | Frame::Opened { .. }
         | Frame::Join
-        | Frame::OpenKey { .. } => protocol("a frame peers do not send here"),
+        | Frame::OpenKey { .. } => cut(&h, "a frame peers do not send here"),
     }
-}
-
-fn protocol_cut(
-    hub: &Rc<RefCell<Hub>>,
-    shared: &Rc<Shared>,
-    id: u64,
-    what: &str,
-) -> Result<(), Why> {
-    shared
-        .app
-        .borrow_mut()
-        .metrics
-        .relay
-        .refuse(RelayRefusal::Protocol);
-    if let Some(e) = hub.borrow().conns.get(&id) {
-        let _ = e.tx.try_send(frame(&Frame::Refused {
-            reason: RefuseReason::Protocol,
-        }));
-    }
-    Err(what.to_owned())
 }
 
 #[cfg(test)]

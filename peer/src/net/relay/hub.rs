@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use phonebook_proto::relay::{self, Bucket, CloseReason, Frame, RefuseReason, TICKET_LEN};
+use phonebook_proto::relay_hub::{self, Accepted, ConnId, Out, Refusal};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::identity::{Identity, PeerId};
@@ -110,109 +111,47 @@ impl std::fmt::Debug for PeerRelay {
     }
 }
 
-struct Entry {
-    tx: smol::channel::Sender<Vec<u8>>,
-    key: PeerId,
-    /// Our session number -> the paired connection and its number (`None` while opening).
-    sessions: HashMap<u32, Option<(u64, u32)>>,
-}
-
-struct Pending {
-    from: u64,
-    session: u32,
-    target: PeerId,
-    deadline: Instant,
-}
-
+/// The pairing (shared with the phone book's relay) and each connection's outbound queue.
 struct Hub {
-    conns: HashMap<u64, Entry>,
-    listeners: HashMap<PeerId, u64>,
-    pending: HashMap<[u8; TICKET_LEN], Pending>,
+    core: relay_hub::Hub<PeerId>,
+    txs: HashMap<ConnId, smol::channel::Sender<Vec<u8>>>,
     next: u64,
     total: Bucket,
     epoch: Instant,
 }
 
-fn frame(f: &Frame<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    f.encode(&mut out);
-    out
-}
-
 impl Hub {
-    fn send(&self, to: u64, bytes: Vec<u8>) -> bool {
-        self.conns
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Queues `bytes` for `to`; false if its queue is full or gone.
+    fn send(&self, (to, bytes): Out) -> bool {
+        self.txs
             .get(&to)
-            .is_some_and(|e| e.tx.try_send(bytes).is_ok())
+            .is_some_and(|tx| tx.try_send(bytes).is_ok())
     }
 
-    fn close(&mut self, id: u64, session: u32, reason: CloseReason) {
-        let Some(paired) = self
-            .conns
-            .get_mut(&id)
-            .and_then(|e| e.sessions.remove(&session))
-        else {
-            return;
-        };
-        match paired {
-            Some((peer, their)) => {
-                if let Some(e) = self.conns.get_mut(&peer) {
-                    e.sessions.remove(&their);
-                }
-                self.send(
-                    peer,
-                    frame(&Frame::Close {
-                        session: their,
-                        reason,
-                    }),
-                );
-            }
-            None => self
-                .pending
-                .retain(|_, p| !(p.from == id && p.session == session)),
+    fn end(&mut self, id: ConnId) {
+        let (out, _) = self.core.remove(id);
+        for o in out {
+            self.send(o);
         }
-    }
-
-    fn end(&mut self, id: u64) {
-        let sessions: Vec<u32> = self
-            .conns
-            .get(&id)
-            .map(|e| e.sessions.keys().copied().collect())
-            .unwrap_or_default();
-        for s in sessions {
-            self.close(id, s, CloseReason::Gone);
-        }
-        if let Some(e) = self.conns.remove(&id) {
-            if self.listeners.get(&e.key) == Some(&id) {
-                self.listeners.remove(&e.key);
-            }
-            e.tx.close();
+        if let Some(tx) = self.txs.remove(&id) {
+            tx.close();
         }
     }
 
     /// Ends the opens nobody accepted in time, all alike.
-    fn sweep(&mut self, now: Instant) {
-        let expired: Vec<[u8; TICKET_LEN]> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in expired {
-            if let Some(p) = self.pending.remove(&t) {
-                if let Some(e) = self.conns.get_mut(&p.from) {
-                    e.sessions.remove(&p.session);
-                }
-                self.send(
-                    p.from,
-                    frame(&Frame::Close {
-                        session: p.session,
-                        reason: CloseReason::Timeout,
-                    }),
-                );
-            }
+    fn sweep(&mut self) {
+        for o in self.core.expire(self.now_ms()) {
+            self.send(o);
         }
     }
+}
+
+fn frame(f: &Frame<'_>) -> Vec<u8> {
+    relay_hub::encode(f)
 }
 
 struct Shared {
@@ -241,9 +180,8 @@ impl PeerRelay {
         let stats = Arc::new(PeerRelayStats::default());
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub {
-                conns: HashMap::new(),
-                listeners: HashMap::new(),
-                pending: HashMap::new(),
+                core: relay_hub::Hub::new(config.max_sessions),
+                txs: HashMap::new(),
                 next: 0,
                 total: Bucket::new(config.rate_total),
                 epoch: Instant::now(),
@@ -259,11 +197,7 @@ impl PeerRelay {
                 async move {
                     loop {
                         smol::Timer::after(Duration::from_millis(500)).await;
-                        shared
-                            .hub
-                            .lock()
-                            .expect("not poisoned")
-                            .sweep(Instant::now());
+                        shared.hub.lock().expect("not poisoned").sweep();
                     }
                 }
             };
@@ -290,7 +224,7 @@ impl PeerRelay {
                         shared
                             .stats
                             .connections
-                            .store(h.conns.len() as u64, Ordering::Relaxed);
+                            .store(h.core.len() as u64, Ordering::Relaxed);
                     }));
                 }
             };
@@ -379,20 +313,14 @@ async fn connection(
     let (tx, rx) = smol::channel::bounded::<Vec<u8>>(QUEUE);
     let full = {
         let mut h = shared.hub.lock().expect("not poisoned");
-        let full = h.conns.len() >= shared.config.max_connections;
+        let full = h.core.len() >= shared.config.max_connections;
         if !full {
-            h.conns.insert(
-                id,
-                Entry {
-                    tx: tx.clone(),
-                    key,
-                    sessions: HashMap::new(),
-                },
-            );
+            h.core.insert(id, key);
+            h.txs.insert(id, tx.clone());
         }
         stats
             .connections
-            .store(h.conns.len() as u64, Ordering::Relaxed);
+            .store(h.core.len() as u64, Ordering::Relaxed);
         full
     };
     if full {
@@ -464,7 +392,7 @@ async fn connection(
             stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             let wait = {
                 let mut h = shared.hub.lock().expect("not poisoned");
-                let now = h.epoch.elapsed().as_millis() as u64;
+                let now = h.now_ms();
                 own.take(n, now).max(h.total.take(n, now))
             };
             if !wait.is_zero() {
@@ -482,137 +410,85 @@ fn random16() -> [u8; TICKET_LEN] {
 }
 
 /// Handles one frame of connection `id` (authenticated as `key`); an error cuts it off.
-fn on_frame(id: u64, key: PeerId, f: Frame<'_>, shared: &Shared) -> Result<(), Why> {
+fn on_frame(id: ConnId, key: PeerId, f: Frame<'_>, shared: &Shared) -> Result<(), Why> {
     let mut h = shared.hub.lock().expect("not poisoned");
     let stats = &shared.stats;
     let cut = |h: &Hub, what: &str| {
         stats.refused_protocol.fetch_add(1, Ordering::Relaxed);
-        h.send(
+        h.send((
             id,
             frame(&Frame::Refused {
                 reason: RefuseReason::Protocol,
             }),
-        );
+        ));
         Err(what.to_owned())
     };
+    let reply = |h: &Hub, session, reason| h.send((id, frame(&Frame::Close { session, reason })));
     match f {
         Frame::Data { session, payload } => {
-            let pair = h
-                .conns
-                .get(&id)
-                .and_then(|e| e.sessions.get(&session).copied().flatten());
-            if let Some((to, their)) = pair {
-                let mut out = Vec::with_capacity(payload.len() + 8);
-                Frame::Data {
-                    session: their,
-                    payload,
-                }
-                .encode(&mut out);
-                if !h.send(to, out) {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Some(o) = h.core.data(id, session, payload)
+                && !h.send(o)
+            {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
         }
         Frame::Ping { nonce } => {
-            h.send(id, frame(&Frame::Pong { nonce }));
+            h.send((id, frame(&Frame::Pong { nonce })));
             Ok(())
         }
         Frame::Pong { .. } => Ok(()),
         Frame::Listen => {
-            h.listeners.insert(key, id);
+            h.core.listen(id);
             Ok(())
         }
         Frame::OpenKey { session, target } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
-                return cut(&h, "session number reused");
-            }
-            if used >= shared.config.max_sessions {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Limit,
-                    }),
-                );
-                return Ok(());
+            match h.core.may_add(id, session) {
+                Err(Refusal::Reused) => return cut(&h, "session number reused"),
+                Err(Refusal::Limit) => {
+                    reply(&h, session, CloseReason::Limit);
+                    return Ok(());
+                }
+                Ok(()) => {}
             }
             let target = to_peer_id(&target);
             let ticket = random16();
             // Told only if the relay serves the target and it listens here; whatever happens,
             // the requester hears nothing until the target accepts or the time is up.
             if (shared.allowed)(&target)
-                && let Some(&l) = h.listeners.get(&target)
+                && let Some(l) = h.core.listener(&target)
             {
-                h.send(
+                h.send((
                     l,
                     frame(&Frame::Incoming {
                         ticket,
                         requester: to_public_key(&key),
                     }),
-                );
+                ));
             }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, None);
-            }
-            h.pending.insert(
-                ticket,
-                Pending {
-                    from: id,
-                    session,
-                    target,
-                    deadline: Instant::now() + shared.config.accept_timeout,
-                },
-            );
+            let deadline = h.now_ms() + shared.config.accept_timeout.as_millis() as u64;
+            h.core.open(id, session, target, ticket, deadline);
             Ok(())
         }
         Frame::Accept { session, ticket } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
+            if h.core.may_add(id, session) == Err(Refusal::Reused) {
                 return cut(&h, "session number reused");
             }
-            let ok = h.pending.get(&ticket).is_some_and(|p| p.target == key);
-            if !ok || used >= shared.config.max_sessions {
-                let reason = if ok {
-                    CloseReason::Limit
-                } else {
-                    CloseReason::Unknown
-                };
-                h.send(id, frame(&Frame::Close { session, reason }));
-                return Ok(());
+            match h.core.accept(id, session, ticket) {
+                Accepted::Paired(opened) => {
+                    h.send(opened);
+                    stats.sessions_total.fetch_add(1, Ordering::Relaxed);
+                }
+                Accepted::Closed(reason) => {
+                    reply(&h, session, reason);
+                }
             }
-            let p = h.pending.remove(&ticket).expect("checked above");
-            let waiting = h
-                .conns
-                .get(&p.from)
-                .is_some_and(|e| e.sessions.get(&p.session) == Some(&None));
-            if !waiting {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Gone,
-                    }),
-                );
-                return Ok(());
-            }
-            if let Some(e) = h.conns.get_mut(&p.from) {
-                e.sessions.insert(p.session, Some((id, session)));
-            }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, Some((p.from, p.session)));
-            }
-            h.send(p.from, frame(&Frame::Opened { session: p.session }));
-            stats.sessions_total.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         Frame::Close { session, .. } => {
-            h.close(id, session, CloseReason::Normal);
+            if let Some(o) = h.core.close(id, session, CloseReason::Normal) {
+                h.send(o);
+            }
             Ok(())
         }
         Frame::Hello { .. }

@@ -160,10 +160,6 @@ impl Traversal {
                     smol::Timer::after(Duration::from_millis(250)).await;
                     continue;
                 }
-                // Friends' peer relays cannot call us: hold a listening connection there.
-                if !me.config.relay_via.is_empty() {
-                    me.listen_on_peer_relays().await;
-                }
                 let wait = match me.keep_alive_once().await {
                     Some(observed) => {
                         if state.on_answer(observed) == Observed::New {

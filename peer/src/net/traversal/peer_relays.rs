@@ -18,6 +18,11 @@ pub const MAX_RELAY_VIA: usize = 4;
 /// How long a looked-up peer relay is used before it is looked up again.
 pub const PEER_RELAY_TTL: Duration = Duration::from_secs(60);
 
+/// How soon [`Traversal::hold_peer_relays`] tries again while a friend's relay is not held.
+pub const HOLD_RETRY: Duration = Duration::from_secs(2);
+/// How often it checks the connections once all are held.
+pub const HOLD_CHECK: Duration = Duration::from_secs(15);
+
 /// Resolved peer relays and when, and the relays that refused us lately.
 #[derive(Debug, Default)]
 pub(super) struct Cache {
@@ -74,6 +79,30 @@ impl Traversal {
                 Some((Instant::now(), books.clone()));
         }
         books
+    }
+
+    /// Holds a listening connection to every friend's peer relay of
+    /// [`TraversalConfig::relay_via`](super::TraversalConfig::relay_via) while the task lives
+    /// (a peer relay cannot call us, so a server waits there whatever its network): tries
+    /// again every [`HOLD_RETRY`] while one is missing, checks every [`HOLD_CHECK`] otherwise.
+    /// Ends at once when `relay_via` is empty.
+    pub fn hold_peer_relays(self: &Arc<Self>) -> smol::Task<()> {
+        let me = self.clone();
+        self.endpoint.spawner().spawn(async move {
+            let wanted = me.config.relay_via.len().min(MAX_RELAY_VIA);
+            if wanted == 0 {
+                return;
+            }
+            loop {
+                let held = me.listen_on_peer_relays().await;
+                smol::Timer::after(if held >= wanted {
+                    HOLD_CHECK
+                } else {
+                    HOLD_RETRY
+                })
+                .await;
+            }
+        })
     }
 
     /// Whether the peer relay `index` refused us within [`PEER_RELAY_TTL`] (we are not its
