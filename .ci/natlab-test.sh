@@ -3,7 +3,8 @@
 # routers of every common NAT type (nftables, miniupnpd), the real `peer` CLI between every ordered
 # pair of NAT types; prints the matrix. Needs root (it says so and exits 0 without it). Runs the
 # debug binaries that the test step has built (the cargo build below then only checks them);
-# about 2 minutes: the matrix twice, the second time with the first phone book silent.
+# about 3 minutes: the matrix twice, the second time with the first phone book silent, then once
+# more with a player's peer relay instead of the phone book's.
 # NATLAB_MIN_DIRECT: fewest ordered pairs of the matrix that must connect directly; the default is
 # issue 10's goal, 32 (the lab measures 33 of 49: every pair where both sides have UDP except
 # port-restricted <-> symmetric and symmetric -> symmetric; 6 before NAT traversal).
@@ -20,4 +21,12 @@ fi
 cargo build -p peer -p pi-server --bin peer --bin pi-server
 NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} \
     NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} NATLAB_MIN_FAILOVER=${NATLAB_MIN_FAILOVER:-49} \
-    exec tests/natlab/run.sh
+    tests/natlab/run.sh
+# Peers as relays (issue 11): the phone book runs no relay, a player on the internet relays for
+# all the others (--relay-listen; everyone names it with --relay-via): every pair connects again,
+# the relayed ones through the player (about a minute).
+echo
+echo "natlab-test: again with the phone book's relay off and a player relaying for its friends"
+NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_RELAY=0 NATLAB_PEER_RELAY=1 NATLAB_FAILOVER=0 \
+    NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
+    tests/natlab/run.sh

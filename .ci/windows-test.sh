@@ -92,6 +92,8 @@ GOT_LINUX=$(sum "$WINEPREFIX/drive_c/users/got-from-linux.bin")
 grep '^path:' "$WORK/linux-fetch.log" "$WORK/win-fetch.log" || true
 [ "$GOT_WIN" = "$FROM_WIN" ] || { echo "windows-test: FAIL: Linux got $GOT_WIN, want $FROM_WIN"; exit 1; }
 [ "$GOT_LINUX" = "$FROM_LINUX" ] || { echo "windows-test: FAIL: Windows got $GOT_LINUX, want $FROM_LINUX"; exit 1; }
+echo "windows-test: Windows -> Linux $FROM_WIN, Linux -> Windows $FROM_LINUX (3,000,001 and 2,000,003 bytes, SHA-1 checked)"
+
 echo "== a Windows peer looks a player up over HTTPS (issue 13)"
 # A test CA signs the HTTPS phone book's certificate; the Windows peer trusts it through
 # --phonebook-ca (beside its bundled web roots) and refuses the phone book without it.
@@ -127,4 +129,18 @@ grep -q "UnknownIssuer" "$WORK/win-tls-untrusted.log" ||
     { echo "windows-test: FAIL: unexpected error without the CA:"; cat "$WORK/win-tls-untrusted.log"; exit 1; }
 echo "windows-test: HTTPS: the Windows peer found the player with --phonebook-ca, refused the server without"
 
-echo "windows-test: PASS: Windows -> Linux $FROM_WIN, Linux -> Windows $FROM_LINUX (3,000,001 and 2,000,003 bytes, SHA-1 checked)"
+echo "== the C ABI under Wine: ffxiv_p2p_peer_v1.dll and the C test program built by mingw"
+# The same program as .ci/ffi-test.sh: bad input (null pointers, invalid UTF-8, stale handles,
+# shutdown twice), then two nodes in one process with the Linux phone book above: register,
+# look up, fetch with progress, cancel, shut down.
+cargo build -p peer-ffi --lib --target x86_64-pc-windows-gnu
+x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -Iffi/include ffi/tests/c/test.c \
+    -L"$WIN" -lffxiv_p2p_peer_v1 -o "$WIN/ffi-test.exe"
+wine "$WIN/ffi-test.exe" --bad-input-only
+mkdir -p "$WORK/ffi/shared"
+head -c 1500007 /dev/urandom > "$WORK/ffi/shared/mod.tex"
+FFI_HASH=$(sum "$WORK/ffi/shared/mod.tex")
+wine "$WIN/ffi-test.exe" "$PB" "$(winpath "$WORK/ffi")" "$(winpath "$WORK/ffi/shared")" "$FFI_HASH"
+cmp "$WORK/ffi/shared/mod.tex" "$WORK/ffi/b/downloads/$FFI_HASH" \
+    || { echo "windows-test: FAIL: the file fetched through the C ABI under Wine differs"; exit 1; }
+echo "windows-test: PASS: the peer crate's tests, Windows <-> Linux peers, a Windows lookup over HTTPS, and the C ABI under Wine"

@@ -524,3 +524,88 @@ fn a_friend_listed_twice_does_not_break_the_registration() {
         assert!(got.is_ok(), "`--friend K --friend K` is refused: {got:?}");
     });
 }
+
+#[test]
+fn serve_relays_for_its_friends_and_publishes_the_relay_in_its_record() {
+    let pb = phone_book();
+    let url = format!("http://{}", pb.addr());
+    let dir = temp_dir("cli-peer-relay");
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("mod.bin"), b"some mod").unwrap();
+    let (owner, _) = identity(&dir, "owner");
+    let friend = Identity::generate().id().to_string();
+    // A TCP port that was free a moment ago: --relay-public needs it before the start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay = format!("127.0.0.1:{port}");
+    let (_server, _, _) = serve(
+        &files,
+        &owner,
+        &[
+            "--phonebook",
+            &url,
+            "--name",
+            "Urianger Augurelt@Gilgamesh",
+            "--no-portmap",
+            "--friend",
+            &friend,
+            "--relay-listen",
+            &relay,
+            "--relay-public",
+            &relay,
+        ],
+    );
+    let asker = book(&url, "Thancred Waters@Gilgamesh");
+    let name = PlayerName::parse("Urianger Augurelt@Gilgamesh").unwrap();
+    let published = smol::block_on(async {
+        asker.register(5007, Visibility::Public, &[]).await.unwrap();
+        for _ in 0..100 {
+            if let Ok(found) = asker.lookup(&name).await
+                && let Some(c) = found
+                    .record
+                    .candidates
+                    .iter()
+                    .find(|c| c.kind == phonebook_proto::CandidateKind::Relay)
+            {
+                return Some(c.addr);
+            }
+            smol::Timer::after(std::time::Duration::from_millis(100)).await;
+        }
+        None
+    });
+    assert_eq!(published.map(|a| a.to_string()), Some(relay.clone()));
+    assert!(TcpStream::connect(&relay).is_ok(), "the relay listens");
+}
+
+#[test]
+fn a_relay_without_friends_or_a_bad_relay_via_name_is_refused_with_a_reason() {
+    let dir = temp_dir("cli-peer-relay-bad");
+    let (owner, _) = identity(&dir, "owner");
+    let run = |extra: &[&str]| {
+        peer()
+            .args(["serve"])
+            .arg(&dir)
+            .arg("--identity")
+            .arg(&owner)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--phonebook",
+                "http://127.0.0.1:9",
+            ])
+            .args(["--name", "Krile Baldesion@Gilgamesh"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let got = run(&["--relay-listen", "127.0.0.1:0"]);
+    assert!(!got.status.success());
+    assert!(stderr(&got).contains("--friend KEY"), "{}", stderr(&got));
+    let got = run(&["--relay-via", "not a name"]);
+    assert!(!got.status.success());
+    assert!(stderr(&got).contains("--relay-via"), "{}", stderr(&got));
+}

@@ -24,6 +24,9 @@ pub enum CandidateKind {
     Mapped,
     /// A global IPv6 address of the owner's own interface.
     V6,
+    /// The TCP address of the owner's peer relay (docs/PROTOCOL.md "Peer relays"): the owner
+    /// relays for its friends there. Not a QUIC address: never dialled.
+    Relay,
 }
 
 impl CandidateKind {
@@ -34,6 +37,7 @@ impl CandidateKind {
             Self::Reflexive => "reflexive",
             Self::Mapped => "mapped",
             Self::V6 => "v6",
+            Self::Relay => "relay",
         }
     }
 
@@ -44,6 +48,7 @@ impl CandidateKind {
             "reflexive" => Self::Reflexive,
             "mapped" => Self::Mapped,
             "v6" => Self::V6,
+            "relay" => Self::Relay,
             _ => return None,
         })
     }
@@ -75,7 +80,7 @@ pub enum CandidateError {
 impl fmt::Display for CandidateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Syntax => "must be \"KIND ADDR\" with KIND lan, reflexive, mapped or v6 and ADDR IP:PORT ([IPv6]:PORT)",
+            Self::Syntax => "must be \"KIND ADDR\" with KIND lan, reflexive, mapped, v6 or relay and ADDR IP:PORT ([IPv6]:PORT)",
             Self::Unusable => "port 0, an unspecified, multicast or broadcast address",
             Self::TooMany => "more than 8 candidates",
             Self::Duplicate => "the same address twice",

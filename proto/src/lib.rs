@@ -24,6 +24,7 @@ pub mod json;
 pub mod key;
 pub mod name;
 pub mod relay;
+pub mod relay_hub;
 pub mod request;
 pub mod response;
 pub mod signed;

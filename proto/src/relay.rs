@@ -19,10 +19,16 @@
 //! ticket and a session number of its own; the requester gets [`Frame::Opened`], and
 //! [`Frame::Data`] flows both ways until either side sends [`Frame::Close`]. An absent, hidden
 //! or offline target gets the same [`CloseReason::Unknown`].
+//!
+//! A **peer relay** (a player who relays for their friends, docs/PROTOCOL.md "Peer relays")
+//! speaks the same frames with two differences: the peer proves its key with its TLS client
+//! certificate and opens with [`Frame::Join`] instead of a token, and it names targets by key
+//! with [`Frame::OpenKey`] (a peer relay knows its friends' keys, not their names).
 
 use crate::key::PublicKey;
 use crate::name::{NAME_MAX_LEN, PlayerName};
 use std::fmt;
+use std::time::Duration;
 
 /// ALPN of the relay protocol.
 pub const ALPN: &[u8] = b"ffxiv-p2p-relay/1";
@@ -143,6 +149,15 @@ pub enum Frame<'a> {
         /// The ping's nonce.
         nonce: [u8; 8],
     },
+    /// Peer -> peer relay, first frame: authenticate by the TLS client certificate's key.
+    Join,
+    /// Peer -> peer relay: connect me to the friend whose key is `target`.
+    OpenKey {
+        /// The requester's number for the session.
+        session: u32,
+        /// The key of the player to reach.
+        target: PublicKey,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -185,6 +200,8 @@ mod ty {
     pub const DATA: u8 = 10;
     pub const PING: u8 = 11;
     pub const PONG: u8 = 12;
+    pub const JOIN: u8 = 13;
+    pub const OPEN_KEY: u8 = 14;
 }
 
 impl RefuseReason {
@@ -211,7 +228,9 @@ impl RefuseReason {
 impl fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Unauthenticated => "not registered (token not valid)",
+            Self::Unauthenticated => {
+                "not authenticated (a lookup token not valid, or a key the relay does not serve)"
+            }
             Self::Full => "relay full",
             Self::Protocol => "protocol error or limit",
             Self::ShuttingDown => "relay shutting down",
@@ -347,6 +366,12 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(nonce);
                 ty::PONG
             }
+            Self::Join => ty::JOIN,
+            Self::OpenKey { session, target } => {
+                out.extend_from_slice(&session.to_be_bytes());
+                out.extend_from_slice(target.as_bytes());
+                ty::OPEN_KEY
+            }
         };
         let len = (out.len() - start - HEADER_LEN) as u16;
         out[start] = t;
@@ -365,7 +390,7 @@ impl<'a> Frame<'a> {
         if len > MAX_BODY {
             return Err(FrameError::TooLong(len));
         }
-        if !(ty::HELLO..=ty::PONG).contains(&t) {
+        if !(ty::HELLO..=ty::OPEN_KEY).contains(&t) {
             return Err(FrameError::Type(t));
         }
         let Some(body) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
@@ -416,10 +441,57 @@ impl<'a> Frame<'a> {
             }
             ty::PING => Self::Ping { nonce: r.array()? },
             ty::PONG => Self::Pong { nonce: r.array()? },
+            ty::JOIN => Self::Join,
+            ty::OPEN_KEY => Self::OpenKey {
+                session: r.u32()?,
+                target: PublicKey::from_bytes(&r.array()?).map_err(|_| FrameError::Invalid)?,
+            },
             other => return Err(FrameError::Type(other)),
         };
         r.end()?;
         Ok(Some((frame, HEADER_LEN + len)))
+    }
+}
+
+/// A token bucket in bytes, free of I/O and of the clock: a relay connection over its rate
+/// is not read until [`Bucket::take`]'s wait has passed, so TCP slows the sender. Holds a
+/// quarter second of the rate (at least 64 KiB) as a burst.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: u64,
+    tokens: i64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    /// A bucket filling at `rate` bytes per second (0: unlimited), full at first.
+    pub fn new(rate: u32) -> Self {
+        Bucket {
+            rate: u64::from(rate),
+            tokens: Self::burst_of(u64::from(rate)),
+            last_ms: 0,
+        }
+    }
+
+    fn burst_of(rate: u64) -> i64 {
+        (rate / 4).max(64 * 1024) as i64
+    }
+
+    /// Takes `n` bytes at `now_ms` (any monotonic millisecond clock); how long to wait before
+    /// reading more.
+    pub fn take(&mut self, n: usize, now_ms: u64) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = now_ms;
+        let refill = (elapsed.saturating_mul(self.rate) / 1000) as i64;
+        self.tokens = (self.tokens + refill).min(Self::burst_of(self.rate)) - n as i64;
+        if self.tokens >= 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis((-self.tokens) as u64 * 1000 / self.rate)
+        }
     }
 }
 
@@ -461,6 +533,11 @@ mod tests {
             },
             Frame::Ping { nonce: [5; 8] },
             Frame::Pong { nonce: [6; 8] },
+            Frame::Join,
+            Frame::OpenKey {
+                session: 3,
+                target: key,
+            },
         ]
     }
 
@@ -509,6 +586,18 @@ mod tests {
             Frame::decode(&[ty::LISTEN, 0, 1, 0]),
             Err(FrameError::Length)
         );
+    }
+
+    #[test]
+    fn buckets_pace_to_their_rate() {
+        let mut b = Bucket::new(1_000_000);
+        // The burst (a quarter second) passes at once, then the rate holds.
+        assert_eq!(b.take(250_000, 0), Duration::ZERO);
+        assert_eq!(b.take(100_000, 0), Duration::from_millis(100));
+        // 200 ms later, 200 kB more came in: 100 kB ahead of the debt.
+        assert_eq!(b.take(50_000, 200), Duration::ZERO);
+        let mut free = Bucket::new(0);
+        assert_eq!(free.take(usize::MAX / 2, 0), Duration::ZERO);
     }
 
     proptest! {

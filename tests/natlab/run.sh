@@ -27,6 +27,10 @@
 #                         silent (nftables drops all its traffic, like a host that vanished) and
 #                         the matrix runs again. 0: one phone book, one matrix
 #   NATLAB_MIN_FAILOVER   exit 1 if fewer ordered pairs connect with the first phone book silent
+#   NATLAB_PEER_RELAY     1: a player on the internet (nl-friend, 203.0.113.6) relays for every
+#                         other player (`peer serve --relay-listen`, all their keys as friends),
+#                         and every server and fetcher names it with --relay-via; run it with
+#                         NATLAB_RELAY=0 to see that no pair needs the phone book's relay. 0 (default)
 # Needs root, iproute2, nftables, miniupnpd-nftables, miniupnpc, python3 (installed through
 # .ci/apt-install.sh). Without root it says so and exits 0. One lab per machine at a time (lock).
 set -Eeuo pipefail
@@ -75,6 +79,9 @@ STUN_PORTS=(3478 3479)
 PB_URL=http://$PB_IP:8080
 PB_URL6=http://[$PB_IP6]:8080
 PB2_IP=203.0.113.4           # the second phone book (NATLAB_FAILOVER=1)
+FRIEND_IP=203.0.113.6        # the player who relays for all others (NATLAB_PEER_RELAY=1)
+FRIEND_NAME="Relay Friend@Natlab"
+PEER_RELAY=${NATLAB_PEER_RELAY:-0}
 PB2_IP6=2001:db8:ffff::4
 PB2_URL=http://$PB2_IP:8080
 PB2_URL6=http://[$PB2_IP6]:8080
@@ -450,6 +457,13 @@ if [ "$FAILOVER" = 1 ]; then
     ip -n nl-pb2 -6 route add default via 2001:db8:ffff::254
 fi
 
+if [ "$PEER_RELAY" = 1 ]; then
+    ns_add nl-friend
+    plug nl-friend eth0 friend
+    ip -n nl-friend addr add "$FRIEND_IP/24" dev eth0
+    ip -n nl-friend route add default via "$INET_GW"
+fi
+
 ns_add nl-stun
 plug nl-stun eth0 stun
 for ip in "${STUN_IPS[@]}"; do ip -n nl-stun addr add "$ip/24" dev eth0; done
@@ -655,6 +669,34 @@ SERVERS+=(nl-hp1 nl-hp2 nl-v6a nl-v6b)
 SERVE_NAME[nl-hp1]="Serve Hairpin-One@Natlab"; SERVE_NAME[nl-hp2]="Serve Hairpin-Two@Natlab"
 SERVE_NAME[nl-v6a]="Serve Vsix-One@Natlab"; SERVE_NAME[nl-v6b]="Serve Vsix-Two@Natlab"
 
+# A player on the internet who relays for all the others: it lists every key the lab will use
+# (servers and fetchers) as a friend, and everyone names it with --relay-via.
+FRIEND_PID=""
+if [ "$PEER_RELAY" = 1 ]; then
+    FRIEND_ARGS=()
+    for pl in "${SERVERS[@]}"; do
+        FRIEND_ARGS+=(--friend "$("$PEER" id --identity "$WORK/keys/serve-$pl.key")")
+    done
+    NT=${#TYPES[@]}
+    for ((s = 0; s < NT; s++)); do for ((f = 0; f < NT; f++)); do
+        FRIEND_ARGS+=(--friend "$("$PEER" id --identity "$WORK/keys/fetch-$s-$f.key")")
+    done; done
+    for e in 0 1 2 3; do FRIEND_ARGS+=(--friend "$("$PEER" id --identity "$WORK/keys/fetch-x$e.key")"); done
+    mkdir -p "$WORK/friend-files"
+    SITE_FAMILY[nl-friend]=4
+    site_books nl-friend
+    ip netns exec nl-friend "$PEER" serve "$WORK/friend-files" --identity "$WORK/keys/friend.key" \
+        --pins "$WORK/keys/friend.pins" "${BOOK_ARGS[@]}" --name "$FRIEND_NAME" \
+        --listen "$FRIEND_IP:7000" --no-portmap --relay-listen "0.0.0.0:7443" \
+        --relay-public "$FRIEND_IP:7443" "${FRIEND_ARGS[@]}" \
+        > "$WORK/log/friend.out" 2> "$WORK/log/friend.err" 9>&- &
+    FRIEND_PID=$!
+    wait_for "$WORK/log/friend.err" "peer relay: published" 20 "the relaying player did not publish its relay"
+    log "relaying player: nl-friend ($FRIEND_IP) relays on TCP 7443 for $(( ${#FRIEND_ARGS[@]} / 2 )) keys"
+    SERVE_ARGS+=(--relay-via "$FRIEND_NAME")
+    FETCH_ARGS+=(--relay-via "$FRIEND_NAME")
+fi
+
 log ""
 log "== servers: \`peer serve\` in ${#SERVERS[@]} player namespaces, registered with the phone book"
 for pl in "${SERVERS[@]}"; do
@@ -813,6 +855,15 @@ print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("pho
         fetched=$(( (direct + relayed + ${extra_ok[hairpin]} + ${extra_ok[IPv6]}) * FILE_KIB * 1024 ))
         RELAY_SHARE="bytes through the relay: $relay_in of $fetched fetched ($(awk -v a="$relay_in" -v b="$fetched" 'BEGIN { printf "%.1f", b ? 100 * a / b : 0 }') %; QUIC packets of both directions, handshakes included)"
     fi
+    if [ -n "$FRIEND_PID" ]; then
+        # The relaying player says what it carried when it stops.
+        kill -TERM "$FRIEND_PID" 2>/dev/null || true
+        wait_for "$WORK/log/friend.err" "peer relay: carried" 10 "the relaying player did not report"
+        friend_in=$(grep -m1 'peer relay: carried' "$WORK/log/friend.err" | awk '{print $(NF-2)}')
+        friend_sessions=$(grep -m1 'peer relay: carried' "$WORK/log/friend.err" | awk '{print $4}')
+        fetched=$(( (direct + relayed + ${extra_ok[hairpin]} + ${extra_ok[IPv6]}) * FILE_KIB * 1024 ))
+        RELAY_SHARE+="${RELAY_SHARE:+; }bytes through the friend's peer relay: $friend_in of $fetched fetched ($(awk -v a="$friend_in" -v b="$fetched" 'BEGIN { printf "%.1f", b ? 100 * a / b : 0 }') %), $friend_sessions sessions"
+    fi
     EXTRA_SUMMARY="hairpin (two players behind one router, no hairpin NAT): ${extra_ok[hairpin]} of ${extra_n[hairpin]}; IPv6 (stateful firewalls): ${extra_ok[IPv6]} of ${extra_n[IPv6]}"
     T_END=$(date +%s)
     TIMES="run time $((T_END - T_START)) s (packages and build $((T_SETUP - T_START)) s, lab $((T_CHECK - T_SETUP)) s, self-check and servers $((T_MATRIX - T_CHECK)) s, fetches $((T_END - T_MATRIX)) s)"
@@ -820,7 +871,7 @@ print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("pho
     log ""
     log "== matrix: rows = the serving player's site, columns = the fetching player's site"
     log "   ok KIND: fetched directly, KIND = the candidate that won (- when the CLI does not say);"
-    log "   relay: fetched through the phone book's relay; --: not fetched"
+    log "   relay: fetched through a relay (the phone book's, or the friend's with NATLAB_PEER_RELAY=1); --: not fetched"
     printf '%s\n' "${TABLE[@]}"
     log ""
     printf '%s\n' "${DETAILS[@]}"

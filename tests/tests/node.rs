@@ -9,6 +9,8 @@ use peer::{Event, Node, NodeConfig, Registration, Visibility};
 use pi_server::config::Config;
 use pi_server::server::TestServer;
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 fn dir(name: &str) -> std::path::PathBuf {
@@ -116,6 +118,71 @@ fn two_nodes_share_look_up_fetch_hide_and_restart() {
     };
     eprintln!("re-created after {:?}", started.elapsed());
     wait_for(&a, registered);
+    smol::block_on(a.shutdown());
+    smol::block_on(b.shutdown());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_node_keeps_reachable_and_a_visibility_change_reaches_its_running_server() {
+    let pb = common::relay_phone_book(|_| {});
+    let url = format!("http://{}", pb.addr());
+    let root = dir("reach");
+    let shared = root.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let one: Vec<u8> = (0..700_000u32).map(|i| (i * 13) as u8).collect();
+    let two: Vec<u8> = (0..500_000u32).map(|i| (i * 17) as u8).collect();
+    std::fs::write(shared.join("one.tex"), &one).unwrap();
+    std::fs::write(shared.join("two.tex"), &two).unwrap();
+    let (store, _) = FolderStore::open(&shared, &FolderStoreConfig::default()).unwrap();
+    let hash_of = |len: u64| store.list().into_iter().find(|f| f.1 == len).unwrap().0;
+    let (h1, h2) = (hash_of(one.len() as u64), hash_of(two.len() as u64));
+    drop(store);
+
+    let mut ca = config(&root.join("a"), "Reach Able@Lich", &url);
+    ca.share = Some(shared.clone());
+    let a = Node::start(ca).unwrap();
+    let b = Node::start(config(&root.join("b"), "Reach Er@Lich", &url)).unwrap();
+    wait_for(&a, registered);
+    wait_for(&b, registered);
+
+    // A source whose address answers nothing: only the phone book (a punch request forwarded
+    // through A's keep-alive mapping, or its relay) can bring the two together, so this works
+    // only if A keeps reachable.
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let source = |key| peer::Source {
+        name: Some("Reach Able@Lich".into()),
+        addr: nowhere.local_addr().unwrap(),
+        key,
+        candidates: Vec::new(),
+    };
+    let op = b.fetch(h1, vec![], vec![source(a.id())]);
+    let seen = wait_for(
+        &b,
+        |e| matches!(e, Event::Done { op: o } | Event::Failed { op: o, .. } if *o == op),
+    );
+    assert_eq!(seen.last(), Some(&Event::Done { op }), "{seen:?}");
+    assert_eq!(std::fs::read(b.download_path(h1)).unwrap(), one);
+
+    // Friends only, with no friends: the running server now refuses B, even at A's address.
+    a.set_visibility(Visibility::Friends, vec![]);
+    wait_for(&a, registered);
+    let direct = peer::Source {
+        name: None,
+        addr: a.local_addr().unwrap(),
+        key: a.id(),
+        candidates: Vec::new(),
+    };
+    let op = b.fetch(h2, vec![], vec![direct]);
+    let seen = wait_for(
+        &b,
+        |e| matches!(e, Event::Done { op: o } | Event::Failed { op: o, .. } if *o == op),
+    );
+    assert!(
+        matches!(seen.last(), Some(Event::Failed { op: o, .. }) if *o == op),
+        "a hidden node still served: {seen:?}"
+    );
+    assert!(!b.download_path(h2).exists());
     smol::block_on(a.shutdown());
     smol::block_on(b.shutdown());
     let _ = std::fs::remove_dir_all(&root);

@@ -7,76 +7,20 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use peer::net::traversal::{PathKind, Traversal, TraversalConfig};
+use peer::net::traversal::PathKind;
 use peer::phonebook::PhoneBookConfig;
 use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use peer::{
-    DownloadConfig, Endpoint, EndpointConfig, Identity, MemoryStore, PhoneBook, PinStore,
-    PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
+    DownloadConfig, Identity, PhoneBook, PinStore, PlayerName, Pool, PoolConfig, Source, Visibility,
 };
 use pi_server::server::TestServer;
 
 mod common;
 
+use common::player::Player;
+
 fn phone_book() -> TestServer {
     common::relay_phone_book(|_| {})
-}
-
-struct Player {
-    endpoint: Arc<Endpoint>,
-    book: Arc<PhoneBook>,
-    traversal: Arc<Traversal>,
-    store: Arc<MemoryStore>,
-    _server: Server,
-}
-
-impl Player {
-    /// A player registered with every phone book of `urls`; a connect timeout of 5 s.
-    async fn registered(name: &str, urls: &[String]) -> Self {
-        let identity = Arc::new(Identity::generate());
-        let config = EndpointConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            connect_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
-        let endpoint = Arc::new(Endpoint::bind(identity.clone(), &config).unwrap());
-        let book_config = PhoneBookConfig {
-            urls: urls.to_vec(),
-            ..Default::default()
-        };
-        let book = Arc::new(
-            PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
-        );
-        let traversal = Traversal::start(
-            endpoint.clone(),
-            Some(book.clone()),
-            TraversalConfig::default(),
-        )
-        .unwrap();
-        let store = Arc::new(MemoryStore::default());
-        let _server = Server::spawn(
-            endpoint.clone(),
-            store.clone(),
-            ServeConfig::default(),
-            None,
-        );
-        let port = endpoint.local_addr().unwrap().port();
-        book.register(port, Visibility::Public, &[])
-            .await
-            .expect("registered");
-        assert_eq!(
-            book.relay_books().len(),
-            urls.len(),
-            "every phone book announced its relay"
-        );
-        Self {
-            endpoint,
-            book,
-            traversal,
-            store,
-            _server,
-        }
-    }
 }
 
 #[test]

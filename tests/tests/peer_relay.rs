@@ -3,23 +3,19 @@
 //! relay through its keep-alive mapping), a stranger learns nothing from the relay, and a
 //! relayed connection moves to a direct path in the middle of a transfer without losing it.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use peer::net::relay::RelayError;
-use peer::net::traversal::{PathKind, Traversal, TraversalConfig};
-use peer::phonebook::PhoneBookConfig;
+use peer::net::traversal::PathKind;
 use peer::transfer::manifest::DEFAULT_CHUNK_SIZE;
-use peer::{
-    DownloadConfig, Endpoint, EndpointConfig, FileHash, Identity, MemoryStore, PeerId, PhoneBook,
-    PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server, Source, Visibility,
-};
+use peer::{DownloadConfig, Identity, PlayerName, Source, Visibility};
 use phonebook_proto::relay::CloseReason;
 use pi_server::server::TestServer;
 
 mod common;
+
+use common::player::{Player, silent};
 
 fn phone_book() -> TestServer {
     common::relay_phone_book(|_| {})
@@ -27,113 +23,6 @@ fn phone_book() -> TestServer {
 
 fn relay_bytes_in(pb: &TestServer) -> u64 {
     common::metric(pb, "phonebook_relay_bytes_total{direction=\"in\"} ")
-}
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-struct Player {
-    endpoint: Arc<Endpoint>,
-    book: Arc<PhoneBook>,
-    traversal: Arc<Traversal>,
-    store: Arc<MemoryStore>,
-    _server: Server,
-}
-
-impl Player {
-    fn new(name: &str, url: &str, relay_after: Duration) -> Self {
-        let identity = Arc::new(Identity::generate());
-        let config = EndpointConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            connect_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
-        let endpoint = Arc::new(Endpoint::bind(identity.clone(), &config).unwrap());
-        let book_config = PhoneBookConfig {
-            urls: vec![url.to_owned()],
-            ..Default::default()
-        };
-        let book = Arc::new(
-            PhoneBook::new(&identity, PlayerName::parse(name).unwrap(), book_config).unwrap(),
-        );
-        let traversal = Traversal::start(
-            endpoint.clone(),
-            Some(book.clone()),
-            TraversalConfig {
-                relay_after,
-                ..TraversalConfig::default()
-            },
-        )
-        .unwrap();
-        let store = Arc::new(MemoryStore::default());
-        let _server = Server::spawn(
-            endpoint.clone(),
-            store.clone(),
-            ServeConfig::default(),
-            None,
-        );
-        Self {
-            endpoint,
-            book,
-            traversal,
-            store,
-            _server,
-        }
-    }
-
-    fn id(&self) -> PeerId {
-        self.endpoint.identity().id()
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.endpoint.local_addr().unwrap().port()))
-    }
-
-    async fn register(&self, visibility: Visibility, friends: &[PeerId]) {
-        let port = self.endpoint.local_addr().unwrap().port();
-        self.book
-            .register(port, visibility, friends)
-            .await
-            .expect("registered");
-        assert_eq!(
-            self.book.relay_books().len(),
-            1,
-            "the answer announces the relay"
-        );
-    }
-
-    fn pool(&self) -> Arc<Pool> {
-        let pool = Pool::new(
-            self.endpoint.clone(),
-            PinStore::in_memory(),
-            PoolConfig::default(),
-        );
-        pool.set_traversal(self.traversal.clone());
-        Arc::new(pool)
-    }
-
-    fn share(&self, len: usize, seed: u64) -> (FileHash, Vec<u8>) {
-        let data = content(len, seed);
-        let hash = self.store.add(data.clone(), DEFAULT_CHUNK_SIZE);
-        (hash, data)
-    }
-}
-
-/// An address where nothing answers (its socket stays open and silent).
-fn silent() -> (std::net::UdpSocket, SocketAddr) {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let a = s.local_addr().unwrap();
-    (s, a)
 }
 
 #[test]

@@ -27,6 +27,10 @@ fn phone_book(max_sessions: u32) -> TestServer {
     common::relay_phone_book(|c| c.relay_max_sessions = max_sessions)
 }
 
+fn relay_bytes_in(pb: &TestServer) -> u64 {
+    common::metric(pb, "phonebook_relay_bytes_total{direction=\"in\"} ")
+}
+
 fn refusals(pb: &TestServer, reason: &str) -> u64 {
     common::metric(
         pb,
@@ -53,6 +57,20 @@ async fn player(url: &str, name: &str) -> (Arc<Identity>, RelayBook) {
 
 async fn connect(relay: &RelayBook) -> Tls {
     let tcp = smol::net::TcpStream::connect(relay.addr).await.unwrap();
+    tls_over(relay, tcp).await
+}
+
+/// A TCP connection to the relay from `source` (any 127.0.0.0/8 address is loopback).
+fn tcp_from(source: std::net::IpAddr, relay: &RelayBook) -> smol::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::new(source, 0).into())
+        .unwrap();
+    s.connect(&relay.addr.into()).unwrap();
+    let std: std::net::TcpStream = s.into();
+    smol::Async::new(std).unwrap().into()
+}
+
+async fn tls_over(relay: &RelayBook, tcp: smol::net::TcpStream) -> Tls {
     let connector = futures_rustls::TlsConnector::from(Arc::new(tls_config(relay.pin)));
     let name = ServerName::try_from(relay.host.clone())
         .unwrap_or_else(|_| ServerName::IpAddress(relay.addr.ip().into()));
@@ -296,5 +314,137 @@ fn sessions_beyond_the_limit_are_closed_and_the_others_stay() {
             opened += 1;
         }
         assert_eq!(opened, 2, "both sessions within the limit opened");
+    });
+}
+
+/// Hello and Welcome over a TCP connection from `source`; `None` if refused (with the reason).
+async fn welcomed_from(
+    source: std::net::IpAddr,
+    relay: &RelayBook,
+) -> Result<Tls, Option<RefuseReason>> {
+    let mut tls = tls_over(relay, tcp_from(source, relay)).await;
+    send(&mut tls, &Frame::Hello { token: relay.token }).await;
+    let answer = until(&mut tls, |f| match f {
+        Frame::Welcome { .. } => Some(None),
+        Frame::Refused { reason } => Some(Some(*reason)),
+        _ => None,
+    })
+    .await;
+    match answer {
+        Some(None) => Ok(tls),
+        Some(Some(r)) => Err(Some(r)),
+        None => Err(None),
+    }
+}
+
+#[test]
+fn connections_beyond_the_total_or_one_addresss_share_are_refused_as_full() {
+    // 8 connections in all, so at most 4 (the floor) from one address.
+    let pb = common::relay_phone_book(|c| c.relay_max_connections = 8);
+    let url = format!("http://{}", pb.addr());
+    let ip = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+    smol::block_on(async {
+        let (_, relay) = player(&url, "Many Conns@World").await;
+        let before = refusals(&pb, "full");
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(
+                welcomed_from(ip(2), &relay)
+                    .await
+                    .expect("within the share"),
+            );
+        }
+        let fifth = welcomed_from(ip(2), &relay).await.err();
+        assert_eq!(fifth, Some(Some(RefuseReason::Full)), "one address's share");
+        assert_eq!(refusals(&pb, "full"), before + 1);
+        // Other addresses still get in, up to the total.
+        for _ in 0..4 {
+            held.push(welcomed_from(ip(3), &relay).await.expect("another address"));
+        }
+        let ninth = welcomed_from(ip(4), &relay).await.err();
+        assert_eq!(ninth, Some(Some(RefuseReason::Full)), "the total");
+        assert_eq!(refusals(&pb, "full"), before + 2);
+        // Closing connections frees their places.
+        drop(held);
+        let mut again = None;
+        for _ in 0..50 {
+            if let Ok(t) = welcomed_from(ip(2), &relay).await {
+                again = Some(t);
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(100)).await;
+        }
+        assert!(again.is_some(), "a freed place is given again");
+        drop(again);
+        smol::Timer::after(Duration::from_millis(300)).await;
+        honest_session_works(&url, "e").await;
+    });
+}
+
+#[test]
+fn a_flooding_client_is_paced_to_its_rate_and_others_still_pass() {
+    // 100 kB/s per connection; the total is left at its default (2.5 MB/s).
+    const RATE: u64 = 100_000;
+    let pb = common::relay_phone_book(|c| c.relay_rate = RATE as u32);
+    let url = format!("http://{}", pb.addr());
+    smol::block_on(async {
+        let (_, target) = player(&url, "Flood Target@World").await;
+        let (_, flooder) = player(&url, "Flood Er@World").await;
+        let mut t = welcomed(&target).await;
+        listen(&mut t).await;
+        let mut f = welcomed(&flooder).await;
+        send(
+            &mut f,
+            &Frame::Open {
+                session: 1,
+                target: PlayerName::parse("Flood Target@World").unwrap(),
+            },
+        )
+        .await;
+        let ticket = until(&mut t, |f| match f {
+            Frame::Incoming { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .await
+        .unwrap();
+        send(&mut t, &Frame::Accept { session: 2, ticket }).await;
+        assert!(
+            until(&mut f, |x| matches!(x, Frame::Opened { .. }).then_some(()))
+                .await
+                .is_some()
+        );
+        let mut packet = Vec::new();
+        Frame::Data {
+            session: 1,
+            payload: &[0xAB; 1400],
+        }
+        .encode(&mut packet);
+        let batch: Vec<u8> = packet.repeat(40);
+        let before = relay_bytes_in(&pb);
+        let started = std::time::Instant::now();
+        // Flood for 1.5 s (TCP blocks the writer once the relay stops reading), and meanwhile
+        // an honest pair passes its datagram.
+        let flood = async {
+            loop {
+                if f.tls.write_all(&batch).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let honest = async {
+            honest_session_works(&url, "f").await;
+            smol::Timer::after(Duration::from_millis(1500)).await;
+        };
+        smol::future::or(honest, flood).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let read = relay_bytes_in(&pb) - before;
+        // What the relay read: the burst (a quarter second of the rate, at least 64 KiB), the
+        // rate over the time, one read chunk beyond, and the honest pair's few frames.
+        let bound = 65_536 + (RATE as f64 * elapsed) as u64 + 65_536 + 4_096;
+        assert!(
+            read <= bound,
+            "the flooder was read at {read} bytes in {elapsed:.2} s (at most {bound})"
+        );
+        assert!(read > 65_536, "the flood reached the relay: {read} bytes");
     });
 }

@@ -6,6 +6,7 @@ pub mod control;
 pub mod endpoint;
 pub mod pool;
 pub mod portmap;
+pub mod reach;
 pub mod relay;
 pub mod runtime;
 pub mod session;

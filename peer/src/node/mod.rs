@@ -2,10 +2,15 @@
 //! registration, with a typed, non-blocking [`Event`] stream. Start here; the other modules are
 //! the advanced door.
 //!
-//! Not done yet (issue 12): NAT traversal and port mapping are not started by the node, and a
-//! visibility change re-registers but does not change who the running server answers.
+//! A node with phone books is reachable like the CLI's `serve`: it keeps NAT mappings open with
+//! keep-alives, maps a port on the router ([`NodeConfig::portmap`]), publishes its address
+//! candidates, punches holes and falls back to relays (the phone books' and its friends' peer
+//! relays, [`NodeConfig::relay_via`]). A visibility change re-registers at once and changes
+//! who the running server and the relays answer. Its tasks run on threads of its own
+//! ([`NodeConfig::threads`]), stopped and joined when the node is dropped.
 
 pub mod events;
+mod threads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +21,11 @@ use std::time::Duration;
 
 pub use events::{DEFAULT_EVENT_QUEUE, Event, EventQueue, OpId, Registration};
 
+use crate::net::reach::Reach;
+use crate::net::runtime::Spawner;
+use crate::net::traversal::{Traversal, TraversalConfig};
 use crate::storage::folder::{FolderStore, FolderStoreConfig};
+use crate::transfer::serve::Policy;
 use crate::{
     DownloadConfig, Endpoint, EndpointConfig, FileHash, Found, Identity, MemoryStore, PeerId,
     PhoneBook, PhoneBookConfig, PinStore, PlayerName, Pool, PoolConfig, ServeConfig, Server,
@@ -53,6 +62,13 @@ pub struct NodeConfig {
     pub event_queue: usize,
     /// Bound on the shutdown's wait for the phone book.
     pub shutdown_bound: Duration,
+    /// Ask the router to forward our port (UPnP IGD, NAT-PMP, PCP); on by default.
+    pub portmap: bool,
+    /// Friends whose peer relays we use (docs/PROTOCOL.md "Peer relays"), at most 4.
+    pub relay_via: Vec<String>,
+    /// Threads of the node's own executor (1 to 8; default 2), stopped and joined when the
+    /// node is dropped.
+    pub threads: usize,
 }
 
 impl NodeConfig {
@@ -69,6 +85,9 @@ impl NodeConfig {
             share: None,
             event_queue: DEFAULT_EVENT_QUEUE,
             shutdown_bound: DEFAULT_SHUTDOWN_BOUND,
+            portmap: true,
+            relay_via: Vec::new(),
+            threads: 2,
         }
     }
 }
@@ -77,7 +96,6 @@ impl NodeConfig {
 pub type NodeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A running player: see the module docs.
-#[derive(Debug)]
 pub struct Node {
     identity: Arc<Identity>,
     endpoint: Arc<Endpoint>,
@@ -89,6 +107,24 @@ pub struct Node {
     next_op: AtomicU64,
     events: Arc<EventQueue>,
     config: Mutex<NodeConfig>,
+    /// Who the server and the relays answer now (`None`: everyone); read at each connection, so
+    /// [`Node::set_visibility`] takes effect at once.
+    policy: Arc<std::sync::RwLock<Option<Policy>>>,
+    traversal: Option<Arc<Traversal>>,
+    /// Starts keep-alives, the port mapping and the candidates, then hands over the [`Reach`].
+    reach_start: Mutex<Option<smol::Task<()>>>,
+    reach: Arc<Mutex<Option<Reach>>>,
+    spawner: Spawner,
+    /// Last: dropped after every task and the endpoint, it stops and joins the threads.
+    _threads: threads::Threads,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.identity.id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -96,13 +132,19 @@ impl Node {
     /// books, keeps registered (state reported as [`Event::Registration`]).
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        if !(1..=threads::MAX_THREADS).contains(&config.threads) {
+            return Err("threads is between 1 and 8".into());
+        }
         let identity = Arc::new(Identity::load_or_create(&config.identity)?);
-        let endpoint = Arc::new(Endpoint::bind(
+        let threads = threads::Threads::start(config.threads)?;
+        let spawner = Spawner::Executor(threads.ex.clone());
+        let endpoint = Arc::new(Endpoint::bind_on(
             identity.clone(),
             &EndpointConfig {
                 listen: config.listen,
                 ..Default::default()
             },
+            spawner.clone(),
         )?);
         let pins = PinStore::open(&config.data_dir.join("pins"))?;
         let pool = Arc::new(Pool::new(endpoint.clone(), pins, PoolConfig::default()));
@@ -118,6 +160,38 @@ impl Node {
                 },
             )?)),
         };
+        let relay_via = config
+            .relay_via
+            .iter()
+            .map(|n| PlayerName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        if relay_via.len() > crate::net::traversal::peer_relays::MAX_RELAY_VIA {
+            return Err("at most 4 friends' relays (relay_via)".into());
+        }
+        let policy = Arc::new(std::sync::RwLock::new(
+            crate::transfer::serve::visibility_policy(
+                identity.id(),
+                config.visibility,
+                &config.friends,
+            ),
+        ));
+        let traversal = match &book {
+            Some(b) => {
+                let t = Traversal::start(
+                    endpoint.clone(),
+                    Some(b.clone()),
+                    TraversalConfig {
+                        relay_via,
+                        ..TraversalConfig::default()
+                    },
+                )
+                .ok_or("the endpoint's control queue is taken")?;
+                pool.set_traversal(t.clone());
+                t.relays().set_policy(Some(dynamic(&policy)));
+                Some(t)
+            }
+            None => None,
+        };
         let node = Node {
             identity,
             endpoint,
@@ -129,12 +203,26 @@ impl Node {
             next_op: AtomicU64::new(1),
             events: Arc::new(EventQueue::new(config.event_queue)),
             config: Mutex::new(config.clone()),
+            policy,
+            traversal,
+            reach_start: Mutex::new(None),
+            reach: Arc::default(),
+            spawner,
+            _threads: threads,
         };
         match &config.share {
             Some(dir) => node.share(dir)?,
             None => node.serve(Arc::new(MemoryStore::default())),
         }
         node.restart_registration();
+        if let Some(t) = node.traversal.clone() {
+            let (slot, portmap) = (node.reach.clone(), config.portmap);
+            let task = node.spawner.spawn(async move {
+                let (reach, _) = Reach::start(&t, portmap).await;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reach);
+            });
+            *node.reach_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         Ok(node)
     }
 
@@ -158,12 +246,12 @@ impl Node {
     }
 
     fn serve(&self, store: Arc<dyn Store>) {
-        let (visibility, friends) = {
-            let c = self.cfg();
-            (c.visibility, c.friends.clone())
-        };
-        let policy = crate::transfer::serve::visibility_policy(self.id(), visibility, &friends);
-        let server = Server::spawn(self.endpoint.clone(), store, ServeConfig::default(), policy);
+        let server = Server::spawn(
+            self.endpoint.clone(),
+            store,
+            ServeConfig::default(),
+            Some(dynamic(&self.policy)),
+        );
         // The old server (if any) is dropped: its tasks end.
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
     }
@@ -185,8 +273,10 @@ impl Node {
         {
             let mut c = self.cfg();
             c.visibility = visibility;
-            c.friends = friends;
+            c.friends = friends.clone();
         }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::transfer::serve::visibility_policy(self.id(), visibility, &friends);
         self.restart_registration();
     }
 
@@ -201,7 +291,7 @@ impl Node {
         };
         let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
         let events = self.events.clone();
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let mut failures = 0u32;
             loop {
                 let wait = match book.register(port, visibility, &friends).await {
@@ -244,7 +334,7 @@ impl Node {
             self.ops.clone(),
             name.to_owned(),
         );
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let result: Result<Found, NodeError> = async {
                 let book = book.ok_or("no phone book configured")?;
                 Ok(book.lookup(&PlayerName::parse(&name)?).await?)
@@ -277,7 +367,7 @@ impl Node {
             self.events.clone(),
             self.ops.clone(),
         );
-        let task = smol::spawn(async move {
+        let task = self.spawner.spawn(async move {
             let result: Result<(), String> = async {
                 for p in &players {
                     let book = book.as_ref().ok_or("no phone book configured")?;
@@ -386,6 +476,23 @@ impl Node {
             });
         }
         drop(self.server.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.reach_start
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let reach = self.reach.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(r) = reach {
+            // The router forgets our port now rather than when the lease ends.
+            smol::future::or(r.close(), async {
+                smol::Timer::after(bound).await;
+            })
+            .await;
+        }
+        if let Some(t) = &self.traversal {
+            t.relays().close_all().await;
+        }
         if let Some(book) = &self.book {
             let gone = async {
                 let _ = book.unregister().await;
@@ -402,4 +509,15 @@ impl Node {
         })
         .await;
     }
+}
+
+/// A policy that asks `cell` at each call: `None` in it serves everyone.
+fn dynamic(cell: &Arc<std::sync::RwLock<Option<Policy>>>) -> Policy {
+    let cell = cell.clone();
+    Arc::new(move |key: &PeerId| {
+        cell.read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|p| p(key))
+    })
 }

@@ -203,6 +203,7 @@ async fn relay_book(
         host,
         pin,
         token,
+        peer: None,
     })
 }
 
@@ -216,6 +217,8 @@ pub struct PhoneBook {
     last_timestamp: AtomicU64,
     /// Signed into every registration (record version 2 when not empty).
     candidates: std::sync::Mutex<Vec<Candidate>>,
+    /// Our peer relay's TCP address, published as a `relay` candidate.
+    relay_addr: std::sync::Mutex<Option<SocketAddr>>,
     /// Notified when the candidates change: `keep_registered` registers again at once.
     candidates_changed: event_listener::Event,
     /// Notified after every registration that a phone book accepted (a new token): the
@@ -287,6 +290,7 @@ impl PhoneBook {
             config,
             last_timestamp: AtomicU64::new(0),
             candidates: Default::default(),
+            relay_addr: Default::default(),
             candidates_changed: event_listener::Event::new(),
             registered: event_listener::Event::new(),
         })
@@ -317,9 +321,30 @@ impl PhoneBook {
         self.registered.listen()
     }
 
-    /// The candidates signed into registrations.
+    /// Publishes `addr` as our peer relay's address (a `relay` candidate, docs/PROTOCOL.md
+    /// "Peer relays"), or stops publishing one. Returns whether it changed; if so,
+    /// [`PhoneBook::keep_registered`] registers again at once.
+    pub fn set_relay_addr(&self, addr: Option<SocketAddr>) -> bool {
+        let mut current = self.relay_addr.lock().expect("not poisoned");
+        if *current == addr {
+            return false;
+        }
+        *current = addr;
+        drop(current);
+        self.candidates_changed.notify(usize::MAX);
+        true
+    }
+
+    /// The candidates signed into registrations: the addresses, then our peer relay's.
     pub fn candidates(&self) -> Vec<Candidate> {
-        self.candidates.lock().expect("not poisoned").clone()
+        let mut list = self.candidates.lock().expect("not poisoned").clone();
+        if let Some(relay) = *self.relay_addr.lock().expect("not poisoned") {
+            list.truncate(phonebook_proto::MAX_CANDIDATES - 1);
+            if !list.iter().any(|c| c.addr == relay) {
+                list.push(Candidate::new(phonebook_proto::CandidateKind::Relay, relay));
+            }
+        }
+        list
     }
 
     /// The UDP services of the phone books we are registered with.
@@ -541,7 +566,15 @@ impl PhoneBook {
             .filter_map(|book| {
                 let token = book.token.lock().expect("not poisoned").clone()?;
                 let ask: fanout::Ask<'_, _> = Box::pin(async move {
-                    let r = self.call(book, "GET", path, Some(&token), || None).await?;
+                    let mut r = self.call(book, "GET", path, Some(&token), || None).await?;
+                    // A registration that finished meanwhile (a renewal, new candidates)
+                    // replaced the token we sent: once more with the new one.
+                    if r.status == 401 {
+                        let now = book.token.lock().expect("not poisoned").clone();
+                        if let Some(fresh) = now.filter(|t| *t != token) {
+                            r = self.call(book, "GET", path, Some(&fresh), || None).await?;
+                        }
+                    }
                     match r.status {
                         200 => match LookupRecord::from_json_verified(&r.body, name) {
                             Ok(record) => {

@@ -208,6 +208,20 @@ async fn serve_connection(shared: &Arc<Shared>, conn: &PeerConnection) {
                 return;
             }
         };
+        // Asked again at every request: a policy can change while a connection lives (a
+        // player who hid from a key stops serving it at once, not at its next connection).
+        if shared.policy.as_ref().is_some_and(|p| !p(&conn.peer())) {
+            shared
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "closing connection from {}: no longer allowed",
+                conn.peer().short()
+            );
+            conn.close(CLOSE_REFUSED, b"refused");
+            return;
+        }
         let (shared, conn) = (shared.clone(), conn.clone());
         shared
             .endpoint

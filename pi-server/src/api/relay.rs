@@ -15,7 +15,7 @@ use crate::metrics::RelayRefusal;
 use crate::token::TokenClaim;
 
 /// Who a relay connection speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RelayPeer {
     /// The registration's slot.
     pub slot: u32,

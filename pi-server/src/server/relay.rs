@@ -4,7 +4,9 @@
 //! [`App::relay_auth`](crate::api::App::relay_auth) and
 //! [`App::relay_open`](crate::api::App::relay_open).
 //!
-//! Bounded everywhere: connections (`relay-max-connections`), sessions per connection
+//! Bounded everywhere: connections (`relay-max-connections`, counted from the TCP accept, so
+//! handshakes in progress count too; one address may hold at most [`max_per_address`] of
+//! them), sessions per connection
 //! (`relay-max-sessions`), tickets (at most one per opening session), each connection's
 //! outbound queue ([`QUEUE`] frames: a datagram for a full queue is dropped, as a full UDP
 //! buffer would, and QUIC recovers it), bandwidth per connection and in total (token buckets:
@@ -23,7 +25,8 @@ use std::time::Duration;
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use phonebook_proto::relay::{CloseReason, Frame, RefuseReason};
+use phonebook_proto::relay::{Bucket, CloseReason, Frame, RefuseReason};
+use phonebook_proto::relay_hub::{self, Accepted, ConnId, Out, Refusal};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::cell::RefCell;
@@ -38,6 +41,9 @@ pub const QUEUE: usize = 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a target has to accept a session.
 pub const ACCEPT_TIMEOUT_MS: u64 = 10_000;
+/// Connections being refused at once (each is told why after its TLS handshake, bounded by
+/// [`HANDSHAKE_TIMEOUT`]); beyond it, a connection over a limit is closed without a word.
+pub const MAX_REFUSING: usize = 64;
 /// Bytes gathered into one TLS write.
 const WRITE_BATCH: usize = 64 * 1024;
 /// Bytes read from TLS at once.
@@ -197,111 +203,38 @@ pub fn bind(config: &crate::config::Config) -> io::Result<Option<(Bound, RelayIn
     )))
 }
 
-/// A token bucket in bytes.
-#[derive(Debug)]
-struct Bucket {
-    rate: u64,
-    tokens: i64,
-    last_ms: u64,
+/// Connections one IP address may hold: an eighth of `relay-max-connections`, at least 4. Not
+/// one: players behind one carrier-grade NAT share an address, and they are the ones who
+/// need the relay most.
+pub fn max_per_address(max_connections: usize) -> usize {
+    (max_connections / 8).max(4)
 }
 
-impl Bucket {
-    fn new(rate: u32) -> Self {
-        Bucket {
-            rate: u64::from(rate),
-            tokens: Self::burst_of(u64::from(rate)),
-            last_ms: 0,
-        }
-    }
-
-    fn burst_of(rate: u64) -> i64 {
-        (rate / 4).max(64 * 1024) as i64
-    }
-
-    /// Takes `n` bytes; how long to wait before reading more.
-    fn take(&mut self, n: usize, now_ms: u64) -> Duration {
-        if self.rate == 0 {
-            return Duration::ZERO;
-        }
-        let elapsed = now_ms.saturating_sub(self.last_ms);
-        self.last_ms = now_ms;
-        let refill = (elapsed.saturating_mul(self.rate) / 1000) as i64;
-        self.tokens = (self.tokens + refill).min(Self::burst_of(self.rate)) - n as i64;
-        if self.tokens >= 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis((-self.tokens) as u64 * 1000 / self.rate)
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Entry {
-    tx: async_channel::Sender<Vec<u8>>,
-    peer: RelayPeer,
-    /// Our session number -> the paired connection and its number (`None` while opening).
-    sessions: HashMap<u32, Option<(u64, u32)>>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    from: u64,
-    session: u32,
-    target: RelayPeer,
-    deadline_ms: u64,
-}
-
+/// The pairing (shared with a player's peer relay) and what this server adds around it.
 #[derive(Debug)]
 struct Hub {
-    conns: HashMap<u64, Entry>,
-    listeners: HashMap<u32, u64>,
-    pending: HashMap<[u8; 16], Pending>,
+    core: relay_hub::Hub<RelayPeer>,
+    txs: HashMap<ConnId, async_channel::Sender<Vec<u8>>>,
+    /// Connections accepted and not ended yet (handshaking or authenticated), in all and by
+    /// address.
+    open: usize,
+    per_address: HashMap<std::net::IpAddr, usize>,
+    /// Connections being told `Refused` now.
+    refusing: usize,
     next: u64,
     total: Bucket,
 }
 
 fn frame(f: &Frame<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    f.encode(&mut out);
-    out
+    relay_hub::encode(f)
 }
 
 impl Hub {
-    fn send(&self, to: u64, bytes: Vec<u8>) -> bool {
-        self.conns
+    /// Queues `bytes` for `to`; false if its queue is full or gone.
+    fn send(&self, (to, bytes): Out) -> bool {
+        self.txs
             .get(&to)
-            .is_some_and(|e| e.tx.try_send(bytes).is_ok())
-    }
-
-    /// Unpairs `session` of `id`; tells the other side with `reason`.
-    fn close(&mut self, id: u64, session: u32, reason: CloseReason) -> bool {
-        let Some(paired) = self
-            .conns
-            .get_mut(&id)
-            .and_then(|e| e.sessions.remove(&session))
-        else {
-            return false;
-        };
-        match paired {
-            Some((peer, psession)) => {
-                if let Some(e) = self.conns.get_mut(&peer) {
-                    e.sessions.remove(&psession);
-                }
-                self.send(
-                    peer,
-                    frame(&Frame::Close {
-                        session: psession,
-                        reason,
-                    }),
-                );
-                true
-            }
-            None => {
-                self.pending
-                    .retain(|_, p| !(p.from == id && p.session == session));
-                false
-            }
-        }
+            .is_some_and(|tx| tx.try_send(bytes).is_ok())
     }
 }
 
@@ -319,17 +252,21 @@ pub async fn serve(
             return;
         }
     };
-    let (total, max) = {
+    let (total, max, max_sessions) = {
         let app = shared.app.borrow();
         (
             app.config.relay_rate_total,
             app.config.relay_max_connections as usize,
+            app.config.relay_max_sessions as usize,
         )
     };
+    let per_address = max_per_address(max);
     let hub = Rc::new(RefCell::new(Hub {
-        conns: HashMap::new(),
-        listeners: HashMap::new(),
-        pending: HashMap::new(),
+        core: relay_hub::Hub::new(max_sessions),
+        txs: HashMap::new(),
+        open: 0,
+        per_address: HashMap::new(),
+        refusing: 0,
         next: 1,
         total: Bucket::new(total),
     }));
@@ -340,38 +277,21 @@ pub async fn serve(
                 Timer::after(Duration::from_secs(1)).await;
                 let now = shared.now().mono_ms;
                 let mut h = hub.borrow_mut();
-                let expired: Vec<[u8; 16]> = h
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| p.deadline_ms <= now)
-                    .map(|(t, _)| *t)
-                    .collect();
-                for t in expired {
-                    if let Some(p) = h.pending.remove(&t) {
-                        if let Some(e) = h.conns.get_mut(&p.from) {
-                            e.sessions.remove(&p.session);
-                        }
-                        h.send(
-                            p.from,
-                            frame(&Frame::Close {
-                                session: p.session,
-                                reason: CloseReason::Timeout,
-                            }),
-                        );
-                        shared
-                            .app
-                            .borrow_mut()
-                            .metrics
-                            .relay
-                            .refuse(RelayRefusal::Timeout);
-                    }
+                for o in h.core.expire(now) {
+                    h.send(o);
+                    shared
+                        .app
+                        .borrow_mut()
+                        .metrics
+                        .relay
+                        .refuse(RelayRefusal::Timeout);
                 }
             }
         }
     };
     let accept = async {
         loop {
-            let (stream, _) = match bound.listener.accept().await {
+            let (stream, from) = match bound.listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
                     log::warn!("relay accept failed: {e}");
@@ -379,15 +299,24 @@ pub async fn serve(
                     continue;
                 }
             };
-            if hub.borrow().conns.len() >= max {
+            let ip = from.ip();
+            let over = {
+                let h = hub.borrow();
+                h.open >= max || h.per_address.get(&ip).copied().unwrap_or(0) >= per_address
+            };
+            if over {
                 shared
                     .app
                     .borrow_mut()
                     .metrics
                     .relay
                     .refuse(RelayRefusal::Full);
+                if hub.borrow().refusing >= MAX_REFUSING {
+                    continue;
+                }
+                hub.borrow_mut().refusing += 1;
                 // Told after the handshake, so the peer knows why.
-                let tls = tls.clone();
+                let (tls, hub) = (tls.clone(), hub.clone());
                 ex.spawn(async move {
                     if let Ok(Ok(mut s)) = async { Ok(tls.accept(stream).await) }
                         .or(async {
@@ -403,9 +332,15 @@ pub async fn serve(
                             .await;
                         let _ = s.close().await;
                     }
+                    hub.borrow_mut().refusing -= 1;
                 })
                 .detach();
                 continue;
+            }
+            {
+                let mut h = hub.borrow_mut();
+                h.open += 1;
+                *h.per_address.entry(ip).or_default() += 1;
             }
             let (tls, hub, shared, udp) = (tls.clone(), hub.clone(), shared.clone(), udp.clone());
             ex.spawn(async move {
@@ -420,6 +355,14 @@ pub async fn serve(
                     log::info!("relay connection {id} cut off: {why}");
                 }
                 end(id, &hub, &shared);
+                let mut h = hub.borrow_mut();
+                h.open -= 1;
+                if let Some(n) = h.per_address.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        h.per_address.remove(&ip);
+                    }
+                }
             })
             .detach();
         }
@@ -428,28 +371,18 @@ pub async fn serve(
 }
 
 /// Removes connection `id`: its sessions end for the other sides.
-fn end(id: u64, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
+fn end(id: ConnId, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
     let mut h = hub.borrow_mut();
-    let sessions: Vec<u32> = h
-        .conns
-        .get(&id)
-        .map(|e| e.sessions.keys().copied().collect())
-        .unwrap_or_default();
-    let mut paired = 0;
-    for s in sessions {
-        if h.close(id, s, CloseReason::Gone) {
-            paired += 1;
-        }
+    let (out, paired) = h.core.remove(id);
+    for o in out {
+        h.send(o);
     }
-    if let Some(e) = h.conns.remove(&id) {
-        if h.listeners.get(&e.peer.slot) == Some(&id) {
-            h.listeners.remove(&e.peer.slot);
-        }
-        e.tx.close();
+    if let Some(tx) = h.txs.remove(&id) {
+        tx.close();
     }
     let mut app = shared.app.borrow_mut();
-    app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired);
-    app.metrics.relay.connections = h.conns.len() as u64;
+    app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired as u64);
+    app.metrics.relay.connections = h.core.len() as u64;
 }
 
 /// Why a connection was cut off.
@@ -509,13 +442,9 @@ async fn connection(
         refuse(&mut s, &shared, RefuseReason::Unauthenticated).await;
         return Err("token not valid".into());
     };
-    let (idle, rate, max_sessions) = {
+    let (idle, rate) = {
         let app = shared.app.borrow();
-        (
-            app.config.relay_idle,
-            app.config.relay_rate,
-            app.config.relay_max_sessions as usize,
-        )
+        (app.config.relay_idle, app.config.relay_rate)
     };
     s.write_all(&frame(&Frame::Welcome {
         idle_secs: idle.min(u32::from(u16::MAX)) as u16,
@@ -526,15 +455,9 @@ async fn connection(
     let (tx, rx) = async_channel::bounded::<Vec<u8>>(QUEUE);
     {
         let mut h = hub.borrow_mut();
-        h.conns.insert(
-            id,
-            Entry {
-                tx: tx.clone(),
-                peer,
-                sessions: HashMap::new(),
-            },
-        );
-        shared.app.borrow_mut().metrics.relay.connections = h.conns.len() as u64;
+        h.core.insert(id, peer);
+        h.txs.insert(id, tx.clone());
+        shared.app.borrow_mut().metrics.relay.connections = h.core.len() as u64;
     }
     let (mut reader, mut writer) = futures_lite::io::split(s);
     let shared_w = shared.clone();
@@ -566,7 +489,7 @@ async fn connection(
                 let decoded = Frame::decode(&buf[start..]);
                 match decoded {
                     Ok(Some((f, used))) => {
-                        on_frame(id, peer, f, &hub, &shared, udp.as_deref(), max_sessions)?;
+                        on_frame(id, peer, f, &hub, &shared, udp.as_deref())?;
                         start += used;
                     }
                     Ok(None) => break,
@@ -634,81 +557,54 @@ fn random16() -> [u8; 16] {
 
 /// Handles one frame of connection `id`; an error cuts it off.
 fn on_frame(
-    id: u64,
+    id: ConnId,
     peer: RelayPeer,
     f: Frame<'_>,
     hub: &Rc<RefCell<Hub>>,
     shared: &Rc<Shared>,
     udp: Option<&Async<UdpSocket>>,
-    max_sessions: usize,
 ) -> Result<(), Why> {
     let mut h = hub.borrow_mut();
-    let protocol = |what: &str| {
-        shared
-            .app
-            .borrow_mut()
-            .metrics
-            .relay
-            .refuse(RelayRefusal::Protocol);
-        if let Some(e) = h.conns.get(&id) {
-            let _ = e.tx.try_send(frame(&Frame::Refused {
+    let refuse = |r: RelayRefusal| shared.app.borrow_mut().metrics.relay.refuse(r);
+    let cut = |h: &Hub, what: &str| {
+        refuse(RelayRefusal::Protocol);
+        h.send((
+            id,
+            frame(&Frame::Refused {
                 reason: RefuseReason::Protocol,
-            }));
-        }
+            }),
+        ));
         Err(what.to_owned())
     };
+    let reply = |h: &Hub, session, reason| h.send((id, frame(&Frame::Close { session, reason })));
     match f {
         Frame::Data { session, payload } => {
-            let pair = h
-                .conns
-                .get(&id)
-                .and_then(|e| e.sessions.get(&session).copied().flatten());
-            if let Some((to, their)) = pair {
-                let mut out = Vec::with_capacity(payload.len() + 8);
-                Frame::Data {
-                    session: their,
-                    payload,
-                }
-                .encode(&mut out);
-                if !h.send(to, out) {
-                    shared.app.borrow_mut().metrics.relay.dropped += 1;
-                }
-            }
             // Data for a session that just closed or is still opening: dropped.
+            if let Some(o) = h.core.data(id, session, payload)
+                && !h.send(o)
+            {
+                shared.app.borrow_mut().metrics.relay.dropped += 1;
+            }
             Ok(())
         }
         Frame::Ping { nonce } => {
-            h.send(id, frame(&Frame::Pong { nonce }));
+            h.send((id, frame(&Frame::Pong { nonce })));
             Ok(())
         }
         Frame::Pong { .. } => Ok(()),
         Frame::Listen => {
-            h.listeners.insert(peer.slot, id);
+            h.core.listen(id);
             Ok(())
         }
         Frame::Open { session, target } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
-                drop(h);
-                return protocol_cut(hub, shared, id, "session number reused");
-            }
-            if used >= max_sessions {
-                shared
-                    .app
-                    .borrow_mut()
-                    .metrics
-                    .relay
-                    .refuse(RelayRefusal::Limit);
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Limit,
-                    }),
-                );
-                return Ok(());
+            match h.core.may_add(id, session) {
+                Err(Refusal::Reused) => return cut(&h, "session number reused"),
+                Err(Refusal::Limit) => {
+                    refuse(RelayRefusal::Limit);
+                    reply(&h, session, CloseReason::Limit);
+                    return Ok(());
+                }
+                Ok(()) => {}
             }
             let ticket = random16();
             let now = shared.now();
@@ -719,18 +615,13 @@ fn on_frame(
             let target = match decided {
                 Ok(t) => t,
                 Err(reason) => {
-                    h.send(id, frame(&Frame::Close { session, reason }));
+                    reply(&h, session, reason);
                     return Ok(());
                 }
             };
-            let listener = h.listeners.get(&target.peer.slot).copied().filter(|l| {
-                h.conns
-                    .get(l)
-                    .is_some_and(|e| e.peer.key == target.peer.key)
-            });
-            let told = match (listener, &target.call, udp) {
+            let told = match (h.core.listener(&target.peer), &target.call, udp) {
                 (Some(l), _, _) => match phonebook_proto::PublicKey::from_bytes(&peer.key) {
-                    Ok(requester) => h.send(l, frame(&Frame::Incoming { ticket, requester })),
+                    Ok(requester) => h.send((l, frame(&Frame::Incoming { ticket, requester }))),
                     Err(_) => false,
                 },
                 (None, Some(call), Some(sock)) => {
@@ -743,90 +634,39 @@ fn on_frame(
                 _ => false,
             };
             if !told {
-                shared
-                    .app
-                    .borrow_mut()
-                    .metrics
-                    .relay
-                    .refuse(RelayRefusal::NoPath);
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::NoPath,
-                    }),
-                );
+                refuse(RelayRefusal::NoPath);
+                reply(&h, session, CloseReason::NoPath);
                 return Ok(());
             }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, None);
-            }
-            h.pending.insert(
+            h.core.open(
+                id,
+                session,
+                target.peer,
                 ticket,
-                Pending {
-                    from: id,
-                    session,
-                    target: target.peer,
-                    deadline_ms: now.mono_ms + ACCEPT_TIMEOUT_MS,
-                },
+                now.mono_ms + ACCEPT_TIMEOUT_MS,
             );
             Ok(())
         }
         Frame::Accept { session, ticket } => {
-            let (used, exists) = h.conns.get(&id).map_or((0, false), |e| {
-                (e.sessions.len(), e.sessions.contains_key(&session))
-            });
-            if exists {
-                drop(h);
-                return protocol_cut(hub, shared, id, "session number reused");
+            if h.core.may_add(id, session) == Err(Refusal::Reused) {
+                return cut(&h, "session number reused");
             }
-            let ok = h
-                .pending
-                .get(&ticket)
-                .is_some_and(|p| p.target.key == peer.key);
-            if !ok || used >= max_sessions {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: if ok {
-                            CloseReason::Limit
-                        } else {
-                            CloseReason::Unknown
-                        },
-                    }),
-                );
-                return Ok(());
+            match h.core.accept(id, session, ticket) {
+                Accepted::Paired(opened) => {
+                    h.send(opened);
+                    let mut app = shared.app.borrow_mut();
+                    app.metrics.relay.sessions += 1;
+                    app.metrics.relay.sessions_total += 1;
+                }
+                Accepted::Closed(reason) => {
+                    reply(&h, session, reason);
+                }
             }
-            let p = h.pending.remove(&ticket).expect("checked above");
-            let waiting = h
-                .conns
-                .get(&p.from)
-                .is_some_and(|e| e.sessions.get(&p.session) == Some(&None));
-            if !waiting {
-                h.send(
-                    id,
-                    frame(&Frame::Close {
-                        session,
-                        reason: CloseReason::Gone,
-                    }),
-                );
-                return Ok(());
-            }
-            if let Some(e) = h.conns.get_mut(&p.from) {
-                e.sessions.insert(p.session, Some((id, session)));
-            }
-            if let Some(e) = h.conns.get_mut(&id) {
-                e.sessions.insert(session, Some((p.from, p.session)));
-            }
-            h.send(p.from, frame(&Frame::Opened { session: p.session }));
-            let mut app = shared.app.borrow_mut();
-            app.metrics.relay.sessions += 1;
-            app.metrics.relay.sessions_total += 1;
             Ok(())
         }
         Frame::Close { session, .. } => {
-            if h.close(id, session, CloseReason::Normal) {
+            if let Some(o) = h.core.close(id, session, CloseReason::Normal) {
+                h.send(o);
                 let mut app = shared.app.borrow_mut();
                 app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(1);
             }
@@ -836,45 +676,15 @@ fn on_frame(
         | Frame::Welcome { .. }
         | Frame::Refused { .. }
         | Frame::Incoming { .. }
-        | Frame::Opened { .. } => protocol("a frame peers do not send"),
+        | Frame::Opened { .. }
+        | Frame::Join
+        | Frame::OpenKey { .. } => cut(&h, "a frame peers do not send here"),
     }
-}
-
-fn protocol_cut(
-    hub: &Rc<RefCell<Hub>>,
-    shared: &Rc<Shared>,
-    id: u64,
-    what: &str,
-) -> Result<(), Why> {
-    shared
-        .app
-        .borrow_mut()
-        .metrics
-        .relay
-        .refuse(RelayRefusal::Protocol);
-    if let Some(e) = hub.borrow().conns.get(&id) {
-        let _ = e.tx.try_send(frame(&Frame::Refused {
-            reason: RefuseReason::Protocol,
-        }));
-    }
-    Err(what.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_pace_to_their_rate() {
-        let mut b = Bucket::new(1_000_000);
-        // The burst (a quarter second) passes at once, then the rate holds.
-        assert_eq!(b.take(250_000, 0), Duration::ZERO);
-        assert_eq!(b.take(100_000, 0), Duration::from_millis(100));
-        // 200 ms later, 200 kB more came in: 100 kB ahead of the debt.
-        assert_eq!(b.take(50_000, 200), Duration::ZERO);
-        let mut free = Bucket::new(0);
-        assert_eq!(free.take(usize::MAX / 2, 0), Duration::ZERO);
-    }
 
     #[test]
     fn an_identity_survives_a_restart_through_its_file() {

@@ -79,6 +79,7 @@ pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
             CandidateKind::Reflexive => 1,
             CandidateKind::Mapped => 2,
             CandidateKind::V6 => 3,
+            CandidateKind::Relay => 4,
         });
         let (family, ip) = match c.addr.ip() {
             IpAddr::V4(v4) => {
@@ -302,6 +303,7 @@ impl<R: Read> SnapshotReader<R> {
                 1 => CandidateKind::Reflexive,
                 2 => CandidateKind::Mapped,
                 3 => CandidateKind::V6,
+                4 => CandidateKind::Relay,
                 _ => return Err(SnapshotError::Corrupt("unknown candidate kind")),
             };
             let family = self.byte()?;

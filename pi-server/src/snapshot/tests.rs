@@ -111,6 +111,10 @@ fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
                             )
                                 .into(),
                         ),
+                        phonebook_proto::Candidate::new(
+                            phonebook_proto::CandidateKind::Relay,
+                            (Ipv4Addr::new(198, 51, 100, (r >> 8) as u8), 7002).into(),
+                        ),
                     ]
                 } else {
                     Vec::new()

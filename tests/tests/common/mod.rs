@@ -2,6 +2,8 @@
 //! `/metrics`.
 #![allow(dead_code)]
 
+pub mod player;
+
 use pi_server::config::Config;
 use pi_server::server::TestServer;
 

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
 use peer::net::portmap::{PortMapConfig, PortMapper, Status};
+use peer::net::reach::Reach;
 use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::storage::folder::{DEFAULT_MAX_OPEN_FILES, FolderStoreConfig};
@@ -77,6 +78,12 @@ OPTIONS:
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
   --visibility V        who may look us up and download: public | friends (serve; default public)
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
+  --relay-listen ADDR   relay for our friends (the --friend keys) on this TCP address (serve;
+                        needs a phone book; friends use it with --relay-via our name)
+  --relay-public ADDR   the address friends reach our relay at (serve; default: our public
+                        IP with the --relay-listen port: forward that TCP port on the router)
+  --relay-via NAME      a friend whose peer relay we use when no direct path opens (serve,
+                        fetch; repeatable, at most 4; serve waits there for incoming sessions)
   --upload-rate B       upload limit in bytes per second (serve)
   --max-uploads N       concurrent requests served (serve, default 16)
   --compress            always try LZ4 (default: only with --upload-rate) (serve)
@@ -110,6 +117,9 @@ struct Args {
     quiet: bool,
     connect_timeout: Option<Duration>,
     no_portmap: bool,
+    relay_listen: Option<SocketAddr>,
+    relay_public: Option<SocketAddr>,
+    relay_via: Vec<PlayerName>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -152,6 +162,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("out") => a.out = Some(p.value()?.into()),
             Long("quiet") => a.quiet = true,
             Long("no-portmap") => a.no_portmap = true,
+            Long("relay-listen") => a.relay_listen = Some(p.value()?.parse()?),
+            Long("relay-public") => a.relay_public = Some(p.value()?.parse()?),
+            Long("relay-via") => {
+                if a.relay_via.len() == peer::net::traversal::peer_relays::MAX_RELAY_VIA {
+                    return Err("--relay-via is given at most 4 times".into());
+                }
+                let name = p.value()?.string()?;
+                a.relay_via.push(
+                    PlayerName::parse(&name).map_err(|e| format!("--relay-via {name:?}: {e}"))?,
+                );
+            }
             Long("connect-timeout") => {
                 let secs: f64 = p.value()?.parse()?;
                 if !(0.1..=600.0).contains(&secs) {
@@ -400,55 +421,74 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let policy = peer::transfer::serve::visibility_policy(identity.id(), visibility, &args.friends);
     // Watched before we say where we listen: a signal sent from then on stops us cleanly.
     let mut signals = watch_signals()?;
-    let server = Server::spawn(endpoint.clone(), store, config, policy);
+    let server = Server::spawn(endpoint.clone(), store, config, policy.clone());
     let port = endpoint.local_addr()?.port();
     out!("listening on port {port} key {}", identity.id());
     let book = phonebook(args, &identity)?;
-    let traversal = Traversal::start(endpoint.clone(), book.clone(), TraversalConfig::default())
+    let traversal = Traversal::start(endpoint.clone(), book.clone(), traversal_config(args))
         .ok_or("the endpoint's control queue is taken")?;
+    // A friend's peer relay tells us of a session only from its friends: we take only keys
+    // we serve, so it learns nothing of us from anyone else.
+    traversal.relays().set_policy(policy.clone());
+    let relay = match args.relay_listen {
+        Some(listen) => Some(peer_relay(
+            args,
+            &identity,
+            &endpoint,
+            book.as_deref(),
+            listen,
+        )?),
+        None => None,
+    };
     let mut _tasks = Vec::new();
-    let mut _mapper: Option<Arc<PortMapper>> = None;
+    let mut reach = None;
     if let Some(b) = &book {
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
-        // Keep-alives first: until the phone book holds our mapping it cannot tell us that a
-        // player wants to connect.
-        let again = traversal.clone();
-        _tasks.push(traversal.keep_alive(move |observed| again.update_reflexive(observed)));
-        let local = endpoint.local_addr()?;
-        let mapper = if args.no_portmap {
-            None
-        } else {
-            Some(PortMapper::start(local, PortMapConfig::default(), endpoint.spawner()).await)
-        };
-        let mapped = mapper.as_ref().and_then(|m| m.mapping());
-        let (discovery, list) = traversal
-            .publish_candidates(mapped.map(|m| m.external), Duration::from_secs(10))
-            .await;
-        note!("{}", describe_nat(&discovery, traversal.udp_works()));
-        match (&mapper, mapped) {
+        let (r, reached) = Reach::start(&traversal, !args.no_portmap).await;
+        reach = Some(r);
+        let list = reached.candidates;
+        note!(
+            "{}",
+            describe_nat(&reached.discovery, traversal.udp_works())
+        );
+        match (reached.mapper_status, reached.mapping) {
             (_, Some(m)) => note!("port mapping: {} maps {} to us", m.protocol, m.external),
-            (Some(m), None) => note!("port mapping: {}", describe_unmapped(m.status())),
+            (Some(status), None) => note!("port mapping: {}", describe_unmapped(status)),
             (None, None) => note!("port mapping: off (--no-portmap)"),
+        }
+        if let Some(relay) = &relay {
+            let public = args.relay_public.or_else(|| {
+                list.iter()
+                    .find(|c| {
+                        matches!(
+                            c.kind,
+                            phonebook_proto::CandidateKind::Mapped
+                                | phonebook_proto::CandidateKind::Reflexive
+                                | phonebook_proto::CandidateKind::V6
+                        )
+                    })
+                    .map(|c| SocketAddr::new(c.addr.ip(), relay.local_addr().port()))
+            });
+            match public {
+                Some(a) => {
+                    b.set_relay_addr(Some(a));
+                    note!(
+                        "peer relay: published at {a} for {} friends",
+                        args.friends.len()
+                    );
+                }
+                None => note!(
+                    "peer relay: no public address known, not published (give --relay-public)"
+                ),
+            }
         }
         if list.is_empty() {
             note!("candidates: none (players will use the address the phone book reports)");
         } else {
             let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
             note!("candidates: {}", shown.join(", "));
-        }
-        if let Some(mapper) = mapper {
-            let mapper = Arc::new(mapper);
-            let (watched, t) = (mapper.clone(), traversal.clone());
-            _tasks.push(smol::spawn(async move {
-                let mut seen = watched.status();
-                loop {
-                    seen = watched.changed(&seen).await;
-                    t.update_mapped(watched.mapping().map(|m| m.external));
-                }
-            }));
-            _mapper = Some(mapper);
         }
     }
     let stats = async {
@@ -467,8 +507,8 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     smol::future::or(stats, stop).await;
     drop(_tasks);
     // The router forgets our port now rather than when the lease ends.
-    if let Some(m) = _mapper.and_then(Arc::into_inner) {
-        m.close().await;
+    if let Some(r) = reach {
+        r.close().await;
     }
     if let Some(b) = &book {
         match b.unregister().await {
@@ -476,8 +516,59 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             Err(e) => note!("unregister failed: {e}"),
         }
     }
+    if let Some(relay) = &relay {
+        let s = relay.stats();
+        note!(
+            "peer relay: carried {} sessions, {} bytes in",
+            s.sessions_total.load(std::sync::atomic::Ordering::Relaxed),
+            s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     endpoint.close();
     Ok(())
+}
+
+fn traversal_config(args: &Args) -> TraversalConfig {
+    TraversalConfig {
+        relay_via: args.relay_via.clone(),
+        ..TraversalConfig::default()
+    }
+}
+
+/// Starts our peer relay (`--relay-listen`) for the `--friend` keys.
+fn peer_relay(
+    args: &Args,
+    identity: &Identity,
+    endpoint: &Endpoint,
+    book: Option<&PhoneBook>,
+    listen: SocketAddr,
+) -> Result<peer::net::relay::PeerRelay, Failure> {
+    if book.is_none() {
+        return Err(
+            "--relay-listen needs --phonebook: friends find the relay in our record".into(),
+        );
+    }
+    if args.friends.is_empty() {
+        return Err("--relay-listen relays for friends only: give --friend KEY".into());
+    }
+    if let Ok(quic) = endpoint.local_addr()
+        && quic.port() == listen.port()
+    {
+        return Err("--relay-listen needs a port other than the QUIC one (--listen)".into());
+    }
+    let friends: std::collections::HashSet<PeerId> = args.friends.iter().copied().collect();
+    let relay = peer::net::relay::PeerRelay::start(
+        identity,
+        Arc::new(move |k: &PeerId| friends.contains(k)),
+        peer::net::relay::PeerRelayConfig {
+            listen,
+            ..Default::default()
+        },
+        endpoint.spawner(),
+    )
+    .map_err(|e| format!("--relay-listen {listen}: {e}"))?;
+    note!("peer relay: listening on {}", relay.local_addr());
+    Ok(relay)
 }
 
 async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
@@ -523,12 +614,9 @@ async fn fetch(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             .map(|p| PlayerName::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
         let book = lookup_book(args, &identity)?;
-        let traversal = Traversal::start(
-            endpoint.clone(),
-            Some(book.clone()),
-            TraversalConfig::default(),
-        )
-        .ok_or("the endpoint's control queue is taken")?;
+        let traversal =
+            Traversal::start(endpoint.clone(), Some(book.clone()), traversal_config(args))
+                .ok_or("the endpoint's control queue is taken")?;
         pool.set_traversal(traversal.clone());
         // A port mapped on our router lets players behind strict NATs answer us (it is offered
         // in punch requests); start-up waits at most 2 s when no router answers.

@@ -22,6 +22,8 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use super::paths::{RelayLink, RelayPaths};
 use super::{RelayBook, RelayError};
 use crate::net::runtime::Spawner;
+use crate::net::tls;
+use crate::transfer::serve::Policy;
 
 /// Frames waiting to be written to one relay connection; more are dropped (they are QUIC
 /// datagrams, which QUIC recovers, or control frames that are retried).
@@ -114,6 +116,14 @@ struct State {
     opening: HashMap<u32, smol::channel::Sender<Result<(), CloseReason>>>,
 }
 
+/// Whom an open is for: a player by name (a phone book's relay), or a friend by key (a peer
+/// relay).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OpenTarget<'a> {
+    Name(&'a PlayerName),
+    Key(&'a crate::identity::PeerId),
+}
+
 /// A live relay connection.
 pub struct RelayConn {
     frames: smol::channel::Sender<Vec<u8>>,
@@ -122,6 +132,8 @@ pub struct RelayConn {
     next_session: AtomicU32,
     closed: Arc<AtomicBool>,
     tasks: Mutex<Vec<smol::Task<()>>>,
+    /// Whom incoming sessions are accepted from.
+    policy: Option<Policy>,
 }
 
 impl Drop for RelayConn {
@@ -152,6 +164,7 @@ impl RelayConn {
         paths: Arc<RelayPaths>,
         spawner: &Spawner,
         timeout: Duration,
+        policy: Option<Policy>,
     ) -> Result<Arc<Self>, RelayError> {
         let attempt = async {
             let tcp = smol::net::TcpStream::connect(addr)
@@ -160,12 +173,27 @@ impl RelayConn {
             let _ = tcp.set_nodelay(true);
             let name = ServerName::try_from(book.host.clone())
                 .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
-            let connector = futures_rustls::TlsConnector::from(Arc::new(tls_config(book.pin)));
+            let (config, first) = match &book.peer {
+                // A friend's peer relay: both sides prove their keys.
+                Some(p) => (
+                    tls::client_config(
+                        &p.identity,
+                        Arc::new(tls::ExpectedServer {
+                            expected: p.relay,
+                            seen: Mutex::new(None),
+                        }),
+                        vec![relay::ALPN.to_vec()],
+                    ),
+                    Frame::Join,
+                ),
+                None => (tls_config(book.pin), Frame::Hello { token: book.token }),
+            };
+            let connector = futures_rustls::TlsConnector::from(Arc::new(config));
             let mut tls = connector
                 .connect(name, tcp)
                 .await
                 .map_err(|e| RelayError::Tls(e.to_string()))?;
-            tls.write_all(&encode(&Frame::Hello { token: book.token }))
+            tls.write_all(&encode(&first))
                 .await
                 .map_err(RelayError::Connect)?;
             tls.flush().await.map_err(RelayError::Connect)?;
@@ -205,6 +233,7 @@ impl RelayConn {
             next_session: AtomicU32::new(1),
             closed: closed.clone(),
             tasks: Mutex::new(Vec::new()),
+            policy,
         });
         let weak = Arc::downgrade(&conn);
         let every = Duration::from_secs(u64::from(idle_secs.max(3)) / 3);
@@ -268,7 +297,7 @@ impl RelayConn {
     /// accepted.
     pub(crate) async fn open(
         &self,
-        target: &PlayerName,
+        target: OpenTarget<'_>,
         timeout: Duration,
     ) -> Result<SocketAddr, RelayError> {
         let (session, vaddr) = self.new_route()?;
@@ -284,9 +313,15 @@ impl RelayConn {
         }
         let sent = self
             .frames
-            .send(encode(&Frame::Open {
-                session,
-                target: target.clone(),
+            .send(encode(&match target {
+                OpenTarget::Name(name) => Frame::Open {
+                    session,
+                    target: name.clone(),
+                },
+                OpenTarget::Key(key) => Frame::OpenKey {
+                    session,
+                    target: crate::phonebook::to_public_key(key),
+                },
             }))
             .await;
         let result = if sent.is_err() {
@@ -402,10 +437,14 @@ impl RelayConn {
                 }
                 self.drop_route(session);
             }
-            Frame::Incoming { ticket, .. } => {
-                // Whoever it is, the relay checked that they may see us; the QUIC handshake
-                // checks their key against who we serve.
-                if let Err(e) = self.accept(ticket) {
+            Frame::Incoming { ticket, requester } => {
+                // A phone book's relay checked that they may see us, a peer relay only that
+                // they are its friends: we accept only keys we serve (and the QUIC handshake
+                // checks the key again). Not accepting looks the same as not being there.
+                let requester = crate::phonebook::to_peer_id(&requester);
+                if self.policy.as_ref().is_some_and(|p| !p(&requester)) {
+                    log::debug!("incoming relay session from a key we do not serve: ignored");
+                } else if let Err(e) = self.accept(ticket) {
                     log::debug!("incoming relay session not accepted: {e}");
                 }
             }
@@ -417,7 +456,12 @@ impl RelayConn {
                 log::warn!("the relay cut us off: {reason}");
                 self.closed.store(true, Ordering::Relaxed);
             }
-            Frame::Hello { .. } | Frame::Listen | Frame::Open { .. } | Frame::Accept { .. } => {
+            Frame::Hello { .. }
+            | Frame::Join
+            | Frame::Listen
+            | Frame::Open { .. }
+            | Frame::OpenKey { .. }
+            | Frame::Accept { .. } => {
                 log::debug!("relay sent a frame only peers send");
             }
         }

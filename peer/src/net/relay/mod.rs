@@ -9,6 +9,7 @@
 //! lets no UDP through and no call could reach us).
 
 pub mod client;
+pub mod hub;
 pub mod paths;
 
 use std::collections::HashMap;
@@ -20,9 +21,15 @@ use std::time::Duration;
 use phonebook_proto::PlayerName;
 use phonebook_proto::relay::{CloseReason, RefuseReason, TICKET_LEN, TOKEN_LEN};
 
+use crate::identity::{Identity, PeerId};
 use crate::net::runtime::Spawner;
+use crate::transfer::serve::Policy;
 pub use client::RelayConn;
+pub use hub::{PeerRelay, PeerRelayConfig};
 pub use paths::RelayPaths;
+
+/// [`RelayBook::index`] of the first peer relay ([`RelayBook::peer`]); phone books count from 0.
+pub const PEER_RELAY_INDEX: usize = 1 << 20;
 
 /// A phone book's relay as the last registration there announced it.
 #[derive(Clone)]
@@ -37,6 +44,32 @@ pub struct RelayBook {
     pub pin: [u8; 32],
     /// Our lookup token there, raw.
     pub token: [u8; TOKEN_LEN],
+    /// For a friend's peer relay (docs/PROTOCOL.md "Peer relays"), instead of `pin` and
+    /// `token`: the key it must prove and the identity we prove.
+    pub peer: Option<PeerRelayAuth>,
+}
+
+/// How a peer relay and we prove ourselves: by our keys, in the TLS handshake.
+#[derive(Clone, Debug)]
+pub struct PeerRelayAuth {
+    /// The relay's owner's key, from its verified record.
+    pub relay: PeerId,
+    /// Ours.
+    pub identity: Arc<Identity>,
+}
+
+impl RelayBook {
+    /// A friend's peer relay at `addr`, owned by `relay`; we prove `identity`.
+    pub fn peer(index: usize, addr: SocketAddr, relay: PeerId, identity: Arc<Identity>) -> Self {
+        Self {
+            index,
+            addr,
+            host: crate::net::tls::SERVER_NAME.to_owned(),
+            pin: [0; 32],
+            token: [0; TOKEN_LEN],
+            peer: Some(PeerRelayAuth { relay, identity }),
+        }
+    }
 }
 
 impl fmt::Debug for RelayBook {
@@ -44,6 +77,7 @@ impl fmt::Debug for RelayBook {
         f.debug_struct("RelayBook")
             .field("index", &self.index)
             .field("host", &self.host)
+            .field("peer", &self.peer.as_ref().map(|p| p.relay))
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +122,6 @@ impl fmt::Display for RelayError {
 impl std::error::Error for RelayError {}
 
 /// The relay connections of one endpoint.
-#[derive(Debug)]
 pub struct Relays {
     paths: Arc<RelayPaths>,
     spawner: Spawner,
@@ -96,6 +129,17 @@ pub struct Relays {
     /// One slot per phone book (by index), each with its own lock: connecting to one relay
     /// (which may hang until `timeout`) never holds up another.
     conns: std::sync::Mutex<HashMap<usize, Slot>>,
+    /// Whom we accept incoming sessions from (the keys we serve); `None`: anyone the relay
+    /// lets through.
+    policy: std::sync::Mutex<Option<Policy>>,
+}
+
+impl fmt::Debug for Relays {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relays")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 type Slot = Arc<smol::lock::Mutex<Option<Arc<RelayConn>>>>;
@@ -109,7 +153,15 @@ impl Relays {
             spawner,
             timeout,
             conns: Default::default(),
+            policy: Default::default(),
         }
+    }
+
+    /// Accepts incoming sessions only from keys `policy` admits (the serve policy), on
+    /// connections made from now on. A peer relay tells its friends nothing about us unless we
+    /// accept, so a player that serves friends only should set it.
+    pub fn set_policy(&self, policy: Option<Policy>) {
+        *self.policy.lock().expect("not poisoned") = policy;
     }
 
     fn slot(&self, index: usize) -> Slot {
@@ -131,12 +183,14 @@ impl Relays {
             return Ok(c.clone());
         }
         *slot = None;
+        let policy = self.policy.lock().expect("not poisoned").clone();
         let c = RelayConn::connect(
             book.addr,
             book,
             self.paths.clone(),
             &self.spawner,
             self.timeout,
+            policy,
         )
         .await?;
         *slot = Some(c.clone());
@@ -150,7 +204,17 @@ impl Relays {
         target: &PlayerName,
     ) -> Result<SocketAddr, RelayError> {
         let c = self.conn(book).await?;
-        c.open(target, self.timeout).await
+        c.open(client::OpenTarget::Name(target), self.timeout).await
+    }
+
+    /// A session to the player whose key is `target` through a peer relay (`book.peer`).
+    pub async fn open_key(
+        &self,
+        book: &RelayBook,
+        target: &PeerId,
+    ) -> Result<SocketAddr, RelayError> {
+        let c = self.conn(book).await?;
+        c.open(client::OpenTarget::Key(target), self.timeout).await
     }
 
     /// Accepts the session of a relay call from `book`'s phone book: the virtual address the

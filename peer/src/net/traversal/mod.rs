@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod keepalive;
 pub mod local;
+pub mod peer_relays;
 pub mod punch;
 
 use std::collections::HashMap;
@@ -69,6 +70,10 @@ pub struct TraversalConfig {
     /// tried while the previous one still may answer, so a phone book that is down (or whose
     /// packets vanish) costs this delay, not the whole connect timeout.
     pub relay_stagger: Duration,
+    /// Friends whose peer relays we use (docs/PROTOCOL.md "Peer relays"), tried before the
+    /// phone books' relays; at most [`peer_relays::MAX_RELAY_VIA`]. We also hold a listening
+    /// connection to each, since no phone book can call us there.
+    pub relay_via: Vec<PlayerName>,
 }
 
 impl Default for TraversalConfig {
@@ -81,6 +86,7 @@ impl Default for TraversalConfig {
             keepalive: KeepAlivePolicy::default(),
             relay_after: Duration::from_secs(1),
             relay_stagger: Duration::from_millis(750),
+            relay_via: Vec::new(),
         }
     }
 }
@@ -141,6 +147,8 @@ pub struct Traversal {
     mapped: Mutex<Option<SocketAddr>>,
     /// Relay connections, for peers no direct path reaches.
     relays: Relays,
+    /// Friends' peer relays, as last looked up.
+    peer_relays: Mutex<peer_relays::Cache>,
     _rx: Mutex<Option<smol::Task<()>>>,
 }
 
@@ -178,6 +186,7 @@ impl Traversal {
                 endpoint.spawner().clone(),
                 endpoint.connect_timeout(),
             ),
+            peer_relays: Mutex::default(),
             _rx: Mutex::new(None),
         });
         let weak = Arc::downgrade(&me);
@@ -560,8 +569,9 @@ impl Traversal {
 
     /// Holds a connection to every phone book's relay on which incoming sessions are
     /// announced: for a network that lets no UDP through, where no relay call reaches us.
+    /// Also to every friend's peer relay ([`Traversal::listen_on_peer_relays`]).
     pub async fn listen_on_relays(&self) -> usize {
-        let mut n = 0;
+        let mut n = self.listen_on_peer_relays().await;
         for book in self.relay_books() {
             if self.relays.is_connected(&book).await {
                 n += 1;
@@ -570,6 +580,32 @@ impl Traversal {
             match self.relays.listen(&book).await {
                 Ok(()) => n += 1,
                 Err(e) => log::info!("cannot listen on a relay: {e}"),
+            }
+        }
+        n
+    }
+
+    /// Holds a listening connection to every friend's peer relay in
+    /// [`TraversalConfig::relay_via`]: a peer relay cannot call us, so we wait there whatever
+    /// our network. The number held.
+    pub async fn listen_on_peer_relays(&self) -> usize {
+        let mut n = 0;
+        for book in self.peer_relay_books().await {
+            if self.relays.is_connected(&book).await {
+                n += 1;
+                continue;
+            }
+            if self.peer_relay_refused_lately(book.index) {
+                continue;
+            }
+            match self.relays.listen(&book).await {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    if matches!(e, crate::net::relay::RelayError::Refused(_)) {
+                        self.peer_relay_refused(book.index);
+                    }
+                    log::info!("cannot listen on a friend's peer relay: {e}");
+                }
             }
         }
         n

@@ -97,6 +97,8 @@ impl Target {
     ) -> Self {
         let mut addrs: Vec<(SocketAddr, PathKind)> = candidates
             .iter()
+            // A peer relay's address is TCP, not QUIC.
+            .filter(|c| c.kind != phonebook_proto::CandidateKind::Relay)
             .map(|c| (c.addr, PathKind::Candidate(c.kind)))
             .collect();
         if !addrs.iter().any(|(a, _)| *a == reported) {
@@ -208,25 +210,40 @@ impl Traversal {
         // when our UDP is known to be blocked): one phone book's relay after another, each
         // `relay_stagger` after the previous one, the first session to complete a handshake
         // wins. Any phone book both players use will do, so one that is down costs a stagger.
-        let relay_books = self.relay_books();
-        let relay_tries = relay_books.len();
+        // Friends' peer relays come first (they spare the phone book's operator), then the
+        // phone books' relays.
+        let via = self
+            .config
+            .relay_via
+            .len()
+            .min(super::peer_relays::MAX_RELAY_VIA);
+        let phone_books = self.relay_books();
+        let relay_tries = phone_books.len() + via;
         if let Some(name) = target.name.clone() {
             let first = if self.udp_blocked() {
                 Duration::ZERO
             } else {
                 self.config.relay_after
             };
-            for (i, book) in relay_books.into_iter().enumerate() {
+            for i in 0..relay_tries {
                 let (me, tx, key, name) = (self.clone(), tx.clone(), target.key, name.clone());
                 let after = first + self.config.relay_stagger * i as u32;
+                let phone_book = i.checked_sub(via).and_then(|j| phone_books.get(j).cloned());
                 tasks.push(spawner.spawn(async move {
                     smol::Timer::after(after).await;
                     let result = async {
-                        let vaddr = me
-                            .relays()
-                            .open(&book, &name)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let vaddr = match phone_book {
+                            Some(book) => me.relays().open(&book, &name).await,
+                            None => {
+                                let books = me.peer_relay_books().await;
+                                let index = crate::net::relay::PEER_RELAY_INDEX + i;
+                                match books.into_iter().find(|b| b.index == index) {
+                                    Some(book) => me.relays().open_key(&book, &key).await,
+                                    None => Err(crate::net::relay::RelayError::NoRelay),
+                                }
+                            }
+                        }
+                        .map_err(|e| e.to_string())?;
                         match me.endpoint.connect_once(vaddr, key).await {
                             Ok(conn) => Ok((vaddr, conn)),
                             Err(e) => {
