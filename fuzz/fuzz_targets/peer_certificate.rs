@@ -3,5 +3,5 @@ use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::CertificateDer;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = peer::tls::key_of_certificate(&CertificateDer::from(data));
+    let _ = peer::net::tls::key_of_certificate(&CertificateDer::from(data));
 });

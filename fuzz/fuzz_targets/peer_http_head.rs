@@ -2,8 +2,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Some(h)) = peer::http_client::parse_head(data) {
+    if let Ok(Some(h)) = peer::phonebook::http_client::parse_head(data) {
         assert!(h.len <= data.len());
-        assert!(h.content_length <= peer::http_client::MAX_BODY);
+        assert!(h.content_length <= peer::phonebook::http_client::MAX_BODY);
     }
 });

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peer::wire::{RecordHeader, Status};
+use peer::transfer::wire::{RecordHeader, Status};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bytes) = <[u8; 5]>::try_from(data) {

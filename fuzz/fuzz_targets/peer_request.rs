@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peer::wire::Request;
+use peer::transfer::wire::Request;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Request::decode(data) {

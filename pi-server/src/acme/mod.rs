@@ -20,7 +20,7 @@
 mod http;
 mod jws;
 
-pub use http::{Client, EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES};
+pub use http::{Client, EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, Response, parse_response, split_url};
 pub use jws::{AccountKey, b64url};
 
 use crate::config::Config;
