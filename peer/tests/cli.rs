@@ -563,7 +563,7 @@ fn serve_relays_for_its_friends_and_publishes_the_relay_in_its_record() {
     let name = PlayerName::parse("Urianger Augurelt@Gilgamesh").unwrap();
     let published = smol::block_on(async {
         asker.register(5007, Visibility::Public, &[]).await.unwrap();
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Ok(found) = asker.lookup(&name).await
                 && let Some(c) = found
                     .record

@@ -443,6 +443,10 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
     let mut _tasks = Vec::new();
     let mut reach = None;
     if let Some(b) = &book {
+        // A relay address given outright goes into the first registration already.
+        if relay.is_some() {
+            b.set_relay_addr(args.relay_public);
+        }
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
