@@ -11,9 +11,11 @@ use std::thread::JoinHandle;
 /// Most threads a node runs.
 pub const MAX_THREADS: usize = 8;
 /// How long a dropped node waits for its last tasks (connection closes, the QUIC driver) to
-/// end before it stops its threads; a task still pending then is dropped with the executor
-/// only if nothing else holds it.
+/// end before it stops its threads.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long stopped threads keep running tasks that are still pending (a connection still
+/// closing holds the UDP socket) before they exit anyway; the drop does not wait for them.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An executor and its threads; dropping it stops and joins them.
 pub(crate) struct Threads {
@@ -42,6 +44,13 @@ impl Threads {
                         smol::block_on(ex.run(async {
                             let _ = stopped.recv().await;
                         }));
+                        // Stopped: finish what is left, so that it releases its socket.
+                        let until = std::time::Instant::now() + LINGER;
+                        while !ex.is_empty() && std::time::Instant::now() < until {
+                            smol::block_on(smol::future::or(ex.tick(), async {
+                                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                            }));
+                        }
                     })?,
             );
         }
@@ -57,11 +66,14 @@ impl Drop for Threads {
         while !self.ex.is_empty() && started.elapsed() < DRAIN && !self.handles.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        if !self.ex.is_empty() {
-            log::debug!("node threads stop with tasks still pending");
-        }
         // Closing the channel ends every thread's `run`.
         drop(self.stop.take());
+        if !self.ex.is_empty() {
+            // They finish the rest (at most LINGER) and exit on their own: not waited for.
+            log::debug!("node threads stop with tasks still pending");
+            self.handles.clear();
+            return;
+        }
         let me = std::thread::current().id();
         for h in self.handles.drain(..) {
             // A node dropped from one of its own tasks cannot wait for its own thread.
