@@ -489,7 +489,11 @@ async fn connection(
                 let decoded = Frame::decode(&buf[start..]);
                 match decoded {
                     Ok(Some((f, used))) => {
-                        on_frame(id, peer, f, &hub, &shared, udp.as_deref())?;
+                        if let Err(why) = on_frame(id, peer, f, &hub, &shared, udp.as_deref()) {
+                            // Give the writer a moment to send the `Refused` that says why.
+                            Timer::after(Duration::from_millis(50)).await;
+                            return Err(why);
+                        }
                         start += used;
                     }
                     Ok(None) => break,

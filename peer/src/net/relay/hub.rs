@@ -362,7 +362,11 @@ async fn connection(
             loop {
                 match Frame::decode(&buf[start..]) {
                     Ok(Some((f, used))) => {
-                        on_frame(id, key, f, shared)?;
+                        if let Err(why) = on_frame(id, key, f, shared) {
+                            // Give the writer a moment to send the `Refused` that says why.
+                            smol::Timer::after(Duration::from_millis(50)).await;
+                            return Err(why);
+                        }
                         start += used;
                     }
                     Ok(None) => break,
