@@ -22,6 +22,7 @@ pub mod candidate;
 pub mod error;
 pub mod json;
 pub mod key;
+pub mod lookup_id;
 pub mod name;
 pub mod relay;
 pub mod relay_hub;
@@ -34,8 +35,9 @@ pub use candidate::{Candidate, CandidateKind, MAX_CANDIDATES};
 pub use error::{ErrorBody, ErrorCode};
 pub use json::BodyError;
 pub use key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
+pub use lookup_id::{LookupId, LookupIdError};
 pub use name::{NameError, PlayerName};
-pub use request::{BatchLookup, MAX_BATCH, MAX_FRIENDS, Register, Unregister};
+pub use request::{Asked, BatchLookup, MAX_BATCH, MAX_FRIENDS, Register, Unregister};
 pub use response::{BatchAnswer, Health, LookupRecord, RecordError, RegisterAnswer};
 pub use signed::{FriendsSalt, RecordFields, Visibility, friends_digest, public_digest};
 

@@ -4,9 +4,11 @@ use crate::b64;
 use crate::candidate::{Candidate, MAX_CANDIDATES, check_list};
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
 use crate::key::{FriendKey, KeyError, Keypair, PublicKey, Signature};
+use crate::lookup_id::LookupId;
 use crate::name::PlayerName;
 use crate::signed::{
     FriendsSalt, RecordFields, Visibility, friends_digest, public_digest, unregister_message,
+    unregister_message_id,
 };
 use nanoserde::SerJson;
 use std::net::IpAddr;
@@ -24,9 +26,24 @@ fn limits() -> Limits {
     }
 }
 
-fn name_field(f: &mut Fields) -> Result<PlayerName, BodyError> {
-    let s = f.str("playerName")?;
-    PlayerName::parse(&s).map_err(|e| BodyError::Invalid("playerName", e.to_string()))
+/// Who a signed request is about: `lookupId` (the blinded form every current client sends), or
+/// `playerName` (the form of the original plan, hashed on arrival), exactly one of the two.
+fn subject_field(f: &mut Fields) -> Result<(LookupId, Option<PlayerName>), BodyError> {
+    match (f.opt_str("lookupId")?, f.opt_str("playerName")?) {
+        (Some(_), Some(_)) => Err(BodyError::Invalid(
+            "lookupId",
+            "send lookupId or playerName, not both".into(),
+        )),
+        (Some(t), None) => LookupId::parse(&t)
+            .map(|id| (id, None))
+            .map_err(|e| BodyError::Invalid("lookupId", e.to_string())),
+        (None, Some(t)) => {
+            let name = PlayerName::parse(&t)
+                .map_err(|e| BodyError::Invalid("playerName", e.to_string()))?;
+            Ok((LookupId::of(&name), Some(name)))
+        }
+        (None, None) => Err(BodyError::Missing("lookupId")),
+    }
 }
 
 fn key_field(f: &mut Fields, name: &'static str) -> Result<PublicKey, BodyError> {
@@ -53,12 +70,15 @@ fn sig_field(f: &mut Fields) -> Result<Signature, BodyError> {
     Signature::from_base64(&s).map_err(|e| BodyError::Invalid("signature", e.to_string()))
 }
 
-/// `POST /api/register`: a signed claim that `name` is at `port` under `key`.
+/// `POST /api/register`: a signed claim that the player `id` is at `port` under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Register {
-    /// The player.
-    pub name: PlayerName,
-    /// The player's key; the name is bound to it.
+    /// The player's blinded name: what the phone book stores.
+    pub id: LookupId,
+    /// The player's name when the request carried it (`playerName`, signed with a message of
+    /// version 1 or 2); `None` for a registration by id (version 3), what the constructors build.
+    pub name: Option<PlayerName>,
+    /// The player's key; the record is bound to it.
     pub key: PublicKey,
     /// The player's QUIC port.
     pub port: u16,
@@ -84,8 +104,10 @@ pub struct Register {
 
 #[derive(SerJson)]
 struct RegisterWire {
+    #[nserde(rename = "lookupId")]
+    lookup_id: Option<String>,
     #[nserde(rename = "playerName")]
-    player_name: String,
+    player_name: Option<String>,
     port: u16,
     #[nserde(rename = "publicKey")]
     public_key: String,
@@ -146,7 +168,8 @@ impl Register {
         timestamp: u64,
     ) -> Self {
         let mut r = Register {
-            name,
+            id: LookupId::of(&name),
+            name: None,
             key: keypair.public(),
             port,
             visibility,
@@ -165,6 +188,16 @@ impl Register {
     /// the server), signed again with `keypair`.
     pub fn with_candidates(mut self, keypair: &Keypair, candidates: Vec<Candidate>) -> Self {
         self.candidates = candidates;
+        self.resign(keypair);
+        self
+    }
+
+    /// The same registration in the form of the original plan: carrying `playerName` in clear
+    /// and signing the message of version 1 or 2, signed again with `keypair`. Servers accept it
+    /// for compatibility and hash the name on arrival; clients should not send it.
+    pub fn signed_by_name(mut self, keypair: &Keypair, name: PlayerName) -> Self {
+        self.id = LookupId::of(&name);
+        self.name = Some(name);
         self.resign(keypair);
         self
     }
@@ -188,7 +221,8 @@ impl Register {
     /// The signed fields.
     pub fn fields(&self) -> RecordFields<'_> {
         RecordFields {
-            name: &self.name,
+            id: &self.id,
+            name: self.name.as_ref(),
             key: &self.key,
             port: self.port,
             visibility: self.visibility,
@@ -206,7 +240,7 @@ impl Register {
     /// Parses and validates a body (not the signature: call [`Register::verify`]).
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         let mut f = Fields::parse(body, limits())?;
-        let name = name_field(&mut f)?;
+        let (id, name) = subject_field(&mut f)?;
         let port = f.int("port", 1..=65535)? as u16;
         let key = key_field(&mut f, "publicKey")?;
         let vis = f.str("visibility")?;
@@ -259,6 +293,7 @@ impl Register {
         let signature = sig_field(&mut f)?;
         f.finish()?;
         Ok(Register {
+            id,
             name,
             key,
             port,
@@ -275,7 +310,8 @@ impl Register {
     /// The JSON body.
     pub fn to_json(&self) -> String {
         RegisterWire {
-            player_name: self.name.as_str().to_owned(),
+            lookup_id: self.name.is_none().then(|| self.id.to_text()),
+            player_name: self.name.as_ref().map(|n| n.as_str().to_owned()),
             port: self.port,
             public_key: self.key.to_base64(),
             visibility: self.visibility.as_str().to_owned(),
@@ -292,11 +328,13 @@ impl Register {
     }
 }
 
-/// `DELETE /api/unregister`: a signed request to drop `name` now.
+/// `DELETE /api/unregister`: a signed request to drop the record of `id` under `key` now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unregister {
-    /// The player.
-    pub name: PlayerName,
+    /// The player's blinded name.
+    pub id: LookupId,
+    /// The player's name when the request carried it (version 1); `None`: by id (version 3).
+    pub name: Option<PlayerName>,
     /// The key the name is bound to.
     pub key: PublicKey,
     /// Unix milliseconds when signed.
@@ -307,8 +345,10 @@ pub struct Unregister {
 
 #[derive(SerJson)]
 struct UnregisterWire {
+    #[nserde(rename = "lookupId")]
+    lookup_id: Option<String>,
     #[nserde(rename = "playerName")]
-    player_name: String,
+    player_name: Option<String>,
     #[nserde(rename = "publicKey")]
     public_key: String,
     timestamp: u64,
@@ -316,35 +356,56 @@ struct UnregisterWire {
 }
 
 impl Unregister {
-    /// Builds and signs an unregistration.
+    /// Builds and signs an unregistration by id (version 3).
     pub fn sign(keypair: &Keypair, name: PlayerName, timestamp: u64) -> Self {
         let key = keypair.public();
-        let signature = keypair.sign(&unregister_message(&name, &key, timestamp));
+        let id = LookupId::of(&name);
+        let signature = keypair.sign(&unregister_message_id(&id, &key, timestamp));
         Unregister {
-            name,
+            id,
+            name: None,
             key,
             timestamp,
             signature,
         }
     }
 
+    /// Builds and signs an unregistration in the form of the original plan (`playerName`,
+    /// version 1), which servers accept for compatibility.
+    pub fn sign_by_name(keypair: &Keypair, name: PlayerName, timestamp: u64) -> Self {
+        let key = keypair.public();
+        let signature = keypair.sign(&unregister_message(&name, &key, timestamp));
+        Unregister {
+            id: LookupId::of(&name),
+            name: Some(name),
+            key,
+            timestamp,
+            signature,
+        }
+    }
+
+    fn message(&self) -> Vec<u8> {
+        match &self.name {
+            Some(name) => unregister_message(name, &self.key, self.timestamp),
+            None => unregister_message_id(&self.id, &self.key, self.timestamp),
+        }
+    }
+
     /// Checks the signature.
     pub fn verify(&self) -> Result<(), KeyError> {
-        self.key.verify(
-            &unregister_message(&self.name, &self.key, self.timestamp),
-            &self.signature,
-        )
+        self.key.verify(&self.message(), &self.signature)
     }
 
     /// Parses and validates a body (not the signature).
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         let mut f = Fields::parse(body, limits())?;
-        let name = name_field(&mut f)?;
+        let (id, name) = subject_field(&mut f)?;
         let key = key_field(&mut f, "publicKey")?;
         let timestamp = f.int("timestamp", 0..=MAX_SAFE_INT)?;
         let signature = sig_field(&mut f)?;
         f.finish()?;
         Ok(Unregister {
+            id,
             name,
             key,
             timestamp,
@@ -355,7 +416,8 @@ impl Unregister {
     /// The JSON body.
     pub fn to_json(&self) -> String {
         UnregisterWire {
-            player_name: self.name.as_str().to_owned(),
+            lookup_id: self.name.is_none().then(|| self.id.to_text()),
+            player_name: self.name.as_ref().map(|n| n.as_str().to_owned()),
             public_key: self.key.to_base64(),
             timestamp: self.timestamp,
             signature: self.signature.to_base64(),
@@ -364,37 +426,95 @@ impl Unregister {
     }
 }
 
-/// `POST /api/lookup`: many names at once (at most [`MAX_BATCH`]).
+/// One player asked for in a lookup: by id, or by name (hashed on arrival; the answer then
+/// echoes the name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// The blinded name.
+    pub id: LookupId,
+    /// The name, when the request carried it.
+    pub name: Option<PlayerName>,
+}
+
+impl Asked {
+    /// Asks by id for `name` (what clients send).
+    pub fn blind(name: &PlayerName) -> Self {
+        Asked {
+            id: LookupId::of(name),
+            name: None,
+        }
+    }
+
+    /// Asks by name (the form of the original plan).
+    pub fn named(name: PlayerName) -> Self {
+        Asked {
+            id: LookupId::of(&name),
+            name: Some(name),
+        }
+    }
+}
+
+/// `POST /api/lookup`: many players at once (at most [`MAX_BATCH`]), as `ids` or as `names`
+/// (one of the two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchLookup {
-    /// The names asked for.
-    pub names: Vec<PlayerName>,
+    /// The players asked for, in order.
+    pub asked: Vec<Asked>,
 }
 
 #[derive(SerJson)]
 struct BatchWire {
-    names: Vec<String>,
+    ids: Option<Vec<String>>,
+    names: Option<Vec<String>>,
 }
 
 impl BatchLookup {
     /// Parses and validates a body.
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         let mut f = Fields::parse(body, limits())?;
-        let text = f
-            .opt_str_array("names", MAX_BATCH)?
-            .ok_or(BodyError::Missing("names"))?;
+        let ids = f.opt_str_array("ids", MAX_BATCH)?;
+        let names = f.opt_str_array("names", MAX_BATCH)?;
         f.finish()?;
-        let names = text
-            .iter()
-            .map(|s| PlayerName::parse(s).map_err(|e| BodyError::Invalid("names", e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(BatchLookup { names })
+        let asked = match (ids, names) {
+            (Some(_), Some(_)) => {
+                return Err(BodyError::Invalid(
+                    "ids",
+                    "send ids or names, not both".into(),
+                ));
+            }
+            (None, None) => return Err(BodyError::Missing("ids")),
+            (Some(ids), None) => ids
+                .iter()
+                .map(|s| {
+                    LookupId::parse(s)
+                        .map(|id| Asked { id, name: None })
+                        .map_err(|e| BodyError::Invalid("ids", e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, Some(names)) => names
+                .iter()
+                .map(|s| {
+                    PlayerName::parse(s)
+                        .map(Asked::named)
+                        .map_err(|e| BodyError::Invalid("names", e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(BatchLookup { asked })
     }
 
-    /// The JSON body.
+    /// The JSON body: `ids` when every entry is asked by id, else `names` (all entries must
+    /// then carry a name; entries without one are left out).
     pub fn to_json(&self) -> String {
+        let by_id = self.asked.iter().all(|a| a.name.is_none());
         BatchWire {
-            names: self.names.iter().map(|n| n.as_str().to_owned()).collect(),
+            ids: by_id.then(|| self.asked.iter().map(|a| a.id.to_text()).collect()),
+            names: (!by_id).then(|| {
+                self.asked
+                    .iter()
+                    .filter_map(|a| a.name.as_ref().map(|n| n.as_str().to_owned()))
+                    .collect()
+            }),
         }
         .serialize_json()
     }
@@ -442,7 +562,22 @@ mod tests {
 
     #[test]
     fn register_errors_name_the_field() {
-        let good = Register::sign_public(&kp(1), name("Alice Smith@Gilgamesh"), 5000, 1).to_json();
+        let n = name("Alice Smith@Gilgamesh");
+        let by_id = Register::sign_public(&kp(1), n.clone(), 5000, 1);
+        let id_json = by_id.to_json();
+        assert!(id_json.contains("\"lookupId\"") && !id_json.contains("Alice"));
+        for (body, field) in [
+            (id_json.replace("\"lookupId\":\"", "\"lookupId\":\"x"), "lookupId"),
+            (
+                id_json.replace("{", "{\"playerName\":\"Alice Smith@Gilgamesh\","),
+                "lookupId",
+            ),
+            (id_json.replace("\"lookupId\"", "\"lookupid\""), "lookupId"),
+        ] {
+            let e = Register::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{body}: {e}");
+        }
+        let good = by_id.signed_by_name(&kp(1), n).to_json();
         let cases: Vec<(String, &str)> = vec![
             (good.replace("5000", "0"), "port"),
             (good.replace("5000", "70000"), "port"),
@@ -470,7 +605,7 @@ mod tests {
         let cased = good.replace("\"playerName\"", "\"PlayerName\"");
         assert_eq!(
             Register::from_json(cased.as_bytes()),
-            Err(BodyError::Missing("playerName"))
+            Err(BodyError::Missing("lookupId"))
         );
         let both = good.replace("{", "{\"PlayerName\":\"Alice Smith@Gilgamesh\",");
         assert_eq!(
@@ -596,17 +731,40 @@ mod tests {
     #[test]
     fn unregister_and_batch_roundtrip() {
         let u = Unregister::sign(&kp(4), name("Bob Jones@Ultros"), 77);
-        let back = Unregister::from_json(u.to_json().as_bytes()).unwrap();
+        let json = u.to_json();
+        assert!(json.contains("lookupId") && !json.contains("Bob"), "{json}");
+        let back = Unregister::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, u);
         assert_eq!(back.verify(), Ok(()));
-        let b = BatchLookup {
-            names: vec![name("Bob Jones@Ultros"), name("Aa Bb@Exodus")],
-        };
-        assert_eq!(BatchLookup::from_json(b.to_json().as_bytes()), Ok(b));
+        // The original plan's form: by name, hashed on arrival to the same id.
+        let n = Unregister::sign_by_name(&kp(4), name("Bob Jones@Ultros"), 77);
+        let back = Unregister::from_json(n.to_json().as_bytes()).unwrap();
+        assert_eq!((back.id, back.verify()), (u.id, Ok(())));
+        // A signature by name does not pass as one by id.
+        let mut swapped = back;
+        swapped.name = None;
+        assert!(swapped.verify().is_err());
+        for b in [
+            BatchLookup {
+                asked: vec![
+                    Asked::blind(&name("Bob Jones@Ultros")),
+                    Asked::blind(&name("Aa Bb@Exodus")),
+                ],
+            },
+            BatchLookup {
+                asked: vec![Asked::named(name("Bob Jones@Ultros"))],
+            },
+        ] {
+            assert_eq!(BatchLookup::from_json(b.to_json().as_bytes()), Ok(b));
+        }
         let too_many = BatchLookup {
-            names: vec![name("Bob Jones@Ultros"); MAX_BATCH + 1],
+            asked: vec![Asked::blind(&name("Bob Jones@Ultros")); MAX_BATCH + 1],
         };
         assert!(BatchLookup::from_json(too_many.to_json().as_bytes()).is_err());
+        let both = br#"{"ids":[],"names":[]}"#;
+        assert_eq!(BatchLookup::from_json(both).unwrap_err().field(), Some("ids"));
+        let bad = br#"{"ids":["Bob Jones@Ultros"]}"#;
+        assert_eq!(BatchLookup::from_json(bad).unwrap_err().field(), Some("ids"));
     }
 
     proptest! {

@@ -4,6 +4,7 @@ use crate::b64;
 use crate::candidate::Candidate;
 use crate::json::{BodyError, Fields, Limits, MAX_SAFE_INT};
 use crate::key::{KeyError, PublicKey, Signature};
+use crate::lookup_id::LookupId;
 use crate::name::PlayerName;
 use crate::request::{MAX_BATCH, candidates_field};
 use crate::signed::{RecordFields, Visibility};
@@ -77,8 +78,10 @@ impl RegisterAnswer {
 /// requester can check name -> key -> port without trusting the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupRecord {
-    /// The name as registered.
-    pub name: PlayerName,
+    /// The player's blinded name.
+    pub id: LookupId,
+    /// The name, when the lookup asked by name (the server echoes it; it never stores it).
+    pub name: Option<PlayerName>,
     /// The owner's address (observed by the server; not covered by the signature).
     pub ip: IpAddr,
     /// The owner's QUIC port.
@@ -102,9 +105,12 @@ pub struct LookupRecord {
 /// The JSON form of a [`LookupRecord`].
 #[derive(Debug, SerJson)]
 pub struct LookupRecordWire {
-    /// See [`LookupRecord::name`].
+    /// See [`LookupRecord::id`].
+    #[nserde(rename = "lookupId")]
+    pub lookup_id: String,
+    /// See [`LookupRecord::name`] (absent for a lookup by id).
     #[nserde(rename = "playerName")]
-    pub player_name: String,
+    pub player_name: Option<String>,
     /// See [`LookupRecord::ip`].
     pub ip: String,
     /// See [`LookupRecord::port`].
@@ -153,10 +159,12 @@ impl core::fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 impl LookupRecord {
-    /// The fields the owner signed.
-    pub fn fields(&self) -> RecordFields<'_> {
+    /// The fields the owner signed, in the form of record version 3 (by id) or, given the
+    /// name, of versions 1 and 2.
+    pub fn fields<'a>(&'a self, name: Option<&'a PlayerName>) -> RecordFields<'a> {
         RecordFields {
-            name: &self.name,
+            id: &self.id,
+            name,
             key: &self.key,
             port: self.port,
             visibility: self.visibility,
@@ -166,15 +174,26 @@ impl LookupRecord {
         }
     }
 
-    /// Checks the owner's signature over name, key, port, visibility, candidates and timestamp.
-    pub fn verify(&self) -> Result<(), KeyError> {
-        self.key.verify(&self.fields().message(), &self.signature)
+    /// Checks the owner's signature over id (or name), key, port, visibility, candidates and
+    /// timestamp. A record registered by id signs the version-3 message; one registered by name
+    /// (the original plan's form) signs the name, which only a client that knows it can check:
+    /// `name` is tried when the id form fails.
+    pub fn verify(&self, name: Option<&PlayerName>) -> Result<(), KeyError> {
+        let by_id = self.key.verify(&self.fields(None).message(), &self.signature);
+        match (by_id, name) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(n)) => self
+                .key
+                .verify(&self.fields(Some(n)).message(), &self.signature),
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// The JSON form.
     pub fn to_wire(&self) -> LookupRecordWire {
         LookupRecordWire {
-            player_name: self.name.as_str().to_owned(),
+            lookup_id: self.id.to_text(),
+            player_name: self.name.as_ref().map(|n| n.as_str().to_owned()),
             ip: self.ip.to_string(),
             port: self.port,
             public_key: self.key.to_base64(),
@@ -197,7 +216,11 @@ impl LookupRecord {
         let inv = |field: &'static str, e: &dyn core::fmt::Display| {
             BodyError::Invalid(field, e.to_string())
         };
-        let name = PlayerName::parse(&f.str("playerName")?).map_err(|e| inv("playerName", &e))?;
+        let id = LookupId::parse(&f.str("lookupId")?).map_err(|e| inv("lookupId", &e))?;
+        let name = f
+            .opt_str("playerName")?
+            .map(|t| PlayerName::parse(&t).map_err(|e| inv("playerName", &e)))
+            .transpose()?;
         let ip = f
             .str("ip")?
             .parse()
@@ -215,6 +238,7 @@ impl LookupRecord {
         let expires_in = f.int("expiresIn", 0..=MAX_SAFE_INT)?;
         f.ignore_rest();
         Ok(LookupRecord {
+            id,
             name,
             ip,
             port,
@@ -236,11 +260,17 @@ impl LookupRecord {
     /// Parses an answer for `asked` and checks the owner's signature: what a client should use.
     pub fn from_json_verified(body: &[u8], asked: &PlayerName) -> Result<Self, RecordError> {
         let r = Self::from_json(body).map_err(RecordError::Body)?;
-        if r.name != *asked {
+        r.check(asked)?;
+        Ok(r)
+    }
+
+    /// Checks that the record is for `asked` (its id, and its echoed name if any) and that the
+    /// owner signed it.
+    pub fn check(&self, asked: &PlayerName) -> Result<(), RecordError> {
+        if self.id != LookupId::of(asked) || self.name.as_ref().is_some_and(|n| n != asked) {
             return Err(RecordError::WrongName);
         }
-        r.verify().map_err(RecordError::Signature)?;
-        Ok(r)
+        self.verify(Some(asked)).map_err(RecordError::Signature)
     }
 }
 
@@ -340,6 +370,7 @@ mod tests {
             ],
         );
         LookupRecord {
+            id: reg.id,
             name: reg.name.clone(),
             ip: "2001:db8::1".parse().unwrap(),
             port: reg.port,
@@ -357,33 +388,54 @@ mod tests {
     fn candidates_are_signed() {
         let r = record();
         assert!(
-            r.fields()
+            r.fields(None)
                 .message()
-                .starts_with(b"ffxiv-p2p-phonebook/2 register\n")
+                .starts_with(b"ffxiv-p2p-phonebook/3 register\n")
         );
-        assert_eq!(r.verify(), Ok(()));
+        assert_eq!(r.verify(None), Ok(()));
         let mut moved = r.clone();
         moved.candidates[0] = Candidate::parse("lan 10.1.0.3:7000").unwrap();
         assert!(
-            moved.verify().is_err(),
+            moved.verify(None).is_err(),
             "a changed candidate must break the signature"
         );
         let mut fewer = r.clone();
         fewer.candidates.pop();
         assert!(
-            fewer.verify().is_err(),
+            fewer.verify(None).is_err(),
             "a dropped candidate must break the signature"
         );
         let mut none = r;
         none.candidates.clear();
         assert!(
-            none.verify().is_err(),
-            "a version-2 record must not pass as version 1"
+            none.verify(None).is_err(),
+            "a dropped candidate list must break the signature"
         );
+    }
+
+    #[test]
+    fn records_signed_by_name_verify_only_with_the_name() {
+        let kp = Keypair::from_seed(&[5; 32]);
+        let name = PlayerName::parse("Alice Smith@Gilgamesh").unwrap();
+        let reg = Register::sign_public(&kp, name.clone(), 5000, 42).signed_by_name(&kp, name.clone());
+        let mut r = record();
+        r.visibility = reg.visibility;
+        r.friends_digest = reg.friends_digest();
+        r.candidates.clear();
+        r.signature = reg.signature;
+        r.name = None;
         assert!(
-            none.fields()
+            r.fields(Some(&name))
                 .message()
                 .starts_with(b"ffxiv-p2p-phonebook/1 register\n")
+        );
+        assert!(r.verify(None).is_err(), "a name-signed record needs the name");
+        assert_eq!(r.verify(Some(&name)), Ok(()));
+        let other = PlayerName::parse("Bob Jones@Gilgamesh").unwrap();
+        assert!(r.verify(Some(&other)).is_err());
+        assert_eq!(
+            LookupRecord::from_json_verified(r.to_json().as_bytes(), &name),
+            Ok(r)
         );
     }
 
@@ -392,6 +444,14 @@ mod tests {
         let r = record();
         let asked = PlayerName::parse("alice smith@gilgamesh").unwrap();
         let json = r.to_json();
+        assert!(!json.contains("playerName"), "a record by id carries no name: {json}");
+        // An echoed name must be the one asked for.
+        let mut echoed = r.clone();
+        echoed.name = Some(PlayerName::parse("Bob Jones@Gilgamesh").unwrap());
+        assert_eq!(
+            LookupRecord::from_json_verified(echoed.to_json().as_bytes(), &asked),
+            Err(RecordError::WrongName)
+        );
         assert_eq!(
             LookupRecord::from_json_verified(json.as_bytes(), &asked),
             Ok(r.clone())

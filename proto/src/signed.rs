@@ -8,6 +8,7 @@
 use crate::b64;
 use crate::candidate::{Candidate, signed_text};
 use crate::key::{FriendKey, PublicKey};
+use crate::lookup_id::LookupId;
 use crate::name::PlayerName;
 use sha2::{Digest, Sha256};
 
@@ -17,6 +18,10 @@ pub const REGISTER_DOMAIN: &str = "ffxiv-p2p-phonebook/1 register";
 pub const REGISTER_DOMAIN_V2: &str = "ffxiv-p2p-phonebook/2 register";
 /// Domain line of an unregistration.
 pub const UNREGISTER_DOMAIN: &str = "ffxiv-p2p-phonebook/1 unregister";
+/// Domain line of a registration by lookup id (record version 3): the name never travels.
+pub const REGISTER_DOMAIN_V3: &str = "ffxiv-p2p-phonebook/3 register";
+/// Domain line of an unregistration by lookup id.
+pub const UNREGISTER_DOMAIN_V3: &str = "ffxiv-p2p-phonebook/3 unregister";
 
 /// Who may learn a registered player's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,8 +85,11 @@ pub fn friends_digest(salt: &FriendsSalt, friends: &[FriendKey]) -> [u8; 32] {
 /// The fields of a registration that the owner signs and that every lookup answer carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFields<'a> {
-    /// The player (its canonical lowercase form is signed).
-    pub name: &'a PlayerName,
+    /// The player's blinded name: what a version-3 message signs.
+    pub id: &'a LookupId,
+    /// The player's name, for the messages of versions 1 and 2, which sign its canonical
+    /// lowercase form (`None`: version 3, by id).
+    pub name: Option<&'a PlayerName>,
     /// The owner's key.
     pub key: &'a PublicKey,
     /// The owner's QUIC port.
@@ -97,13 +105,27 @@ pub struct RecordFields<'a> {
 }
 
 impl RecordFields<'_> {
-    /// The bytes a registration signs: version 1 without candidates, version 2 (another
-    /// domain line, and a `candidates:` line before the timestamp) with them.
+    /// The bytes a registration signs: by id, version 3 (an `id:` line instead of the name,
+    /// and a `candidates:` line, empty or not); by name, version 1 without candidates,
+    /// version 2 (another domain line, and a `candidates:` line before the timestamp) with them.
     pub fn message(&self) -> Vec<u8> {
+        let Some(name) = self.name else {
+            return format!(
+                "{REGISTER_DOMAIN_V3}\nid:{}\nkey:{}\nport:{}\nvisibility:{}\nfriends:{}\ncandidates:{}\ntimestamp:{}\n",
+                self.id.to_text(),
+                self.key.to_base64(),
+                self.port,
+                self.visibility.as_str(),
+                b64::encode(&self.friends_digest),
+                signed_text(self.candidates),
+                self.timestamp
+            )
+            .into_bytes();
+        };
         if !self.candidates.is_empty() {
             return format!(
                 "{REGISTER_DOMAIN_V2}\nname:{}\nkey:{}\nport:{}\nvisibility:{}\nfriends:{}\ncandidates:{}\ntimestamp:{}\n",
-                self.name.canonical(),
+                name.canonical(),
                 self.key.to_base64(),
                 self.port,
                 self.visibility.as_str(),
@@ -115,7 +137,7 @@ impl RecordFields<'_> {
         }
         format!(
             "{REGISTER_DOMAIN}\nname:{}\nkey:{}\nport:{}\nvisibility:{}\nfriends:{}\ntimestamp:{}\n",
-            self.name.canonical(),
+            name.canonical(),
             self.key.to_base64(),
             self.port,
             self.visibility.as_str(),
@@ -126,7 +148,18 @@ impl RecordFields<'_> {
     }
 }
 
-/// The bytes an unregistration signs.
+/// The bytes an unregistration by id (version 3) signs.
+pub fn unregister_message_id(id: &LookupId, key: &PublicKey, timestamp: u64) -> Vec<u8> {
+    format!(
+        "{UNREGISTER_DOMAIN_V3}\nid:{}\nkey:{}\ntimestamp:{}\n",
+        id.to_text(),
+        key.to_base64(),
+        timestamp
+    )
+    .into_bytes()
+}
+
+/// The bytes an unregistration by name (version 1) signs.
 pub fn unregister_message(name: &PlayerName, key: &PublicKey, timestamp: u64) -> Vec<u8> {
     format!(
         "{UNREGISTER_DOMAIN}\nname:{}\nkey:{}\ntimestamp:{}\n",

@@ -1,8 +1,8 @@
 //! Checks the test vectors printed in docs/PROTOCOL.md, read from that file.
 
 use phonebook_proto::{
-    Keypair, PlayerName, PublicKey, Register, Signature, Unregister, b64,
-    signed::unregister_message,
+    Keypair, LookupId, PlayerName, PublicKey, Register, Signature, Unregister, b64,
+    signed::{unregister_message, unregister_message_id},
 };
 use std::collections::HashMap;
 
@@ -31,7 +31,7 @@ fn protocol_md_vectors_hold() {
     assert_eq!(b64::encode(&salt), v["friendsSalt"]);
 
     let name = PlayerName::parse("Y'shtola Rhul@Gilgamesh").unwrap();
-    let reg = Register::sign_friends(
+    let by_id = Register::sign_friends(
         &kp,
         name.clone(),
         55000,
@@ -39,6 +39,36 @@ fn protocol_md_vectors_hold() {
         salt,
         1_764_000_000_000,
     );
+    let id = LookupId::of(&name);
+    if std::env::var_os("PRINT_VECTORS").is_some() {
+        let msg = unregister_message_id(&id, &kp.public(), 1_764_000_100_000);
+        println!("lookupId: {id}");
+        println!("registerMessageV3: {}", String::from_utf8(by_id.fields().message()).unwrap().replace('\n', "\\n"));
+        println!("registerSignatureV3: {}", by_id.signature.to_base64());
+        println!("registerBodyV3: {}", by_id.to_json());
+        println!("unregisterMessageV3: {}", String::from_utf8(msg.clone()).unwrap().replace('\n', "\\n"));
+        println!("unregisterSignatureV3: {}", kp.sign(&msg).to_base64());
+    }
+    assert_eq!(id.to_text(), v["lookupId"]);
+    assert_eq!(
+        String::from_utf8(by_id.fields().message()).unwrap(),
+        v["registerMessageV3"]
+    );
+    assert_eq!(by_id.signature.to_base64(), v["registerSignatureV3"]);
+    assert_eq!(by_id.to_json(), v["registerBodyV3"]);
+    let parsed = Register::from_json(v["registerBodyV3"].as_bytes()).unwrap();
+    assert_eq!((parsed.id, parsed.name.as_ref(), parsed.verify()), (id, None, Ok(())));
+    let msg = unregister_message_id(&id, &kp.public(), 1_764_000_100_000);
+    assert_eq!(String::from_utf8(msg).unwrap(), v["unregisterMessageV3"]);
+    assert_eq!(
+        Unregister::sign(&kp, name.clone(), 1_764_000_100_000)
+            .signature
+            .to_base64(),
+        v["unregisterSignatureV3"]
+    );
+
+    // The original plan's form, by name (versions 1 and 2), still accepted.
+    let reg = by_id.signed_by_name(&kp, name.clone());
     assert_eq!(
         b64::encode(&reg.fields().friends_digest),
         v["friendsDigest"]
@@ -62,7 +92,7 @@ fn protocol_md_vectors_hold() {
     let sig = Signature::from_base64(&v["unregisterSignature"]).unwrap();
     assert_eq!(key.verify(&msg, &sig), Ok(()));
     assert_eq!(
-        Unregister::sign(&kp, name, 1_764_000_100_000).signature,
+        Unregister::sign_by_name(&kp, name, 1_764_000_100_000).signature,
         sig
     );
 }
