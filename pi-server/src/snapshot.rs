@@ -2,7 +2,7 @@
 //! name bindings. This module encodes, decodes and durably writes it; it does not decide when to
 //! snapshot or hold the table.
 //!
-//! # Format, version 3
+//! # Format, version 4
 //!
 //! All integers are big-endian; lengths are one byte and bounded by the named limits below.
 //!
@@ -20,7 +20,7 @@
 //! |---|---|
 //! | slot | u32, below the loader's capacity, each slot at most once |
 //! | state | u8: 0 live, 1 retained |
-//! | name length, name | u8 (1..=[`phonebook_proto::name::NAME_MAX_LEN`]), ASCII; a valid player name |
+//! | lookup id | 32: the player's blinded name (docs/PROTOCOL.md "Lookup ids"); no name is ever stored |
 //! | key | 32 |
 //! | signature | 64 |
 //! | timestamp | u64, the last accepted signed Unix ms |
@@ -31,6 +31,13 @@
 //! | friends digest | 32, only when visibility is friends: the salted `friendsDigest` the owner signed |
 //! | remaining_secs | u32 |
 //! | candidate count, candidates | u8 (at most [`phonebook_proto::MAX_CANDIDATES`]), then 20 each: kind u8 (0 lan, 1 reflexive, 2 mapped, 3 v6), family u8 (4 or 6), port u16, 16 address bytes (IPv4 in the first 4, the rest zero) |
+//!
+//! Versions 1 to 3 stored the name (a length byte, then the ASCII name, a valid player name) in
+//! place of the lookup id; the reader still takes them and hashes each name into its id as it
+//! reads, so the next snapshot holds no name.
+//!
+//! A retained record keeps its visibility (a retained public record still binds its id against
+//! other keys going public); a retained friends record's digest is 32 zero bytes.
 //!
 //! Candidates (record version 2, docs/PROTOCOL.md "Candidates") are stored because the owner's
 //! signature covers them: a record restored without them would fail every client's check.
@@ -102,9 +109,11 @@ pub use file::{
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"PBSNAP\r\n";
-/// The format version this module writes (it reads this one, [`VERSION_NO_CANDIDATES`] and
-/// [`VERSION_UNSALTED`]).
-pub const VERSION: u32 = 3;
+/// The format version this module writes (it reads this one, [`VERSION_NAMES`],
+/// [`VERSION_NO_CANDIDATES`] and [`VERSION_UNSALTED`]).
+pub const VERSION: u32 = 4;
+/// The previous version, with names instead of lookup ids.
+pub const VERSION_NAMES: u32 = 3;
 /// The previous version, without candidates.
 pub const VERSION_NO_CANDIDATES: u32 = 2;
 /// The previous version, without friends digests.
@@ -150,8 +159,8 @@ pub struct SnapshotRecord {
     pub slot: u32,
     /// Live or retained.
     pub state: RecordState,
-    /// The player name as registered (a valid name).
-    pub name: String,
+    /// The player's blinded name.
+    pub id: phonebook_proto::LookupId,
     /// The owner's Ed25519 public key.
     pub key: [u8; 32],
     /// The owner's signature over the registration.
@@ -175,12 +184,11 @@ pub struct SnapshotRecord {
 }
 
 impl SnapshotRecord {
-    /// Checks what the reader checks beyond framing: a valid name, at most
+    /// Checks what the reader checks beyond framing: at most
     /// [`phonebook_proto::MAX_FRIENDS`] friends and none for a public record, and
     /// `slot < capacity`. [`encode_record`] writes any record, so a writer that is not sure of
     /// its records calls this first: one bad record makes the whole file unreadable.
     pub fn validate(&self, capacity: u32) -> Result<(), SnapshotError> {
-        phonebook_proto::name::validate(self.name.as_bytes()).map_err(SnapshotError::BadName)?;
         if self.friends.len() > phonebook_proto::MAX_FRIENDS {
             return Err(SnapshotError::Corrupt("more friends than MAX_FRIENDS"));
         }

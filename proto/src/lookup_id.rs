@@ -122,7 +122,10 @@ mod tests {
         // docs/PROTOCOL.md "Lookup ids"; independently: python3 -c "import hmac,hashlib,base64;
         // print(base64.urlsafe_b64encode(hmac.new(b'ffxiv-p2p-phonebook/1 lookup-id key',
         // b\"y'shtola rhul@gilgamesh\", hashlib.sha256).digest()).decode().rstrip('='))"
-        assert_eq!(LookupId::of(&a).to_text(), include_str!("lookup_id_ref.txt").trim());
+        assert_eq!(
+            LookupId::of(&a).to_text(),
+            include_str!("lookup_id_ref.txt").trim()
+        );
         let c = PlayerName::parse("Krile Baldesion@Gilgamesh").unwrap();
         assert_ne!(LookupId::of(&a), LookupId::of(&c));
     }

@@ -384,7 +384,8 @@ impl Unregister {
         }
     }
 
-    fn message(&self) -> Vec<u8> {
+    /// The bytes this unregistration signs (version 3 by id, or version 1 by name).
+    pub fn message(&self) -> Vec<u8> {
         match &self.name {
             Some(name) => unregister_message(name, &self.key, self.timestamp),
             None => unregister_message_id(&self.id, &self.key, self.timestamp),
@@ -567,7 +568,10 @@ mod tests {
         let id_json = by_id.to_json();
         assert!(id_json.contains("\"lookupId\"") && !id_json.contains("Alice"));
         for (body, field) in [
-            (id_json.replace("\"lookupId\":\"", "\"lookupId\":\"x"), "lookupId"),
+            (
+                id_json.replace("\"lookupId\":\"", "\"lookupId\":\"x"),
+                "lookupId",
+            ),
             (
                 id_json.replace("{", "{\"playerName\":\"Alice Smith@Gilgamesh\","),
                 "lookupId",
@@ -762,9 +766,15 @@ mod tests {
         };
         assert!(BatchLookup::from_json(too_many.to_json().as_bytes()).is_err());
         let both = br#"{"ids":[],"names":[]}"#;
-        assert_eq!(BatchLookup::from_json(both).unwrap_err().field(), Some("ids"));
+        assert_eq!(
+            BatchLookup::from_json(both).unwrap_err().field(),
+            Some("ids")
+        );
         let bad = br#"{"ids":["Bob Jones@Ultros"]}"#;
-        assert_eq!(BatchLookup::from_json(bad).unwrap_err().field(), Some("ids"));
+        assert_eq!(
+            BatchLookup::from_json(bad).unwrap_err().field(),
+            Some("ids")
+        );
     }
 
     proptest! {

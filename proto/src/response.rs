@@ -179,7 +179,9 @@ impl LookupRecord {
     /// (the original plan's form) signs the name, which only a client that knows it can check:
     /// `name` is tried when the id form fails.
     pub fn verify(&self, name: Option<&PlayerName>) -> Result<(), KeyError> {
-        let by_id = self.key.verify(&self.fields(None).message(), &self.signature);
+        let by_id = self
+            .key
+            .verify(&self.fields(None).message(), &self.signature);
         match (by_id, name) {
             (Ok(()), _) => Ok(()),
             (Err(_), Some(n)) => self
@@ -417,7 +419,8 @@ mod tests {
     fn records_signed_by_name_verify_only_with_the_name() {
         let kp = Keypair::from_seed(&[5; 32]);
         let name = PlayerName::parse("Alice Smith@Gilgamesh").unwrap();
-        let reg = Register::sign_public(&kp, name.clone(), 5000, 42).signed_by_name(&kp, name.clone());
+        let reg =
+            Register::sign_public(&kp, name.clone(), 5000, 42).signed_by_name(&kp, name.clone());
         let mut r = record();
         r.visibility = reg.visibility;
         r.friends_digest = reg.friends_digest();
@@ -429,7 +432,10 @@ mod tests {
                 .message()
                 .starts_with(b"ffxiv-p2p-phonebook/1 register\n")
         );
-        assert!(r.verify(None).is_err(), "a name-signed record needs the name");
+        assert!(
+            r.verify(None).is_err(),
+            "a name-signed record needs the name"
+        );
         assert_eq!(r.verify(Some(&name)), Ok(()));
         let other = PlayerName::parse("Bob Jones@Gilgamesh").unwrap();
         assert!(r.verify(Some(&other)).is_err());
@@ -444,7 +450,10 @@ mod tests {
         let r = record();
         let asked = PlayerName::parse("alice smith@gilgamesh").unwrap();
         let json = r.to_json();
-        assert!(!json.contains("playerName"), "a record by id carries no name: {json}");
+        assert!(
+            !json.contains("playerName"),
+            "a record by id carries no name: {json}"
+        );
         // An echoed name must be the one asked for.
         let mut echoed = r.clone();
         echoed.name = Some(PlayerName::parse("Bob Jones@Gilgamesh").unwrap());

@@ -43,10 +43,18 @@ fn protocol_md_vectors_hold() {
     if std::env::var_os("PRINT_VECTORS").is_some() {
         let msg = unregister_message_id(&id, &kp.public(), 1_764_000_100_000);
         println!("lookupId: {id}");
-        println!("registerMessageV3: {}", String::from_utf8(by_id.fields().message()).unwrap().replace('\n', "\\n"));
+        println!(
+            "registerMessageV3: {}",
+            String::from_utf8(by_id.fields().message())
+                .unwrap()
+                .replace('\n', "\\n")
+        );
         println!("registerSignatureV3: {}", by_id.signature.to_base64());
         println!("registerBodyV3: {}", by_id.to_json());
-        println!("unregisterMessageV3: {}", String::from_utf8(msg.clone()).unwrap().replace('\n', "\\n"));
+        println!(
+            "unregisterMessageV3: {}",
+            String::from_utf8(msg.clone()).unwrap().replace('\n', "\\n")
+        );
         println!("unregisterSignatureV3: {}", kp.sign(&msg).to_base64());
     }
     assert_eq!(id.to_text(), v["lookupId"]);
@@ -57,7 +65,10 @@ fn protocol_md_vectors_hold() {
     assert_eq!(by_id.signature.to_base64(), v["registerSignatureV3"]);
     assert_eq!(by_id.to_json(), v["registerBodyV3"]);
     let parsed = Register::from_json(v["registerBodyV3"].as_bytes()).unwrap();
-    assert_eq!((parsed.id, parsed.name.as_ref(), parsed.verify()), (id, None, Ok(())));
+    assert_eq!(
+        (parsed.id, parsed.name.as_ref(), parsed.verify()),
+        (id, None, Ok(()))
+    );
     let msg = unregister_message_id(&id, &kp.public(), 1_764_000_100_000);
     assert_eq!(String::from_utf8(msg).unwrap(), v["unregisterMessageV3"]);
     assert_eq!(

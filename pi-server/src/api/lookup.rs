@@ -5,8 +5,9 @@ use super::{Answer, App, Now};
 use crate::http::Head;
 use crate::metrics::Reject;
 use crate::table::Slot;
+use phonebook_proto::lookup_id::LOOKUP_ID_TEXT_LEN;
 use phonebook_proto::name::decode_path_name;
-use phonebook_proto::{BatchLookup, ErrorCode, MAX_BATCH, b64};
+use phonebook_proto::{BatchLookup, ErrorCode, LookupId, MAX_BATCH, PlayerName, b64};
 use std::io::Write as _;
 
 /// Lookups in a batch that cost one rate-limit token.
@@ -58,21 +59,33 @@ impl App {
             return a;
         }
         let segment = &head.path[b"/api/lookup/".len()..];
-        let name = match decode_path_name(segment) {
-            Ok(n) => n,
-            Err(e) => {
-                self.metrics.reject(Reject::BadRequest);
-                return Answer::error(ErrorCode::BadRequest, format!("invalid playerName: {e}"));
-            }
+        // A lookup id (43 characters of base64url) or a percent-encoded name, which always
+        // holds a space and an `@`, neither of which is in the base64url alphabet.
+        let by_id = (segment.len() == LOOKUP_ID_TEXT_LEN)
+            .then(|| core::str::from_utf8(segment).ok())
+            .flatten()
+            .and_then(|s| LookupId::parse(s).ok());
+        let (id, name) = match by_id {
+            Some(id) => (id, None),
+            None => match decode_path_name(segment) {
+                Ok(n) => (LookupId::of(&n), Some(n)),
+                Err(e) => {
+                    self.metrics.reject(Reject::BadRequest);
+                    return Answer::error(
+                        ErrorCode::BadRequest,
+                        format!("invalid lookup id or playerName: {e}"),
+                    );
+                }
+            },
         };
         let t = now.secs();
-        match self.table.lookup(name.as_str(), t) {
-            Some((id, slot, left)) if self.table.allows(slot, &requester) => {
+        match self.table.lookup(&id, &requester, t) {
+            Some((slot_id, slot, left)) => {
                 let mut body = Vec::with_capacity(400);
-                self.write_record(id, slot, left, &mut body);
+                self.write_record(slot_id, slot, left, name.as_ref(), &mut body);
                 Answer::ok(body)
             }
-            _ => self.miss(&requester, now),
+            None => self.miss(&requester, now),
         }
     }
 
@@ -82,7 +95,7 @@ impl App {
             Err(a) => return a,
         };
         let req = match BatchLookup::from_json(body) {
-            Ok(r) if !r.names.is_empty() => r,
+            Ok(r) if !r.asked.is_empty() => r,
             Ok(_) => {
                 self.metrics.reject(Reject::BadRequest);
                 return Answer::error(
@@ -95,22 +108,20 @@ impl App {
                 return Answer::error(ErrorCode::BadRequest, e.to_string());
             }
         };
-        let cost = (req.names.len() as u32).div_ceil(BATCH_NAMES_PER_TOKEN);
+        let cost = (req.asked.len() as u32).div_ceil(BATCH_NAMES_PER_TOKEN);
         if let Err(a) = self.key_limit(&requester, cost, now) {
             return a;
         }
         let t = now.secs();
-        let mut out = Vec::with_capacity(64 + 400 * req.names.len());
+        let mut out = Vec::with_capacity(64 + 400 * req.asked.len());
         out.extend_from_slice(b"{\"found\":[");
         let mut found = 0;
-        for name in &req.names {
-            if let Some((id, slot, left)) = self.table.lookup(name.as_str(), t)
-                && self.table.allows(slot, &requester)
-            {
+        for asked in &req.asked {
+            if let Some((slot_id, slot, left)) = self.table.lookup(&asked.id, &requester, t) {
                 if found > 0 {
                     out.push(b',');
                 }
-                self.write_record(id, slot, left, &mut out);
+                self.write_record(slot_id, slot, left, asked.name.as_ref(), &mut out);
                 found += 1;
             }
         }
@@ -123,20 +134,31 @@ impl App {
         a
     }
 
-    /// Writes a record as JSON (docs/PROTOCOL.md "GET /api/lookup"). Names are validated ASCII
-    /// without quotes or backslashes, and base64 needs no escaping, so no escaping is needed.
-    /// A version-2 record (with candidates) adds `"candidates":[...]` before the timestamp;
-    /// candidate text is ASCII without quotes either.
-    fn write_record(&self, id: u32, s: &Slot, left: u32, out: &mut Vec<u8>) {
+    /// Writes a record as JSON (docs/PROTOCOL.md "GET /api/lookup"). `name` is the name the
+    /// request asked by, echoed (the table holds none). Names are validated ASCII without
+    /// quotes or backslashes, and base64 needs no escaping, so no escaping is needed. A record
+    /// with candidates adds `"candidates":[...]` before the timestamp; candidate text is ASCII
+    /// without quotes either.
+    fn write_record(
+        &self,
+        id: u32,
+        s: &Slot,
+        left: u32,
+        name: Option<&PlayerName>,
+        out: &mut Vec<u8>,
+    ) {
         const EMPTY_DIGEST: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
         let digest = match self.table.friends_of(s) {
             Some((_, d)) => b64::encode(d),
             None => EMPTY_DIGEST.to_owned(),
         };
+        let _ = write!(out, "{{\"lookupId\":\"{}\",", s.id);
+        if let Some(n) = name {
+            let _ = write!(out, "\"playerName\":\"{n}\",");
+        }
         let _ = write!(
             out,
-            "{{\"playerName\":\"{}\",\"ip\":\"{}\",\"port\":{},\"publicKey\":\"{}\",\"visibility\":\"{}\",\"friendsDigest\":\"{}\",",
-            s.name_str(),
+            "\"ip\":\"{}\",\"port\":{},\"publicKey\":\"{}\",\"visibility\":\"{}\",\"friendsDigest\":\"{}\",",
             s.ip(),
             s.port,
             b64::encode(&s.key),

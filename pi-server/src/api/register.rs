@@ -5,7 +5,6 @@ use crate::metrics::{Endpoint, Reject};
 use crate::table::{QuotaError, RegisterError, UnregisterError};
 use crate::token::TokenClaim;
 use nanoserde::SerJson;
-use phonebook_proto::signed::unregister_message;
 use phonebook_proto::{
     ErrorBody, ErrorCode, PublicKey, Register, RegisterAnswer, Signature, Unregister,
 };
@@ -95,11 +94,14 @@ impl App {
         self.audit.warn(
             now.mono_ms,
             format_args!(
-                "key conflict: {what} by key {} for a name bound to another key",
+                "key conflict: {what} by key {} for an id another key holds publicly",
                 key.short()
             ),
         );
-        Answer::error(ErrorCode::KeyConflict, "this name is bound to another key")
+        Answer::error(
+            ErrorCode::KeyConflict,
+            "another key holds this player's public record",
+        )
     }
 
     /// 409 `replayed`, with an audit line. The per-key token [`App::finish_signed`] took is
@@ -154,8 +156,9 @@ impl App {
         match self.table.register(req, ip, now.secs(), ttl) {
             Ok(done) => {
                 log::debug!(
-                    "registered {} at {ip}:{} ({})",
-                    req.name,
+                    "registered {} (key {}) at {ip}:{} ({})",
+                    req.id.short(),
+                    req.key.short(),
                     req.port,
                     if done.created { "new" } else { "renewed" }
                 );
@@ -256,8 +259,10 @@ impl App {
             .unregister(req, now.secs(), self.config.retention)
         {
             Ok(()) => Answer::ok(br#"{"success":true}"#.to_vec()),
-            Err(UnregisterError::NotFound) => Answer::error(ErrorCode::NotFound, "no such player"),
-            Err(UnregisterError::KeyConflict) => self.key_conflict(&req.key, "unregistration", now),
+            Err(UnregisterError::NotFound) => Answer::error(
+                ErrorCode::NotFound,
+                "no live record of this key for this player",
+            ),
             Err(UnregisterError::Replayed) => self.replayed(&req.key, "unregistration", now),
         }
     }
@@ -312,7 +317,7 @@ impl Pending {
     ) -> Self {
         let message = match &signed {
             Signed::Register(r) => r.fields().message(),
-            Signed::Unregister(u) => unregister_message(&u.name, &u.key, u.timestamp),
+            Signed::Unregister(u) => u.message(),
         };
         Pending {
             endpoint,

@@ -82,14 +82,12 @@ impl App {
         now: Now,
     ) -> Result<RelayTarget, CloseReason> {
         let t = now.secs();
-        let Some((id, slot, _)) = self.table.lookup(target.as_str(), t) else {
+        // Hashed on arrival: the name goes no further than this line.
+        let target = phonebook_proto::LookupId::of(target);
+        let Some((id, slot, _)) = self.table.lookup(&target, requester, t) else {
             self.metrics.relay.refuse(RelayRefusal::Unknown);
             return Err(CloseReason::Unknown);
         };
-        if !self.table.allows(slot, requester) {
-            self.metrics.relay.refuse(RelayRefusal::Unknown);
-            return Err(CloseReason::Unknown);
-        }
         let (key, timestamp) = (slot.key, slot.timestamp);
         let call = self
             .udp

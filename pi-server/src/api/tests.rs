@@ -2,8 +2,8 @@ use super::*;
 use crate::config::Cidr;
 use crate::http::parse_head;
 use phonebook_proto::{
-    BatchAnswer, BatchLookup, Keypair, LookupRecord, PlayerName, PublicKey, Register,
-    RegisterAnswer, Unregister, name::encode_path_name,
+    Asked, BatchAnswer, BatchLookup, Keypair, LookupId, LookupRecord, PlayerName, PublicKey,
+    Register, RegisterAnswer, Unregister, name::encode_path_name,
 };
 
 const T0: u64 = 1_764_000_000_000;
@@ -195,7 +195,13 @@ fn unregister_needs_the_owners_signature() {
         )
         .as_bytes(),
     );
-    assert_eq!((rep.status, rep.code()), (409, "key_conflict".into()));
+    // Another key has no record of its own under the name: 404, and Alice's stays.
+    assert_eq!((rep.status, rep.code()), (404, "not_found".into()));
+    let alice = rig
+        .app
+        .table
+        .find(&LookupId::of(&name), kp(1).public().as_bytes());
+    assert!(alice.is_some_and(|i| rig.app.table.live_slot(i, rig.now.secs()).is_some()));
     let mut bad_sig = Unregister::sign(&kp(1), name.clone(), T0 + 1);
     bad_sig.timestamp += 1;
     let body = bad_sig.to_json();
@@ -234,6 +240,111 @@ fn unregister_needs_the_owners_signature() {
     );
 }
 
+/// Registering a name never tells a stranger whether a friends-only player holds it: the
+/// stranger's registration under the same name succeeds as for a free name, with either
+/// visibility; the owner's friends keep seeing the owner's record, the stranger sees its own.
+/// Only a *public* record binds the name against other keys going public.
+#[test]
+fn registering_reveals_no_friends_only_record() {
+    let mut rig = Rig::new(|_| {});
+    let (alice, friend, eve) = (kp(1), kp(2), kp(3));
+    let hidden = friends_reg(&alice, "Alice Smith@Gilgamesh", vec![friend.public()], T0);
+    assert_eq!(rig.register(&hidden).status, 200);
+    let friend_t = rig.token(&reg(&friend, "Bob Jones@Gilgamesh", T0));
+    // Eve registers Alice's name, friends-only and then publicly, as she would a free one.
+    let squat = friends_reg(&eve, "Alice Smith@Gilgamesh", vec![], T0);
+    let first = rig.register(&squat);
+    let free = friends_reg(&eve, "Nobody Here@Gilgamesh", vec![], T0);
+    let control = rig.register(&free);
+    assert_eq!((first.status, control.status), (200, 200));
+    let eve_public = reg(&eve, "Alice Smith@Gilgamesh", T0 + 1);
+    assert_eq!(rig.register(&eve_public).status, 200);
+    // The friend is given Eve's public record first: the key is what the client checks
+    // (docs/PROTOCOL.md "Binding"); asked by id with Alice's key pinned, a client refuses it.
+    let rec =
+        LookupRecord::from_json(&rig.lookup(&friend_t, "Alice Smith@Gilgamesh").body).unwrap();
+    assert_eq!(rec.key, eve.public());
+    // Alice going public now conflicts with Eve's public record...
+    let alice_public = reg(&alice, "Alice Smith@Gilgamesh", T0 + 2);
+    assert_eq!(rig.register(&alice_public).code(), "key_conflict");
+    // ...and once Eve leaves (unregister), her public binding is retained: still a conflict.
+    let u = Unregister::sign(
+        &eve,
+        PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+        T0 + 3,
+    );
+    let body = u.to_json();
+    let rep = rig.send(
+        format!(
+            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(rep.status, 200);
+    let again = reg(&alice, "Alice Smith@Gilgamesh", T0 + 4);
+    assert_eq!(rig.register(&again).code(), "key_conflict");
+    // Alice's friends-only record is untouched: her friend finds it, by id or by name.
+    let rec =
+        LookupRecord::from_json(&rig.lookup(&friend_t, "Alice Smith@Gilgamesh").body).unwrap();
+    assert_eq!(rec.key, alice.public());
+    let id = LookupId::of(&PlayerName::parse("Alice Smith@Gilgamesh").unwrap());
+    let rep = rig.send(
+        format!("GET /api/lookup/{id} HTTP/1.1\r\nAuthorization: Bearer {friend_t}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(rep.status, 200);
+    let text = String::from_utf8(rep.body.clone()).unwrap();
+    assert!(
+        !text.contains("playerName"),
+        "asked by id, no name comes back: {text}"
+    );
+    let rec = LookupRecord::from_json_verified(
+        &rep.body,
+        &PlayerName::parse("alice smith@gilgamesh").unwrap(),
+    )
+    .unwrap();
+    assert_eq!((rec.key, rec.id), (alice.public(), id));
+    // No name is held anywhere in the table.
+    assert!(
+        rig.app
+            .table
+            .occupied()
+            .iter()
+            .all(|&i| rig.app.table.slot(i).unwrap().id != LookupId([0; 32]))
+    );
+}
+
+/// A lookup path segment is a lookup id or a name; anything else is a 400 that names both.
+#[test]
+fn lookup_by_id_checks_the_segment() {
+    let mut rig = Rig::new(|_| {});
+    let t = rig.token(&reg(&kp(1), "Alice Smith@Gilgamesh", T0));
+    for bad in [
+        "x",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D",
+    ] {
+        let rep = rig.send(
+            format!("GET /api/lookup/{bad} HTTP/1.1\r\nAuthorization: Bearer {t}\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(
+            (rep.status, rep.code()),
+            (400, "bad_request".into()),
+            "{bad}"
+        );
+        assert!(String::from_utf8_lossy(&rep.body).contains("lookup id or playerName"));
+    }
+    // A well-formed id of nobody: the same 404 as an absent name.
+    let nobody = LookupId([7; 32]);
+    let rep = rig.send(
+        format!("GET /api/lookup/{nobody} HTTP/1.1\r\nAuthorization: Bearer {t}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!((rep.status, rep.code()), (404, "not_found".into()));
+}
+
 #[test]
 fn friends_only_is_invisible_to_strangers_and_identical_to_absent() {
     let mut rig = Rig::new(|_| {});
@@ -260,9 +371,9 @@ fn friends_only_is_invisible_to_strangers_and_identical_to_absent() {
     assert_eq!(hidden.header("Retry-After"), absent.header("Retry-After"));
     // Batch: the friend sees Alice, the stranger sees only the public one.
     let batch = BatchLookup {
-        names: vec![
-            PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
-            PlayerName::parse("Bob Jones@Gilgamesh").unwrap(),
+        asked: vec![
+            Asked::named(PlayerName::parse("Alice Smith@Gilgamesh").unwrap()),
+            Asked::named(PlayerName::parse("Bob Jones@Gilgamesh").unwrap()),
         ],
     }
     .to_json();
@@ -273,7 +384,10 @@ fn friends_only_is_invisible_to_strangers_and_identical_to_absent() {
     );
     let found = BatchAnswer::from_json(&rep.body).unwrap().found;
     assert_eq!(
-        found.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        found
+            .iter()
+            .map(|r| r.name.as_ref().unwrap().as_str())
+            .collect::<Vec<_>>(),
         vec!["Bob Jones@Gilgamesh"]
     );
     let rep = rig.post(
@@ -283,7 +397,7 @@ fn friends_only_is_invisible_to_strangers_and_identical_to_absent() {
     );
     let found = BatchAnswer::from_json(&rep.body).unwrap().found;
     assert_eq!(found.len(), 2);
-    assert!(found.iter().all(|r| r.verify().is_ok()));
+    assert!(found.iter().all(|r| r.verify(None).is_ok()));
 }
 
 #[test]
@@ -510,7 +624,7 @@ fn unsalted_friend_lists_are_refused_and_lookups_carry_no_salt() {
     let rec = LookupRecord::from_json(&rep.body).unwrap();
     assert_eq!(rec.friends_digest, salted.friends_digest());
     assert_ne!(rec.friends_digest, unsalted_digest);
-    assert_eq!(rec.verify(), Ok(()));
+    assert_eq!(rec.verify(None), Ok(()));
 }
 
 /// docs/PROTOCOL.md "DELETE /api/unregister": signature first, then the name's binding, then
@@ -537,7 +651,7 @@ fn unregister_checks_in_the_documented_order() {
     // A good signature for an unknown name: 404.
     let u = Unregister::sign(&kp(1), name("Nobody Here@Gilgamesh"), T0);
     assert_eq!(delete(&mut rig, &u), (404, "not_found".into()));
-    // Registered, then unregistered: another key gets 409 even though the record is not live.
+    // Registered, then unregistered: another key gets 404, as for any name it never held.
     assert_eq!(
         rig.register(&reg(&kp(1), "Alice Smith@Gilgamesh", T0))
             .status,
@@ -546,7 +660,7 @@ fn unregister_checks_in_the_documented_order() {
     let u = Unregister::sign(&kp(1), name("Alice Smith@Gilgamesh"), T0 + 1);
     assert_eq!(delete(&mut rig, &u), (200, String::new()));
     let other = Unregister::sign(&kp(2), name("Alice Smith@Gilgamesh"), T0 + 5);
-    assert_eq!(delete(&mut rig, &other), (409, "key_conflict".into()));
+    assert_eq!(delete(&mut rig, &other), (404, "not_found".into()));
     // The owner, with a stale timestamp: 404 (not live) comes before 409 replayed.
     let stale = Unregister::sign(&kp(1), name("Alice Smith@Gilgamesh"), T0);
     assert_eq!(delete(&mut rig, &stale), (404, "not_found".into()));

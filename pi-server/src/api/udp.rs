@@ -269,14 +269,12 @@ impl App {
     ) -> PunchStatus {
         let t = now.secs();
         // The lookup rules: absent, expired and hidden-from-you are one answer.
-        let Some((id, slot, _)) = self.table.lookup(target.as_str(), t) else {
+        // Hashed on arrival: the name goes no further than this line.
+        let target = phonebook_proto::LookupId::of(target);
+        let Some((id, slot, _)) = self.table.lookup(&target, requester, t) else {
             self.metrics.udp(UdpEvent::PunchUnknown);
             return PunchStatus::Unknown;
         };
-        if !self.table.allows(slot, requester) {
-            self.metrics.udp(UdpEvent::PunchUnknown);
-            return PunchStatus::Unknown;
-        }
         let (key, timestamp) = (slot.key, slot.timestamp);
         let ttl_ms = u64::from(self.config.udp_mapping_ttl) * 1000;
         let mapping = self

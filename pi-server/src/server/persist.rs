@@ -68,7 +68,7 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
         RecordState::Retained => SlotState::Retained,
     };
     let Some(slot) = Slot::from_parts(
-        &rec.name,
+        rec.id,
         state,
         rec.visibility,
         rec.port,
@@ -104,22 +104,20 @@ fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
             Some((keys, digest)) => (keys.to_vec(), Some(*digest)),
             None => (Vec::new(), Some(public_digest())),
         },
+        // A retained record keeps only its binding: no list, a zero digest.
+        (_, Visibility::Friends) => (Vec::new(), Some([0; 32])),
         _ => (Vec::new(), None),
     };
     Some(SnapshotRecord {
         slot: id,
         state,
-        name: s.name_str().to_owned(),
+        id: s.id,
         key: s.key,
         signature: s.signature,
         timestamp: s.timestamp,
         ip: s.ip(),
         port: s.port,
-        visibility: if state == RecordState::Live {
-            s.visibility
-        } else {
-            Visibility::Public
-        },
+        visibility: s.visibility,
         friends,
         friends_digest,
         remaining_secs: table.remaining(id, now),

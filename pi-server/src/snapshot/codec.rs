@@ -2,10 +2,10 @@
 
 use super::{
     MAGIC, RecordState, SnapshotError, SnapshotHeader, SnapshotRecord, TRAILER_LEN, VERSION,
-    VERSION_NO_CANDIDATES, VERSION_UNSALTED,
+    VERSION_NAMES, VERSION_UNSALTED,
 };
 use phonebook_proto::name::NAME_MAX_LEN;
-use phonebook_proto::{Candidate, CandidateKind, Visibility};
+use phonebook_proto::{Candidate, CandidateKind, LookupId, PlayerName, Visibility};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, BufReader, Read};
@@ -33,17 +33,15 @@ pub fn encode_header(h: &SnapshotHeader, out: &mut Vec<u8>) {
 /// Appends one record.
 ///
 /// This never fails; a record that breaks the rules of [`SnapshotRecord::validate`] is still
-/// framed consistently (a name over 255 bytes or over 255 friends are cut to fit their length
-/// byte), but the reader will refuse the file.
+/// framed consistently (over 255 friends are cut to fit their length byte), but the reader
+/// will refuse the file.
 pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&r.slot.to_be_bytes());
     out.push(match r.state {
         RecordState::Live => STATE_LIVE,
         RecordState::Retained => STATE_RETAINED,
     });
-    let name_len = u8::try_from(r.name.len()).unwrap_or(u8::MAX);
-    out.push(name_len);
-    out.extend_from_slice(&r.name.as_bytes()[..usize::from(name_len)]);
+    out.extend_from_slice(r.id.as_bytes());
     out.extend_from_slice(&r.key);
     out.extend_from_slice(&r.signature);
     out.extend_from_slice(&r.timestamp.to_be_bytes());
@@ -156,7 +154,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         reader.hasher.update(magic);
         let version = u32::from_be_bytes(reader.take()?);
-        if version != VERSION && version != VERSION_NO_CANDIDATES && version != VERSION_UNSALTED {
+        if !(VERSION_UNSALTED..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         reader.version = version;
@@ -221,17 +219,11 @@ impl<R: Read> SnapshotReader<R> {
             STATE_RETAINED => RecordState::Retained,
             _ => return Err(SnapshotError::Corrupt("unknown record state")),
         };
-        let name_len = usize::from(self.byte()?);
-        if name_len == 0 || name_len > NAME_MAX_LEN {
-            return Err(SnapshotError::Corrupt("name length out of range"));
-        }
-        let mut name = [0u8; NAME_MAX_LEN];
-        let name = &mut name[..name_len];
-        self.input.read_exact(name)?;
-        self.hasher.update(&*name);
-        phonebook_proto::name::validate(name).map_err(SnapshotError::BadName)?;
-        let name = String::from_utf8(name.to_vec())
-            .map_err(|_| SnapshotError::Corrupt("name is not UTF-8"))?;
+        let id = if self.version >= VERSION {
+            LookupId(self.take()?)
+        } else {
+            self.old_name()?
+        };
         let key = self.take()?;
         let signature = self.take()?;
         let timestamp = u64::from_be_bytes(self.take()?);
@@ -265,7 +257,7 @@ impl<R: Read> SnapshotReader<R> {
             Visibility::Friends => Some(self.take()?),
         };
         let remaining_secs = u32::from_be_bytes(self.take()?);
-        let candidates = if self.version >= VERSION {
+        let candidates = if self.version >= VERSION_NAMES {
             self.candidates()?
         } else {
             Vec::new()
@@ -275,7 +267,7 @@ impl<R: Read> SnapshotReader<R> {
         Ok(SnapshotRecord {
             slot,
             state,
-            name,
+            id,
             key,
             signature,
             timestamp,
@@ -287,6 +279,22 @@ impl<R: Read> SnapshotReader<R> {
             remaining_secs,
             candidates,
         })
+    }
+
+    /// The name field of versions 1 to 3, hashed into its lookup id.
+    fn old_name(&mut self) -> Result<LookupId, SnapshotError> {
+        let name_len = usize::from(self.byte()?);
+        if name_len == 0 || name_len > NAME_MAX_LEN {
+            return Err(SnapshotError::Corrupt("name length out of range"));
+        }
+        let mut name = [0u8; NAME_MAX_LEN];
+        let name = &mut name[..name_len];
+        self.input.read_exact(name)?;
+        self.hasher.update(&*name);
+        let text =
+            core::str::from_utf8(name).map_err(|_| SnapshotError::Corrupt("name is not UTF-8"))?;
+        let name = PlayerName::parse(text).map_err(SnapshotError::BadName)?;
+        Ok(LookupId::of(&name))
     }
 
     fn candidates(&mut self) -> Result<Vec<Candidate>, SnapshotError> {

@@ -1,5 +1,5 @@
 use super::*;
-use phonebook_proto::{MAX_FRIENDS, Visibility};
+use phonebook_proto::{LookupId, MAX_FRIENDS, PlayerName, Visibility};
 use proptest::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -55,6 +55,24 @@ fn letters(mut i: u64) -> String {
     }
 }
 
+/// The name of record `i` of [`gen_records`] with `seed`.
+fn gen_name(seed: u64, i: u32) -> String {
+    format!("P{} S{}@Gilgamesh", letters(u64::from(i)), letters(seed))
+}
+
+fn id_of(name: &str) -> LookupId {
+    LookupId::of(&PlayerName::parse(name).unwrap())
+}
+
+/// One encoded record in the layout of versions 1 to 3: the name in place of the lookup id
+/// (bytes 5..37, after slot and state).
+fn with_name(mut one: Vec<u8>, name: &str) -> Vec<u8> {
+    let mut field = vec![name.len() as u8];
+    field.extend_from_slice(name.as_bytes());
+    one.splice(5..37, field);
+    one
+}
+
 /// Deterministic records: the same `seed` gives the same rows in any process.
 fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -75,7 +93,7 @@ fn gen_records(seed: u64, n: u32) -> Vec<SnapshotRecord> {
                 } else {
                     RecordState::Live
                 },
-                name: format!("P{} S{}@Gilgamesh", letters(u64::from(i)), letters(seed)),
+                id: id_of(&gen_name(seed, i)),
                 key: [(r >> 8) as u8; 32],
                 signature: [(r >> 16) as u8; 64],
                 timestamp: r >> 20,
@@ -202,7 +220,7 @@ fn arb_record() -> impl Strategy<Value = SnapshotRecord> {
                     } else {
                         RecordState::Live
                     },
-                    name,
+                    id: id_of(&name),
                     key,
                     signature: sig.try_into().unwrap(),
                     timestamp,
@@ -324,10 +342,10 @@ fn trailing_bytes_are_refused() {
 fn magic_and_version_are_checked() {
     let mut bytes = encode_file(&header(0), &[]);
     assert!(decode_all(&bytes, CAPACITY).is_ok());
-    bytes[8..12].copy_from_slice(&4u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&5u32.to_be_bytes());
     let e = decode_all(&bytes, CAPACITY).unwrap_err();
-    assert!(matches!(e, SnapshotError::UnsupportedVersion(4)), "{e:?}");
-    assert!(e.to_string().contains("version 4 is not supported"));
+    assert!(matches!(e, SnapshotError::UnsupportedVersion(5)), "{e:?}");
+    assert!(e.to_string().contains("version 5 is not supported"));
     assert!(matches!(
         decode_all(b"PBSNAP\n\r\0\0\0\x01", CAPACITY),
         Err(SnapshotError::BadMagic)
@@ -379,12 +397,6 @@ fn semantic_errors_are_refused_even_with_a_good_checksum() {
     let mut dup = base.clone();
     dup[1].slot = dup[0].slot;
     check(dup, "slot used twice");
-    let mut bad_name = base.clone();
-    bad_name[1].name = "NoSpace@World".into();
-    check(bad_name, "bad name");
-    let mut long_name = base.clone();
-    long_name[0].name = "A".repeat(300);
-    check(long_name, "name length out of range");
     let mut public_friends = base.clone();
     public_friends[0].visibility = Visibility::Public;
     public_friends[0].friends = vec![[1; 32]];
@@ -706,9 +718,10 @@ fn version_1_files_load_with_the_unsalted_digest() {
     h.record_count = records.len() as u64;
     encode_header(&h, &mut v1);
     v1[8..12].copy_from_slice(&VERSION_UNSALTED.to_be_bytes());
-    for r in &mut records {
+    for (i, r) in records.iter_mut().enumerate() {
         let mut one = Vec::new();
         encode_record(r, &mut one);
+        let mut one = with_name(one, &gen_name(11, i as u32));
         one.pop(); // the candidate count (0), new in version 3
         if r.visibility == Visibility::Friends {
             // Drop the digest (32 bytes before remaining_secs) to get the v1 layout.
@@ -743,12 +756,58 @@ fn candidates_survive_and_version_2_files_load() {
     let mut v2 = Vec::new();
     encode_header(&header(plain.len()), &mut v2);
     v2[8..12].copy_from_slice(&VERSION_NO_CANDIDATES.to_be_bytes());
-    for r in &plain {
+    for (i, r) in plain.iter().enumerate() {
         let mut one = Vec::new();
         encode_record(r, &mut one);
+        let mut one = with_name(one, &gen_name(40, i as u32));
         one.pop();
         v2.extend_from_slice(&one);
     }
     append_trailer(&mut v2);
     assert_eq!(decode_all(&v2, CAPACITY).unwrap().1, plain);
+}
+
+/// Version 4 stores lookup ids, never names; a version-3 file (names) loads with each name
+/// hashed into its id, and one with an invalid name is refused.
+#[test]
+fn version_3_files_load_with_names_hashed() {
+    let records = gen_records(5, 40);
+    let v4 = encode_file(&header(records.len()), &records);
+    let text = String::from_utf8_lossy(&v4);
+    assert!(
+        !text.contains("Gilgamesh"),
+        "a version-4 file holds no name"
+    );
+    let named = |name_of: &dyn Fn(usize) -> String| {
+        let mut v3 = Vec::new();
+        encode_header(&header(records.len()), &mut v3);
+        v3[8..12].copy_from_slice(&VERSION_NAMES.to_be_bytes());
+        for (i, r) in records.iter().enumerate() {
+            let mut one = Vec::new();
+            encode_record(r, &mut one);
+            v3.extend_from_slice(&with_name(one, &name_of(i)));
+        }
+        append_trailer(&mut v3);
+        v3
+    };
+    let v3 = named(&|i| gen_name(5, i as u32));
+    assert_eq!(decode_all(&v3, CAPACITY).unwrap().1, records);
+    let bad = named(&|i| {
+        if i == 3 {
+            "NoSpace@World".into()
+        } else {
+            gen_name(5, i as u32)
+        }
+    });
+    let e = decode_all(&bad, CAPACITY).unwrap_err();
+    assert!(e.to_string().contains("bad name"), "{e}");
+    let long = named(&|i| {
+        if i == 3 {
+            "A".repeat(60)
+        } else {
+            gen_name(5, i as u32)
+        }
+    });
+    let e = decode_all(&long, CAPACITY).unwrap_err();
+    assert!(e.to_string().contains("name length out of range"), "{e}");
 }

@@ -1,4 +1,10 @@
-//! The phone book's table: name -> signed record, with TTL, key binding and retention.
+//! The phone book's table: (lookup id, key) -> signed record, with TTL, binding and retention.
+//!
+//! A record is identified by the player's blinded name (its [`LookupId`]) together with the
+//! owner's key: any number of keys may hold a friends-only record under one id, so that
+//! registering never tells a stranger whether someone else holds the id (docs/PROTOCOL.md
+//! "Binding"). A *public* record binds its id: while it lives and for the retention after, no
+//! other key may register the id publicly.
 //!
 //! Sans-IO: no sockets, no files, no clock. Every method that depends on time takes `now`, in
 //! whole seconds on a monotonic clock (the server's start is 0). Memory is fixed at start: the
@@ -20,17 +26,21 @@ pub use quota::{Charge, QuotaError, QuotaLimits, Quotas, source_key};
 pub use slot::{Slot, SlotState};
 
 use hashbrown::HashTable;
-use phonebook_proto::name::NAME_MAX_LEN;
-use phonebook_proto::{Candidate, FriendKey, PlayerName, Register, Unregister, Visibility};
+use phonebook_proto::{Candidate, FriendKey, LookupId, Register, Unregister, Visibility};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+
+/// Most records with one lookup id that a lookup or a registration examines. Records under one
+/// id beyond it (only someone registering one id with thousands of keys makes them) are not
+/// found by a lookup and not checked for a public binding; the work per request stays bounded.
+pub const MAX_SAME_ID: usize = 1024;
 
 /// Why a registration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterError {
-    /// The name is bound to another key (live or retained).
+    /// A public registration for an id that another key holds publicly (live or retained).
     KeyConflict,
-    /// The timestamp is not newer than the last one accepted for the name.
+    /// The timestamp is not newer than the last one accepted for the record.
     Replayed,
     /// No room for a new name: every slot holds a live record.
     CapacityFull,
@@ -43,10 +53,8 @@ pub enum RegisterError {
 /// Why an unregistration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnregisterError {
-    /// The name is not live.
+    /// This key holds no live record under the id.
     NotFound,
-    /// The name is bound to another key.
-    KeyConflict,
     /// The timestamp is not newer than the last one accepted.
     Replayed,
 }
@@ -56,7 +64,7 @@ pub enum UnregisterError {
 pub struct Registered {
     /// The slot now holding the record (tokens name it).
     pub slot: u32,
-    /// True if the name was not live before.
+    /// True if the record was not live before.
     pub created: bool,
 }
 
@@ -93,15 +101,6 @@ pub struct Table {
     evict_cursor: u32,
     changes: u64,
     hold_frees: bool,
-}
-
-fn canonical(name: &[u8]) -> ([u8; NAME_MAX_LEN], usize) {
-    let mut buf = [0u8; NAME_MAX_LEN];
-    let n = name.len().min(NAME_MAX_LEN);
-    for (d, s) in buf.iter_mut().zip(&name[..n]) {
-        *d = s.to_ascii_lowercase();
-    }
-    (buf, n)
 }
 
 impl Table {
@@ -182,18 +181,24 @@ impl Table {
         }
     }
 
-    fn hash(&self, canon: &[u8]) -> u64 {
-        self.hasher.hash_one(canon)
+    fn hash(&self, id: &LookupId) -> u64 {
+        self.hasher.hash_one(id.as_bytes())
     }
 
-    /// The slot bound to `name` (any case), live or retained.
-    pub fn find(&self, name: &str) -> Option<u32> {
-        let (buf, n) = canonical(name.as_bytes());
-        let canon = &buf[..n];
-        let h = self.hash(canon);
+    /// The slots holding a record (live or retained) under `id`, at most [`MAX_SAME_ID`].
+    fn same_id(&self, id: &LookupId) -> impl Iterator<Item = u32> + '_ {
+        let id = *id;
         self.index
-            .find(h, |&id| self.slots[id as usize].name_eq_canonical(canon))
+            .iter_hash(self.hash(&id))
             .copied()
+            .filter(move |&i| self.slots[i as usize].id == id)
+            .take(MAX_SAME_ID)
+    }
+
+    /// The slot of `key`'s record under `id`, live or retained.
+    pub fn find(&self, id: &LookupId, key: &[u8; 32]) -> Option<u32> {
+        self.same_id(id)
+            .find(|&i| self.slots[i as usize].key == *key)
     }
 
     /// The slot, if it exists.
@@ -208,10 +213,29 @@ impl Table {
         (s.state == SlotState::Live && d > now).then(|| (s, d - now))
     }
 
-    /// The live record of `name` at `now`, with its seconds left.
-    pub fn lookup(&self, name: &str, now: u32) -> Option<(u32, &Slot, u32)> {
-        let id = self.find(name)?;
-        self.live_slot(id, now).map(|(s, left)| (id, s, left))
+    /// The live record under `id` at `now` that `requester` may see, with its seconds left:
+    /// the public one if there is one, else the first friends-only record that lists the
+    /// requester (or is the requester's own). `None` both when nothing is registered and when
+    /// nothing is visible: the caller cannot tell them apart, and neither can the requester.
+    pub fn lookup(
+        &self,
+        id: &LookupId,
+        requester: &[u8; 32],
+        now: u32,
+    ) -> Option<(u32, &Slot, u32)> {
+        let mut best = None;
+        for i in self.same_id(id) {
+            let Some((s, left)) = self.live_slot(i, now) else {
+                continue;
+            };
+            if s.visibility == Visibility::Public {
+                return Some((i, s, left));
+            }
+            if best.is_none() && self.allows(s, requester) {
+                best = Some((i, s, left));
+            }
+        }
+        best
     }
 
     /// The friend list of a slot (sorted keys) and its digest.
@@ -241,15 +265,20 @@ impl Table {
         now: u32,
         ttl: u32,
     ) -> Result<Registered, RegisterError> {
-        let existing = self.find(req.name.as_str());
-        if let Some(id) = existing {
-            let s = &self.slots[id as usize];
-            if s.key != *req.key.as_bytes() {
-                return Err(RegisterError::KeyConflict);
-            }
-            if req.timestamp <= s.timestamp {
-                return Err(RegisterError::Replayed);
-            }
+        let key = req.key.as_bytes();
+        let existing = self.find(&req.id, key);
+        if req.visibility == Visibility::Public
+            && self.same_id(&req.id).any(|i| {
+                let s = &self.slots[i as usize];
+                s.key != *key && s.visibility == Visibility::Public
+            })
+        {
+            return Err(RegisterError::KeyConflict);
+        }
+        if let Some(id) = existing
+            && req.timestamp <= self.slots[id as usize].timestamp
+        {
+            return Err(RegisterError::Replayed);
         }
         let old_charge = existing.and_then(|id| self.charge_of(id));
         let new_charge = Charge {
@@ -305,14 +334,7 @@ impl Table {
         self.set_candidates(id, &req.candidates);
         self.deadline[id as usize] = now.saturating_add(ttl);
         if existing.is_none() {
-            let canon = canonical(req.name.as_str().as_bytes());
-            let h = self.hash(&canon.0[..canon.1]);
-            let slots = &self.slots;
-            let hasher = &self.hasher;
-            self.index.insert_unique(h, id, |&i| {
-                let c = slots[i as usize].canonical();
-                hasher.hash_one(&c.0[..c.1])
-            });
+            self.insert_index(id);
         }
         self.changes += 1;
         Ok(Registered { slot: id, created })
@@ -327,12 +349,9 @@ impl Table {
         retention: u32,
     ) -> Result<(), UnregisterError> {
         let id = self
-            .find(req.name.as_str())
+            .find(&req.id, req.key.as_bytes())
             .ok_or(UnregisterError::NotFound)?;
         let s = &self.slots[id as usize];
-        if s.key != *req.key.as_bytes() {
-            return Err(UnregisterError::KeyConflict);
-        }
         if s.state != SlotState::Live || self.deadline[id as usize] <= now {
             return Err(UnregisterError::NotFound);
         }
@@ -368,8 +387,7 @@ impl Table {
             SlotState::Retained => self.retained -= 1,
             SlotState::Free => return,
         }
-        let canon = s.canonical();
-        let h = self.hash(&canon.0[..canon.1]);
+        let h = self.hash(&s.id);
         if let Ok(e) = self.index.find_entry(h, |&i| i == id) {
             e.remove();
         }
@@ -379,6 +397,14 @@ impl Table {
         self.deadline[id as usize] = 0;
         self.candidates.remove(&id);
         self.free.push(id);
+    }
+
+    fn insert_index(&mut self, id: u32) {
+        let h = self.hash(&self.slots[id as usize].id);
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.index
+            .insert_unique(h, id, |&i| hasher.hash_one(slots[i as usize].id.as_bytes()));
     }
 
     fn set_candidates(&mut self, id: u32, list: &[Candidate]) {
@@ -479,7 +505,7 @@ impl Table {
     }
 
     /// Puts a record back at a given slot, from a snapshot. Returns false (and changes nothing)
-    /// if the slot is out of range or taken, or the name is already present.
+    /// if the slot is out of range or taken, or the key already has a record under the id.
     #[allow(clippy::too_many_arguments)] // one per field of a snapshot record
     pub fn restore(
         &mut self,
@@ -494,7 +520,7 @@ impl Table {
         if id >= self.capacity || slot.state == SlotState::Free || remaining == 0 {
             return false;
         }
-        if self.find(slot.name_str()).is_some() {
+        if self.find(&slot.id, &slot.key).is_some() {
             return false;
         }
         while (self.slots.len() as u32) <= id {
@@ -522,20 +548,13 @@ impl Table {
             SlotState::Retained => self.retained += 1,
             SlotState::Free => {}
         }
-        let canon = slot.canonical();
-        let h = self.hash(&canon.0[..canon.1]);
         self.slots[id as usize] = slot;
         self.deadline[id as usize] = now.saturating_add(remaining);
         self.set_candidates(id, candidates);
         if let Some(c) = self.charge_of(id) {
             self.quotas.charge(&c);
         }
-        let slots = &self.slots;
-        let hasher = &self.hasher;
-        self.index.insert_unique(h, id, |&i| {
-            let c = slots[i as usize].canonical();
-            hasher.hash_one(&c.0[..c.1])
-        });
+        self.insert_index(id);
         true
     }
 
@@ -547,11 +566,6 @@ impl Table {
             quotas: self.quotas.limits(),
         };
         *self = Table::new(limits);
-    }
-
-    /// The player name of a slot, validated.
-    pub fn name_of(&self, id: u32) -> Option<PlayerName> {
-        PlayerName::parse(self.slots.get(id as usize)?.name_str()).ok()
     }
 }
 

@@ -1,7 +1,6 @@
-//! One record of the table, laid out flat (168 bytes) so that a million fit in the budget.
+//! One record of the table, laid out flat (160 bytes) so that a million fit in the budget.
 
-use phonebook_proto::name::NAME_MAX_LEN;
-use phonebook_proto::{Register, Visibility};
+use phonebook_proto::{LookupId, Register, Visibility};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// `friends` value of a slot without a friend list.
@@ -18,11 +17,11 @@ pub enum SlotState {
     Retained,
 }
 
-/// A record. Only the binding (name, key, timestamp) is meaningful when `Retained`.
+/// A record. Only the binding (id, key, visibility, timestamp) is meaningful when `Retained`.
 #[derive(Debug, Clone)]
 pub struct Slot {
-    name: [u8; NAME_MAX_LEN],
-    name_len: u8,
+    /// The player's blinded name (the table never holds a name).
+    pub id: LookupId,
     /// Current state.
     pub state: SlotState,
     /// Who may look the owner up.
@@ -44,8 +43,7 @@ pub struct Slot {
 impl Slot {
     /// A free slot.
     pub const EMPTY: Slot = Slot {
-        name: [0; NAME_MAX_LEN],
-        name_len: 0,
+        id: LookupId([0; 32]),
         state: SlotState::Free,
         visibility: Visibility::Public,
         port: 0,
@@ -59,7 +57,7 @@ impl Slot {
     /// Builds a slot from its parts (snapshot restore).
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
-        name: &str,
+        id: LookupId,
         state: SlotState,
         visibility: Visibility,
         port: u16,
@@ -68,13 +66,8 @@ impl Slot {
         timestamp: u64,
         ip: IpAddr,
     ) -> Option<Slot> {
-        let bytes = name.as_bytes();
-        if bytes.len() > NAME_MAX_LEN {
-            return None;
-        }
         let mut s = Slot::EMPTY;
-        s.name[..bytes.len()].copy_from_slice(bytes);
-        s.name_len = bytes.len() as u8;
+        s.id = id;
         s.state = state;
         s.visibility = visibility;
         s.port = port;
@@ -86,10 +79,7 @@ impl Slot {
     }
 
     pub(super) fn fill(&mut self, req: &Register, ip: IpAddr, friends: u32) {
-        let bytes = req.name.as_str().as_bytes();
-        self.name = [0; NAME_MAX_LEN];
-        self.name[..bytes.len()].copy_from_slice(bytes);
-        self.name_len = bytes.len() as u8;
+        self.id = req.id;
         self.state = SlotState::Live;
         self.visibility = req.visibility;
         self.port = req.port;
@@ -100,32 +90,14 @@ impl Slot {
         self.friends = friends;
     }
 
-    /// Keeps only the binding.
+    /// Keeps only the binding: the id, the key, the last timestamp, and whether the record was
+    /// public (a retained public binding keeps other keys from registering the id publicly).
     pub(super) fn retain(&mut self) {
         self.state = SlotState::Retained;
         self.port = 0;
         self.ip = [0; 16];
         self.signature = [0; 64];
         self.friends = NO_FRIENDS;
-        self.visibility = Visibility::Public;
-    }
-
-    /// The name as registered.
-    pub fn name_str(&self) -> &str {
-        // Only validated ASCII names are stored.
-        core::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("")
-    }
-
-    pub(super) fn canonical(&self) -> ([u8; NAME_MAX_LEN], usize) {
-        super::canonical(&self.name[..self.name_len as usize])
-    }
-
-    pub(super) fn name_eq_canonical(&self, canon: &[u8]) -> bool {
-        let n = &self.name[..self.name_len as usize];
-        n.len() == canon.len()
-            && n.iter()
-                .zip(canon)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
     }
 
     /// The address handed out (IPv4-mapped folded to IPv4).

@@ -1,5 +1,5 @@
 use super::*;
-use phonebook_proto::{Keypair, PublicKey};
+use phonebook_proto::{Keypair, PlayerName, PublicKey};
 use proptest::prelude::*;
 
 const TTL: u32 = 100;
@@ -12,6 +12,20 @@ fn kp(n: u8) -> Keypair {
 
 fn reg(k: &Keypair, name: &str, ts: u64) -> Register {
     Register::sign_public(k, PlayerName::parse(name).unwrap(), 5000, ts)
+}
+
+fn id(name: &str) -> LookupId {
+    LookupId::of(&PlayerName::parse(name).unwrap())
+}
+
+/// A lookup by a stranger: sees public records only.
+fn look<'a>(t: &'a Table, name: &str, now: u32) -> Option<(u32, &'a Slot, u32)> {
+    t.lookup(&id(name), &[0xee; 32], now)
+}
+
+/// Any record under the name, live or retained, of any key.
+fn find_any(t: &Table, name: &str) -> Option<u32> {
+    t.same_id(&id(name)).next()
 }
 
 fn table(cap: u32) -> Table {
@@ -33,12 +47,12 @@ fn register_lookup_case_insensitive() {
         .register(&reg(&kp(1), "Alice Smith@Gilgamesh", 1), ip(), 0, TTL)
         .unwrap();
     assert!(r.created);
-    let (id, s, left) = t.lookup("ALICE SMITH@gilgamesh", 5).unwrap();
-    assert_eq!((id, left), (r.slot, TTL - 5));
-    assert_eq!(s.name_str(), "Alice Smith@Gilgamesh");
+    let (slot, s, left) = look(&t, "ALICE SMITH@gilgamesh", 5).unwrap();
+    assert_eq!((slot, left), (r.slot, TTL - 5));
+    assert_eq!(s.id, id("Alice Smith@Gilgamesh"));
     assert_eq!(s.ip(), ip());
     assert_eq!(t.live(), 1);
-    assert!(t.lookup("Bob Smith@Gilgamesh", 5).is_none());
+    assert!(look(&t, "Bob Smith@Gilgamesh", 5).is_none());
 }
 
 #[test]
@@ -52,7 +66,7 @@ fn other_key_conflicts_while_live_and_retained() {
         Err(RegisterError::KeyConflict)
     );
     // Expired but not yet swept: still bound, and not served.
-    assert!(t.lookup("Alice Smith@Gilgamesh", TTL).is_none());
+    assert!(look(&t, "Alice Smith@Gilgamesh", TTL).is_none());
     assert_eq!(
         t.register(&thief, ip(), TTL, TTL),
         Err(RegisterError::KeyConflict)
@@ -82,7 +96,7 @@ fn replays_refused_including_after_unregister() {
     let un = Unregister::sign(&k, PlayerName::parse("Alice Smith@Gilgamesh").unwrap(), 20);
     assert_eq!(t.unregister(&un, 1, RET), Ok(()));
     assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::NotFound));
-    assert!(t.lookup("Alice Smith@Gilgamesh", 1).is_none());
+    assert!(look(&t, "Alice Smith@Gilgamesh", 1).is_none());
     // The old registration replayed after the unregister is refused.
     assert_eq!(
         t.register(&reg(&k, "Alice Smith@Gilgamesh", 15), ip(), 2, TTL),
@@ -105,8 +119,8 @@ fn forged_unregister_refused() {
         PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
         5,
     );
-    assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::KeyConflict));
-    assert!(t.lookup("Alice Smith@Gilgamesh", 1).is_some());
+    assert_eq!(t.unregister(&un, 1, RET), Err(UnregisterError::NotFound));
+    assert!(look(&t, "Alice Smith@Gilgamesh", 1).is_some());
 }
 
 #[test]
@@ -131,8 +145,8 @@ fn capacity_never_evicts_live_but_evicts_retained() {
         t.register(&reg(&kp(3), "Ee Ff@World", 1), ip(), TTL + 1, TTL)
             .is_ok()
     );
-    assert!(t.lookup("Cc Dd@World", TTL + 1).is_some());
-    assert!(t.find("Aa Bb@World").is_none());
+    assert!(look(&t, "Cc Dd@World", TTL + 1).is_some());
+    assert!(find_any(&t, "Aa Bb@World").is_none());
 }
 
 #[test]
@@ -149,7 +163,13 @@ fn friends_visibility_and_pool_budget() {
         1,
     );
     t.register(&r, ip(), 0, TTL).unwrap();
-    let (_, s, _) = t.lookup("Aa Bb@World", 0).unwrap();
+    assert!(
+        look(&t, "Aa Bb@World", 0).is_none(),
+        "hidden from a stranger"
+    );
+    let (_, s, _) = t
+        .lookup(&id("Aa Bb@World"), kp(3).public().as_bytes(), 0)
+        .unwrap();
     assert!(t.allows(s, kp(3).public().as_bytes()));
     assert!(t.allows(s, owner.public().as_bytes()));
     assert!(!t.allows(s, kp(9).public().as_bytes()));
@@ -187,7 +207,7 @@ fn friends_visibility_and_pool_budget() {
 fn restore_puts_records_back() {
     let mut t = table(8);
     let s = Slot::from_parts(
-        "Aa Bb@World",
+        id("Aa Bb@World"),
         SlotState::Live,
         Visibility::Public,
         9,
@@ -218,7 +238,7 @@ fn restore_puts_records_back() {
         0
     ));
     assert!(!t.restore(9, s, &[], phonebook_proto::public_digest(), &[], 50, 0));
-    let (id, slot, left) = t.lookup("aa bb@world", 0).unwrap();
+    let (id, slot, left) = look(&t, "aa bb@world", 0).unwrap();
     assert_eq!((id, slot.port, left), (6, 9, 50));
     // Free slots below the restored one are usable.
     for n in 0..7 {
@@ -379,7 +399,8 @@ proptest! {
             ipv6_prefix: 48,
         });
         let mut now = 0u32;
-        let mut bound: std::collections::HashMap<u8, (u8, u32)> = Default::default();
+        // (name, key) -> deadline of its record.
+        let mut bound: std::collections::HashMap<(u8, u8), u32> = Default::default();
         for op in ops {
             match op {
                 Op::Reg(n, k, ts, f, a) => {
@@ -389,14 +410,13 @@ proptest! {
                         friends_reg(&keys[k as usize], names[n as usize], f - 1, ts)
                     };
                     if t.register(&r, at(a), now, 30).is_ok() {
-                        bound.insert(n, (k, now + 30));
+                        bound.insert((n, k), now + 30);
                     }
                 }
                 Op::Unreg(n, k, ts) => {
                     let u = Unregister::sign(&keys[k as usize], PlayerName::parse(names[n as usize]).unwrap(), ts);
                     if t.unregister(&u, now, 40).is_ok() {
-                        prop_assert_eq!(bound.get(&n).map(|b| b.0), Some(k));
-                        bound.remove(&n);
+                        prop_assert!(bound.remove(&(n, k)).is_some());
                     }
                 }
                 Op::Tick(dt) => {
@@ -434,16 +454,25 @@ proptest! {
                 prop_assert!(*used <= 4);
             }
             for (n, name) in names.iter().enumerate() {
-                if let Some((_, s, _)) = t.lookup(name, now) {
-                    let (k, until) = bound[&(n as u8)];
-                    prop_assert_eq!(s.key, *keys[k as usize].public().as_bytes());
-                    prop_assert!(until > now);
+                // Whoever asks, a record is served only under the (name, key) that registered
+                // it and before its deadline; at most one public record lives per name.
+                for asker in &keys {
+                    if let Some((_, s, _)) = t.lookup(&id(name), asker.public().as_bytes(), now) {
+                        let k = keys.iter().position(|x| x.public().as_bytes() == &s.key).unwrap();
+                        let until = bound.get(&(n as u8, k as u8));
+                        prop_assert!(until.is_some_and(|u| *u > now));
+                    }
                 }
+                let public = t
+                    .same_id(&id(name))
+                    .filter(|&i| t.live_slot(i, now).is_some_and(|(s, _)| s.visibility == Visibility::Public))
+                    .count();
+                prop_assert!(public <= 1);
             }
         }
         // A full sweep leaves exactly the records whose deadline is ahead.
         t.sweep(now, 100, 40);
-        let live = names.iter().filter(|n| t.lookup(n, now).is_some()).count() as u32;
+        let live = bound.values().filter(|&&u| u > now).count() as u32;
         prop_assert_eq!(t.live(), live);
     }
 }

@@ -65,14 +65,18 @@ fn restart_keeps_records_bindings_and_tokens() {
         &format!("Authorization: Bearer {stranger}\r\n"),
     );
     assert_eq!(r.status, 404);
-    // The binding survived: another key still cannot take the name.
+    // The public binding survived: another key still cannot take Eve's name publicly.
     let r = c.request(
         "POST",
         "/api/register",
-        &reg(&kp(9), "Alice Smith@Gilgamesh", Visibility::Public, vec![]).to_json(),
+        &reg(&kp(9), "Eve Evil@Gilgamesh", Visibility::Public, vec![]).to_json(),
         "",
     );
     assert_eq!(r.status, 409);
+    // The snapshot holds no name.
+    let bytes = std::fs::read(&snap).unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_lowercase();
+    assert!(!text.contains("gilgamesh") && !text.contains("alice"));
     drop(c);
     srv.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -7,6 +7,14 @@ use super::*;
 /// Issue 9: a token must die with its registration. A registers, unregisters (or expires) and
 /// the slot frees; B registers a name into the same slot with the same millisecond timestamp.
 /// A's old token must not authenticate as B.
+fn name(s: &str) -> phonebook_proto::PlayerName {
+    phonebook_proto::PlayerName::parse(s).unwrap()
+}
+
+fn name_id(s: &str) -> phonebook_proto::LookupId {
+    phonebook_proto::LookupId::of(&name(s))
+}
+
 #[test]
 fn token_dies_with_its_registration_when_the_slot_changes_hands() {
     for how in ["unregister", "expiry", "retention end"] {
@@ -17,7 +25,7 @@ fn token_dies_with_its_registration_when_the_slot_changes_hands() {
         match how {
             "expiry" => rig.now.mono_ms += 3600 * 1000,
             _ => {
-                let u = Unregister::sign(&kp(1), a.name.clone(), T0 + 1).to_json();
+                let u = Unregister::sign(&kp(1), name("Alice Smith@Gilgamesh"), T0 + 1).to_json();
                 let rep = rig.send(
                     format!(
                         "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{u}",
@@ -33,11 +41,17 @@ fn token_dies_with_its_registration_when_the_slot_changes_hands() {
         }
         let secs = rig.now.secs();
         rig.app.table.sweep(secs, 16, retention);
-        assert_eq!(rig.app.table.find("Alice Smith@Gilgamesh"), None, "{how}");
+        assert_eq!(rig.app.table.find(&a.id, a.key.as_bytes()), None, "{how}");
         // B takes the freed slot with the same timestamp A used.
         rig.now.wall_ms = T0;
         let b_token = rig.token(&reg(&kp(2), "Bob Jones@Gilgamesh", T0));
-        assert_eq!(rig.app.table.find("Bob Jones@Gilgamesh"), Some(0), "{how}");
+        assert_eq!(
+            rig.app
+                .table
+                .find(&name_id("Bob Jones@Gilgamesh"), kp(2).public().as_bytes()),
+            Some(0),
+            "{how}"
+        );
         assert_eq!(rig.lookup(&b_token, "Bob Jones@Gilgamesh").status, 200);
         let rep = rig.lookup(&a_token, "Bob Jones@Gilgamesh");
         assert_eq!(

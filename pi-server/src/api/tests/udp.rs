@@ -107,7 +107,12 @@ fn keep_alives_need_the_token_tag_a_growing_counter_and_a_live_registration() {
     assert!(rig.udp(FETCHER_AT, &keepalive(&p, 9)).is_empty());
     assert_eq!(rig.udp(TARGET_AT, &keepalive(&p, 11)).len(), 1);
     // After unregistering, the token's keep-alives are refused and the mapping goes.
-    let u = Unregister::sign(&kp(1), r.name.clone(), T0 + 1).to_json();
+    let u = Unregister::sign(
+        &kp(1),
+        phonebook_proto::PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+        T0 + 1,
+    )
+    .to_json();
     let rep = rig.send(
         format!(
             "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{u}",
