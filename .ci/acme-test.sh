@@ -149,7 +149,7 @@ in_ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$WORK/ho
 # for the cleanup to kill).
 in_ns_bg() { exec unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$WORK/hosts" "$@"; }
 URL="https://$DOMAIN:$PB_PORT"
-PEER_PHONEBOOK_CA="$WORK/root.pem" in_ns_bg "$PEER" serve "$WORK/files" --phonebook "$URL" \
+PEER_PHONEBOOK_CA="$WORK/root.pem" in_ns_bg "$PEER" serve "$WORK/files" --visibility public --phonebook "$URL" \
     --name "Alice Smith@Gilgamesh" --identity "$WORK/alice/id.key" --pins "$WORK/alice/pins.txt" \
     --listen 127.0.0.1:0 --no-portmap > "$WORK/peer-serve.log" 2>&1 &
 PIDS+=($!)

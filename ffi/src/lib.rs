@@ -146,6 +146,10 @@ pub unsafe extern "C" fn ffxp_node_create(
                 ));
             }
             let mut config = NodeConfig::new(identity, data_dir);
+            // The C ABI has no way yet to list friends (only `ffxp_node_set_visibility`), so a
+            // node it creates starts public, as before; `NodeConfig` and the CLI default to
+            // friends. Plugin authors call ffxp_node_set_visibility(h, 1) to hide.
+            config.visibility = Visibility::Public;
             if !phonebook.is_empty() {
                 config.phonebooks = vec![phonebook.to_owned()];
             }

@@ -64,7 +64,7 @@
 //!
 //! # Streaming and checksum
 //!
-//! The file can hold a million records (about 170 MB), so it is written and read in pieces:
+//! The file can hold a million records (about 160 MB), so it is written and read in pieces:
 //! [`encode_header`] / [`encode_record`] into a buffer, [`SnapshotWriter::write_chunk`],
 //! [`SnapshotWriter::finish`]; [`SnapshotReader::next_record`] one record at a time. The
 //! checksum is known only at the end, so a caller that inserts records as they come must
@@ -73,11 +73,12 @@
 //!
 //! ```
 //! use pi_server::snapshot::*;
-//! use phonebook_proto::Visibility;
+//! use phonebook_proto::{LookupId, PlayerName, Visibility};
 //!
 //! let header = SnapshotHeader { saved_wall_ms: 1, token_secret: [9; 32], record_count: 1 };
 //! let record = SnapshotRecord {
-//!     slot: 0, state: RecordState::Live, name: "Alice Smith@Gilgamesh".into(),
+//!     slot: 0, state: RecordState::Live,
+//!     id: LookupId::of(&PlayerName::parse("Alice Smith@Gilgamesh").unwrap()),
 //!     key: [1; 32], signature: [2; 64], timestamp: 3, ip: [192, 0, 2, 1].into(), port: 5000,
 //!     visibility: Visibility::Public, friends: vec![], friends_digest: None, remaining_secs: 3600,
 //!     candidates: vec!["reflexive 192.0.2.1:5000".parse().unwrap()],

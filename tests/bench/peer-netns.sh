@@ -48,7 +48,7 @@ head -c $((MIB << 20)) /dev/urandom > "$WORK/files/mod.bin"
 HASH=$(sha1sum "$WORK/files/mod.bin" | cut -d' ' -f1)
 KEYS=()
 for i in 1 2 3 4; do
-    ip netns exec pbs$i "$BIN/peer" serve "$WORK/files" --identity "$WORK/s$i.key" --listen 192.0.2.$((4*i+2)):7000 > "$WORK/s$i.log" 2>&1 &
+    ip netns exec pbs$i "$BIN/peer" serve "$WORK/files" --identity "$WORK/s$i.key" --visibility public --listen 192.0.2.$((4*i+2)):7000 > "$WORK/s$i.log" 2>&1 &
     PIDS+=($!)
 done
 for i in 1 2 3 4; do

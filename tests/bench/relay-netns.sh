@@ -82,7 +82,7 @@ head -c $((MIB << 20)) /dev/urandom > "$WORK/files/mod.bin"
 HASH=$(sha1sum "$WORK/files/mod.bin" | cut -d' ' -f1)
 BYTES=$((MIB << 20))
 for i in 1 2 3 4; do
-    ip netns exec "rls$i" "$BIN/peer" serve "$WORK/files" --identity "$WORK/s$i.key" \
+    ip netns exec "rls$i" "$BIN/peer" serve "$WORK/files" --identity "$WORK/s$i.key" --visibility public \
         --pins "$WORK/s$i.pins" --listen "198.51.100.1$i:7000" --phonebook "$PB" \
         --name "$(seeder_name "$i")" --no-portmap > "$WORK/s$i.log" 2>&1 &
     PIDS+=($!)

@@ -54,6 +54,10 @@ function b64decodeStrict(s, len) {
 }
 
 const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest();
+// docs/PROTOCOL.md "Lookup ids": HMAC-SHA-256 under a fixed key, unpadded URL-safe base64.
+const lookupId = (name) =>
+  crypto.createHmac('sha256', 'ffxiv-p2p-phonebook/1 lookup-id key')
+    .update(name.toLowerCase(), 'ascii').digest('base64url');
 
 // Ed25519 keys from a raw 32-byte seed: wrap it in the fixed PKCS#8 prefix for Ed25519.
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -271,6 +275,8 @@ function checkVectors(file) {
   const usig = sign(key, umsg);
   expectEq('vector unregisterSignature', b64(usig), v.unregisterSignature);
   ok('vector unregisterSignature');
+  expectEq('vector lookupId', lookupId("Y'shtola Rhul@Gilgamesh"), v.lookupId);
+  ok('vector lookupId');
 
   // The strict verifier itself: a tampered message and small-order points are refused.
   expect('strict verify', verifyStrict(key.raw, Buffer.concat([msg, Buffer.from('x')]), sig) !== null,
@@ -459,7 +465,9 @@ function checkRecord(name, rec, asked, want) {
   expectEq(`${name} (name)`, canonicalName(rec.playerName), canonicalName(asked));
   // Pinning: the key we know for this name.
   expectEq(`${name} (pinned key)`, rec.publicKey, want.player.publicKey);
-  expectEq(`${name} (spelling kept)`, rec.playerName, want.player.name);
+  // The server keeps no name: it echoes the spelling asked, beside the lookup id.
+  expectEq(`${name} (spelling asked)`, rec.playerName, asked);
+  expectEq(`${name} (lookupId)`, rec.lookupId, lookupId(asked));
   expectEq(`${name} (port)`, rec.port, want.player.port);
   expectEq(`${name} (visibility)`, rec.visibility, want.visibility);
   // The digest the owner signed at its last registration; the salt itself is never shown.
@@ -548,7 +556,7 @@ async function live() {
 
   res = await carol.lookup(alice.name.toLowerCase());
   expectStatus('lookup public', res, 200);
-  checkRecord('lookup public', res.json, alice.name, { player: alice, visibility: 'public', friends: [], ip });
+  checkRecord('lookup public', res.json, alice.name.toLowerCase(), { player: alice, visibility: 'public', friends: [], ip });
   ok('lookup public record as a stranger (friendsDigest of nothing)');
 
   // A stranger looking up a friends-only player gets the answer an absent name gets.
@@ -567,7 +575,7 @@ async function live() {
   expectStatus('batch lookup', res, 200);
   expect('batch lookup', Array.isArray(res.json.found) && res.json.found.length === 2,
     `want carol and y'shtola: ${res.text}`);
-  checkRecord('batch lookup [0]', res.json.found[0], carol.name, { player: carol, visibility: 'public', friends: [], ip });
+  checkRecord('batch lookup [0]', res.json.found[0], carol.name.toUpperCase(), { player: carol, visibility: 'public', friends: [], ip });
   checkRecord('batch lookup [1]', res.json.found[1], yshtola.name, yRecord);
   ok('batch lookup (order kept, absent and hidden left out, signatures verified)');
 
@@ -640,13 +648,20 @@ async function live() {
   }
   ok('clock skew (past and future) -> 400 clock_skew with serverTime in Unix ms');
 
-  // Another key registering a taken name, in another case.
-  const thief = new Player(yshtola.name.toUpperCase(), 55009);
+  // Another key registering a publicly held name, in another case: the public binding.
+  const thief = new Player(alice.name.toUpperCase(), 55009);
   res = await thief.register();
   expectError('key conflict', res, 409, 'key_conflict');
   res = await thief.unregister();
-  expectError('key conflict (unregister)', res, 409, 'key_conflict');
-  ok('another key registering or unregistering a taken name -> 409 key_conflict');
+  expectError('no record of this key (unregister)', res, 404, 'not_found');
+  ok('another key registering a public name -> 409 key_conflict; unregistering it -> 404');
+  // A friends-only name tells a stranger nothing: registering it succeeds as for a free name.
+  const squatter = new Player(yshtola.name.toUpperCase(), 55010);
+  res = await squatter.register({ visibility: 'friends' });
+  expectStatus('register over a friends-only name', res, 200);
+  res = await squatter.unregister();
+  expectStatus('unregister own record under that name', res, 200);
+  ok('registering a friends-only player\'s name -> 200, as for a free name (no oracle)');
 
   // Unknown request fields are refused.
   res = await request('POST', '/api/register', { body: { ...carol.registerBody(), colour: 'blue' } });

@@ -686,7 +686,7 @@ if [ "$PEER_RELAY" = 1 ]; then
     SITE_FAMILY[nl-friend]=4
     site_books nl-friend
     ip netns exec nl-friend "$PEER" serve "$WORK/friend-files" --identity "$WORK/keys/friend.key" \
-        --pins "$WORK/keys/friend.pins" "${BOOK_ARGS[@]}" --name "$FRIEND_NAME" \
+        --pins "$WORK/keys/friend.pins" "${BOOK_ARGS[@]}" --name "$FRIEND_NAME" --visibility public \
         --listen "$FRIEND_IP:7000" --no-portmap --relay-listen "0.0.0.0:7443" \
         --relay-public "$FRIEND_IP:7443" "${FRIEND_ARGS[@]}" \
         > "$WORK/log/friend.out" 2> "$WORK/log/friend.err" 9>&- &
@@ -702,7 +702,7 @@ log "== servers: \`peer serve\` in ${#SERVERS[@]} player namespaces, registered 
 for pl in "${SERVERS[@]}"; do
     site_books "$pl"
     ip netns exec "$pl" "$PEER" serve "$WORK/files" --identity "$WORK/keys/serve-$pl.key" \
-        --pins "$WORK/keys/serve-$pl.pins" "${BOOK_ARGS[@]}" --name "${SERVE_NAME[$pl]}" \
+        --pins "$WORK/keys/serve-$pl.pins" "${BOOK_ARGS[@]}" --name "${SERVE_NAME[$pl]}" --visibility public \
         --listen "$(site_listen "$pl" $SERVE_PORT)" "${SERVE_ARGS[@]}" \
         > "$WORK/log/serve-$pl.out" 2> "$WORK/log/serve-$pl.err" 9>&- &
 done

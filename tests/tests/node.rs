@@ -22,6 +22,8 @@ fn dir(name: &str) -> std::path::PathBuf {
 
 fn config(root: &std::path::Path, name: &str, url: &str) -> NodeConfig {
     let mut c = NodeConfig::new(root.join("id.key"), root.join("data"));
+    assert_eq!(c.visibility, Visibility::Friends, "the compliant default");
+    c.visibility = Visibility::Public;
     c.phonebooks = vec![url.to_owned()];
     c.name = Some(name.to_owned());
     c.listen = "127.0.0.1:0".parse().unwrap();

@@ -277,7 +277,8 @@ fn a_lying_phone_book_is_caught_and_the_next_one_is_asked() {
             1_764_000_000_000,
         );
         let forged = LookupRecord {
-            name: genuine.name.clone(),
+            id: genuine.id,
+            name: None,
             ip: "127.0.0.1".parse().unwrap(),
             port: target.port().wrapping_add(1).max(1),
             key: genuine.key,

@@ -79,7 +79,7 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             phonebooks: Vec::new(),
             name: None,
-            visibility: Visibility::Public,
+            visibility: Visibility::Friends,
             friends: Vec::new(),
             listen: EndpointConfig::default().listen,
             share: None,

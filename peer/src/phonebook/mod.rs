@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use phonebook_proto::{
-    BodyError, ErrorBody, FriendsSalt, LookupRecord, PlayerName, PublicKey, RecordError, Register,
-    RegisterAnswer, Unregister, Visibility, name::encode_path_name, paths,
+    BodyError, ErrorBody, FriendsSalt, LookupId, LookupRecord, PlayerName, PublicKey, RecordError,
+    Register, RegisterAnswer, Unregister, Visibility, paths,
 };
 
 use crate::identity::{Identity, PeerId};
@@ -146,6 +146,8 @@ impl std::error::Error for PhoneBookError {}
 /// A verified lookup answer.
 #[derive(Debug, Clone)]
 pub struct Found {
+    /// The player asked for (the phone book never sends names back to a lookup by id).
+    pub name: PlayerName,
     /// Where the player's peer listens (personal data: never log above debug).
     pub addr: SocketAddr,
     /// The player's key, checked against the owner's signature.
@@ -557,8 +559,9 @@ impl PhoneBook {
     }
 
     /// Looks `name` up in each phone book in order until one gives an answer that verifies.
+    /// The name never leaves this process: the phone books are asked for its lookup id.
     pub async fn lookup(&self, name: &PlayerName) -> Result<Found, PhoneBookError> {
-        let path = format!("{}/{}", paths::LOOKUP, encode_path_name(name));
+        let path = format!("{}/{}", paths::LOOKUP, LookupId::of(name));
         let path = &path;
         let asks: Vec<fanout::Ask<'_, Result<Found, PhoneBookError>>> = self
             .books
@@ -580,7 +583,12 @@ impl PhoneBook {
                             Ok(record) => {
                                 let key = to_peer_id(&record.key);
                                 let addr = SocketAddr::new(record.ip, record.port);
-                                Ok(Found { addr, key, record })
+                                Ok(Found {
+                                    name: name.clone(),
+                                    addr,
+                                    key,
+                                    record,
+                                })
                             }
                             Err(e) => {
                                 log::warn!(

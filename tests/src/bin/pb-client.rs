@@ -14,10 +14,9 @@ macro_rules! out {
 
 use pb_tests::http::{Client, HttpError, Response, Url};
 use pb_tests::{hex, now_ms};
-use phonebook_proto::name::encode_path_name;
 use phonebook_proto::{
-    ErrorBody, Health, Keypair, LookupRecord, PlayerName, PublicKey, Register, RegisterAnswer,
-    Unregister, Visibility, paths,
+    ErrorBody, Health, Keypair, LookupId, LookupRecord, PlayerName, PublicKey, Register,
+    RegisterAnswer, Unregister, Visibility, paths,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -417,7 +416,7 @@ fn run(a: Args) -> Result<(), Fail> {
                 None,
             )?;
             eprintln!("registered requester {me} (visible to nobody) to get a token");
-            let path = format!("{}/{}", paths::LOOKUP, encode_path_name(&target));
+            let path = format!("{}/{}", paths::LOOKUP, LookupId::of(&target));
             let auth = format!("Bearer {}", ans.token);
             let looked = c.request("GET", &path, &[("Authorization", &auth)], None);
             // Whatever the answer, the requester's name must not stay live.
@@ -442,7 +441,7 @@ fn run(a: Args) -> Result<(), Fail> {
                 .map_err(|e| Fail(1, format!("refusing the answer: {e}")))?;
             eprintln!(
                 "verified: {} is signed by {} (port {}, {}, signed at {}); pin this key",
-                rec.name,
+                target,
                 rec.key,
                 rec.port,
                 rec.visibility.as_str(),

@@ -76,7 +76,8 @@ OPTIONS:
   --phonebook-ca PATH   extra PEM CA trusted for https:// phone books, beside the bundled web
                         roots (a private CA; env PEER_PHONEBOOK_CA)
   --name NAME           our player name 'Forename Surname@World' (serve; env PEER_NAME)
-  --visibility V        who may look us up and download: public | friends (serve; default public)
+  --visibility V        who may look us up and download: friends | public (serve; default
+                        friends: only the --friend keys; public lets anyone registered find us)
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
   --relay-listen ADDR   relay for our friends (the --friend keys) on this TCP address (serve;
                         needs a phone book; friends use it with --relay-via our name)
@@ -347,7 +348,7 @@ fn phonebook(args: &Args, identity: &Identity) -> Result<Option<Arc<PhoneBook>>,
 }
 
 fn visibility(args: &Args) -> Result<Visibility, Failure> {
-    Ok(match args.visibility.as_deref().unwrap_or("public") {
+    Ok(match args.visibility.as_deref().unwrap_or("friends") {
         "public" => Visibility::Public,
         "friends" => Visibility::Friends,
         _ => return Err("--visibility is public or friends".into()),
@@ -840,12 +841,7 @@ async fn lookup(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         Ok(book.lookup(&name).await?)
     })
     .await?;
-    out!(
-        "{} {} {}",
-        found.record.name.as_str(),
-        found.addr,
-        found.key
-    );
+    out!("{} {} {}", found.name.as_str(), found.addr, found.key);
     for c in &found.record.candidates {
         out!("  candidate {c}");
     }

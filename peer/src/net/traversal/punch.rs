@@ -81,7 +81,7 @@ impl Target {
     /// A target from a verified lookup: its candidates, then the reported address.
     pub fn found(found: &Found) -> Self {
         Self::from_parts(
-            Some(found.record.name.clone()),
+            Some(found.name.clone()),
             found.key,
             &found.record.candidates,
             found.addr,
