@@ -18,13 +18,17 @@ use std::time::Instant;
 
 const T0: u64 = 1_764_000_000_000;
 
-fn send(app: &mut App, now: Now, req: &[u8], out: &mut Vec<u8>) {
+fn send_from(app: &mut App, now: Now, from: IpAddr, req: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let head = parse_head(req, 8192).expect("request parses");
-    let from: IpAddr = "198.51.100.10".parse().unwrap();
     app.handle(&head, &req[head.len..], from, now, out);
 }
 
+fn send(app: &mut App, now: Now, req: &[u8], out: &mut Vec<u8>) {
+    send_from(app, now, "198.51.100.10".parse().unwrap(), req, out);
+}
+
+/// Registers `r` from an address of its own (per-address quotas would stop one address).
 fn register(app: &mut App, now: Now, r: &Register) -> String {
     let body = r.to_json();
     let req = format!(
@@ -32,7 +36,9 @@ fn register(app: &mut App, now: Now, r: &Register) -> String {
         body.len()
     );
     let mut out = Vec::new();
-    send(app, now, req.as_bytes(), &mut out);
+    let n = u32::from_be_bytes(r.key.as_bytes()[..4].try_into().unwrap()) ^ r.timestamp as u32;
+    let from = IpAddr::from([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    send_from(app, now, from, req.as_bytes(), &mut out);
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     RegisterAnswer::from_json(&out[split..])
         .expect("registered")
@@ -72,8 +78,10 @@ fn main() {
         wall_ms: T0,
     };
     // A table that is not empty: 10,000 public players.
-    for i in 0..10_000 {
-        let k = Keypair::from_seed(&[(i % 251) as u8 + 1; 32]);
+    for i in 0..10_000u32 {
+        let mut seed = [1u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let k = Keypair::from_seed(&seed);
         let r = Register::sign_public(&k, name(i), 5000, T0 + u64::from(i));
         register(&mut app, now, &r);
     }
@@ -88,45 +96,46 @@ fn main() {
         T0,
     );
     register(&mut app, now, &hidden);
-    let stranger = Keypair::from_seed(&[202; 32]);
-    let token = register(
-        &mut app,
-        now,
-        &Register::sign_friends(
-            &stranger,
-            PlayerName::parse("Eve Evil@Gilgamesh").unwrap(),
-            5000,
-            vec![],
-            [8; 32],
-            T0,
-        ),
-    );
-    let ask = |id: LookupId| {
+    // Two strangers, so that each first answer carries the first step of the miss back-off.
+    let mut tokens = Vec::new();
+    for (seed, who) in [(202u8, "Eve Evil@Gilgamesh"), (203, "Mal Lory@Gilgamesh")] {
+        tokens.push(register(
+            &mut app,
+            now,
+            &Register::sign_friends(
+                &Keypair::from_seed(&[seed; 32]),
+                PlayerName::parse(who).unwrap(),
+                5000,
+                vec![],
+                [8; 32],
+                T0,
+            ),
+        ));
+    }
+    let ask = |id: LookupId, token: &str| {
         format!("GET /api/lookup/{id} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n")
             .into_bytes()
     };
-    let kinds = [
-        (
-            "absent",
-            ask(LookupId::of(
-                &PlayerName::parse("Nobody Here@Gilgamesh").unwrap(),
-            )),
-        ),
-        ("hidden", ask(LookupId::of(&alice))),
-        ("visible", ask(LookupId::of(&name(77)))),
-    ];
+    let absent_id = LookupId::of(&PlayerName::parse("Nobody Here@Gilgamesh").unwrap());
     let mut out = Vec::with_capacity(1024);
-    let mut answers: Vec<Vec<u8>> = Vec::new();
-    for (_, req) in &kinds {
-        send(&mut app, now, req, &mut out);
-        answers.push(out.clone());
-    }
-    let same = answers[0] == answers[1];
-    println!(
-        "absent and hidden answers identical: {same} ({} bytes); visible answer {} bytes",
-        answers[0].len(),
-        answers[2].len()
+    send(&mut app, now, &ask(absent_id, &tokens[1]), &mut out);
+    let absent_answer = out.clone();
+    send(
+        &mut app,
+        now,
+        &ask(LookupId::of(&alice), &tokens[0]),
+        &mut out,
     );
+    let same = absent_answer == out;
+    println!(
+        "absent and hidden answers identical: {same} ({} bytes)",
+        absent_answer.len()
+    );
+    let kinds = [
+        ("absent", ask(absent_id, &tokens[0])),
+        ("hidden", ask(LookupId::of(&alice), &tokens[0])),
+        ("visible", ask(LookupId::of(&name(77)), &tokens[0])),
+    ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for round in 0..rounds {
         for j in 0..kinds.len() {
