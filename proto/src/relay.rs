@@ -26,7 +26,7 @@
 //! with [`Frame::OpenKey`] (a peer relay knows its friends' keys, not their names).
 
 use crate::key::PublicKey;
-use crate::name::{NAME_MAX_LEN, PlayerName};
+use crate::lookup_id::LookupId;
 use std::fmt;
 use std::time::Duration;
 
@@ -102,8 +102,8 @@ pub enum Frame<'a> {
     Open {
         /// The requester's number for the session.
         session: u32,
-        /// The player to reach.
-        target: PlayerName,
+        /// The player to reach, by lookup id (the name never travels).
+        target: LookupId,
     },
     /// Relay -> target: `requester` wants a session.
     Incoming {
@@ -330,7 +330,7 @@ impl<'a> Frame<'a> {
             Self::Listen => ty::LISTEN,
             Self::Open { session, target } => {
                 out.extend_from_slice(&session.to_be_bytes());
-                out.extend_from_slice(target.as_str().as_bytes());
+                out.extend_from_slice(target.as_bytes());
                 ty::OPEN
             }
             Self::Incoming { ticket, requester } => {
@@ -408,14 +408,7 @@ impl<'a> Frame<'a> {
             ty::LISTEN => Self::Listen,
             ty::OPEN => {
                 let session = r.u32()?;
-                let name = r.take(r.0.len())?;
-                if name.len() > NAME_MAX_LEN {
-                    return Err(FrameError::Invalid);
-                }
-                let target = core::str::from_utf8(name)
-                    .ok()
-                    .and_then(|s| PlayerName::parse(s).ok())
-                    .ok_or(FrameError::Invalid)?;
+                let target = LookupId(r.array()?);
                 Self::Open { session, target }
             }
             ty::INCOMING => Self::Incoming {
@@ -512,7 +505,7 @@ mod tests {
             Frame::Listen,
             Frame::Open {
                 session: 9,
-                target: PlayerName::parse("Alice Smith@Gilgamesh").unwrap(),
+                target: LookupId::of(&crate::PlayerName::parse("Alice Smith@Gilgamesh").unwrap()),
             },
             Frame::Incoming {
                 ticket: [1; 16],
@@ -577,10 +570,10 @@ mod tests {
             Frame::decode(&[ty::CLOSE, 0, 5, 0, 0, 0, 1, 77]),
             Err(FrameError::Invalid)
         );
-        // A name that is not a player name.
+        // A target that is not a 32-byte lookup id (a name, as version 1 sent).
         let mut open = vec![ty::OPEN, 0, 8, 0, 0, 0, 1];
         open.extend_from_slice(b"nope");
-        assert_eq!(Frame::decode(&open), Err(FrameError::Invalid));
+        assert!(Frame::decode(&open).is_err());
         // Trailing bytes inside the announced body.
         assert_eq!(
             Frame::decode(&[ty::LISTEN, 0, 1, 0]),

@@ -15,7 +15,7 @@
 
 use crate::b64;
 use crate::key::PublicKey;
-use crate::name::{NAME_MAX_LEN, PlayerName};
+use crate::lookup_id::LookupId;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,7 +27,7 @@ pub const BINDING_REQUEST_LEN: usize = 36;
 /// Bytes of a keep-alive.
 pub const KEEPALIVE_LEN: usize = 5 + 4 + 8 + 8 + TAG_LEN;
 /// Bytes of a punch request.
-pub const PUNCH_REQUEST_LEN: usize = 5 + 4 + 8 + 8 + 8 + 1 + NAME_FIELD + 2 * ADDR_LEN + TAG_LEN;
+pub const PUNCH_REQUEST_LEN: usize = 5 + 4 + 8 + 8 + 8 + 1 + TARGET_FIELD + 2 * ADDR_LEN + TAG_LEN;
 /// Bytes of a forwarded punch request.
 pub const PUNCH_FORWARD_LEN: usize = 5 + 8 + 32 + 3 * ADDR_LEN + TAG_LEN;
 /// Bytes of a relay call.
@@ -38,9 +38,11 @@ pub const PUNCH_LEN: usize = 5 + 8;
 pub const TAG_LEN: usize = 8;
 /// Bytes of an encoded address: family (0 none, 4, 6), port, 16 address bytes.
 pub const ADDR_LEN: usize = 19;
-/// Bytes reserved for the target's name in a punch request.
-const NAME_FIELD: usize = 64;
-const _: () = assert!(NAME_MAX_LEN <= NAME_FIELD);
+/// Bytes of the target field of a punch request: its lookup id, then zeros (the field is
+/// longer than the id so that a request stays larger than anything it causes).
+const TARGET_FIELD: usize = 64;
+/// The length byte before the target field: the lookup id's 32 bytes.
+const TARGET_ID_LEN: u8 = 32;
 const _: () = assert!(PUNCH_FORWARD_LEN <= PUNCH_REQUEST_LEN);
 /// The largest message: a receive buffer this large holds any of them.
 pub const MAX_LEN: usize = PUNCH_REQUEST_LEN;
@@ -101,8 +103,8 @@ pub enum Message {
         counter: u64,
         /// Chosen at random; the target's punches carry it.
         nonce: [u8; 8],
-        /// The player to reach.
-        target: PlayerName,
+        /// The player to reach, by lookup id (the name never travels).
+        target: LookupId,
         /// Up to two more addresses of the requester for the target to try (LAN, IPv6).
         extra: [Option<SocketAddr>; 2],
     },
@@ -396,10 +398,9 @@ impl Message {
                 out.extend_from_slice(&auth.timestamp.to_be_bytes());
                 out.extend_from_slice(&counter.to_be_bytes());
                 out.extend_from_slice(nonce);
-                let name = target.as_str().as_bytes();
-                out.push(name.len() as u8);
-                out.extend_from_slice(name);
-                out.resize(out.len() + NAME_FIELD - name.len(), 0);
+                out.push(TARGET_ID_LEN);
+                out.extend_from_slice(target.as_bytes());
+                out.resize(out.len() + TARGET_FIELD - usize::from(TARGET_ID_LEN), 0);
                 for a in extra {
                     put_addr(&mut out, *a);
                 }
@@ -486,15 +487,13 @@ impl Message {
                 let auth = r.auth()?;
                 let counter = r.u64()?;
                 let nonce = r.array()?;
-                let len = usize::from(r.array::<1>()?[0]);
-                let field = r.take(NAME_FIELD)?;
-                if len > NAME_FIELD || field[len..].iter().any(|&b| b != 0) {
+                let len = r.array::<1>()?[0];
+                let field = r.take(TARGET_FIELD)?;
+                let id = usize::from(TARGET_ID_LEN);
+                if len != TARGET_ID_LEN || field[id..].iter().any(|&b| b != 0) {
                     return Err(DecodeError::Invalid);
                 }
-                let target = core::str::from_utf8(&field[..len])
-                    .ok()
-                    .and_then(|s| PlayerName::parse(s).ok())
-                    .ok_or(DecodeError::Invalid)?;
+                let target = LookupId(field[..id].try_into().expect("32 bytes"));
                 let extra = [r.addr()?, r.addr()?];
                 r.take(TAG_LEN)?;
                 Self::PunchRequest {
@@ -554,7 +553,7 @@ mod tests {
         };
         let v4: SocketAddr = "203.0.113.9:40000".parse().unwrap();
         let v6: SocketAddr = "[2001:db8::9]:7000".parse().unwrap();
-        let name = PlayerName::parse("Alice Smith@Gilgamesh").unwrap();
+        let name = LookupId::of(&crate::PlayerName::parse("Alice Smith@Gilgamesh").unwrap());
         vec![
             Message::BindingRequest { txid: [1; 8] },
             Message::BindingAnswer {

@@ -10,6 +10,7 @@ use peer::net::relay::RelayBook;
 use peer::net::relay::client::tls_config;
 use peer::phonebook::PhoneBookConfig;
 use peer::{Identity, PhoneBook, PlayerName, Visibility};
+use phonebook_proto::LookupId;
 use phonebook_proto::relay::{CloseReason, Frame, RefuseReason, TOKEN_LEN};
 use pi_server::server::TestServer;
 use rustls::pki_types::ServerName;
@@ -168,7 +169,7 @@ async fn honest_session_works(url: &str, tag: &str) {
         &mut r,
         &Frame::Open {
             session: 1,
-            target: PlayerName::parse(&target_name).unwrap(),
+            target: LookupId::of(&PlayerName::parse(&target_name).unwrap()),
         },
     )
     .await;
@@ -284,7 +285,7 @@ fn sessions_beyond_the_limit_are_closed_and_the_others_stay() {
                 &mut r,
                 &Frame::Open {
                     session,
-                    target: PlayerName::parse("Busy Target@World").unwrap(),
+                    target: LookupId::of(&PlayerName::parse("Busy Target@World").unwrap()),
                 },
             )
             .await;
@@ -401,7 +402,7 @@ fn a_flooding_client_is_paced_to_its_rate_and_others_still_pass() {
             &mut f,
             &Frame::Open {
                 session: 1,
-                target: PlayerName::parse("Flood Target@World").unwrap(),
+                target: LookupId::of(&PlayerName::parse("Flood Target@World").unwrap()),
             },
         )
         .await;

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 
-use phonebook_proto::PlayerName;
 use phonebook_proto::relay::CloseReason;
 use phonebook_proto::udp::Message;
 
@@ -77,14 +76,12 @@ impl App {
     pub fn relay_open(
         &mut self,
         requester: &[u8; 32],
-        target: &PlayerName,
+        target: &phonebook_proto::LookupId,
         ticket: [u8; 16],
         now: Now,
     ) -> Result<RelayTarget, CloseReason> {
         let t = now.secs();
-        // Hashed on arrival: the name goes no further than this line.
-        let target = phonebook_proto::LookupId::of(target);
-        let Some((id, slot, _)) = self.table.lookup(&target, requester, t) else {
+        let Some((id, slot, _)) = self.table.lookup(target, requester, t) else {
             self.metrics.relay.refuse(RelayRefusal::Unknown);
             return Err(CloseReason::Unknown);
         };

@@ -261,7 +261,7 @@ impl App {
         &mut self,
         src: SocketAddr,
         requester: &[u8; 32],
-        target: &phonebook_proto::PlayerName,
+        target: &phonebook_proto::LookupId,
         nonce: [u8; 8],
         extra: [Option<SocketAddr>; 2],
         now: Now,
@@ -269,9 +269,7 @@ impl App {
     ) -> PunchStatus {
         let t = now.secs();
         // The lookup rules: absent, expired and hidden-from-you are one answer.
-        // Hashed on arrival: the name goes no further than this line.
-        let target = phonebook_proto::LookupId::of(target);
-        let Some((id, slot, _)) = self.table.lookup(&target, requester, t) else {
+        let Some((id, slot, _)) = self.table.lookup(target, requester, t) else {
             self.metrics.udp(UdpEvent::PunchUnknown);
             return PunchStatus::Unknown;
         };

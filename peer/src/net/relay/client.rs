@@ -316,7 +316,7 @@ impl RelayConn {
             .send(encode(&match target {
                 OpenTarget::Name(name) => Frame::Open {
                     session,
-                    target: name.clone(),
+                    target: phonebook_proto::LookupId::of(name),
                 },
                 OpenTarget::Key(key) => Frame::OpenKey {
                     session,

@@ -338,7 +338,7 @@ impl Traversal {
                 auth: book.token.auth,
                 counter,
                 nonce,
-                target: own_name.clone(),
+                target: phonebook_proto::LookupId::of(own_name),
                 extra: [None, None],
             }
             .encode(&book.token.key);

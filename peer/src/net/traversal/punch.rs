@@ -163,7 +163,7 @@ impl Traversal {
                     auth: book.token.auth,
                     counter,
                     nonce,
-                    target: name.clone(),
+                    target: phonebook_proto::LookupId::of(name),
                     extra,
                 }
                 .encode(&book.token.key);

@@ -46,7 +46,7 @@ fn punch(p: &TokenParts, counter: u64, target: &str) -> Vec<u8> {
         auth: p.auth,
         counter,
         nonce: [7; 8],
-        target: PlayerName::parse(target).unwrap(),
+        target: phonebook_proto::LookupId::of(&PlayerName::parse(target).unwrap()),
         extra: [Some(addr("[2001:db8::5]:7000")), None],
     }
     .encode(&p.key)
