@@ -57,7 +57,7 @@ namespace FfxivP2p
     public enum Visibility : uint
     {
         Public = 0,
-        /// <summary>Friends only; friends are not settable through the C ABI yet, so: nobody.</summary>
+        /// <summary>Friends only: the keys of the last SetFriends (none: nobody). A new node starts so.</summary>
         Friends = 1,
     }
 
@@ -119,6 +119,12 @@ namespace FfxivP2p
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern FfxpStatus ffxp_node_set_visibility(ulong handle, uint visibility);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern FfxpStatus ffxp_node_set_friends(ulong handle, byte[] keys, UIntPtr count);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern FfxpStatus ffxp_node_key(ulong handle, byte[] outKey);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern FfxpStatus ffxp_node_poll_event(ulong handle, out FfxpEvent outEvent);
@@ -390,10 +396,39 @@ namespace FfxivP2p
             Run(h => NativeMethods.ffxp_node_cancel(h, op), "ffxp_node_cancel");
         }
 
-        /// <summary>Changes who may find us (re-registers at once).</summary>
+        /// <summary>Changes who may find us (re-registers at once). Friends keeps the last SetFriends list.</summary>
         public void SetVisibility(Visibility v)
         {
             Run(h => NativeMethods.ffxp_node_set_visibility(h, (uint)v), "ffxp_node_set_visibility");
+        }
+
+        /// <summary>
+        /// Friends only, visible to exactly these keys (32 bytes each, at most 64, none twice; an
+        /// empty list: nobody). Re-registers at once. The keys are each friend's <see cref="Key"/>.
+        /// </summary>
+        public void SetFriends(IEnumerable<byte[]> keys)
+        {
+            if (keys == null) throw new ArgumentNullException("keys");
+            var list = new List<byte[]>(keys);
+            var packed = new byte[list.Count * 32];
+            for (int i = 0; i < list.Count; i++)
+            {
+                if (list[i] == null || list[i].Length != 32)
+                    throw new ArgumentException("friend " + i + " is not a 32-byte key", "keys");
+                Buffer.BlockCopy(list[i], 0, packed, i * 32, 32);
+            }
+            Run(h => NativeMethods.ffxp_node_set_friends(h, packed, (UIntPtr)list.Count), "ffxp_node_set_friends");
+        }
+
+        /// <summary>Our key (32 bytes): what a friend passes to SetFriends to let us find them.</summary>
+        public byte[] Key
+        {
+            get
+            {
+                var key = new byte[32];
+                Run(h => NativeMethods.ffxp_node_key(h, key), "ffxp_node_key");
+                return key;
+            }
         }
 
         /// <summary>

@@ -210,9 +210,28 @@ enum FfxpStatus ffxp_node_fetch(uint64_t handle,
 enum FfxpStatus ffxp_node_cancel(uint64_t handle, uint64_t op);
 
 /**
- * Changes who may find us: 0 public, 1 friends only (with no friends: nobody).
+ * Changes who may find us: 0 public (anyone registered), 1 friends only (the keys of the last
+ * [`ffxp_node_set_friends`]; none: nobody). A new node is friends-only with no friends.
  */
 enum FfxpStatus ffxp_node_set_visibility(uint64_t handle, uint32_t visibility);
+
+/**
+ * Makes us friends-only, visible to exactly `count` keys of 32 bytes each, packed at `keys`
+ * (at most [`peer::MAX_FRIENDS`]; `count` 0: nobody, and `keys` may be null). The keys are
+ * what [`ffxp_node_key`] gives on each friend's machine.
+ *
+ * # Safety
+ * `keys` must be null (only with `count` 0) or point to `count * 32` readable bytes.
+ */
+enum FfxpStatus ffxp_node_set_friends(uint64_t handle, const uint8_t *keys, size_t count);
+
+/**
+ * Writes our key (32 bytes) to `out`: what friends pass to [`ffxp_node_set_friends`].
+ *
+ * # Safety
+ * `out` must be null or valid for a write of 32 bytes.
+ */
+enum FfxpStatus ffxp_node_key(uint64_t handle, uint8_t (*out)[32]);
 
 /**
  * Takes the oldest event into `*out` without blocking: [`FfxpStatus::Ok`], or

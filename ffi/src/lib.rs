@@ -145,11 +145,9 @@ pub unsafe extern "C" fn ffxp_node_create(
                     "identity and data_dir are required",
                 ));
             }
+            // Friends-only with no friends until ffxp_node_set_friends or
+            // ffxp_node_set_visibility says otherwise: nobody can find a new node.
             let mut config = NodeConfig::new(identity, data_dir);
-            // The C ABI has no way yet to list friends (only `ffxp_node_set_visibility`), so a
-            // node it creates starts public, as before; `NodeConfig` and the CLI default to
-            // friends. Plugin authors call ffxp_node_set_visibility(h, 1) to hide.
-            config.visibility = Visibility::Public;
             if !phonebook.is_empty() {
                 config.phonebooks = vec![phonebook.to_owned()];
             }
@@ -288,7 +286,8 @@ pub extern "C" fn ffxp_node_cancel(handle: u64, op: u64) -> FfxpStatus {
     })
 }
 
-/// Changes who may find us: 0 public, 1 friends only (with no friends: nobody).
+/// Changes who may find us: 0 public (anyone registered), 1 friends only (the keys of the last
+/// [`ffxp_node_set_friends`]; none: nobody). A new node is friends-only with no friends.
 #[unsafe(no_mangle)]
 pub extern "C" fn ffxp_node_set_visibility(handle: u64, visibility: u32) -> FfxpStatus {
     guard(|| {
@@ -301,8 +300,78 @@ pub extern "C" fn ffxp_node_set_visibility(handle: u64, visibility: u32) -> Ffxp
             1 => Visibility::Friends,
             other => return fail(FfxpStatus::InvalidArgument, format!("visibility {other}")),
         };
-        node.set_visibility(v, vec![]);
+        let (_, friends) = node.visibility();
+        node.set_visibility(v, friends);
         FfxpStatus::Ok
+    })
+}
+
+/// Makes us friends-only, visible to exactly `count` keys of 32 bytes each, packed at `keys`
+/// (at most [`peer::MAX_FRIENDS`]; `count` 0: nobody, and `keys` may be null). The keys are
+/// what [`ffxp_node_key`] gives on each friend's machine.
+///
+/// # Safety
+/// `keys` must be null (only with `count` 0) or point to `count * 32` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ffxp_node_set_friends(
+    handle: u64,
+    keys: *const u8,
+    count: usize,
+) -> FfxpStatus {
+    guard(|| {
+        let node = match node(handle) {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        if count > peer::MAX_FRIENDS {
+            return fail(
+                FfxpStatus::InvalidArgument,
+                format!("{count} friends; at most {}", peer::MAX_FRIENDS),
+            );
+        }
+        if keys.is_null() && count > 0 {
+            return fail(FfxpStatus::NullPointer, "keys is null");
+        }
+        let bytes = if count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-null; the caller promises `count * 32` readable bytes.
+            unsafe { std::slice::from_raw_parts(keys, count * 32) }
+        };
+        let mut friends = Vec::with_capacity(count);
+        for (i, k) in bytes.chunks_exact(32).enumerate() {
+            let raw: [u8; 32] = k.try_into().expect("32 bytes");
+            match peer::PeerId::from_bytes(raw) {
+                Ok(id) if !friends.contains(&id) => friends.push(id),
+                Ok(_) => {
+                    return fail(
+                        FfxpStatus::InvalidArgument,
+                        format!("friend {i} listed twice"),
+                    );
+                }
+                Err(e) => {
+                    return fail(FfxpStatus::InvalidArgument, format!("friend {i}: {e}"));
+                }
+            }
+        }
+        node.set_visibility(Visibility::Friends, friends);
+        FfxpStatus::Ok
+    })
+}
+
+/// Writes our key (32 bytes) to `out`: what friends pass to [`ffxp_node_set_friends`].
+///
+/// # Safety
+/// `out` must be null or valid for a write of 32 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ffxp_node_key(handle: u64, out: *mut [u8; 32]) -> FfxpStatus {
+    guard(|| {
+        let node = match node(handle) {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        // SAFETY: `put` checks for null; the caller promises room for 32 bytes.
+        unsafe { put(out, *node.id().as_bytes()) }
     })
 }
 

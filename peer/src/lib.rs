@@ -51,7 +51,7 @@ pub use net::pool::{Pool, PoolConfig};
 pub use net::runtime::Spawner;
 pub use node::{Event, Node, NodeConfig, OpId, Registration};
 pub use phonebook::{Found, PhoneBook, PhoneBookConfig, PhoneBookError};
-pub use phonebook_proto::{PlayerName, Visibility};
+pub use phonebook_proto::{MAX_FRIENDS, PlayerName, Visibility};
 pub use storage::pins::PinStore;
 pub use storage::store::{FolderStore, MemoryStore, Store};
 pub use transfer::download::{

@@ -89,6 +89,10 @@ sealed class SyncPlugin : IDisposable
     // The settings window's "visible to friends only" box.
     public void SetFriendsOnly(bool on) { node.SetVisibility(on ? Visibility.Friends : Visibility.Public); }
 
+    // Pairing: the friends' keys, exchanged out of band (a pairing code, a friend request).
+    public byte[] Key { get { return node.Key; } }
+    public void SetFriends(params byte[][] keys) { node.SetFriends(keys); }
+
     // ClientState.Logout, or the plugin being disabled: unregister and free the socket.
     public void Dispose()
     {
@@ -143,6 +147,11 @@ static class Sample
             alice.OnLogin(url, Path.Combine(work, "alice"), mods);
             bob.OnLogin(url, Path.Combine(work, "bob"), null);
             if (!Frames(() => alice.Registered && bob.Registered, alice, bob)) return Fail("registration");
+            // A node starts friends-only with no friends: pair Alice and Bob.
+            alice.Registered = bob.Registered = false;
+            alice.SetFriends(bob.Key);
+            bob.SetFriends(alice.Key);
+            if (!Frames(() => alice.Registered && bob.Registered, alice, bob)) return Fail("registration as friends");
             bob.LookUp(new[] { "Alice Sample@Lich", "Nobody Around@Lich" });
             if (!Frames(() => !bob.Busy, alice, bob)) return Fail("lookups");
             bob.Want("Alice Sample@Lich", hashes);

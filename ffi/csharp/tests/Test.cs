@@ -233,6 +233,14 @@ static class Test
         Throws(FfxpStatus.InvalidArgument, "fetch with a bad hash", () => n.Fetch("zz", "A B@C"));
         Throws(FfxpStatus.UnknownOperation, "cancel of an unknown op", () => n.Cancel(999));
         Throws(FfxpStatus.InvalidArgument, "visibility 7", () => n.SetVisibility((Visibility)7));
+        var many = new List<byte[]>();
+        for (int i = 0; i < 65; i++) many.Add(new byte[32]);
+        Throws(FfxpStatus.InvalidArgument, "65 friends", () => n.SetFriends(many));
+        Throws(FfxpStatus.InvalidArgument, "a friend twice", () => n.SetFriends(new[] { n.Key, n.Key }));
+        try { n.SetFriends(new[] { new byte[31] }); Check(false, "a 31-byte key must be refused"); }
+        catch (ArgumentException) { Check(true, "a 31-byte key: ArgumentException"); }
+        n.SetFriends(new[] { n.Key });
+        Check(true, "SetFriends with one key: Ok");
         Throws(FfxpStatus.InvalidArgument, "share of a missing folder", () => n.Share(Path.Combine(dir, "missing")));
         ulong op = n.Lookup("Some One@World");
         var failed = WaitFor(n, Ends(op));
@@ -313,8 +321,18 @@ static class Test
         int running = LibraryThreads();
         Check(running > 0, running + " executor threads (ffxiv-p2p-*) while two nodes run");
 
-        // Look each other up.
+        // A new node is friends-only with no friends: B cannot find A. Then each lists the other.
         ulong op = b.Lookup(alice);
+        var hiddenA = WaitFor(b, Ends(op));
+        Check(hiddenA != null && hiddenA.Kind == FfxpEventKind.Failed, "B cannot find a new (friends-only) A: " + hiddenA);
+        Check(a.Key.Length == 32 && Convert.ToBase64String(a.Key) != Convert.ToBase64String(b.Key), "each node has its own 32-byte key");
+        a.SetFriends(new[] { b.Key });
+        b.SetFriends(new[] { a.Key });
+        Check(WaitFor(a, Is(FfxpEventKind.Registered)) != null, "A re-registered with B as its friend");
+        Check(WaitFor(b, Is(FfxpEventKind.Registered)) != null, "B re-registered with A as its friend");
+
+        // Look each other up.
+        op = b.Lookup(alice);
         var found = WaitFor(b, Ends(op));
         Check(found != null && found.Kind == FfxpEventKind.Found && found.Key.Length == 32,
             "B looks A up: " + found);
@@ -397,8 +415,8 @@ static class Test
         Check(took < TimeSpan.FromSeconds(8), "shutdown with a silent phone book took " + (int)took.TotalMilliseconds + " ms (bounded)");
         proxy.Stop();
 
-        // Friends only (with no friends): nobody finds A; public again: found again.
-        a.SetVisibility(Visibility.Friends);
+        // Friends only with no friends: nobody finds A; public: found again.
+        a.SetFriends(new byte[0][]);
         Check(WaitFor(a, Is(FfxpEventKind.Registered)) != null, "A re-registered as friends-only");
         op = b.Lookup(alice);
         end = WaitFor(b, Ends(op));
@@ -427,6 +445,8 @@ static class Test
         Check(true, "A created again on port " + port + " (" + tries + " attempts)");
         again.Share(shared);
         Check(WaitFor(again, Is(FfxpEventKind.Registered)) != null, "A again registered");
+        again.SetVisibility(Visibility.Public);
+        Check(WaitFor(again, Is(FfxpEventKind.Registered)) != null, "A again registered as public");
         op = b.Lookup(alice);
         found = WaitFor(b, Ends(op));
         Check(found != null && found.Kind == FfxpEventKind.Found && aliceKey != null &&

@@ -59,6 +59,17 @@ static void bad_input(void) {
     show_error("bad hash");
     CHECK(ffxp_node_cancel(h, 999) == FFXP_STATUS_UNKNOWN_OPERATION);
     CHECK(ffxp_node_set_visibility(h, 7) == FFXP_STATUS_INVALID_ARGUMENT);
+    /* Friends: bad lists are refused, with the reason. */
+    uint8_t keys[2 * 32];
+    CHECK(ffxp_node_key(h, NULL) == FFXP_STATUS_NULL_POINTER);
+    CHECK(ffxp_node_key(h, (uint8_t (*)[32])keys) == FFXP_STATUS_OK);
+    memcpy(keys + 32, keys, 32);
+    CHECK(ffxp_node_set_friends(h, NULL, 1) == FFXP_STATUS_NULL_POINTER);
+    CHECK(ffxp_node_set_friends(h, keys, 65) == FFXP_STATUS_INVALID_ARGUMENT);
+    CHECK(ffxp_node_set_friends(h, keys, 2) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("a key twice");
+    CHECK(ffxp_node_set_friends(h, keys, 1) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_set_friends(h, NULL, 0) == FFXP_STATUS_OK);
     CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_OK);
     CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_INVALID_HANDLE);
     CHECK(ffxp_node_poll_event(h, &e) == FFXP_STATUS_INVALID_HANDLE);
@@ -99,6 +110,14 @@ static void two_nodes(const char *url, const char *work, const char *shared, con
     CHECK(ffxp_node_create(S(id_b), S(data_b), S(url), S("Cee Fetcher@Lich"), S("127.0.0.1:0"), &b) == FFXP_STATUS_OK);
     CHECK(wait_event(a, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
     CHECK(wait_event(b, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
+    /* A new node is friends-only with no friends: b cannot find a. */
+    CHECK(ffxp_node_lookup(b, S("Cee Seeder@Lich"), &op) == FFXP_STATUS_OK);
+    CHECK(wait_event(b, FFXP_EVENT_KIND_FAILED, op, NULL));
+    /* a lists b's key: now b finds a. */
+    uint8_t kb[32];
+    CHECK(ffxp_node_key(b, &kb) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_set_friends(a, kb, 1) == FFXP_STATUS_OK);
+    CHECK(wait_event(a, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
     CHECK(ffxp_node_lookup(b, S("Cee Seeder@Lich"), &op) == FFXP_STATUS_OK);
     CHECK(wait_event(b, FFXP_EVENT_KIND_FOUND, op, NULL));
     int progress = 0;

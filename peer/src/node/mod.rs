@@ -226,9 +226,15 @@ impl Node {
         Ok(node)
     }
 
-    /// Our key.
+    /// Our key: what a friend lists to let us find them, and what we give friends.
     pub fn id(&self) -> PeerId {
         self.identity.id()
+    }
+
+    /// Our visibility and friend list, as last set.
+    pub fn visibility(&self) -> (Visibility, Vec<PeerId>) {
+        let c = self.cfg();
+        (c.visibility, c.friends.clone())
     }
 
     /// The UDP address we listen on.
