@@ -67,11 +67,11 @@ serve_ready() { # log
     echo "windows-test: FAIL: a server did not start:"; cat "$1"; exit 1
 }
 winpath() { local p=$1; echo "Z:${p//\//\\}"; }
-wine "$WIN/peer.exe" serve "$(winpath "$WORK/win-files")" \
+wine "$WIN/peer.exe" serve "$(winpath "$WORK/win-files")" --visibility public \
     --identity "C:\\users\\win.key" --pins "C:\\users\\win.pins" --listen 127.0.0.1:0 \
     --phonebook "$PB" --name "Windows Player@World" --no-portmap > "$WORK/win-serve.log" 2>&1 &
 PIDS+=($!)
-"$TARGET/debug/peer" serve "$WORK/linux-files" --identity "$WORK/linux.key" --pins "$WORK/linux.pins" \
+"$TARGET/debug/peer" serve "$WORK/linux-files" --visibility public --identity "$WORK/linux.key" --pins "$WORK/linux.pins" \
     --listen 127.0.0.1:0 --phonebook "$PB" --name "Linux Player@World" --no-portmap \
     > "$WORK/linux-serve.log" 2>&1 &
 PIDS+=($!)
@@ -109,7 +109,7 @@ TPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
     --tls-key "$WORK/tls.key" --log-level warn > "$WORK/pb-tls.log" 2>&1 &
 PIDS+=($!)
 TPB=https://localhost:$TPORT
-"$TARGET/debug/peer" serve "$WORK/linux-files" --identity "$WORK/linux2.key" --pins "$WORK/linux2.pins" \
+"$TARGET/debug/peer" serve "$WORK/linux-files" --visibility public --identity "$WORK/linux2.key" --pins "$WORK/linux2.pins" \
     --listen 127.0.0.1:0 --phonebook "$TPB" --phonebook-ca "$WORK/ca.pem" --name "Tls Player@World" \
     --no-portmap > "$WORK/linux-tls-serve.log" 2>&1 &
 PIDS+=($!)

@@ -60,6 +60,10 @@ fn main() -> Result<(), peer::node::NodeError> {
     let registered = |e: &Event| matches!(e, Event::Registration(Registration::Registered { .. }));
     wait_for(&a, registered)?;
     wait_for(&b, registered)?;
+    // A node starts friends-only with no friends: the seeder lists the fetcher, as the C#
+    // side of tests/bench/csharp-vs-rust.sh does.
+    a.set_visibility(peer::Visibility::Friends, vec![b.id()]);
+    wait_for(&a, registered)?;
 
     let start = Instant::now();
     let op = b.fetch(hash, vec![seeder.into()], vec![]);

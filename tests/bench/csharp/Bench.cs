@@ -51,6 +51,8 @@ static class Bench
         {
             a.Share(shared);
             WaitFor(a, e => e.Kind == FfxpEventKind.Registered);
+            a.SetFriends(new[] { b.Key }); // a node starts friends-only with no friends
+            WaitFor(a, e => e.Kind == FfxpEventKind.Registered);
             WaitFor(b, e => e.Kind == FfxpEventKind.Registered);
             var clock = Stopwatch.StartNew();
             ulong op = b.Fetch(hash, seeder);
