@@ -159,3 +159,58 @@ fn bad_ca_files_and_urls_are_clear_errors() {
     // http:// keeps working without any CA.
     assert!(book("http://localhost:1", "Alice Smith@Gilgamesh", None).is_ok());
 }
+
+/// A `peer::Node` (what plugins use) reaches an `https://` phone book through
+/// `NodeConfig::phonebook_ca`, and without it reports the certificate as the reason it retries.
+#[test]
+fn a_node_registers_over_https_with_its_ca_file() {
+    use peer::{Event, Node, NodeConfig, Registration};
+    let pki = Pki::new("node");
+    let (cert, key) = pki.leaf();
+    let srv = TestServer::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..Config::default()
+    })
+    .unwrap();
+    let url = format!("https://localhost:{}", srv.addr().port());
+    let start = |tag: &str, ca: Option<PathBuf>| {
+        let root = pki.dir.join(tag);
+        let mut c = NodeConfig::new(root.join("id.key"), root.join("data"));
+        c.phonebooks = vec![url.clone()];
+        c.name = Some("Node Https@Gilgamesh".into());
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.portmap = false;
+        c.phonebook_ca = ca;
+        Node::start(c).unwrap()
+    };
+    let wait = |node: &Node| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            while let Some(e) = node.poll_event() {
+                if let Event::Registration(r) = e {
+                    return Some(r);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    };
+    let trusted = start("trusted", Some(pki.ca()));
+    assert!(
+        matches!(wait(&trusted), Some(Registration::Registered { .. })),
+        "the node with the CA file registers"
+    );
+    drop(trusted);
+    let untrusted = start("untrusted", None);
+    match wait(&untrusted) {
+        Some(Registration::Retrying { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
+        }
+        other => panic!("want a retry naming the certificate, got {other:?}"),
+    }
+    drop(untrusted);
+    srv.stop().unwrap();
+}

@@ -69,10 +69,14 @@ pub struct NodeConfig {
     /// Threads of the node's own executor (1 to 8; default 2), stopped and joined when the
     /// node is dropped.
     pub threads: usize,
+    /// A PEM file of extra certificate authorities trusted for `https://` phone books, beside
+    /// the bundled webpki roots (a private CA, or a test CA such as pebble's).
+    pub phonebook_ca: Option<PathBuf>,
 }
 
 impl NodeConfig {
-    /// A config with defaults: public, listening on every interface, no phone book.
+    /// A config with defaults: friends-only with no friends (nobody can find us), listening on
+    /// every interface, no phone book.
     pub fn new(identity: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
         NodeConfig {
             identity: identity.into(),
@@ -88,6 +92,7 @@ impl NodeConfig {
             portmap: true,
             relay_via: Vec::new(),
             threads: 2,
+            phonebook_ca: None,
         }
     }
 }
@@ -156,6 +161,7 @@ impl Node {
                 PlayerName::parse(n)?,
                 PhoneBookConfig {
                     urls: config.phonebooks.clone(),
+                    ca_file: config.phonebook_ca.clone(),
                     ..Default::default()
                 },
             )?)),
