@@ -300,7 +300,7 @@ pub(super) static SETTINGS: [Setting; 47] = [
         rate_ip,
         Kind::Count,
         RATE_RANGE,
-        "Requests per second per source address (IPv6 per /64), sustained; 0 = unlimited."
+        "Requests per second per source address (IPv6 per /64), sustained; 0 = unlimited. A TLS handshake costs 10."
     ),
     int_setting!(
         "rate-ip-burst",

@@ -365,3 +365,37 @@ fn handshake_timeout_and_connection_limit_hold_for_tls() {
     assert_eq!(c.get("/api/health").status, 200);
     srv.stop().unwrap();
 }
+
+/// A flood of TLS connections from one address: each costs `TLS_HANDSHAKE_COST` of the
+/// address's `rate-ip` bucket before the handshake, so past burst / cost the server closes them
+/// at once, and one that waited for the bucket to refill gets through.
+#[test]
+fn tls_handshakes_from_one_address_are_rate_limited() {
+    use pi_server::api::TLS_HANDSHAKE_COST;
+    let ca = Ca::new("handshake-rate");
+    let (cert, key, _) = ca.leaf("a");
+    let srv = start_https(&cert, &key, |c| {
+        c.rate_ip = 10;
+        c.rate_ip_burst = 30;
+    });
+    let allowed = 30 / TLS_HANDSHAKE_COST;
+    let mut ok = 0;
+    let mut refused = 0;
+    for _ in 0..allowed + 3 {
+        match TlsConn::open(srv.addr(), ca.client_config(&[])) {
+            Ok(_) => ok += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!((ok, refused), (allowed, 3));
+    // 10 tokens a second: a handshake's worth after about a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        if TlsConn::open(srv.addr(), ca.client_config(&[])).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bucket never refilled");
+    }
+    srv.stop().unwrap();
+}

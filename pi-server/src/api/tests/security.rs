@@ -4,9 +4,6 @@
 
 use super::*;
 
-/// Issue 9: a token must die with its registration. A registers, unregisters (or expires) and
-/// the slot frees; B registers a name into the same slot with the same millisecond timestamp.
-/// A's old token must not authenticate as B.
 fn name(s: &str) -> phonebook_proto::PlayerName {
     phonebook_proto::PlayerName::parse(s).unwrap()
 }
@@ -15,6 +12,9 @@ fn name_id(s: &str) -> phonebook_proto::LookupId {
     phonebook_proto::LookupId::of(&name(s))
 }
 
+/// Issue 9: a token must die with its registration. A registers, unregisters (or expires) and
+/// the slot frees; B registers a name into the same slot with the same millisecond timestamp.
+/// A's old token must not authenticate as B.
 #[test]
 fn token_dies_with_its_registration_when_the_slot_changes_hands() {
     for how in ["unregister", "expiry", "retention end"] {
@@ -307,4 +307,26 @@ fn replayed_copies_do_not_drain_the_owners_key_bucket() {
     let own = post(reg(&kp(1), "Alice Smith@Gilgamesh", T0 + 1).to_json());
     let rep = rig.send(own.as_bytes());
     assert_eq!(rep.status, 200, "the owner's own renewal after the copies");
+}
+
+/// A TLS handshake costs TLS_HANDSHAKE_COST of the address's bucket: one address gets
+/// burst / cost handshakes at once, then is refused before any cryptography; another address
+/// and a trusted proxy are not affected.
+#[test]
+fn tls_handshakes_are_charged_to_the_address() {
+    let mut rig = Rig::new(|c| {
+        c.rate_ip = 1;
+        c.rate_ip_burst = 100;
+        c.trusted_proxies = vec![crate::config::Cidr::parse("192.0.2.0/24").unwrap()];
+    });
+    let now = rig.now;
+    let flood: IpAddr = "198.51.100.7".parse().unwrap();
+    let admitted = (0..50)
+        .take_while(|_| rig.app.admit_handshake(flood, now))
+        .count() as u32;
+    assert_eq!(admitted, 100 / TLS_HANDSHAKE_COST);
+    assert!(!rig.app.admit_handshake(flood, now));
+    assert!(rig.app.admit_handshake("198.51.100.8".parse().unwrap(), now));
+    let proxy: IpAddr = "192.0.2.9".parse().unwrap();
+    assert!((0..50).all(|_| rig.app.admit_handshake(proxy, now)));
 }
