@@ -279,7 +279,12 @@ async fn accept_loop(ex: &LocalExecutor<'_>, shared: Rc<Shared>, listener: Async
         let now_ms = shared.now().mono_ms;
         let (link, handshake_until) = match &shared.tls {
             None => (link::Link::Plain, None),
-            Some(_) if !shared.app.borrow_mut().admit_handshake(peer.ip(), shared.now()) => {
+            Some(_)
+                if !shared
+                    .app
+                    .borrow_mut()
+                    .admit_handshake(peer.ip(), shared.now()) =>
+            {
                 continue;
             }
             Some(t) => match rustls::ServerConnection::new(t.config.clone()) {

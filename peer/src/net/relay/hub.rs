@@ -504,3 +504,83 @@ fn on_frame(id: ConnId, key: PeerId, f: Frame<'_>, shared: &Shared) -> Result<()
         | Frame::Opened { .. } => cut(&h, "a frame clients do not send to a peer relay"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Speaks raw frames to a peer relay as `who`, after a TLS handshake that proves `who`'s
+    /// key; returns every byte the relay sends until it closes.
+    async fn raw(relay: &PeerRelay, owner: PeerId, who: &Identity, first: &Frame<'_>) -> Vec<u8> {
+        let tcp = smol::net::TcpStream::connect(relay.local_addr())
+            .await
+            .unwrap();
+        let config = tls::client_config(
+            who,
+            Arc::new(tls::ExpectedServer {
+                expected: owner,
+                seen: std::sync::Mutex::new(None),
+            }),
+            vec![relay::ALPN.to_vec()],
+        );
+        let name = rustls::pki_types::ServerName::try_from("peer-relay").unwrap();
+        let mut s = futures_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        s.write_all(&frame(first)).await.unwrap();
+        s.flush().await.unwrap();
+        let mut got = Vec::new();
+        let read = s.read_to_end(&mut got);
+        smol::future::or(async { read.await.map(|_| ()) }, async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            Err(io::Error::other("the relay did not close"))
+        })
+        .await
+        .ok();
+        got
+    }
+
+    /// A friend who proves its key but opens with anything other than `Join` (a phone book's
+    /// `Hello`, an `Open` by lookup id) is told `Refused protocol` before the cut, and the
+    /// refusal is counted; a stranger's `Join` is told `Refused unauthenticated`.
+    #[test]
+    fn a_first_frame_other_than_join_is_refused_with_the_reason() {
+        let owner = Identity::generate();
+        let friend = Identity::generate();
+        let fid = friend.id();
+        let allowed: Policy = Arc::new(move |k: &PeerId| *k == fid);
+        let config = PeerRelayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..PeerRelayConfig::default()
+        };
+        let relay = PeerRelay::start(&owner, allowed, config, &Spawner::Global).unwrap();
+        let refused = |bytes: &[u8]| match Frame::decode(bytes) {
+            Ok(Some((Frame::Refused { reason }, _))) => Some(reason),
+            _ => None,
+        };
+        smol::block_on(async {
+            let hello = Frame::Hello {
+                token: [7; relay::TOKEN_LEN],
+            };
+            let got = raw(&relay, owner.id(), &friend, &hello).await;
+            assert_eq!(refused(&got), Some(RefuseReason::Protocol), "{got:?}");
+            let open = Frame::Open {
+                session: 1,
+                target: phonebook_proto::LookupId([1; 32]),
+            };
+            let got = raw(&relay, owner.id(), &friend, &open).await;
+            assert_eq!(refused(&got), Some(RefuseReason::Protocol), "{got:?}");
+            let got = raw(&relay, owner.id(), &Identity::generate(), &Frame::Join).await;
+            assert_eq!(
+                refused(&got),
+                Some(RefuseReason::Unauthenticated),
+                "{got:?}"
+            );
+        });
+        let stats = relay.stats();
+        assert_eq!(stats.refused_protocol.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.refused_unauthenticated.load(Ordering::Relaxed), 1);
+    }
+}

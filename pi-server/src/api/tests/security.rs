@@ -326,7 +326,10 @@ fn tls_handshakes_are_charged_to_the_address() {
         .count() as u32;
     assert_eq!(admitted, 100 / TLS_HANDSHAKE_COST);
     assert!(!rig.app.admit_handshake(flood, now));
-    assert!(rig.app.admit_handshake("198.51.100.8".parse().unwrap(), now));
+    assert!(
+        rig.app
+            .admit_handshake("198.51.100.8".parse().unwrap(), now)
+    );
     let proxy: IpAddr = "192.0.2.9".parse().unwrap();
     assert!((0..50).all(|_| rig.app.admit_handshake(proxy, now)));
 }
