@@ -214,28 +214,30 @@ impl Table {
     }
 
     /// The live record under `id` at `now` that `requester` may see, with its seconds left:
-    /// the public one if there is one, else the first friends-only record that lists the
-    /// requester (or is the requester's own). `None` both when nothing is registered and when
-    /// nothing is visible: the caller cannot tell them apart, and neither can the requester.
+    /// the requester's own if it has one, else the public one if there is one, else the first
+    /// friends-only record that lists the requester. `None` both when nothing is registered and
+    /// when nothing is visible: the caller cannot tell them apart, and neither can the requester.
     pub fn lookup(
         &self,
         id: &LookupId,
         requester: &[u8; 32],
         now: u32,
     ) -> Option<(u32, &Slot, u32)> {
-        let mut best = None;
+        let (mut public, mut friend) = (None, None);
         for i in self.same_id(id) {
             let Some((s, left)) = self.live_slot(i, now) else {
                 continue;
             };
-            if s.visibility == Visibility::Public {
+            if s.key == *requester {
                 return Some((i, s, left));
             }
-            if best.is_none() && self.allows(s, requester) {
-                best = Some((i, s, left));
+            if s.visibility == Visibility::Public {
+                public = public.or(Some((i, s, left)));
+            } else if friend.is_none() && self.allows(s, requester) {
+                friend = Some((i, s, left));
             }
         }
-        best
+        public.or(friend)
     }
 
     /// The friend list of a slot (sorted keys) and its digest.

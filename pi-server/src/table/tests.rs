@@ -476,3 +476,44 @@ proptest! {
         prop_assert_eq!(t.live(), live);
     }
 }
+
+/// Several keys under one name: each key finds its own record first; a stranger finds the
+/// public one; a listed friend finds the public one before a friends-only record that lists
+/// it; nobody else finds a friends-only record.
+#[test]
+fn one_name_several_keys_each_lookup_gets_the_right_record() {
+    let mut t = table(8);
+    let name = "Aa Bb@World";
+    let (owner, impostor, friend) = (kp(1), kp(2), kp(3));
+    let hidden = Register::sign_friends(
+        &owner,
+        PlayerName::parse(name).unwrap(),
+        1,
+        vec![friend.public()],
+        TEST_SALT,
+        1,
+    );
+    t.register(&hidden, ip(), 0, TTL).unwrap();
+    let as_key = |t: &Table, k: &Keypair| {
+        t.lookup(&id(name), k.public().as_bytes(), 0)
+            .map(|(_, s, _)| s.key)
+    };
+    assert_eq!(as_key(&t, &friend), Some(*owner.public().as_bytes()));
+    assert_eq!(look(&t, name, 0).map(|(_, s, _)| s.key), None);
+    t.register(&reg(&impostor, name, 1), ip(), 0, TTL).unwrap();
+    // The public record comes before the friends-only one, for the friend too...
+    assert_eq!(as_key(&t, &friend), Some(*impostor.public().as_bytes()));
+    assert_eq!(
+        look(&t, name, 0).map(|(_, s, _)| s.key),
+        Some(*impostor.public().as_bytes())
+    );
+    // ...but each owner finds its own.
+    assert_eq!(as_key(&t, &owner), Some(*owner.public().as_bytes()));
+    assert_eq!(as_key(&t, &impostor), Some(*impostor.public().as_bytes()));
+    // Another public registration of the name conflicts; the owner's going public too.
+    assert_eq!(
+        t.register(&reg(&owner, name, 2), ip(), 0, TTL),
+        Err(RegisterError::KeyConflict)
+    );
+    assert_eq!(t.live(), 2);
+}
