@@ -1,10 +1,18 @@
-//! A minimal blocking HTTP/1.1 client (std `TcpStream` + `httparse`) for tools and smoke tests:
-//! one request at a time on a keep-alive connection, `Content-Length` bodies only.
+//! A minimal blocking HTTP/1.1 client (std `TcpStream` + `httparse`, rustls for `https://`) for
+//! tools and smoke tests: one request at a time on a keep-alive connection, `Content-Length`
+//! bodies only.
 
 use core::fmt;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Largest CA file read for `--ca`.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -13,20 +21,22 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Most response headers parsed.
 const MAX_HEADERS: usize = 32;
 
-/// An `http://HOST:PORT` base URL (no TLS: the phone book speaks plain HTTP behind a proxy).
+/// An `http://HOST:PORT` or `https://HOST:PORT` base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     /// Host as written (name, IPv4, or IPv6 without brackets).
     pub host: String,
-    /// TCP port (80 if not written).
+    /// TCP port (80, or 443 for `https://`, if not written).
     pub port: u16,
+    /// `https://`: TLS, verified against the web's roots and any `--ca` file.
+    pub tls: bool,
 }
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
-    /// Not `http://`.
+    /// Not `http://` or `https://`.
     Scheme,
     /// No host.
     Host,
@@ -39,7 +49,9 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            UrlError::Scheme => "URL must start with http:// (e.g. http://127.0.0.1:8080)",
+            UrlError::Scheme => {
+                "URL must start with http:// or https:// (e.g. http://127.0.0.1:8080)"
+            }
             UrlError::Host => "URL has no host (e.g. http://127.0.0.1:8080)",
             UrlError::Port => "URL port must be a number from 1 to 65535",
             UrlError::Path => "URL must not have a path: give only http://HOST:PORT",
@@ -50,9 +62,13 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl Url {
-    /// Parses `http://HOST[:PORT][/]`.
+    /// Parses `http://HOST[:PORT][/]` or `https://HOST[:PORT][/]`.
     pub fn parse(text: &str) -> Result<Url, UrlError> {
-        let rest = text.strip_prefix("http://").ok_or(UrlError::Scheme)?;
+        let (rest, tls) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => return Err(UrlError::Scheme),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -79,6 +95,7 @@ impl Url {
             return Err(UrlError::Host);
         }
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 => n,
@@ -88,6 +105,7 @@ impl Url {
         Ok(Url {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 
@@ -128,6 +146,8 @@ pub enum HttpError {
     Malformed(String),
     /// The answer is larger than [`MAX_HEAD`] / [`MAX_BODY`].
     TooLarge,
+    /// `https://`: a CA file, the host name or the TLS handshake (the certificate) failed.
+    Tls(String),
 }
 
 impl fmt::Display for HttpError {
@@ -143,6 +163,7 @@ impl fmt::Display for HttpError {
             HttpError::Closed => f.write_str("the server closed the connection without answering"),
             HttpError::Malformed(why) => write!(f, "malformed HTTP answer: {why}"),
             HttpError::TooLarge => f.write_str("HTTP answer too large"),
+            HttpError::Tls(e) => write!(f, "HTTPS: {e}"),
         }
     }
 }
@@ -287,23 +308,115 @@ pub fn read_response(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Respon
     }
 }
 
+/// The rustls client config of `https://` URLs: the web's roots (webpki-roots), plus the CA
+/// certificates of the PEM file `extra_ca` (a private or test CA).
+pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let bad = |m: &dyn fmt::Display| format!("CA file {}: {m}", path.display());
+        let len = std::fs::metadata(path).map_err(|e| bad(&e))?.len();
+        if len > MAX_CA_FILE_BYTES {
+            return Err(bad(&format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+        }
+        let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|_| bad(&"not PEM"))?;
+            roots.add(cert).map_err(|e| bad(&e))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bad(&"holds no PEM certificate"));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// A connection: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A blocking client on one keep-alive connection, reconnecting when the server closed it.
-#[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
     host: String,
+    /// For `https://`: the config and the name the certificate must hold.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     timeout: Duration,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
 
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
-    /// Resolves `url` and connects.
+    /// Resolves `url` and connects; `https://` trusts the web's roots only.
     pub fn connect(url: &Url, timeout: Duration) -> Result<Client, HttpError> {
+        Self::connect_with_ca(url, timeout, None)
+    }
+
+    /// Resolves `url` and connects; `https://` also trusts the CA certificates in `ca`.
+    pub fn connect_with_ca(
+        url: &Url,
+        timeout: Duration,
+        ca: Option<&Path>,
+    ) -> Result<Client, HttpError> {
+        let tls = match url.tls {
+            false => None,
+            true => {
+                let config = tls_config(ca).map_err(HttpError::Tls)?;
+                let name = ServerName::try_from(url.host.clone())
+                    .map_err(|e| HttpError::Tls(format!("host {}: {e}", url.host)))?;
+                Some((config, name))
+            }
+        };
         let mut c = Client {
             addr: url.resolve()?,
             host: url.host_header(),
+            tls,
             timeout,
             stream: None,
             buf: Vec::new(),
@@ -318,7 +431,7 @@ impl Client {
         self.addr
     }
 
-    fn ensure(&mut self) -> Result<&mut TcpStream, HttpError> {
+    fn ensure(&mut self) -> Result<&mut Stream, HttpError> {
         if self.stream.is_none() {
             let s = TcpStream::connect_timeout(&self.addr, self.timeout)
                 .map_err(|e| HttpError::Connect(self.addr, e))?;
@@ -326,7 +439,21 @@ impl Client {
             s.set_read_timeout(Some(self.timeout))?;
             s.set_write_timeout(Some(self.timeout))?;
             self.buf.clear();
-            self.stream = Some(s);
+            self.stream = Some(match &self.tls {
+                None => Stream::Plain(s),
+                Some((config, name)) => {
+                    let conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                        .map_err(|e| HttpError::Tls(e.to_string()))?;
+                    let mut tls = rustls::StreamOwned::new(conn, s);
+                    // Handshake now, so a bad certificate is its own error.
+                    while tls.conn.is_handshaking() {
+                        tls.conn
+                            .complete_io(&mut tls.sock)
+                            .map_err(|e| HttpError::Tls(e.to_string()))?;
+                    }
+                    Stream::Tls(Box::new(tls))
+                }
+            });
         }
         Ok(self.stream.as_mut().expect("just connected"))
     }
@@ -379,14 +506,17 @@ mod tests {
             Url::parse("http://127.0.0.1:8080"),
             Ok(Url {
                 host: "127.0.0.1".into(),
-                port: 8080
+                port: 8080,
+                tls: false,
             })
         );
+        let https = Url::parse("https://pb.example.org").unwrap();
+        assert_eq!((https.port, https.tls), (443, true));
         assert_eq!(Url::parse("http://localhost/").unwrap().port, 80);
         let v6 = Url::parse("http://[::1]:9/").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 9));
         assert_eq!(v6.host_header(), "[::1]:9");
-        assert_eq!(Url::parse("https://x:1"), Err(UrlError::Scheme));
+        assert_eq!(Url::parse("ftp://x:1"), Err(UrlError::Scheme));
         assert_eq!(Url::parse("http://x:0"), Err(UrlError::Port));
         assert_eq!(Url::parse("http://x:y"), Err(UrlError::Port));
         assert_eq!(Url::parse("http://:80"), Err(UrlError::Host));

@@ -223,3 +223,58 @@ fn a_stranger_cannot_squat_the_derived_requester_name() {
         text(&o)
     );
 }
+
+/// `pb-client --url https://...`: verified against the web's roots plus `--ca`; without the
+/// test CA the certificate is refused with a message that says so; `--ca` with http:// is a
+/// usage error.
+#[test]
+fn https_phone_books_are_verified() {
+    let dir = temp_dir("https");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (ca, cert, priv_key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&priv_key, key.serialize_pem()).unwrap();
+    let pb = TestServer::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        tls_cert: Some(cert),
+        tls_key: Some(priv_key),
+        ..Config::default()
+    })
+    .unwrap();
+    let url = format!("https://localhost:{}", pb.addr().port());
+    let pb_client = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pb-client"));
+        c.env_remove("PB_CA").args(args);
+        run(&mut c)
+    };
+    let ok = pb_client(&["--url", &url, "--ca", ca.to_str().unwrap(), "health"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("activeUsers"), "{}", text(&ok));
+    let refused = pb_client(&["--url", &url, "health"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).to_lowercase().contains("certificate"),
+        "{}",
+        text(&refused)
+    );
+    let plain = format!("http://{}", pb.addr());
+    let misuse = pb_client(&["--url", &plain, "--ca", ca.to_str().unwrap(), "health"]);
+    assert_eq!(misuse.status.code(), Some(64), "{}", text(&misuse));
+    pb.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,7 +25,7 @@ const HELP: &str = "\
 pb-client: talk to an FFXIV P2P phone book (pi-server) from the command line
 
 USAGE:
-    pb-client [--url http://HOST:PORT] <COMMAND> [OPTIONS]
+    pb-client [--url http(s)://HOST:PORT] [--ca FILE] <COMMAND> [OPTIONS]
 
 COMMANDS:
     health                      GET /api/health and print the answer
@@ -57,7 +57,10 @@ SEED (the secret key; never on the command line, where shell history and `ps` sh
     (--seed HEX still works for old scripts but is deprecated: it warns on stderr)
 
 OPTIONS:
-    --url URL      phone book base URL [default: $PB_URL or http://127.0.0.1:3000]
+    --url URL      phone book base URL, http:// or https:// [default: $PB_URL or
+                   http://127.0.0.1:3000]
+    --ca FILE      https://: also trust the CA certificates in this PEM file (a private or
+                   test CA; the web's roots are always trusted) [default: $PB_CA]
     -h, --help     this text
 
 NAME is 'Forename Surname@World', e.g. \"Alice Smith@Gilgamesh\" (quote the space).
@@ -83,6 +86,7 @@ const EXIT_USAGE: u8 = 64;
 #[derive(Debug, Default)]
 struct Args {
     url: Option<String>,
+    ca: Option<String>,
     command: Option<String>,
     name: Option<String>,
     seed: Option<String>,
@@ -126,6 +130,7 @@ fn parse_args() -> Result<Args, Fail> {
                 std::process::exit(0);
             }
             Long("url") => a.url = Some(val(&mut p)?),
+            Long("ca") => a.ca = Some(val(&mut p)?),
             Long("name") => a.name = Some(val(&mut p)?),
             Long("seed") => a.seed = Some(val(&mut p)?),
             Long("seed-file") => a.seed_file = Some(val(&mut p)?),
@@ -348,7 +353,13 @@ fn run(a: Args) -> Result<(), Fail> {
         .or_else(|| std::env::var("PB_URL").ok())
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let url = Url::parse(&url_text).map_err(|e| usage(format!("--url {url_text:?}: {e}")))?;
-    let connect = || Client::connect(&url, Duration::from_secs(10)).map_err(net);
+    let ca = a.ca.clone().or_else(|| std::env::var("PB_CA").ok());
+    if ca.is_some() && !url.tls {
+        return Err(usage("--ca is for https:// URLs"));
+    }
+    let ca = ca.map(std::path::PathBuf::from);
+    let connect =
+        || Client::connect_with_ca(&url, Duration::from_secs(10), ca.as_deref()).map_err(net);
     match command.as_str() {
         "health" => {
             let mut c = connect()?;
