@@ -164,7 +164,7 @@ impl App {
                 let reregister_in = u64::from(ttl) * 8 / 10 + self.next_random() % (span + 1);
                 let token = self.tokens.mint(
                     TokenClaim {
-                        slot: done.slot,
+                        slot: self.table.handle(done.slot),
                         timestamp: req.timestamp,
                     },
                     req.key.as_bytes(),
@@ -262,6 +262,17 @@ impl App {
         }
     }
 
+    /// Answers a signed request 503 `store_unavailable` with `Retry-After: secs` (the
+    /// shared store cannot take the write); returns whether the connection stays open.
+    pub fn store_unavailable(&mut self, p: &Pending, secs: u32, out: &mut Vec<u8>) -> bool {
+        let a = Answer::error_retry(
+            ErrorCode::StoreUnavailable,
+            "the phone book's shared store is unreachable; try again later",
+            secs,
+        );
+        self.respond(p.endpoint, a, p.keep_alive, p.head_only, out)
+    }
+
     /// Completes a signed request once its signature has been checked (`verified`), and
     /// returns the answer.
     pub(super) fn finish_signed(&mut self, p: &Pending, verified: bool, now: Now) -> Answer {
@@ -321,6 +332,14 @@ impl Pending {
             origin,
             signed,
             message,
+        }
+    }
+
+    /// The name the request is for.
+    pub fn name(&self) -> &phonebook_proto::PlayerName {
+        match &self.signed {
+            Signed::Register(r) => &r.name,
+            Signed::Unregister(u) => &u.name,
         }
     }
 

@@ -11,7 +11,7 @@
 mod conn;
 mod conns;
 mod link;
-mod persist;
+pub(crate) mod persist;
 mod relay;
 mod udp;
 mod verify;
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     start: Instant,
     snapshot_changes: Cell<u64>,
     pub(crate) tls: Option<TlsState>,
+    /// The shared store, when `redis-url` is set.
+    pub(crate) redis: Option<Rc<crate::store::redis::Redis>>,
 }
 
 impl Shared {
@@ -125,6 +127,7 @@ impl Server {
         let (relay, info) = relay.map_or((None, None), |(b, i)| (Some(b), Some(i)));
         app.relay = info;
         let changes = app.table.changes();
+        let redis = redis_setup(&mut app)?;
         let (tls, acme) = tls_setup(&app.config)?;
         if let Some(t) = &tls {
             app.metrics.tls.enabled = true;
@@ -149,6 +152,7 @@ impl Server {
                 start,
                 snapshot_changes: Cell::new(changes),
                 tls,
+                redis,
             }),
         })
     }
@@ -238,6 +242,9 @@ impl Server {
                 log::info!("relay on TCP {a} (TLS)");
             }
             udp_tasks.push(ex.spawn(relay::serve(ex.clone(), shared.clone(), r, udp_main)));
+        }
+        if let Some(r) = &shared.redis {
+            udp_tasks.push(ex.spawn(crate::store::replicate::run(shared.clone(), r.clone())));
         }
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());
@@ -365,6 +372,33 @@ async fn tick_loop(shared: Rc<Shared>) {
             }
         }
     }
+}
+
+/// Connects to Redis when `redis-url` is set and takes the shared token key from it (or
+/// gives it this instance's, if it is the first). The records are read by the replication
+/// task once the server runs; until then writes answer 503.
+fn redis_setup(app: &mut App) -> io::Result<Option<Rc<crate::store::redis::Redis>>> {
+    let Some(url) = app.config.redis_url.clone() else {
+        return Ok(None);
+    };
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    if app.config.retention == 0 {
+        return Err(bad(
+            "redis-url needs retention of at least 1 s (an unregistration is shared as a \
+             retained binding)"
+                .into(),
+        ));
+    }
+    let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
+        .map_err(|e| bad(format!("redis-url: {e}")))?;
+    let secret = smol::block_on(async {
+        let mut c = redis.connect().await?;
+        redis.token_secret(&mut c, app.tokens.secret()).await
+    })
+    .map_err(|e| io::Error::other(format!("redis-url: cannot use Redis at start: {e}")))?;
+    app.tokens = crate::token::TokenKey::new(secret);
+    app.metrics.redis.enabled = true;
+    Ok(Some(Rc::new(redis)))
 }
 
 /// The certificate store and its configuration if HTTPS is configured, and the ACME manager

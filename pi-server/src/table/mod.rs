@@ -78,6 +78,10 @@ pub struct Table {
     /// Per slot: the second at which the current state ends (0 for free slots).
     deadline: Vec<u32>,
     index: HashTable<u32>,
+    /// Per slot: its record handle (see [`record_handle`]); 0 for free slots.
+    handle: Vec<u32>,
+    /// Slot ids by record handle (several when handles collide).
+    by_handle: HashTable<u32>,
     hasher: RandomState,
     free: Vec<u32>,
     friends: FriendStore,
@@ -104,6 +108,26 @@ fn canonical(name: &[u8]) -> ([u8; NAME_MAX_LEN], usize) {
     (buf, n)
 }
 
+/// The record handle of a name: the first 4 bytes of SHA-256 over a domain tag and the
+/// lowercase name. Lookup tokens and UDP messages name a registration by it (the field that
+/// held the slot number before issue 13): it is the same at every instance that shares the
+/// records, which slot numbers are not. Handles may collide; a token names its
+/// registration's timestamp too, and its tag is checked against that registration's key.
+pub fn record_handle(name: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let (buf, n) = canonical(name.as_bytes());
+    let mut h = Sha256::new();
+    h.update(b"pb-record-handle-v1\0");
+    h.update(&buf[..n]);
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// Spreads a handle over the 64 bits hashbrown uses (its tag bytes come from the top ones).
+fn handle_hash(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Table {
     /// Reserves memory for `limits.capacity` records.
     pub fn new(limits: TableLimits) -> Self {
@@ -112,6 +136,8 @@ impl Table {
             slots: Vec::with_capacity(cap),
             deadline: Vec::with_capacity(cap),
             index: HashTable::with_capacity(cap),
+            handle: Vec::with_capacity(cap),
+            by_handle: HashTable::with_capacity(cap),
             hasher: RandomState::new(),
             free: Vec::new(),
             friends: FriendStore::new(limits.friend_keys_total),
@@ -199,6 +225,40 @@ impl Table {
     /// The slot, if it exists.
     pub fn slot(&self, id: u32) -> Option<&Slot> {
         self.slots.get(id as usize)
+    }
+
+    /// The record handle of slot `id` (0 if out of range).
+    pub fn handle(&self, id: u32) -> u32 {
+        self.handle.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// The slot whose record has handle `handle` and the signed `timestamp`, if live at
+    /// `now` (what a lookup token or a UDP message names).
+    pub fn live_by_handle(&self, handle: u32, timestamp: u64, now: u32) -> Option<(u32, &Slot)> {
+        self.by_handle
+            .iter_hash(handle_hash(handle))
+            .map(|&id| id)
+            .filter(|&id| self.handle[id as usize] == handle)
+            .find_map(|id| match self.live_slot(id, now) {
+                Some((s, _)) if s.timestamp == timestamp => Some((id, s)),
+                _ => None,
+            })
+    }
+
+    fn index_handle(&mut self, id: u32, name: &str) {
+        let h = record_handle(name);
+        self.handle[id as usize] = h;
+        let handles = &self.handle;
+        self.by_handle
+            .insert_unique(handle_hash(h), id, |&i| handle_hash(handles[i as usize]));
+    }
+
+    fn unindex_handle(&mut self, id: u32) {
+        let h = self.handle[id as usize];
+        if let Ok(e) = self.by_handle.find_entry(handle_hash(h), |&i| i == id) {
+            e.remove();
+        }
+        self.handle[id as usize] = 0;
     }
 
     /// The record of `id` if it is live at `now`, with its seconds left.
@@ -313,6 +373,7 @@ impl Table {
                 let c = slots[i as usize].canonical();
                 hasher.hash_one(&c.0[..c.1])
             });
+            self.index_handle(id, req.name.as_str());
         }
         self.changes += 1;
         Ok(Registered { slot: id, created })
@@ -373,6 +434,7 @@ impl Table {
         if let Ok(e) = self.index.find_entry(h, |&i| i == id) {
             e.remove();
         }
+        self.unindex_handle(id);
         let s = &mut self.slots[id as usize];
         self.friends.remove(s.friends);
         *s = Slot::EMPTY;
@@ -401,6 +463,7 @@ impl Table {
         if (self.slots.len() as u32) < self.capacity {
             self.slots.push(Slot::EMPTY);
             self.deadline.push(0);
+            self.handle.push(0);
             return Some(self.slots.len() as u32 - 1);
         }
         // Full of live and retained records: a retained binding gives way to a new name.
@@ -501,6 +564,7 @@ impl Table {
             self.free.push(self.slots.len() as u32);
             self.slots.push(Slot::EMPTY);
             self.deadline.push(0);
+            self.handle.push(0);
         }
         if self.slots[id as usize].state != SlotState::Free {
             return false;
@@ -536,7 +600,56 @@ impl Table {
             let c = slots[i as usize].canonical();
             hasher.hash_one(&c.0[..c.1])
         });
+        let name = self.slots[id as usize].name_str().to_owned();
+        self.index_handle(id, &name);
         true
+    }
+
+    /// Puts a record in, replacing whatever `slot`'s name held (a record that another phone
+    /// book sharing the store wrote). Returns the slot used, or `None` (nothing changed
+    /// but the old record's removal) when no slot or no friend-pool room is left.
+    pub fn put(
+        &mut self,
+        slot: Slot,
+        friends: &[FriendKey],
+        friends_digest: [u8; 32],
+        candidates: &[Candidate],
+        remaining: u32,
+        now: u32,
+    ) -> Option<u32> {
+        // The same slot again for a known name, so a snapshot being written (which fixed its
+        // slot list) still finds a record there.
+        let id = match self.find(slot.name_str()) {
+            Some(old) => {
+                self.free_slot(old);
+                old
+            }
+            None => {
+                let id = self.allocate()?;
+                // `restore` takes its slot from the free list itself.
+                self.free.push(id);
+                id
+            }
+        };
+        if self.restore(id, slot, friends, friends_digest, candidates, remaining, now) {
+            self.changes += 1;
+            Some(id)
+        } else {
+            None
+        }
+    }
+
+    /// Frees the slot of `name` if it holds one (a record another instance put back, and
+    /// this one must roll back). Returns whether it did.
+    pub fn forget(&mut self, name: &str) -> bool {
+        match self.find(name) {
+            Some(id) => {
+                self.free_slot(id);
+                self.changes += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Empties the table (after a snapshot failed its checksum half-way through loading).
