@@ -361,13 +361,37 @@ phonebook_redis_up {}
             u8::from(self.up)
         );
         for (name, help, v) in [
-            ("errors", "Failed Redis connections, commands and sessions.", self.errors),
-            ("reconnects", "Reconnections to Redis after a loss.", self.reconnects),
+            (
+                "errors",
+                "Failed Redis connections, commands and sessions.",
+                self.errors,
+            ),
+            (
+                "reconnects",
+                "Reconnections to Redis after a loss.",
+                self.reconnects,
+            ),
             ("writes", "Writes Redis acknowledged.", self.writes),
-            ("conflicts", "Writes refused because another instance wrote first.", self.conflicts),
-            ("records_applied", "Records from Redis put into the table.", self.applied),
-            ("records_refused", "Records from Redis the table could not take.", self.refused),
-            ("bad_records", "Records in Redis that did not decode, skipped.", self.bad_records),
+            (
+                "conflicts",
+                "Writes refused because another instance wrote first.",
+                self.conflicts,
+            ),
+            (
+                "records_applied",
+                "Records from Redis put into the table.",
+                self.applied,
+            ),
+            (
+                "records_refused",
+                "Records from Redis the table could not take.",
+                self.refused,
+            ),
+            (
+                "bad_records",
+                "Records in Redis that did not decode, skipped.",
+                self.bad_records,
+            ),
         ] {
             let _ = write!(
                 s,

@@ -432,7 +432,10 @@ mod tests {
             version: "0.1.0".into(),
         };
         assert!(!h.serialize_json().contains("redis"));
-        assert_eq!(Health::from_json(h.serialize_json().as_bytes()), Ok(h.clone()));
+        assert_eq!(
+            Health::from_json(h.serialize_json().as_bytes()),
+            Ok(h.clone())
+        );
         h.status = "degraded".into();
         h.redis = Some("down".into());
         assert_eq!(Health::from_json(h.serialize_json().as_bytes()), Ok(h));

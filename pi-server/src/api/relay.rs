@@ -55,7 +55,10 @@ impl App {
             holder.map(|(_, s)| s.key)
         });
         match (claim, holder) {
-            (Some(_), Some((id, s))) => Some(RelayPeer { slot: id, key: s.key }),
+            (Some(_), Some((id, s))) => Some(RelayPeer {
+                slot: id,
+                key: s.key,
+            }),
             _ => {
                 self.metrics.relay.refuse(RelayRefusal::Unauthenticated);
                 None

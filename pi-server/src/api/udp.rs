@@ -172,7 +172,8 @@ impl App {
                 target,
                 extra,
             } => {
-                let Some((_, requester, _)) = self.authenticate(auth, counter, datagram, now) else {
+                let Some((_, requester, _)) = self.authenticate(auth, counter, datagram, now)
+                else {
                     return;
                 };
                 if self

@@ -61,9 +61,11 @@ pub fn check_url(v: &str) -> Result<String, String> {
         .iter()
         .any(|s| v.starts_with(s));
     if v.starts_with("rediss://") || v.starts_with("valkeys://") {
-        return Err("TLS to Redis (rediss://) is not built in; use redis:// on a private \
+        return Err(
+            "TLS to Redis (rediss://) is not built in; use redis:// on a private \
                     network or a local TLS tunnel"
-            .to_string());
+                .to_string(),
+        );
     }
     if !scheme_ok {
         return Err(

@@ -103,11 +103,13 @@ pub(crate) fn apply(
     {
         return Ok(Applied::Unchanged);
     }
-    Ok(if rec.remaining_secs > 0 && persist::put(table, &rec, now) {
-        Applied::Put
-    } else {
-        Applied::Refused
-    })
+    Ok(
+        if rec.remaining_secs > 0 && persist::put(table, &rec, now) {
+            Applied::Put
+        } else {
+            Applied::Refused
+        },
+    )
 }
 
 /// Puts back what a name held before a write that Redis refused (`None`: nothing).
@@ -159,13 +161,22 @@ mod tests {
         a.register(&r2, [192, 0, 2, 1].into(), 11, 3600).unwrap();
         let s2 = stored(&a, name, 11, 60).unwrap();
         assert_eq!(apply(&mut b, &s2.bytes, None, 60, 0).unwrap(), Applied::Put);
-        assert_eq!(apply(&mut b, &s1.bytes, None, 60, 0).unwrap(), Applied::Unchanged);
+        assert_eq!(
+            apply(&mut b, &s1.bytes, None, 60, 0).unwrap(),
+            Applied::Unchanged
+        );
         assert_eq!(b.lookup(name, 0).unwrap().1.port, 5001);
         assert_eq!(b.live(), 1);
         // Redis kept it past its TTL: only the binding is restored.
-        assert_eq!(apply(&mut b, &s2.bytes, Some(30_000), 60, 0).unwrap(), Applied::Unchanged);
+        assert_eq!(
+            apply(&mut b, &s2.bytes, Some(30_000), 60, 0).unwrap(),
+            Applied::Unchanged
+        );
         let mut c = table();
-        assert_eq!(apply(&mut c, &s2.bytes, Some(30_000), 60, 0).unwrap(), Applied::Put);
+        assert_eq!(
+            apply(&mut c, &s2.bytes, Some(30_000), 60, 0).unwrap(),
+            Applied::Put
+        );
         assert_eq!((c.live(), c.retained()), (0, 1));
         assert!(apply(&mut c, b"junk", None, 60, 0).is_err());
         roll_back(&mut c, name, None, 0);

@@ -299,7 +299,11 @@ impl Redis {
         let mut pipe = ::redis::pipe();
         for k in &keys {
             if let Value::BulkString(k) = k {
-                pipe.cmd("HGET").arg(&k[..]).arg("v").cmd("PTTL").arg(&k[..]);
+                pipe.cmd("HGET")
+                    .arg(&k[..])
+                    .arg("v")
+                    .cmd("PTTL")
+                    .arg(&k[..]);
             }
         }
         let v: Value = pipe.query_async(conn).await?;
@@ -424,9 +428,17 @@ mod tests {
 
     #[test]
     fn replies_decode() {
-        assert_eq!(decode_cas(Value::Array(vec![Value::Int(1)])).unwrap(), Cas::Written);
         assert_eq!(
-            decode_cas(Value::Array(vec![Value::Int(0), bulk(b"rec"), Value::Int(5)])).unwrap(),
+            decode_cas(Value::Array(vec![Value::Int(1)])).unwrap(),
+            Cas::Written
+        );
+        assert_eq!(
+            decode_cas(Value::Array(vec![
+                Value::Int(0),
+                bulk(b"rec"),
+                Value::Int(5)
+            ]))
+            .unwrap(),
             Cas::Conflict(Some(Fetched {
                 bytes: b"rec".to_vec(),
                 pttl_ms: 5
@@ -440,8 +452,14 @@ mod tests {
         let x = Value::Array(vec![Value::Array(vec![
             bulk(b"{pb}:log"),
             Value::Array(vec![
-                Value::Array(vec![bulk(b"1-0"), Value::Array(vec![bulk(b"v"), bulk(b"r1")])]),
-                Value::Array(vec![bulk(b"2-0"), Value::Array(vec![bulk(b"x"), bulk(b"r2")])]),
+                Value::Array(vec![
+                    bulk(b"1-0"),
+                    Value::Array(vec![bulk(b"v"), bulk(b"r1")]),
+                ]),
+                Value::Array(vec![
+                    bulk(b"2-0"),
+                    Value::Array(vec![bulk(b"x"), bulk(b"r2")]),
+                ]),
             ]),
         ])]);
         assert_eq!(

@@ -79,9 +79,7 @@ async fn session(
         *backoff = RECONNECT_MIN_MS;
         log::info!("Redis connected; {records} records read");
         loop {
-            let entries = redis
-                .read_stream(&mut r, &last, STREAM_READ_COUNT)
-                .await?;
+            let entries = redis.read_stream(&mut r, &last, STREAM_READ_COUNT).await?;
             if !redis.is_up() {
                 // A write failed on the other connection: start over.
                 return Err(StoreError::Down);

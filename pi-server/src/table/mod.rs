@@ -631,7 +631,15 @@ impl Table {
                 id
             }
         };
-        if self.restore(id, slot, friends, friends_digest, candidates, remaining, now) {
+        if self.restore(
+            id,
+            slot,
+            friends,
+            friends_digest,
+            candidates,
+            remaining,
+            now,
+        ) {
             self.changes += 1;
             Some(id)
         } else {

@@ -59,6 +59,13 @@ impl Conn {
         Conn { s, buf: Vec::new() }
     }
 
+    /// Like [`Conn::open`], `None` when the connection is refused.
+    pub fn try_open(addr: SocketAddr) -> Option<Conn> {
+        let s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        Some(Conn { s, buf: Vec::new() })
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).expect("write");
     }
