@@ -55,6 +55,9 @@ impl From<RedisError> for StoreError {
     }
 }
 
+/// A stream entry: its id and its record (`None`: an entry without one, skipped).
+pub type StreamEntry = (String, Option<Vec<u8>>);
+
 /// A record as Redis holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -327,7 +330,7 @@ impl Redis {
         conn: &mut MultiplexedConnection,
         after: &str,
         count: usize,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<StreamEntry>, StoreError> {
         let v: Value = ::redis::cmd("XREAD")
             .arg("COUNT")
             .arg(count)
@@ -369,7 +372,7 @@ fn decode_cas(v: Value) -> Result<Cas, StoreError> {
 }
 
 /// One stream entry `[id, [field, value, ...]]`: its id and its `v` field.
-fn entry(e: Value) -> Option<(String, Option<Vec<u8>>)> {
+fn entry(e: Value) -> Option<StreamEntry> {
     let Value::Array(parts) = e else { return None };
     let mut it = parts.into_iter();
     let id = match it.next()? {
@@ -396,7 +399,7 @@ fn entry(e: Value) -> Option<(String, Option<Vec<u8>>)> {
 }
 
 /// An `XREAD` reply of one stream: `nil` (nothing new) or `[[name, [entry, ...]]]`.
-fn decode_xread(v: Value) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+fn decode_xread(v: Value) -> Result<Vec<StreamEntry>, StoreError> {
     let streams = match v {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(s) => s,

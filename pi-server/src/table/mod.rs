@@ -237,7 +237,7 @@ impl Table {
     pub fn live_by_handle(&self, handle: u32, timestamp: u64, now: u32) -> Option<(u32, &Slot)> {
         self.by_handle
             .iter_hash(handle_hash(handle))
-            .map(|&id| id)
+            .copied()
             .filter(|&id| self.handle[id as usize] == handle)
             .find_map(|id| match self.live_slot(id, now) {
                 Some((s, _)) if s.timestamp == timestamp => Some((id, s)),

@@ -22,10 +22,23 @@ pub fn test_config() -> Config {
     }
 }
 
+/// Starts a server with the test settings changed by `f`. With `PB_TEST_REDIS_URL` set
+/// (`.ci/redis-test.sh`), every server so started shares records through that Redis, under
+/// a key prefix of its own, and is used once it has read Redis: the protocol tests then run
+/// against the Redis store.
 pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
     let mut c = test_config();
+    if let Ok(url) = std::env::var("PB_TEST_REDIS_URL") {
+        c.redis_url = Some(url);
+        c.redis_prefix = crate::redis::fresh_prefix();
+    }
     f(&mut c);
-    TestServer::start(c).expect("server starts")
+    let with_redis = c.redis_url.is_some();
+    let s = TestServer::start(c).expect("server starts");
+    if with_redis {
+        crate::redis::wait_up(s.addr());
+    }
+    s
 }
 
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! (CI, `.ci/redis-test.sh`), where they fail instead.
 
 use crate::*;
-use phonebook_proto::{Health, PlayerName, Register, RegisterAnswer, Unregister, Visibility};
+use phonebook_proto::{Health, PlayerName, Register, RegisterAnswer, Unregister};
 use pi_server::config::Config;
 use pi_server::server::TestServer;
 use std::io::{BufRead, BufReader};
