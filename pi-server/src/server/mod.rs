@@ -95,6 +95,7 @@ pub struct Server {
     shared: Rc<Shared>,
     reload: (async_channel::Sender<()>, async_channel::Receiver<()>),
     acme: Option<crate::acme::Manager>,
+    redis_ready: Option<crate::store::replicate::Ready>,
 }
 
 impl std::fmt::Debug for Server {
@@ -127,7 +128,10 @@ impl Server {
         let (relay, info) = relay.map_or((None, None), |(b, i)| (Some(b), Some(i)));
         app.relay = info;
         let changes = app.table.changes();
-        let redis = redis_setup(&mut app)?;
+        let (redis, redis_ready) = match redis_setup(&mut app)? {
+            Some((r, ready)) => (Some(r), Some(ready)),
+            None => (None, None),
+        };
         let (tls, acme) = tls_setup(&app.config)?;
         if let Some(t) = &tls {
             app.metrics.tls.enabled = true;
@@ -140,6 +144,7 @@ impl Server {
         Ok(Server {
             reload: async_channel::bounded(1),
             acme,
+            redis_ready,
             listener,
             udp,
             relay,
@@ -244,7 +249,11 @@ impl Server {
             udp_tasks.push(ex.spawn(relay::serve(ex.clone(), shared.clone(), r, udp_main)));
         }
         if let Some(r) = &shared.redis {
-            udp_tasks.push(ex.spawn(crate::store::replicate::run(shared.clone(), r.clone())));
+            udp_tasks.push(ex.spawn(crate::store::replicate::run(
+                shared.clone(),
+                r.clone(),
+                self.redis_ready,
+            )));
         }
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());
@@ -377,7 +386,12 @@ async fn tick_loop(shared: Rc<Shared>) {
 /// Connects to Redis when `redis-url` is set and takes the shared token key from it (or
 /// gives it this instance's, if it is the first). The records are read by the replication
 /// task once the server runs; until then writes answer 503.
-fn redis_setup(app: &mut App) -> io::Result<Option<Rc<crate::store::redis::Redis>>> {
+type RedisSetup = Option<(
+    Rc<crate::store::redis::Redis>,
+    crate::store::replicate::Ready,
+)>;
+
+fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
     let Some(url) = app.config.redis_url.clone() else {
         return Ok(None);
     };
@@ -391,14 +405,22 @@ fn redis_setup(app: &mut App) -> io::Result<Option<Rc<crate::store::redis::Redis
     }
     let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
         .map_err(|e| bad(format!("redis-url: {e}")))?;
-    let secret = smol::block_on(async {
+    let (secret, (records, ready)) = smol::block_on(async {
         let mut c = redis.connect().await?;
-        redis.token_secret(&mut c, app.tokens.secret()).await
+        let secret = redis.token_secret(&mut c, app.tokens.secret()).await?;
+        // Start with every record, so the first requests meet a full table.
+        let read = crate::store::replicate::connect_and_read(&redis, |b, pttl| {
+            crate::store::replicate::apply_to(app, b, Some(pttl), 0)
+        })
+        .await?;
+        Ok::<_, crate::store::redis::StoreError>((secret, read))
     })
     .map_err(|e| io::Error::other(format!("redis-url: cannot use Redis at start: {e}")))?;
+    log::info!("Redis: {records} records read at start");
     app.tokens = crate::token::TokenKey::new(secret);
     app.metrics.redis.enabled = true;
-    Ok(Some(Rc::new(redis)))
+    app.metrics.redis.up = true;
+    Ok(Some((Rc::new(redis), ready)))
 }
 
 /// The certificate store and its configuration if HTTPS is configured, and the ACME manager

@@ -3,17 +3,71 @@
 
 use super::redis::{Redis, StoreError};
 use super::{RECONNECT_MAX_MS, RECONNECT_MIN_MS, STREAM_READ_COUNT, record};
+use crate::api::App;
 use crate::server::Shared;
+use ::redis::aio::MultiplexedConnection;
 use async_io::Timer;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Runs as long as the server: never returns.
-pub(crate) async fn run(shared: Rc<Shared>, redis: Rc<Redis>) {
+/// A session that connected and read every record, ready to tail the stream.
+pub(crate) struct Ready {
+    write: MultiplexedConnection,
+    stream: MultiplexedConnection,
+    last: String,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("last", &self.last).finish()
+    }
+}
+
+/// Connects and reads every record, giving each to `apply` with the milliseconds Redis
+/// keeps it; returns how many and the session.
+pub(crate) async fn connect_and_read(
+    redis: &Redis,
+    mut apply: impl FnMut(&[u8], i64),
+) -> Result<(u64, Ready), StoreError> {
+    let mut write = redis.connect().await?;
+    let stream = redis.connect_for_stream().await?;
+    let last = redis.stream_end(&mut write).await?;
+    let mut cursor = 0;
+    let mut records = 0u64;
+    loop {
+        let (next, batch) = redis.scan(&mut write, cursor).await?;
+        for f in &batch {
+            apply(&f.bytes, f.pttl_ms);
+        }
+        records += batch.len() as u64;
+        cursor = next;
+        if cursor == 0 {
+            return Ok((
+                records,
+                Ready {
+                    write,
+                    stream,
+                    last,
+                },
+            ));
+        }
+    }
+}
+
+/// Runs as long as the server: never returns. `ready` is the session the server started
+/// with (see [`connect_and_read`]), if any.
+pub(crate) async fn run(shared: Rc<Shared>, redis: Rc<Redis>, mut ready: Option<Ready>) {
     let mut backoff = RECONNECT_MIN_MS;
     let mut connected_before = false;
     loop {
-        let e = session(&shared, &redis, &mut connected_before, &mut backoff).await;
+        let e = session(
+            &shared,
+            &redis,
+            ready.take(),
+            &mut connected_before,
+            &mut backoff,
+        )
+        .await;
         redis.set_connection(None);
         {
             let mut app = shared.app.borrow_mut();
@@ -29,9 +83,7 @@ pub(crate) async fn run(shared: Rc<Shared>, redis: Rc<Redis>) {
 }
 
 /// Applies one record from Redis; counts and logs one that does not decode.
-fn apply(shared: &Shared, bytes: &[u8], pttl_ms: Option<i64>) {
-    let now = shared.now().secs();
-    let mut app = shared.app.borrow_mut();
+pub(crate) fn apply_to(app: &mut App, bytes: &[u8], pttl_ms: Option<i64>, now: u32) {
     let retention = app.config.retention;
     match record::apply(&mut app.table, bytes, pttl_ms, retention, now) {
         Ok(record::Applied::Put) => app.metrics.redis.applied += 1,
@@ -44,30 +96,33 @@ fn apply(shared: &Shared, bytes: &[u8], pttl_ms: Option<i64>) {
     }
 }
 
+fn apply(shared: &Shared, bytes: &[u8], pttl_ms: Option<i64>) {
+    let now = shared.now().secs();
+    apply_to(&mut shared.app.borrow_mut(), bytes, pttl_ms, now);
+}
+
 async fn session(
     shared: &Shared,
     redis: &Redis,
+    ready: Option<Ready>,
     connected_before: &mut bool,
     backoff: &mut u64,
 ) -> StoreError {
     let r: Result<std::convert::Infallible, StoreError> = async {
-        let mut w = redis.connect().await?;
-        let mut r = redis.connect_for_stream().await?;
-        let mut last = redis.stream_end(&mut w).await?;
-        let mut cursor = 0;
-        let mut records = 0u64;
-        loop {
-            let (next, batch) = redis.scan(&mut w, cursor).await?;
-            for f in &batch {
-                apply(shared, &f.bytes, Some(f.pttl_ms));
+        let Ready {
+            write,
+            mut stream,
+            mut last,
+        } = match ready {
+            Some(r) => r,
+            None => {
+                let (records, r) =
+                    connect_and_read(redis, |b, pttl| apply(shared, b, Some(pttl))).await?;
+                log::info!("Redis connected; {records} records read");
+                r
             }
-            records += batch.len() as u64;
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-        redis.set_connection(Some(w));
+        };
+        redis.set_connection(Some(write));
         {
             let mut app = shared.app.borrow_mut();
             app.metrics.redis.up = true;
@@ -77,9 +132,10 @@ async fn session(
         }
         *connected_before = true;
         *backoff = RECONNECT_MIN_MS;
-        log::info!("Redis connected; {records} records read");
         loop {
-            let entries = redis.read_stream(&mut r, &last, STREAM_READ_COUNT).await?;
+            let entries = redis
+                .read_stream(&mut stream, &last, STREAM_READ_COUNT)
+                .await?;
             if !redis.is_up() {
                 // A write failed on the other connection: start over.
                 return Err(StoreError::Down);

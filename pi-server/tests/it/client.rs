@@ -24,8 +24,7 @@ pub fn test_config() -> Config {
 
 /// Starts a server with the test settings changed by `f`. With `PB_TEST_REDIS_URL` set
 /// (`.ci/redis-test.sh`), every server so started shares records through that Redis, under
-/// a key prefix of its own, and is used once it has read Redis: the protocol tests then run
-/// against the Redis store.
+/// a key prefix of its own: the protocol tests then run against the Redis store.
 pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
     let mut c = test_config();
     if let Ok(url) = std::env::var("PB_TEST_REDIS_URL") {
@@ -33,12 +32,8 @@ pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
         c.redis_prefix = crate::redis::fresh_prefix();
     }
     f(&mut c);
-    let with_redis = c.redis_url.is_some();
-    let s = TestServer::start(c).expect("server starts");
-    if with_redis {
-        crate::redis::wait_up(s.addr());
-    }
-    s
+    // With Redis, the server has read it before it listens.
+    TestServer::start(c).expect("server starts")
 }
 
 #[derive(Debug)]
