@@ -30,8 +30,8 @@ pub(crate) async fn finish(
     verified: bool,
     out: &mut Vec<u8>,
 ) -> bool {
-    let _turn = redis.write_lock.lock().await;
     let name = p.name().as_str();
+    let _turn = redis.names.lock(name.to_ascii_lowercase()).await;
     let id = record::record_id(name);
     for _ in 0..ATTEMPTS {
         out.clear();

@@ -5,7 +5,9 @@ use super::{COMMAND_TIMEOUT_SECS, Keys, SCAN_COUNT, STREAM_BLOCK_MS, STREAM_MAX_
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Writes a record only if the stored one still has the expected key and timestamp (or is
@@ -93,6 +95,56 @@ pub struct Write<'a> {
     pub expire_ms: u64,
 }
 
+/// One lock per name being written (an entry only while a write of it waits or runs, so
+/// bounded by the connections).
+#[derive(Debug, Default)]
+pub(crate) struct NameLocks {
+    map: RefCell<HashMap<String, Arc<async_lock::Mutex<()>>>>,
+}
+
+/// Holds a name's turn; frees the entry when the last holder or waiter is gone.
+pub(crate) struct NameGuard<'a> {
+    locks: &'a NameLocks,
+    name: String,
+    guard: Option<async_lock::MutexGuardArc<()>>,
+}
+
+impl NameLocks {
+    /// Waits for the turn of `name` (a canonical name).
+    pub(crate) async fn lock(&self, name: String) -> NameGuard<'_> {
+        let lock = self
+            .map
+            .borrow_mut()
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(async_lock::Mutex::new(())))
+            .clone();
+        NameGuard {
+            locks: self,
+            name,
+            guard: Some(lock.lock_arc().await),
+        }
+    }
+
+    /// Names with a write waiting or running.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map.borrow_mut();
+        if map
+            .get(&self.name)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.name);
+        }
+    }
+}
+
 /// The connection to Redis of one phone book.
 pub struct Redis {
     client: Client,
@@ -100,9 +152,11 @@ pub struct Redis {
     conn: RefCell<Option<MultiplexedConnection>>,
     cas: Script,
     up: Cell<bool>,
-    /// Serializes this instance's writes: a write decides against the table and must see
-    /// the previous write's outcome there.
-    pub(crate) write_lock: async_lock::Mutex<()>,
+    /// Serializes this instance's writes of one name: a write decides against the table
+    /// and must see the previous write's outcome there. Writes of different names go to
+    /// Redis at the same time (pipelined on one connection; Redis's append-only file then
+    /// syncs them together).
+    pub(crate) names: NameLocks,
 }
 
 impl fmt::Debug for Redis {
@@ -130,7 +184,7 @@ impl Redis {
             conn: RefCell::new(None),
             cas: Script::new(CAS_SCRIPT),
             up: Cell::new(false),
-            write_lock: async_lock::Mutex::new(()),
+            names: NameLocks::default(),
         })
     }
 
@@ -427,6 +481,23 @@ mod tests {
 
     fn bulk(b: &[u8]) -> Value {
         Value::BulkString(b.to_vec())
+    }
+
+    #[test]
+    fn name_locks_take_turns_and_free_their_entries() {
+        let l = NameLocks::default();
+        smol::block_on(async {
+            let a = l.lock("a".into()).await;
+            let b = l.lock("b".into()).await;
+            assert_eq!(l.len(), 2);
+            // A second writer of "a" waits for the first.
+            let mut second = Box::pin(l.lock("a".into()));
+            assert!(futures_lite::future::poll_once(&mut second).await.is_none());
+            drop(a);
+            let a2 = second.await;
+            drop((a2, b));
+        });
+        assert_eq!(l.len(), 0);
     }
 
     #[test]
