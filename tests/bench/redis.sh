@@ -134,6 +134,8 @@ secs = max(r["seconds"] for r in rs)
 cpu = int(ticks) / int(hz)
 print(json.dumps(dict(label=label, scenario=scenario, generators=len(rs), requests=req, ok=ok,
     unexpected=req - ok, requests_per_s=req / secs, cpu_s=cpu,
+    # Whole-machine busy time less the generators, less the servers: other processes.
+    others_cpu_s=max(0.0, max(r["machine_busy_s"] for r in rs) - sum(r["loadgen_cpu_s"] for r in rs) - cpu),
     cpu_us_per_req=cpu * 1e6 / req if req else None,
     p99_ms=max(r["latency"].get("p99_us", 0) for r in rs) / 1000 if all("latency" in r for r in rs) else None,
     status=[r["status"] for r in rs])))
@@ -169,11 +171,11 @@ L = [f"# Several phone books over Redis ({now})", "",
      f"on core 0, pb-load on core 1; {entries} prefilled players, {conns} connections in all "
      f"(split evenly between the instances), {duration} s per row. CPU = every server process "
      "(pi-servers, redis-server, node) during the row.", "",
-     "| setup | scenario | requests/s | CPU us/request | unexpected answers |",
-     "|---|---|---:|---:|---:|"]
+     "| setup | scenario | requests/s | CPU us/request | unexpected answers | others CPU s |",
+     "|---|---|---:|---:|---:|---:|"]
 for r in rows:
     L.append(f"| {r['label']} | {r['scenario']} | {r['requests_per_s']:.0f} | "
-             f"{(r['cpu_us_per_req'] or 0):.1f} | {r['unexpected']} |")
+             f"{(r['cpu_us_per_req'] or 0):.1f} | {r['unexpected']} | {r.get('others_cpu_s', 0):.1f} |")
 L += ["", "Ratios against the in-memory pi-server (requests/s; CPU per request):", ""]
 for s in ("lookup", "register"):
     base = by.get(("memory", s))
@@ -182,7 +184,8 @@ for s in ("lookup", "register"):
         if base and r and base["requests_per_s"] and base["cpu_us_per_req"]:
             L.append(f"- {s}, {lab}: x{r['requests_per_s'] / base['requests_per_s']:.2f} requests/s, "
                      f"x{r['cpu_us_per_req'] / base['cpu_us_per_req']:.2f} CPU per request")
-L += ["", "The node reference does not check signatures or tokens (its lookups are unauthenticated, its "
+L += ["", "`others CPU s`: CPU that other processes used during the row (a disturbed row shows it; "
+      "rerun it on a quiet machine). The node reference does not check signatures or tokens (its lookups are unauthenticated, its "
       "registrations unsigned): it is the plan's baseline, not the same work."]
 text = "\n".join(L) + "\n"
 open(out, "w").write(text)
