@@ -5,14 +5,14 @@
 //! verified is decided against the local table as without Redis, then written to Redis with a
 //! compare-and-set ([`redis::Redis::cas`]: only if the stored record still has the key and
 //! timestamp the local table had, or is still absent), and only once Redis acknowledged it is
-//! the answer sent ([`commit`]). A failed compare means another instance wrote first: the
+//! the answer sent (`commit.rs`). A failed compare means another instance wrote first: the
 //! record is reloaded and the request decided again, once. Every instance tails the change
-//! stream and applies the others' writes ([`replicate`]); at start and after every reconnect
+//! stream and applies the others' writes (`replicate.rs`); at start and after every reconnect
 //! it reads all records again.
 //!
 //! Records travel as opaque bytes made by the snapshot record codec
 //! ([`crate::snapshot::encode_record`] / [`crate::snapshot::decode_record`]), so a change of
-//! the record format flows through; [`record`] is the one place that looks inside.
+//! the record format flows through; `record.rs` is the one place that looks inside.
 //!
 //! Keys (all in one Redis Cluster hash slot, the `{prefix}` tag, since the compare-and-set
 //! script touches a record and the stream at once):
@@ -107,7 +107,7 @@ impl Keys {
         }
     }
 
-    /// The hash of the record with table key `id` ([`record::record_id`]).
+    /// The hash of the record with table key `id` (hex SHA-256 of the lowercase name).
     pub fn record(&self, id: &str) -> String {
         format!("{}:r:{id}", self.tag)
     }

@@ -253,7 +253,7 @@ impl Redis {
         }
     }
 
-    /// Writes `w` if Redis still holds what the table had (see [`CAS_SCRIPT`]).
+    /// Writes `w` if Redis still holds what the table had (the compare-and-set script).
     pub async fn cas(&self, w: &Write<'_>) -> Result<Cas, StoreError> {
         let mut conn = self.conn()?;
         let (ek, et): (&[u8], String) = match &w.expect {
