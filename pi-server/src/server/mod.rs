@@ -420,6 +420,7 @@ fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
     app.tokens = crate::token::TokenKey::new(secret);
     app.metrics.redis.enabled = true;
     app.metrics.redis.up = true;
+    redis.set_connection(Some(ready.writer()));
     Ok(Some((Rc::new(redis), ready)))
 }
 

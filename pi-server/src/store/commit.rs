@@ -95,6 +95,7 @@ pub(crate) async fn finish(
             Err(e) => {
                 record::roll_back(&mut app.table, name, before.as_ref(), now.secs());
                 app.metrics.redis.errors += 1;
+                app.metrics.redis.up = false;
                 redis.failed();
                 log::warn!("Redis write failed ({e}); writes are refused until it is back");
                 out.clear();

@@ -17,6 +17,13 @@ pub(crate) struct Ready {
     last: String,
 }
 
+impl Ready {
+    /// The connection writes go through (the server takes it at start, before it listens).
+    pub(crate) fn writer(&self) -> MultiplexedConnection {
+        self.write.clone()
+    }
+}
+
 impl std::fmt::Debug for Ready {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ready").field("last", &self.last).finish()
