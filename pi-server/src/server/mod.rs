@@ -396,32 +396,40 @@ fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
         return Ok(None);
     };
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-    if app.config.retention == 0 {
-        return Err(bad(
-            "redis-url needs retention of at least 1 s (an unregistration is shared as a \
-             retained binding)"
-                .into(),
-        ));
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err(bad(format!("redis-url: {}", crate::store::WITHOUT_REDIS)))
     }
-    let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
-        .map_err(|e| bad(format!("redis-url: {e}")))?;
-    let (secret, (records, ready)) = smol::block_on(async {
-        let mut c = redis.connect().await?;
-        let secret = redis.token_secret(&mut c, app.tokens.secret()).await?;
-        // Start with every record, so the first requests meet a full table.
-        let read = crate::store::replicate::connect_and_read(&redis, |b, pttl| {
-            crate::store::replicate::apply_to(app, b, Some(pttl), 0)
+    #[cfg(feature = "redis")]
+    {
+        if app.config.retention == 0 {
+            return Err(bad(
+                "redis-url needs retention of at least 1 s (an unregistration is shared as a \
+                 retained binding)"
+                    .into(),
+            ));
+        }
+        let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
+            .map_err(|e| bad(format!("redis-url: {e}")))?;
+        let (secret, (records, ready)) = smol::block_on(async {
+            let mut c = redis.connect().await?;
+            let secret = redis.token_secret(&mut c, app.tokens.secret()).await?;
+            // Start with every record, so the first requests meet a full table.
+            let read = crate::store::replicate::connect_and_read(&redis, |b, pttl| {
+                crate::store::replicate::apply_to(app, b, Some(pttl), 0)
+            })
+            .await?;
+            Ok::<_, crate::store::redis::StoreError>((secret, read))
         })
-        .await?;
-        Ok::<_, crate::store::redis::StoreError>((secret, read))
-    })
-    .map_err(|e| io::Error::other(format!("redis-url: cannot use Redis at start: {e}")))?;
-    log::info!("Redis: {records} records read at start");
-    app.tokens = crate::token::TokenKey::new(secret);
-    app.metrics.redis.enabled = true;
-    app.metrics.redis.up = true;
-    redis.set_connection(Some(ready.writer()));
-    Ok(Some((Rc::new(redis), ready)))
+        .map_err(|e| io::Error::other(format!("redis-url: cannot use Redis at start: {e}")))?;
+        log::info!("Redis: {records} records read at start");
+        app.tokens = crate::token::TokenKey::new(secret);
+        app.metrics.redis.enabled = true;
+        app.metrics.redis.up = true;
+        redis.set_connection(Some(ready.writer()));
+        Ok(Some((Rc::new(redis), ready)))
+    }
 }
 
 /// The certificate store and its configuration if HTTPS is configured, and the ACME manager

@@ -77,6 +77,7 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
     )
 }
 
+#[cfg(feature = "redis")]
 /// Puts `rec` into the table in place of whatever its name held (a record from the shared
 /// store, whose slot number is another instance's and is ignored); `now` in table seconds.
 pub(crate) fn put(table: &mut Table, rec: &SnapshotRecord, now: u32) -> bool {

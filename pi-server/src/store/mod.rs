@@ -23,10 +23,20 @@
 //! | `{P}:log` | stream | one entry per accepted write: `v` the encoded record (trimmed to about [`STREAM_MAX_LEN`]) |
 //! | `{P}:secret` | string | the lookup-token key (32 bytes), set once by the first instance |
 
+#[cfg(feature = "redis")]
 pub(crate) mod commit;
+#[cfg(not(feature = "redis"))]
+mod off;
+#[cfg(feature = "redis")]
 pub(crate) mod record;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
 pub(crate) mod replicate;
+#[cfg(not(feature = "redis"))]
+pub use off::redis;
+#[cfg(not(feature = "redis"))]
+pub(crate) use off::{commit, replicate};
 
 /// Entries the change stream keeps (`XADD MAXLEN ~`): an instance that falls further behind
 /// than this reads every record again (it does after every reconnect anyway).
@@ -49,6 +59,10 @@ pub const UNAVAILABLE_RETRY_SECS: u32 = 5;
 pub const MAX_URL_LEN: usize = 1024;
 /// Longest `redis-prefix`, in bytes.
 pub const MAX_PREFIX_LEN: usize = 64;
+
+/// What a build without the `redis` feature says to `redis-url`.
+pub const WITHOUT_REDIS: &str =
+    "this pi-server was built without Redis support (cargo feature `redis`)";
 
 /// Checks a `redis-url` setting without connecting: the error names what is wrong.
 pub fn check_url(v: &str) -> Result<String, String> {
@@ -74,7 +88,11 @@ pub fn check_url(v: &str) -> Result<String, String> {
                 .to_string(),
         );
     }
+    #[cfg(feature = "redis")]
     ::redis::Client::open(v).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    #[cfg(not(feature = "redis"))]
+    return Err(WITHOUT_REDIS.to_string());
+    #[cfg(feature = "redis")]
     Ok(v.to_owned())
 }
 
@@ -134,8 +152,16 @@ mod tests {
 
     #[test]
     fn urls_and_prefixes_are_checked() {
+        #[cfg(not(feature = "redis"))]
+        assert_eq!(
+            check_url("redis://127.0.0.1:6379/0").unwrap_err(),
+            WITHOUT_REDIS
+        );
+        #[cfg(feature = "redis")]
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        #[cfg(feature = "redis")]
         assert!(check_url("redis://:secret@db.example:6380").is_ok());
+        #[cfg(feature = "redis")]
         assert!(check_url("redis+unix:///run/redis.sock").is_ok());
         assert!(check_url("rediss://x").unwrap_err().contains("TLS"));
         assert!(check_url("http://x").unwrap_err().contains("redis://"));

@@ -27,6 +27,7 @@ pub fn test_config() -> Config {
 /// a key prefix of its own: the protocol tests then run against the Redis store.
 pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
     let mut c = test_config();
+    #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("PB_TEST_REDIS_URL") {
         c.redis_url = Some(url);
         c.redis_prefix = crate::redis::fresh_prefix();
