@@ -416,8 +416,9 @@ fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
             let mut c = redis.connect().await?;
             let secret = redis.token_secret(&mut c, app.tokens.secret()).await?;
             // Start with every record, so the first requests meet a full table.
-            let read = crate::store::replicate::connect_and_read(&redis, |b, pttl| {
-                crate::store::replicate::apply_to(app, b, Some(pttl), 0)
+            let read = crate::store::replicate::connect_and_read(&redis, |r| match r {
+                Some((b, pttl)) => crate::store::replicate::apply_to(app, Some(b), Some(pttl), 0),
+                None => crate::store::replicate::apply_to(app, None, None, 0),
             })
             .await?;
             Ok::<_, crate::store::redis::StoreError>((secret, read))

@@ -281,6 +281,7 @@ impl Redis {
         let mut conn = self.conn()?;
         let key = self.keys.record(id);
         let v: Value = ::redis::pipe()
+            .ignore_errors()
             .cmd("HGET")
             .arg(&key)
             .arg("v")
@@ -319,12 +320,13 @@ impl Redis {
         }
     }
 
-    /// One `SCAN` step of every record: the next cursor (0 at the end) and the records.
+    /// One `SCAN` step of every record: the next cursor (0 at the end), the records, and how
+    /// many keys held something else (of another type or shape: skipped).
     pub async fn scan(
         &self,
         conn: &mut MultiplexedConnection,
         cursor: u64,
-    ) -> Result<(u64, Vec<Fetched>), StoreError> {
+    ) -> Result<(u64, Vec<Fetched>, u64), StoreError> {
         let v: Value = ::redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
@@ -351,9 +353,11 @@ impl Redis {
             _ => return Err(StoreError::BadReply("SCAN")),
         };
         if keys.is_empty() {
-            return Ok((next, Vec::new()));
+            return Ok((next, Vec::new(), 0));
         }
         let mut pipe = ::redis::pipe();
+        // A key of another type answers WRONGTYPE: that key is skipped, not the whole step.
+        pipe.ignore_errors();
         for k in &keys {
             if let Value::BulkString(k) = k {
                 pipe.cmd("HGET")
@@ -368,13 +372,18 @@ impl Redis {
             return Err(StoreError::BadReply("HGET and PTTL"));
         };
         let mut out = Vec::with_capacity(items.len() / 2);
+        let mut bad = 0;
         let mut it = items.into_iter();
         while let (Some(a), Some(b)) = (it.next(), it.next()) {
-            if let Some(f) = fetched(Some(a), Some(b)) {
-                out.push(f);
+            let gone = matches!(a, Value::Nil);
+            match fetched(Some(a), Some(b)) {
+                Some(f) => out.push(f),
+                // Expired between SCAN and HGET: nothing to count.
+                None if gone => {}
+                None => bad += 1,
             }
         }
-        Ok((next, out))
+        Ok((next, out, bad))
     }
 
     /// Waits up to [`STREAM_BLOCK_MS`] for entries after `after`; returns them in order as

@@ -31,10 +31,11 @@ impl std::fmt::Debug for Ready {
 }
 
 /// Connects and reads every record, giving each to `apply` with the milliseconds Redis
-/// keeps it; returns how many and the session.
+/// keeps it (and `None` for each key that holds no record); returns how many records and
+/// the session.
 pub(crate) async fn connect_and_read(
     redis: &Redis,
-    mut apply: impl FnMut(&[u8], i64),
+    mut apply: impl FnMut(Option<(&[u8], i64)>),
 ) -> Result<(u64, Ready), StoreError> {
     let mut write = redis.connect().await?;
     let stream = redis.connect_for_stream().await?;
@@ -42,9 +43,12 @@ pub(crate) async fn connect_and_read(
     let mut cursor = 0;
     let mut records = 0u64;
     loop {
-        let (next, batch) = redis.scan(&mut write, cursor).await?;
+        let (next, batch, bad) = redis.scan(&mut write, cursor).await?;
         for f in &batch {
-            apply(&f.bytes, f.pttl_ms);
+            apply(Some((&f.bytes, f.pttl_ms)));
+        }
+        for _ in 0..bad {
+            apply(None);
         }
         records += batch.len() as u64;
         cursor = next;
@@ -89,8 +93,14 @@ pub(crate) async fn run(shared: Rc<Shared>, redis: Rc<Redis>, mut ready: Option<
     }
 }
 
-/// Applies one record from Redis; counts and logs one that does not decode.
-pub(crate) fn apply_to(app: &mut App, bytes: &[u8], pttl_ms: Option<i64>, now: u32) {
+/// Applies one record from Redis; counts and logs one that does not decode (or a key that
+/// holds no record: `bytes` `None`).
+pub(crate) fn apply_to(app: &mut App, bytes: Option<&[u8]>, pttl_ms: Option<i64>, now: u32) {
+    let Some(bytes) = bytes else {
+        app.metrics.redis.bad_records += 1;
+        log::warn!("Redis holds a key of the phone book that is not a record; skipped");
+        return;
+    };
     let retention = app.config.retention;
     match record::apply(&mut app.table, bytes, pttl_ms, retention, now) {
         Ok(record::Applied::Put) => app.metrics.redis.applied += 1,
@@ -103,7 +113,7 @@ pub(crate) fn apply_to(app: &mut App, bytes: &[u8], pttl_ms: Option<i64>, now: u
     }
 }
 
-fn apply(shared: &Shared, bytes: &[u8], pttl_ms: Option<i64>) {
+fn apply(shared: &Shared, bytes: Option<&[u8]>, pttl_ms: Option<i64>) {
     let now = shared.now().secs();
     apply_to(&mut shared.app.borrow_mut(), bytes, pttl_ms, now);
 }
@@ -123,8 +133,11 @@ async fn session(
         } = match ready {
             Some(r) => r,
             None => {
-                let (records, r) =
-                    connect_and_read(redis, |b, pttl| apply(shared, b, Some(pttl))).await?;
+                let (records, r) = connect_and_read(redis, |r| match r {
+                    Some((b, pttl)) => apply(shared, Some(b), Some(pttl)),
+                    None => apply(shared, None, None),
+                })
+                .await?;
                 log::info!("Redis connected; {records} records read");
                 r
             }
@@ -148,9 +161,7 @@ async fn session(
                 return Err(StoreError::Down);
             }
             for (id, v) in entries {
-                if let Some(v) = v {
-                    apply(shared, &v, None);
-                }
+                apply(shared, v.as_deref(), None);
                 last = id;
             }
         }

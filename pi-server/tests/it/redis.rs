@@ -113,6 +113,22 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Sends one command (RESP array of bulk strings) and returns the first reply line.
+    pub fn command(&self, args: &[&[u8]]) -> String {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        let mut s = TcpStream::connect(self.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, &req).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
     /// SIGKILL: what is not in the append-only file is lost.
     pub fn kill_9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -273,6 +289,61 @@ fn a_name_is_bound_across_instances() {
     assert_eq!(r.status, 200, "{}", r.text());
     let m = Conn::open(b.addr()).request("GET", "/metrics", "", "");
     assert!(m.text().contains("phonebook_redis_up 1"), "{}", m.text());
+}
+
+#[test]
+fn malformed_records_in_redis_are_skipped_and_counted() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let p = fresh_prefix();
+    let a = instance(&redis.url(), &p);
+    let token = RegisterAnswer::from_json(
+        &post(a.addr(), &public(1, "Alice Smith@Gilgamesh", now_ms())).body,
+    )
+    .unwrap()
+    .token;
+    // Junk where a record should be, and in the change stream.
+    let key = format!("{{{p}}}:r:junk");
+    assert_eq!(
+        redis.command(&[b"HSET", key.as_bytes(), b"v", b"\x00garbage"]),
+        ":1"
+    );
+    let log = format!("{{{p}}}:log");
+    assert!(
+        redis
+            .command(&[b"XADD", log.as_bytes(), b"*", b"v", b"junk"])
+            .starts_with('$')
+    );
+    // A field that is not a record at all.
+    let other = format!("{{{p}}}:r:other");
+    assert_eq!(redis.command(&[b"SET", other.as_bytes(), b"x"]), "+OK");
+    // The running instance skips the streamed junk; a new one skips the stored junk.
+    let bad = |addr| {
+        let m = Conn::open(addr).request("GET", "/metrics", "", "");
+        m.text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("phonebook_redis_bad_records_total ")
+                    .map(|v| v.parse::<u64>().unwrap())
+            })
+            .unwrap()
+    };
+    wait_for("A to count the streamed junk", || {
+        (bad(a.addr()) >= 1).then_some(())
+    });
+    let b = instance(&redis.url(), &p);
+    assert!(bad(b.addr()) >= 1);
+    assert_eq!(health(b.addr()).status, "ok");
+    assert_eq!(
+        lookup(b.addr(), &token, "Alice Smith@Gilgamesh").status,
+        200
+    );
+    // Writes still work on both.
+    assert_eq!(
+        post(b.addr(), &public(2, "Bob Jones@Gilgamesh", now_ms())).status,
+        200
+    );
 }
 
 #[test]
