@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod table;
 pub mod tls;
 pub mod token;

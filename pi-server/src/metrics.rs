@@ -294,6 +294,8 @@ pub struct Metrics {
     pub relay: RelayMetrics,
     /// HTTPS and ACME.
     pub tls: TlsMetrics,
+    /// The shared store (Redis), when configured.
+    pub redis: RedisMetrics,
     udp_events: [u64; UDP_EVENTS.len()],
     /// UDP datagrams received, and their bytes (UDP payload).
     pub udp_in: (u64, u64),
@@ -320,6 +322,83 @@ pub struct Metrics {
     pub signatures_checked: u64,
     /// See [`Metrics::signatures_checked`].
     pub signature_batches: u64,
+}
+
+/// Counters of the shared store (`redis-url`); rendered only when it is configured.
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    /// Redis is configured.
+    pub enabled: bool,
+    /// Connected and read through: writes go to Redis (false: they answer 503).
+    pub up: bool,
+    /// Failed connections, commands and sessions.
+    pub errors: u64,
+    /// Successful reconnections after a loss.
+    pub reconnects: u64,
+    /// Writes Redis acknowledged.
+    pub writes: u64,
+    /// Writes refused by the compare-and-set (another instance wrote first).
+    pub conflicts: u64,
+    /// Records from Redis (full reads and the stream) put into the table.
+    pub applied: u64,
+    /// Records from Redis the table could not take (full).
+    pub refused: u64,
+    /// Records in Redis that did not decode, skipped.
+    pub bad_records: u64,
+}
+
+impl RedisMetrics {
+    fn render(&self, s: &mut String) {
+        if !self.enabled {
+            return;
+        }
+        let _ = write!(
+            s,
+            "# HELP phonebook_redis_up Whether writes can go to Redis (0: they answer 503).
+# TYPE phonebook_redis_up gauge
+phonebook_redis_up {}
+",
+            u8::from(self.up)
+        );
+        for (name, help, v) in [
+            (
+                "errors",
+                "Failed Redis connections, commands and sessions.",
+                self.errors,
+            ),
+            (
+                "reconnects",
+                "Reconnections to Redis after a loss.",
+                self.reconnects,
+            ),
+            ("writes", "Writes Redis acknowledged.", self.writes),
+            (
+                "conflicts",
+                "Writes refused because another instance wrote first.",
+                self.conflicts,
+            ),
+            (
+                "records_applied",
+                "Records from Redis put into the table.",
+                self.applied,
+            ),
+            (
+                "records_refused",
+                "Records from Redis the table could not take.",
+                self.refused,
+            ),
+            (
+                "bad_records",
+                "Records in Redis that did not decode, skipped.",
+                self.bad_records,
+            ),
+        ] {
+            let _ = write!(
+                s,
+                "# HELP phonebook_redis_{name}_total {help}\n# TYPE phonebook_redis_{name}_total counter\nphonebook_redis_{name}_total {v}\n"
+            );
+        }
+    }
 }
 
 /// Table figures shown beside the counters.
@@ -465,6 +544,7 @@ impl Metrics {
         );
         self.relay.render(&mut s);
         self.tls.render(&mut s, g.wall_secs);
+        self.redis.render(&mut s);
         let _ = write!(
             s,
             "# HELP phonebook_udp_packets_total UDP datagrams.\n# TYPE phonebook_udp_packets_total counter\nphonebook_udp_packets_total{{direction=\"in\"}} {}\nphonebook_udp_packets_total{{direction=\"out\"}} {}\n",

@@ -102,7 +102,9 @@ use std::net::IpAddr;
 mod codec;
 mod file;
 
-pub use codec::{READ_BUFFER_BYTES, SnapshotReader, append_trailer, encode_header, encode_record};
+pub use codec::{
+    READ_BUFFER_BYTES, SnapshotReader, append_trailer, decode_record, encode_header, encode_record,
+};
 pub use file::{
     LoadOutcome, MAX_QUARANTINED, SnapshotWriter, WRITE_BUFFER_BYTES, load_or_quarantine,
     remove_stale_temp_files,

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     CapacityFull,
     /// 503: too many connections.
     Overloaded,
+    /// 503: the shared store (Redis) that registrations are written to cannot be reached;
+    /// wait `Retry-After` seconds. Lookups are still answered.
+    StoreUnavailable,
     /// 505: only HTTP/1.0 and 1.1 are spoken.
     VersionNotSupported,
 }
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::CapacityFull => "capacity_full",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::VersionNotSupported => "version_not_supported",
         }
     }
@@ -77,7 +81,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::HeadersTooLarge => 431,
-            ErrorCode::CapacityFull | ErrorCode::Overloaded => 503,
+            ErrorCode::CapacityFull | ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
             ErrorCode::VersionNotSupported => 505,
         }
     }
@@ -89,7 +93,7 @@ impl ErrorCode {
 }
 
 /// Every code, for documentation and tests.
-pub const ALL: [ErrorCode; 16] = [
+pub const ALL: [ErrorCode; 17] = [
     ErrorCode::BadRequest,
     ErrorCode::ClockSkew,
     ErrorCode::BadSignature,
@@ -105,6 +109,7 @@ pub const ALL: [ErrorCode; 16] = [
     ErrorCode::QuotaExceeded,
     ErrorCode::CapacityFull,
     ErrorCode::Overloaded,
+    ErrorCode::StoreUnavailable,
     ErrorCode::VersionNotSupported,
 ];
 

@@ -316,8 +316,11 @@ impl BatchAnswer {
 /// `200` answer to `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, SerJson)]
 pub struct Health {
-    /// `"ok"`.
+    /// `"ok"`, or `"degraded"` when the shared store (Redis) is unreachable: lookups are
+    /// answered, registrations get 503.
     pub status: String,
+    /// With a shared store only: `"up"` or `"down"` (absent without one).
+    pub redis: Option<String>,
     /// Live registrations.
     #[nserde(rename = "activeUsers")]
     pub active_users: u64,
@@ -337,6 +340,7 @@ impl Health {
         let mut f = Fields::parse(body, limits())?;
         let h = Health {
             status: f.str("status")?,
+            redis: f.opt_str("redis")?,
             active_users: f.int("activeUsers", 0..=MAX_SAFE_INT)?,
             capacity: f.int("capacity", 0..=MAX_SAFE_INT)?,
             ttl: f.int("ttl", 0..=MAX_SAFE_INT)?,
@@ -487,14 +491,22 @@ mod tests {
 
     #[test]
     fn health_and_register_answers_roundtrip() {
-        let h = Health {
+        let mut h = Health {
             status: "ok".into(),
+            redis: None,
             active_users: 3,
             capacity: 10,
             ttl: 3600,
             uptime: 5,
             version: "0.1.0".into(),
         };
+        assert!(!h.serialize_json().contains("redis"));
+        assert_eq!(
+            Health::from_json(h.serialize_json().as_bytes()),
+            Ok(h.clone())
+        );
+        h.status = "degraded".into();
+        h.redis = Some("down".into());
         assert_eq!(Health::from_json(h.serialize_json().as_bytes()), Ok(h));
         let a = RegisterAnswer {
             success: true,

@@ -31,10 +31,9 @@ impl App {
         let mut holder = None;
         let checked = head.bearer.and_then(|token| {
             self.tokens.check(token, |claim| {
-                holder = match table.live_slot(claim.slot, t) {
-                    Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
-                    _ => None,
-                };
+                holder = table
+                    .live_by_handle(claim.slot, claim.timestamp, t)
+                    .map(|(_, s)| s.key);
                 holder
             })
         });

@@ -291,7 +291,7 @@ impl App {
         self.respond(p.endpoint, answer, p.keep_alive, p.head_only, out)
     }
 
-    fn respond(
+    pub(crate) fn respond(
         &mut self,
         endpoint: Endpoint,
         answer: Answer,
@@ -410,8 +410,16 @@ impl App {
     }
 
     fn health(&self, now: Now) -> Answer {
+        let redis = &self.metrics.redis;
         let h = Health {
-            status: "ok".into(),
+            status: if redis.enabled && !redis.up {
+                "degraded".into()
+            } else {
+                "ok".into()
+            },
+            redis: redis
+                .enabled
+                .then(|| if redis.up { "up" } else { "down" }.into()),
             active_users: u64::from(self.table.live()),
             capacity: u64::from(self.table.capacity()),
             ttl: u64::from(self.config.ttl),

@@ -167,7 +167,7 @@ impl App {
                 let reregister_in = u64::from(ttl) * 8 / 10 + self.next_random() % (span + 1);
                 let token = self.tokens.mint(
                     TokenClaim {
-                        slot: done.slot,
+                        slot: self.table.handle(done.slot),
                         timestamp: req.timestamp,
                     },
                     req.key.as_bytes(),
@@ -267,6 +267,17 @@ impl App {
         }
     }
 
+    /// Answers a signed request 503 `store_unavailable` with `Retry-After: secs` (the
+    /// shared store cannot take the write); returns whether the connection stays open.
+    pub fn store_unavailable(&mut self, p: &Pending, secs: u32, out: &mut Vec<u8>) -> bool {
+        let a = Answer::error_retry(
+            ErrorCode::StoreUnavailable,
+            "the phone book's shared store is unreachable; try again later",
+            secs,
+        );
+        self.respond(p.endpoint, a, p.keep_alive, p.head_only, out)
+    }
+
     /// Completes a signed request once its signature has been checked (`verified`), and
     /// returns the answer.
     pub(super) fn finish_signed(&mut self, p: &Pending, verified: bool, now: Now) -> Answer {
@@ -326,6 +337,14 @@ impl Pending {
             origin,
             signed,
             message,
+        }
+    }
+
+    /// The record the request is for: the player's lookup id and the signing key.
+    pub fn record(&self) -> (phonebook_proto::LookupId, [u8; 32]) {
+        match &self.signed {
+            Signed::Register(r) => (r.id, *r.key.as_bytes()),
+            Signed::Unregister(u) => (u.id, *u.key.as_bytes()),
         }
     }
 

@@ -50,14 +50,14 @@ impl App {
         let (table, t) = (&self.table, now.secs());
         let mut holder = None;
         let claim = self.tokens.check(text.as_bytes(), |claim| {
-            holder = match table.live_slot(claim.slot, t) {
-                Some((s, _)) if s.timestamp == claim.timestamp => Some(s.key),
-                _ => None,
-            };
-            holder
+            holder = table.live_by_handle(claim.slot, claim.timestamp, t);
+            holder.map(|(_, s)| s.key)
         });
         match (claim, holder) {
-            (Some(c), Some(key)) => Some(RelayPeer { slot: c.slot, key }),
+            (Some(_), Some((id, s))) => Some(RelayPeer {
+                slot: id,
+                key: s.key,
+            }),
             _ => {
                 self.metrics.relay.refuse(RelayRefusal::Unauthenticated);
                 None
@@ -93,7 +93,7 @@ impl App {
                 let requester = phonebook_proto::PublicKey::from_bytes(requester).ok()?;
                 let tag_key = self.tokens.tag_for(
                     TokenClaim {
-                        slot: id,
+                        slot: self.table.handle(id),
                         timestamp,
                     },
                     &key,

@@ -141,11 +141,11 @@ impl App {
                 });
             }
             Message::KeepAlive { auth, counter } => {
-                let Some((key, _)) = self.authenticate(auth, counter, datagram, now) else {
+                let Some((id, key, _)) = self.authenticate(auth, counter, datagram, now) else {
                     return;
                 };
                 self.udp.mappings.insert(
-                    auth.slot,
+                    id,
                     Mapping {
                         addr: src,
                         key,
@@ -154,7 +154,7 @@ impl App {
                         last_ms: now.mono_ms,
                     },
                 );
-                self.udp.counters.remove(&auth.slot);
+                self.udp.counters.remove(&id);
                 self.metrics.udp(UdpEvent::KeepAlive);
                 out.push(Datagram {
                     to: src,
@@ -172,7 +172,8 @@ impl App {
                 target,
                 extra,
             } => {
-                let Some((requester, _)) = self.authenticate(auth, counter, datagram, now) else {
+                let Some((_, requester, _)) = self.authenticate(auth, counter, datagram, now)
+                else {
                     return;
                 };
                 if self
@@ -214,10 +215,15 @@ impl App {
         counter: u64,
         datagram: &[u8],
         now: Now,
-    ) -> Option<([u8; 32], [u8; 16])> {
-        let key = match self.table.live_slot(auth.slot, now.secs()) {
-            Some((s, _)) if s.timestamp == auth.timestamp => s.key,
-            _ => {
+    ) -> Option<(u32, [u8; 32], [u8; 16])> {
+        // `auth.slot` is the record handle (see `table::record_handle`); the local slot
+        // keys the mappings and counters.
+        let (id, key) = match self
+            .table
+            .live_by_handle(auth.slot, auth.timestamp, now.secs())
+        {
+            Some((id, s)) => (id, s.key),
+            None => {
                 self.metrics.udp(UdpEvent::DroppedUnauthenticated);
                 return None;
             }
@@ -231,12 +237,12 @@ impl App {
             self.metrics.udp(UdpEvent::DroppedUnauthenticated);
             return None;
         }
-        let last = match self.udp.mappings.get(&auth.slot) {
+        let last = match self.udp.mappings.get(&id) {
             Some(m) if m.timestamp == auth.timestamp => Some(m.counter),
             _ => self
                 .udp
                 .counters
-                .get(&auth.slot)
+                .get(&id)
                 .filter(|(ts, _)| *ts == auth.timestamp)
                 .map(|(_, c)| *c),
         };
@@ -244,15 +250,13 @@ impl App {
             self.metrics.udp(UdpEvent::DroppedReplayed);
             return None;
         }
-        match self.udp.mappings.get_mut(&auth.slot) {
+        match self.udp.mappings.get_mut(&id) {
             Some(m) if m.timestamp == auth.timestamp => m.counter = counter,
             _ => {
-                self.udp
-                    .counters
-                    .insert(auth.slot, (auth.timestamp, counter));
+                self.udp.counters.insert(id, (auth.timestamp, counter));
             }
         }
-        Some((key, tag_key))
+        Some((id, key, tag_key))
     }
 
     /// Decides a punch request and appends the forward if there is one.
@@ -294,7 +298,7 @@ impl App {
         };
         let tag_key = self.tokens.tag_for(
             TokenClaim {
-                slot: id,
+                slot: self.table.handle(id),
                 timestamp,
             },
             &key,

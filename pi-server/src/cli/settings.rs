@@ -138,7 +138,7 @@ fn dns_name(v: &str) -> Result<String, String> {
 }
 
 /// Every setting, in help and `--print-config` order.
-pub(super) static SETTINGS: [Setting; 47] = [
+pub(super) static SETTINGS: [Setting; 49] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -571,6 +571,35 @@ pub(super) static SETTINGS: [Setting; 47] = [
         "Directory for the ACME account key and the certificate (mode 0600 files); empty: the \
          snapshot's directory."
     ),
+    Setting {
+        name: "redis-url",
+        kind: Kind::Url,
+        doc: "Share records, name bindings and the token key with every phone book using this \
+              Redis or Valkey (redis://[user:password@]host[:port][/db] or \
+              redis+unix:///path); writes are acknowledged once Redis has them. Empty: the \
+              in-memory table alone.",
+        range: None,
+        set: |c, v| {
+            c.redis_url = match v {
+                "" => None,
+                v => Some(crate::store::check_url(v)?),
+            };
+            Ok(())
+        },
+        get: |c| c.redis_url.clone().unwrap_or_default(),
+    },
+    Setting {
+        name: "redis-prefix",
+        kind: Kind::Host,
+        doc: "Prefix of every Redis key (letters, digits, '-', '_', '.', ':'; at most 64), so \
+              several phone books can share one Redis.",
+        range: None,
+        set: |c, v| {
+            c.redis_prefix = crate::store::check_prefix(v)?;
+            Ok(())
+        },
+        get: |c| c.redis_prefix.clone(),
+    },
 ];
 
 pub(super) fn find(name: &str) -> Option<usize> {

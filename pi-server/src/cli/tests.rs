@@ -77,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 47] = [
+    let values: [(&str, &str); 49] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -125,6 +125,8 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("acme-directory", "https://localhost:14000/dir"),
         ("acme-ca-root", "/etc/pb/pebble.pem"),
         ("acme-dir", "/var/lib/pb/acme"),
+        ("redis-url", REDIS_URL),
+        ("redis-prefix", "pb-eu"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -192,7 +194,24 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         Some(PathBuf::from("/etc/pb/pebble.pem"))
     );
     assert_eq!(by_flag.acme_dir, Some(PathBuf::from("/var/lib/pb/acme")));
+    assert_eq!(
+        by_flag.redis_url.as_deref(),
+        Some(REDIS_URL).filter(|u| !u.is_empty())
+    );
+    assert_eq!(by_flag.redis_prefix, "pb-eu");
+    assert!(
+        run(&["--redis-url", "http://db"])
+            .unwrap_err()
+            .to_string()
+            .contains("redis://")
+    );
 }
+
+/// A Redis URL, which a build without the `redis` feature refuses (then none is given).
+#[cfg(feature = "redis")]
+const REDIS_URL: &str = "redis://:pw@db.example:6380/2";
+#[cfg(not(feature = "redis"))]
+const REDIS_URL: &str = "";
 
 #[test]
 fn tls_and_acme_values_are_checked() {

@@ -122,6 +122,11 @@ pub struct Config {
     pub acme_ca_root: Option<PathBuf>,
     /// Where the ACME account key and certificate are kept; `None`: beside the snapshot.
     pub acme_dir: Option<PathBuf>,
+    /// Redis (or Valkey) shared by several instances (`redis://[user:password@]host[:port][/db]`
+    /// or `redis+unix:///path`); `None`: the in-memory table alone.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several phone books can share one Redis.
+    pub redis_prefix: String,
 }
 
 /// Let's Encrypt's production directory, the default `acme-directory`.
@@ -177,6 +182,8 @@ impl Default for Config {
             acme_directory: LETS_ENCRYPT_DIRECTORY.to_owned(),
             acme_ca_root: None,
             acme_dir: None,
+            redis_url: None,
+            redis_prefix: "pb".to_owned(),
         }
     }
 }

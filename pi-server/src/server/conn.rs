@@ -119,13 +119,29 @@ pub async fn serve(shared: Rc<Shared>, entry: Rc<ConnEntry>, peer: IpAddr, mut l
                 let Some((p, verified)) = shared.verifier.check(p).await else {
                     return;
                 };
-                let now = shared.now();
-                let mut out = shared.output.borrow_mut();
-                out.clear();
-                let keep = shared.app.borrow_mut().finish(&p, verified, now, &mut out);
-                if link.send(stream.get_ref(), &out, &mut unsent).is_err() {
-                    return;
-                }
+                let keep = match shared.redis.clone() {
+                    Some(redis) => {
+                        // Its own buffer: the shared ones are not held across the wait.
+                        let mut own = Vec::new();
+                        let keep =
+                            crate::store::commit::finish(&shared, &redis, &p, verified, &mut own)
+                                .await;
+                        if link.send(stream.get_ref(), &own, &mut unsent).is_err() {
+                            return;
+                        }
+                        keep
+                    }
+                    None => {
+                        let now = shared.now();
+                        let mut out = shared.output.borrow_mut();
+                        out.clear();
+                        let keep = shared.app.borrow_mut().finish(&p, verified, now, &mut out);
+                        if link.send(stream.get_ref(), &out, &mut unsent).is_err() {
+                            return;
+                        }
+                        keep
+                    }
+                };
                 if keep {
                     resume = !pending.is_empty();
                     Step::Continue

@@ -11,7 +11,7 @@
 mod conn;
 mod conns;
 mod link;
-mod persist;
+pub(crate) mod persist;
 mod relay;
 mod udp;
 mod verify;
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     start: Instant,
     snapshot_changes: Cell<u64>,
     pub(crate) tls: Option<TlsState>,
+    /// The shared store, when `redis-url` is set.
+    pub(crate) redis: Option<Rc<crate::store::redis::Redis>>,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ pub struct Server {
     shared: Rc<Shared>,
     reload: (async_channel::Sender<()>, async_channel::Receiver<()>),
     acme: Option<crate::acme::Manager>,
+    redis_ready: Option<crate::store::replicate::Ready>,
 }
 
 impl std::fmt::Debug for Server {
@@ -125,6 +128,10 @@ impl Server {
         let (relay, info) = relay.map_or((None, None), |(b, i)| (Some(b), Some(i)));
         app.relay = info;
         let changes = app.table.changes();
+        let (redis, redis_ready) = match redis_setup(&mut app)? {
+            Some((r, ready)) => (Some(r), Some(ready)),
+            None => (None, None),
+        };
         let (tls, acme) = tls_setup(&app.config)?;
         if let Some(t) = &tls {
             app.metrics.tls.enabled = true;
@@ -137,6 +144,7 @@ impl Server {
         Ok(Server {
             reload: async_channel::bounded(1),
             acme,
+            redis_ready,
             listener,
             udp,
             relay,
@@ -149,6 +157,7 @@ impl Server {
                 start,
                 snapshot_changes: Cell::new(changes),
                 tls,
+                redis,
             }),
         })
     }
@@ -238,6 +247,13 @@ impl Server {
                 log::info!("relay on TCP {a} (TLS)");
             }
             udp_tasks.push(ex.spawn(relay::serve(ex.clone(), shared.clone(), r, udp_main)));
+        }
+        if let Some(r) = &shared.redis {
+            udp_tasks.push(ex.spawn(crate::store::replicate::run(
+                shared.clone(),
+                r.clone(),
+                self.redis_ready,
+            )));
         }
         let ticker = tick_loop(shared.clone());
         let snapshots = persist::snapshot_loop(shared.clone());
@@ -372,6 +388,56 @@ async fn tick_loop(shared: Rc<Shared>) {
                 app.metrics.reject(Reject::Timeout);
             }
         }
+    }
+}
+
+/// Connects to Redis when `redis-url` is set and takes the shared token key from it (or
+/// gives it this instance's, if it is the first). The records are read by the replication
+/// task once the server runs; until then writes answer 503.
+type RedisSetup = Option<(
+    Rc<crate::store::redis::Redis>,
+    crate::store::replicate::Ready,
+)>;
+
+fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
+    let Some(url) = app.config.redis_url.clone() else {
+        return Ok(None);
+    };
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err(bad(format!("redis-url: {}", crate::store::WITHOUT_REDIS)))
+    }
+    #[cfg(feature = "redis")]
+    {
+        if app.config.retention == 0 {
+            return Err(bad(
+                "redis-url needs retention of at least 1 s (an unregistration is shared as a \
+                 retained binding)"
+                    .into(),
+            ));
+        }
+        let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
+            .map_err(|e| bad(format!("redis-url: {e}")))?;
+        let (secret, (records, ready)) = smol::block_on(async {
+            let mut c = redis.connect().await?;
+            let secret = redis.token_secret(&mut c, app.tokens.secret()).await?;
+            // Start with every record, so the first requests meet a full table.
+            let read = crate::store::replicate::connect_and_read(&redis, |r| match r {
+                Some((b, pttl)) => crate::store::replicate::apply_to(app, Some(b), Some(pttl), 0),
+                None => crate::store::replicate::apply_to(app, None, None, 0),
+            })
+            .await?;
+            Ok::<_, crate::store::redis::StoreError>((secret, read))
+        })
+        .map_err(|e| io::Error::other(format!("redis-url: cannot use Redis at start: {e}")))?;
+        log::info!("Redis: {records} records read at start");
+        app.tokens = crate::token::TokenKey::new(secret);
+        app.metrics.redis.enabled = true;
+        app.metrics.redis.up = true;
+        redis.set_connection(Some(ready.writer()));
+        Ok(Some((Rc::new(redis), ready)))
     }
 }
 

@@ -63,24 +63,9 @@ pub(super) fn load(config: Config) -> io::Result<App> {
 }
 
 fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
-    let state = match rec.state {
-        RecordState::Live => SlotState::Live,
-        RecordState::Retained => SlotState::Retained,
-    };
-    let Some(slot) = Slot::from_parts(
-        rec.id,
-        state,
-        rec.visibility,
-        rec.port,
-        rec.key,
-        rec.signature,
-        rec.timestamp,
-        rec.ip,
-    ) else {
+    let Some((slot, friends, digest)) = parts(&rec) else {
         return false;
     };
-    let friends: Vec<FriendKey> = rec.friends.iter().map(|k| FriendKey(*k)).collect();
-    let digest = rec.friends_digest.unwrap_or_else(public_digest);
     table.restore(
         rec.slot,
         slot,
@@ -92,7 +77,47 @@ fn restore(table: &mut Table, rec: SnapshotRecord) -> bool {
     )
 }
 
-fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
+#[cfg(feature = "redis")]
+/// Puts `rec` into the table in place of whatever its name held (a record from the shared
+/// store, whose slot number is another instance's and is ignored); `now` in table seconds.
+pub(crate) fn put(table: &mut Table, rec: &SnapshotRecord, now: u32) -> bool {
+    let Some((slot, friends, digest)) = parts(rec) else {
+        return false;
+    };
+    table
+        .put(
+            slot,
+            &friends,
+            digest,
+            &rec.candidates,
+            rec.remaining_secs,
+            now,
+        )
+        .is_some()
+}
+
+fn parts(rec: &SnapshotRecord) -> Option<(Slot, Vec<FriendKey>, [u8; 32])> {
+    let state = match rec.state {
+        RecordState::Live => SlotState::Live,
+        RecordState::Retained => SlotState::Retained,
+    };
+    let slot = Slot::from_parts(
+        rec.id,
+        state,
+        rec.visibility,
+        rec.port,
+        rec.key,
+        rec.signature,
+        rec.timestamp,
+        rec.ip,
+    )?;
+    let friends: Vec<FriendKey> = rec.friends.iter().map(|k| FriendKey(*k)).collect();
+    let digest = rec.friends_digest.unwrap_or_else(public_digest);
+    Some((slot, friends, digest))
+}
+
+/// The record in slot `id` as the snapshot stores it; `now` in table seconds.
+pub(crate) fn record(table: &Table, id: u32, now: u32) -> Option<SnapshotRecord> {
     let s = table.slot(id)?;
     let state = match s.state {
         SlotState::Live => RecordState::Live,

@@ -93,6 +93,27 @@ pub fn encode_record(r: &SnapshotRecord, out: &mut Vec<u8>) {
     }
 }
 
+/// Decodes one record that [`encode_record`] wrote, alone (a record carried outside a
+/// snapshot file, such as in Redis): the same checks as [`SnapshotReader::next_record`]
+/// (slot below `capacity`), and nothing may follow it.
+pub fn decode_record(bytes: &[u8], capacity: u32) -> Result<SnapshotRecord, SnapshotError> {
+    let mut reader = SnapshotReader {
+        input: BufReader::with_capacity(bytes.len().max(1), bytes),
+        hasher: Sha256::new(),
+        capacity,
+        version: VERSION,
+        remaining: 1,
+        seen_slots: Vec::new(),
+        state: State::Records,
+    };
+    let rec = reader.record()?;
+    let mut one = [0u8; 1];
+    if read_up_to(&mut reader.input, &mut one)? != 0 {
+        return Err(SnapshotError::TrailingBytes);
+    }
+    Ok(rec)
+}
+
 /// Appends the SHA-256 trailer over all of `bytes`, for a snapshot built in memory
 /// ([`super::SnapshotWriter`] does this itself for files).
 pub fn append_trailer(bytes: &mut Vec<u8>) {

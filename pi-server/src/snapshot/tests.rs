@@ -294,6 +294,23 @@ proptest! {
     }
 
     #[test]
+    fn one_record_round_trips_alone(r in arb_record(), extra in any::<u8>(), cut in any::<proptest::sample::Index>()) {
+        let mut bytes = Vec::new();
+        encode_record(&r, &mut bytes);
+        prop_assert_eq!(decode_record(&bytes, CAPACITY).unwrap(), r);
+        // Anything after it, or a cut, is refused.
+        let cut = cut.index(bytes.len());
+        prop_assert!(decode_record(&bytes[..cut], CAPACITY).is_err());
+        bytes.push(extra);
+        prop_assert!(matches!(decode_record(&bytes, CAPACITY), Err(SnapshotError::TrailingBytes)));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_one_record(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = decode_record(&bytes, CAPACITY);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = decode_all(&bytes, CAPACITY);
         let mut with_magic = MAGIC.to_vec();

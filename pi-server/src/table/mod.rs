@@ -86,6 +86,10 @@ pub struct Table {
     /// Per slot: the second at which the current state ends (0 for free slots).
     deadline: Vec<u32>,
     index: HashTable<u32>,
+    /// Per slot: its record handle (see [`record_handle`]); 0 for free slots.
+    handle: Vec<u32>,
+    /// Slot ids by record handle (several when handles collide).
+    by_handle: HashTable<u32>,
     hasher: RandomState,
     free: Vec<u32>,
     friends: FriendStore,
@@ -103,6 +107,26 @@ pub struct Table {
     hold_frees: bool,
 }
 
+/// The record handle of `key`'s record under `id`: the first 4 bytes of SHA-256 over a domain
+/// tag, the lookup id and the key. Lookup tokens and UDP messages name a registration by it
+/// (the field that held the slot number before issue 13): it is the same at every instance
+/// that shares the records, which slot numbers are not. Handles may collide; a token names its
+/// registration's timestamp too, and its tag is checked against that registration's key.
+pub fn record_handle(id: &LookupId, key: &[u8; 32]) -> u32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"pb-record-handle-v2\0");
+    h.update(id.as_bytes());
+    h.update(key);
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// Spreads a handle over the 64 bits hashbrown uses (its tag bytes come from the top ones).
+fn handle_hash(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Table {
     /// Reserves memory for `limits.capacity` records.
     pub fn new(limits: TableLimits) -> Self {
@@ -111,6 +135,8 @@ impl Table {
             slots: Vec::with_capacity(cap),
             deadline: Vec::with_capacity(cap),
             index: HashTable::with_capacity(cap),
+            handle: Vec::with_capacity(cap),
+            by_handle: HashTable::with_capacity(cap),
             hasher: RandomState::new(),
             free: Vec::new(),
             friends: FriendStore::new(limits.friend_keys_total),
@@ -204,6 +230,41 @@ impl Table {
     /// The slot, if it exists.
     pub fn slot(&self, id: u32) -> Option<&Slot> {
         self.slots.get(id as usize)
+    }
+
+    /// The record handle of slot `id` (0 if out of range).
+    pub fn handle(&self, id: u32) -> u32 {
+        self.handle.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// The slot whose record has handle `handle` and the signed `timestamp`, if live at
+    /// `now` (what a lookup token or a UDP message names).
+    pub fn live_by_handle(&self, handle: u32, timestamp: u64, now: u32) -> Option<(u32, &Slot)> {
+        self.by_handle
+            .iter_hash(handle_hash(handle))
+            .copied()
+            .filter(|&id| self.handle[id as usize] == handle)
+            .find_map(|id| match self.live_slot(id, now) {
+                Some((s, _)) if s.timestamp == timestamp => Some((id, s)),
+                _ => None,
+            })
+    }
+
+    fn index_handle(&mut self, id: u32) {
+        let s = &self.slots[id as usize];
+        let h = record_handle(&s.id, &s.key);
+        self.handle[id as usize] = h;
+        let handles = &self.handle;
+        self.by_handle
+            .insert_unique(handle_hash(h), id, |&i| handle_hash(handles[i as usize]));
+    }
+
+    fn unindex_handle(&mut self, id: u32) {
+        let h = self.handle[id as usize];
+        if let Ok(e) = self.by_handle.find_entry(handle_hash(h), |&i| i == id) {
+            e.remove();
+        }
+        self.handle[id as usize] = 0;
     }
 
     /// The record of `id` if it is live at `now`, with its seconds left.
@@ -393,6 +454,7 @@ impl Table {
         if let Ok(e) = self.index.find_entry(h, |&i| i == id) {
             e.remove();
         }
+        self.unindex_handle(id);
         let s = &mut self.slots[id as usize];
         self.friends.remove(s.friends);
         *s = Slot::EMPTY;
@@ -401,12 +463,14 @@ impl Table {
         self.free.push(id);
     }
 
+    /// Indexes slot `id` by its lookup id and by its record handle.
     fn insert_index(&mut self, id: u32) {
         let h = self.hash(&self.slots[id as usize].id);
         let slots = &self.slots;
         let hasher = &self.hasher;
         self.index
             .insert_unique(h, id, |&i| hasher.hash_one(slots[i as usize].id.as_bytes()));
+        self.index_handle(id);
     }
 
     fn set_candidates(&mut self, id: u32, list: &[Candidate]) {
@@ -429,6 +493,7 @@ impl Table {
         if (self.slots.len() as u32) < self.capacity {
             self.slots.push(Slot::EMPTY);
             self.deadline.push(0);
+            self.handle.push(0);
             return Some(self.slots.len() as u32 - 1);
         }
         // Full of live and retained records: a retained binding gives way to a new name.
@@ -529,6 +594,7 @@ impl Table {
             self.free.push(self.slots.len() as u32);
             self.slots.push(Slot::EMPTY);
             self.deadline.push(0);
+            self.handle.push(0);
         }
         if self.slots[id as usize].state != SlotState::Free {
             return false;
@@ -558,6 +624,61 @@ impl Table {
         }
         self.insert_index(id);
         true
+    }
+
+    /// Puts a record in, replacing what `slot`'s key held under its id (a record that another
+    /// phone book sharing the store wrote). Returns the slot used, or `None` (nothing changed
+    /// but the old record's removal) when no slot or no friend-pool room is left.
+    pub fn put(
+        &mut self,
+        slot: Slot,
+        friends: &[FriendKey],
+        friends_digest: [u8; 32],
+        candidates: &[Candidate],
+        remaining: u32,
+        now: u32,
+    ) -> Option<u32> {
+        // The same slot again for a known record, so a snapshot being written (which fixed
+        // its slot list) still finds a record there.
+        let id = match self.find(&slot.id, &slot.key) {
+            Some(old) => {
+                self.free_slot(old);
+                old
+            }
+            None => {
+                let id = self.allocate()?;
+                // `restore` takes its slot from the free list itself.
+                self.free.push(id);
+                id
+            }
+        };
+        if self.restore(
+            id,
+            slot,
+            friends,
+            friends_digest,
+            candidates,
+            remaining,
+            now,
+        ) {
+            self.changes += 1;
+            Some(id)
+        } else {
+            None
+        }
+    }
+
+    /// Frees the slot of `key`'s record under `id` if there is one (a record another instance
+    /// put back, and this one must roll back). Returns whether it did.
+    pub fn forget(&mut self, id: &LookupId, key: &[u8; 32]) -> bool {
+        match self.find(id, key) {
+            Some(id) => {
+                self.free_slot(id);
+                self.changes += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Empties the table (after a snapshot failed its checksum half-way through loading).

@@ -22,9 +22,18 @@ pub fn test_config() -> Config {
     }
 }
 
+/// Starts a server with the test settings changed by `f`. With `PB_TEST_REDIS_URL` set
+/// (`.ci/redis-test.sh`), every server so started shares records through that Redis, under
+/// a key prefix of its own: the protocol tests then run against the Redis store.
 pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
     let mut c = test_config();
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("PB_TEST_REDIS_URL") {
+        c.redis_url = Some(url);
+        c.redis_prefix = crate::redis::fresh_prefix();
+    }
     f(&mut c);
+    // With Redis, the server has read it before it listens.
     TestServer::start(c).expect("server starts")
 }
 
@@ -57,6 +66,13 @@ impl Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Conn { s, buf: Vec::new() }
+    }
+
+    /// Like [`Conn::open`], `None` when the connection is refused.
+    pub fn try_open(addr: SocketAddr) -> Option<Conn> {
+        let s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        Some(Conn { s, buf: Vec::new() })
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {

@@ -5,6 +5,8 @@ mod client;
 mod doc_examples;
 mod http;
 mod https;
+#[cfg(feature = "redis")]
+mod redis;
 mod signals;
 mod snapshot;
 

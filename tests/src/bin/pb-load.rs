@@ -79,6 +79,9 @@ OPTIONS:
                              [default: closed loop]
     --server-pid PID         report the server's CPU per request (utime+stime from
                              /proc/PID/stat over the timed phase) and its VmRSS
+    --requester-base N       first requester index (several generators against phone books
+                             that share records must not renew each other's requesters)
+                             [default: 0]
     --json                   one JSON object on stdout instead of text
     -h, --help               this text
 
@@ -171,6 +174,7 @@ struct Opts {
     rate: Option<f64>,
     server_pid: Option<u32>,
     json: bool,
+    requester_base: u64,
     /// Friend keys per prefilled player (`None`: public players).
     friends: Option<usize>,
     /// Look up only entries whose friend list does not hold the requester's key.
@@ -242,6 +246,7 @@ where
         batch: 32,
         rate: None,
         server_pid: None,
+        requester_base: 0,
         json: false,
         friends: None,
         not_friend: false,
@@ -341,6 +346,7 @@ where
                 o.rate = Some(r);
             }
             Long("server-pid") => o.server_pid = Some(num(&mut p, "--server-pid")?),
+            Long("requester-base") => o.requester_base = num(&mut p, "--requester-base")?,
             Long("json") => o.json = true,
             other => return Err(other.unexpected().to_string()),
         }
@@ -964,7 +970,7 @@ fn main() {
     let mut auth = Vec::new();
     let mut tokens = Vec::new();
     if authed {
-        for i in 0..o.connections as u64 {
+        for i in o.requester_base..o.requester_base + o.connections as u64 {
             let kp = Keypair::from_seed(&names::seed(Space::Requester, i));
             let n = PlayerName::parse(&names::name(Space::Requester, i)).expect("valid");
             let body = Register::sign_public(&kp, n, names::port(i), now_ms()).to_json();

@@ -159,6 +159,8 @@ fn arb_config() -> impl Strategy<Value = Config> {
             acme_directory: t.4,
             acme_ca_root: t.5.0.map(PathBuf::from),
             acme_dir: t.5.1.map(PathBuf::from),
+            redis_url: None,
+            redis_prefix: "pb".to_owned(),
         })
 }
 
