@@ -75,11 +75,13 @@ stop_all() {
 }
 server_ports=(); server_pids=()
 start_pi() { # [redis]
+    # Room for every fresh name the register rows send (an in-memory row on a quiet core
+    # sends about 25,000 a second for DURATION s; a full table would answer 503).
     next_port; local p=$port
     local extra=()
     [[ ${1:-} == redis ]] && extra=(--redis-url "redis://127.0.0.1:$redis_port/" --redis-prefix bench)
     taskset -c "$SERVER_CORE" "$bin/pi-server" --listen "127.0.0.1:$p" --udp-listen off --rate-ip 0 \
-        --rate-key 0 --log-level warn --capacity $((ENTRIES * 3 + 100000)) \
+        --rate-key 0 --log-level warn --capacity $((ENTRIES * 3 + 500000)) \
         --max-records-per-address 50000000 "${extra[@]}" >>"$work/server.log" 2>&1 &
     local pid=$!; pids+=("$pid"); server_pids+=("$pid"); server_ports+=("$p")
     for _ in $(seq 200); do
