@@ -577,7 +577,8 @@ pub(super) static SETTINGS: [Setting; 49] = [
         doc: "Share records, name bindings and the token key with every phone book using this \
               Redis or Valkey (redis://[user:password@]host[:port][/db] or \
               redis+unix:///path); writes are acknowledged once Redis has them. Empty: the \
-              in-memory table alone.",
+              in-memory table alone. A password in it is a secret: --print-config prints it, \
+              so prefer PI_SERVER_REDIS_URL from a root-only environment file.",
         range: None,
         set: |c, v| {
             c.redis_url = match v {
