@@ -3,16 +3,12 @@
 //! bodies only.
 
 use core::fmt;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Largest CA file read for `--ca`.
-pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -308,36 +304,10 @@ pub fn read_response(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Respon
     }
 }
 
-/// The rustls client config of `https://` URLs: the web's roots (webpki-roots), plus the CA
-/// certificates of the PEM file `extra_ca` (a private or test CA).
+/// The rustls client config of `https://` URLs: the peer library's phone-book client config
+/// (the web's roots, plus the CA certificates of the PEM file `extra_ca`).
 pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca {
-        let bad = |m: &dyn fmt::Display| format!("CA file {}: {m}", path.display());
-        let len = std::fs::metadata(path).map_err(|e| bad(&e))?.len();
-        if len > MAX_CA_FILE_BYTES {
-            return Err(bad(&format!("larger than {MAX_CA_FILE_BYTES} bytes")));
-        }
-        let pem = std::fs::read(path).map_err(|e| bad(&e))?;
-        let mut n = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|_| bad(&"not PEM"))?;
-            roots.add(cert).map_err(|e| bad(&e))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(bad(&"holds no PEM certificate"));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut c = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(c))
+    peer::phonebook::http_client::tls_config(extra_ca).map_err(|e| e.to_string())
 }
 
 /// A connection: plain TCP, or TLS over it.

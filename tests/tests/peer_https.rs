@@ -66,6 +66,21 @@ impl Drop for Pki {
     }
 }
 
+/// A pi-server on loopback serving HTTPS with a leaf of `pki`, and its `https://localhost` URL.
+fn https_server(pki: &Pki) -> (TestServer, String) {
+    let (cert, key) = pki.leaf();
+    let srv = TestServer::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        capacity: 64,
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..Config::default()
+    })
+    .unwrap();
+    let url = format!("https://localhost:{}", srv.addr().port());
+    (srv, url)
+}
+
 fn book(url: &str, name: &str, ca: Option<PathBuf>) -> Result<PhoneBook, PhoneBookError> {
     let config = PhoneBookConfig {
         urls: vec![url.to_owned()],
@@ -84,16 +99,7 @@ fn book(url: &str, name: &str, ca: Option<PathBuf>) -> Result<PhoneBook, PhoneBo
 #[test]
 fn register_and_lookup_over_https_across_a_certificate_swap() {
     let pki = Pki::new("e2e");
-    let (cert, key) = pki.leaf();
-    let srv = TestServer::start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        capacity: 64,
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        ..Config::default()
-    })
-    .unwrap();
-    let url = format!("https://localhost:{}", srv.addr().port());
+    let (srv, url) = https_server(&pki);
     let alice = book(&url, "Alice Smith@Gilgamesh", Some(pki.ca())).unwrap();
     let bob = book(&url, "Bob Smith@Gilgamesh", Some(pki.ca())).unwrap();
     smol::block_on(async {
@@ -166,16 +172,7 @@ fn bad_ca_files_and_urls_are_clear_errors() {
 fn a_node_registers_over_https_with_its_ca_file() {
     use peer::{Event, Node, NodeConfig, Registration};
     let pki = Pki::new("node");
-    let (cert, key) = pki.leaf();
-    let srv = TestServer::start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        capacity: 64,
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        ..Config::default()
-    })
-    .unwrap();
-    let url = format!("https://localhost:{}", srv.addr().port());
+    let (srv, url) = https_server(&pki);
     let start = |tag: &str, ca: Option<PathBuf>| {
         let root = pki.dir.join(tag);
         let mut c = NodeConfig::new(root.join("id.key"), root.join("data"));

@@ -83,6 +83,20 @@ impl Rig {
         self.post("/api/register", &r.to_json(), "")
     }
 
+    fn unregister(&mut self, body: &str) -> Reply {
+        let req = format!(
+            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(req.as_bytes())
+    }
+
+    /// `GET path` with the bearer token `token`.
+    fn get(&mut self, path: &str, token: &str) -> Reply {
+        let req = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+        self.send(req.as_bytes())
+    }
+
     fn token(&mut self, r: &Register) -> String {
         let rep = self.register(r);
         assert_eq!(rep.status, 200, "{}", String::from_utf8_lossy(&rep.body));
@@ -91,8 +105,7 @@ impl Rig {
 
     fn lookup(&mut self, token: &str, name: &str) -> Reply {
         let n = encode_path_name(&PlayerName::parse(name).unwrap());
-        let req = format!("GET /api/lookup/{n} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n");
-        self.send(req.as_bytes())
+        self.get(&format!("/api/lookup/{n}"), token)
     }
 }
 
@@ -205,33 +218,15 @@ fn unregister_needs_the_owners_signature() {
     let mut bad_sig = Unregister::sign(&kp(1), name.clone(), T0 + 1);
     bad_sig.timestamp += 1;
     let body = bad_sig.to_json();
-    let rep = rig.send(
-        format!(
-            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    let rep = rig.unregister(&body);
     assert_eq!(rep.status, 401);
     assert_eq!(rig.lookup(&t, "Alice Smith@Gilgamesh").status, 200);
     let good = Unregister::sign(&kp(1), name, T0 + 2).to_json();
-    let rep = rig.send(
-        format!(
-            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{good}",
-            good.len()
-        )
-        .as_bytes(),
-    );
+    let rep = rig.unregister(&good);
     assert_eq!(rep.status, 200);
     assert_eq!(rig.lookup(&t, "Alice Smith@Gilgamesh").status, 404);
     // Replaying the unregister gets nothing; re-registering with an old timestamp neither.
-    let rep = rig.send(
-        format!(
-            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{good}",
-            good.len()
-        )
-        .as_bytes(),
-    );
+    let rep = rig.unregister(&good);
     assert_eq!(rep.status, 404);
     assert_eq!(
         rig.register(&reg(&kp(1), "Alice Smith@Gilgamesh", T0 + 1))
@@ -274,13 +269,7 @@ fn registering_reveals_no_friends_only_record() {
         T0 + 3,
     );
     let body = u.to_json();
-    let rep = rig.send(
-        format!(
-            "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    let rep = rig.unregister(&body);
     assert_eq!(rep.status, 200);
     let again = reg(&alice, "Alice Smith@Gilgamesh", T0 + 4);
     assert_eq!(rig.register(&again).code(), "key_conflict");
@@ -289,10 +278,7 @@ fn registering_reveals_no_friends_only_record() {
         LookupRecord::from_json(&rig.lookup(&friend_t, "Alice Smith@Gilgamesh").body).unwrap();
     assert_eq!(rec.key, alice.public());
     let id = LookupId::of(&PlayerName::parse("Alice Smith@Gilgamesh").unwrap());
-    let rep = rig.send(
-        format!("GET /api/lookup/{id} HTTP/1.1\r\nAuthorization: Bearer {friend_t}\r\n\r\n")
-            .as_bytes(),
-    );
+    let rep = rig.get(&format!("/api/lookup/{id}"), &friend_t);
     assert_eq!(rep.status, 200);
     let text = String::from_utf8(rep.body.clone()).unwrap();
     assert!(
@@ -325,10 +311,7 @@ fn lookup_by_id_checks_the_segment() {
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D",
     ] {
-        let rep = rig.send(
-            format!("GET /api/lookup/{bad} HTTP/1.1\r\nAuthorization: Bearer {t}\r\n\r\n")
-                .as_bytes(),
-        );
+        let rep = rig.get(&format!("/api/lookup/{bad}"), &t);
         assert_eq!(
             (rep.status, rep.code()),
             (400, "bad_request".into()),
@@ -338,10 +321,7 @@ fn lookup_by_id_checks_the_segment() {
     }
     // A well-formed id of nobody: the same 404 as an absent name.
     let nobody = LookupId([7; 32]);
-    let rep = rig.send(
-        format!("GET /api/lookup/{nobody} HTTP/1.1\r\nAuthorization: Bearer {t}\r\n\r\n")
-            .as_bytes(),
-    );
+    let rep = rig.get(&format!("/api/lookup/{nobody}"), &t);
     assert_eq!((rep.status, rep.code()), (404, "not_found".into()));
 }
 
@@ -634,13 +614,7 @@ fn unregister_checks_in_the_documented_order() {
     let mut rig = Rig::new(|_| {});
     let delete = |rig: &mut Rig, u: &Unregister| {
         let body = u.to_json();
-        let rep = rig.send(
-            format!(
-                "DELETE /api/unregister HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
+        let rep = rig.unregister(&body);
         (rep.status, rep.code())
     };
     let name = |s: &str| PlayerName::parse(s).unwrap();
