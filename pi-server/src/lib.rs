@@ -4,6 +4,7 @@
 pub mod acme;
 pub mod addr;
 pub mod api;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod http;

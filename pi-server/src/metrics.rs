@@ -83,6 +83,8 @@ pub enum UdpEvent {
     Binding,
     KeepAlive,
     PunchForwarded,
+    /// Handed to the other instances (no mapping here).
+    PunchHandedOver,
     PunchUnknown,
     PunchNoPath,
     DroppedMalformed,
@@ -92,10 +94,11 @@ pub enum UdpEvent {
     DroppedNotARequest,
 }
 
-const UDP_EVENTS: [(UdpEvent, &str); 10] = [
+const UDP_EVENTS: [(UdpEvent, &str); 11] = [
     (UdpEvent::Binding, "binding"),
     (UdpEvent::KeepAlive, "keepalive"),
     (UdpEvent::PunchForwarded, "punch_forwarded"),
+    (UdpEvent::PunchHandedOver, "punch_handed_over"),
     (UdpEvent::PunchUnknown, "punch_unknown"),
     (UdpEvent::PunchNoPath, "punch_no_path"),
     (UdpEvent::DroppedMalformed, "dropped_malformed"),
@@ -150,6 +153,8 @@ pub struct RelayMetrics {
     pub sessions_total: u64,
     /// Datagrams dropped because the receiver's queue was full.
     pub dropped: u64,
+    /// Sessions bridged to another instance now (see `crate::bus`).
+    pub bridges: u64,
 }
 
 impl RelayMetrics {
@@ -177,8 +182,8 @@ impl RelayMetrics {
         );
         let _ = write!(
             s,
-            "# HELP phonebook_relay_connections Relay connections open.\n# TYPE phonebook_relay_connections gauge\nphonebook_relay_connections {}\n# HELP phonebook_relay_sessions Relay sessions paired now.\n# TYPE phonebook_relay_sessions gauge\nphonebook_relay_sessions {}\n# HELP phonebook_relay_sessions_total Relay sessions paired.\n# TYPE phonebook_relay_sessions_total counter\nphonebook_relay_sessions_total {}\n# HELP phonebook_relay_dropped_total Datagrams dropped at a full relay queue.\n# TYPE phonebook_relay_dropped_total counter\nphonebook_relay_dropped_total {}\n",
-            self.connections, self.sessions, self.sessions_total, self.dropped
+            "# HELP phonebook_relay_connections Relay connections open.\n# TYPE phonebook_relay_connections gauge\nphonebook_relay_connections {}\n# HELP phonebook_relay_sessions Relay sessions paired now.\n# TYPE phonebook_relay_sessions gauge\nphonebook_relay_sessions {}\n# HELP phonebook_relay_sessions_total Relay sessions paired.\n# TYPE phonebook_relay_sessions_total counter\nphonebook_relay_sessions_total {}\n# HELP phonebook_relay_dropped_total Datagrams dropped at a full relay queue.\n# TYPE phonebook_relay_dropped_total counter\nphonebook_relay_dropped_total {}\n# HELP phonebook_relay_bridges Relay sessions bridged to another instance (opening or paired).\n# TYPE phonebook_relay_bridges gauge\nphonebook_relay_bridges {}\n",
+            self.connections, self.sessions, self.sessions_total, self.dropped, self.bridges
         );
         let _ = write!(
             s,
@@ -345,6 +350,16 @@ pub struct RedisMetrics {
     pub refused: u64,
     /// Records in Redis that did not decode, skipped.
     pub bad_records: u64,
+    /// Subscribed to the other instances' messages.
+    pub bus_up: bool,
+    /// Messages published to the other instances.
+    pub bus_sent: u64,
+    /// Messages received from the other instances.
+    pub bus_received: u64,
+    /// Messages that could not be queued or published, dropped.
+    pub bus_dropped: u64,
+    /// Messages received that did not decode, dropped.
+    pub bus_bad: u64,
 }
 
 impl RedisMetrics {
@@ -357,8 +372,12 @@ impl RedisMetrics {
             "# HELP phonebook_redis_up Whether writes can go to Redis (0: they answer 503).
 # TYPE phonebook_redis_up gauge
 phonebook_redis_up {}
+# HELP phonebook_redis_bus_up Whether messages reach the other instances (punch requests and relay sessions).
+# TYPE phonebook_redis_bus_up gauge
+phonebook_redis_bus_up {}
 ",
-            u8::from(self.up)
+            u8::from(self.up),
+            u8::from(self.bus_up)
         );
         for (name, help, v) in [
             (
@@ -391,6 +410,26 @@ phonebook_redis_up {}
                 "bad_records",
                 "Records in Redis that did not decode, skipped.",
                 self.bad_records,
+            ),
+            (
+                "bus_sent",
+                "Messages published to the other instances.",
+                self.bus_sent,
+            ),
+            (
+                "bus_received",
+                "Messages received from the other instances.",
+                self.bus_received,
+            ),
+            (
+                "bus_dropped",
+                "Messages to or from the other instances dropped (queue full, Redis down).",
+                self.bus_dropped,
+            ),
+            (
+                "bus_bad",
+                "Messages from the other instances that did not decode.",
+                self.bus_bad,
             ),
         ] {
             let _ = write!(

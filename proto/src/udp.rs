@@ -269,6 +269,21 @@ pub fn tag_ok(key: &[u8; 16], datagram: &[u8]) -> bool {
         == 0
 }
 
+/// One address field (see the module docs: family, port, 16 address bytes), as the messages
+/// carry it; also used by the phone book's messages between its instances.
+pub fn encode_addr(addr: Option<SocketAddr>) -> [u8; ADDR_LEN] {
+    let mut out = Vec::with_capacity(ADDR_LEN);
+    put_addr(&mut out, addr);
+    let mut a = [0; ADDR_LEN];
+    a.copy_from_slice(&out);
+    a
+}
+
+/// Reads one address field: [`DecodeError::Invalid`] for a bad family, port or padding.
+pub fn decode_addr(field: &[u8; ADDR_LEN]) -> Result<Option<SocketAddr>, DecodeError> {
+    Reader(field).addr()
+}
+
 fn put_addr(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
     match addr {
         None => out.extend_from_slice(&[0; ADDR_LEN]),

@@ -87,6 +87,8 @@ pub struct App {
     pub udp: udp::UdpState,
     /// The relay, as register answers announce it (`None`: off).
     pub relay: Option<relay::RelayInfo>,
+    /// Messages to the other instances (`None`: one instance alone, no Redis).
+    pub bus: Option<crate::bus::Side>,
     ip_limit: Limiter,
     key_limit: Limiter,
     audit: Audit,
@@ -188,6 +190,7 @@ impl App {
             key_limit: Limiter::new(config.rate_key, config.rate_key_burst),
             udp: udp::UdpState::new(config.udp_rate, config.udp_rate_burst, config.punch_rate),
             relay: None,
+            bus: None,
             table,
             tokens: TokenKey::new(secret),
             metrics: Metrics::default(),

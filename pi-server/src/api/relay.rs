@@ -27,6 +27,8 @@ pub struct RelayPeer {
 pub struct RelayTarget {
     /// The target's registration.
     pub peer: RelayPeer,
+    /// Its lookup id (for an open handed to the other instances).
+    pub lookup_id: phonebook_proto::LookupId,
     /// The UDP call to send through its keep-alive mapping, if it has one.
     pub call: Option<Datagram>,
 }
@@ -80,12 +82,40 @@ impl App {
         ticket: [u8; 16],
         now: Now,
     ) -> Result<RelayTarget, CloseReason> {
-        let t = now.secs();
-        let Some((id, slot, _)) = self.table.lookup(target, requester, t) else {
+        let target = self.relay_target(requester, target, None, ticket, now);
+        if target.is_none() {
             self.metrics.relay.refuse(RelayRefusal::Unknown);
-            return Err(CloseReason::Unknown);
-        };
+        }
+        target.ok_or(CloseReason::Unknown)
+    }
+
+    /// An open another instance asks about ([`crate::bus::codec::Message::RelayOpen`]): the
+    /// lookup rules again with this table, for exactly the record of `target_key`.
+    pub fn relay_open_from_bus(
+        &mut self,
+        requester: &[u8; 32],
+        target: &phonebook_proto::LookupId,
+        target_key: [u8; 32],
+        ticket: [u8; 16],
+        now: Now,
+    ) -> Option<RelayTarget> {
+        self.relay_target(requester, target, Some(target_key), ticket, now)
+    }
+
+    fn relay_target(
+        &mut self,
+        requester: &[u8; 32],
+        target: &phonebook_proto::LookupId,
+        want_key: Option<[u8; 32]>,
+        ticket: [u8; 16],
+        now: Now,
+    ) -> Option<RelayTarget> {
+        let t = now.secs();
+        let (id, slot, _) = self.table.lookup(target, requester, t)?;
         let (key, timestamp) = (slot.key, slot.timestamp);
+        if want_key.is_some_and(|k| k != key) {
+            return None;
+        }
         let call = self
             .udp
             .mapping_of(id, key, now, self.config.udp_mapping_ttl)
@@ -103,8 +133,9 @@ impl App {
                     bytes: Message::RelayCall { ticket, requester }.encode(&tag_key),
                 })
             });
-        Ok(RelayTarget {
+        Some(RelayTarget {
             peer: RelayPeer { slot: id, key },
+            lookup_id: *target,
             call,
         })
     }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use phonebook_proto::udp::{self, Auth, Message, PunchStatus};
 
 use super::{App, Now};
+use crate::bus::{self, Dest};
 use crate::metrics::UdpEvent;
 use crate::ratelimit::Limiter;
 use crate::table::source_key;
@@ -286,6 +287,29 @@ impl App {
             .copied()
             .filter(|m| m.key == key && now.mono_ms.saturating_sub(m.last_ms) <= ttl_ms);
         let Some(mapping) = mapping else {
+            // Its keep-alives may reach another instance: hand the request to them all.
+            let up = self.bus.as_ref().is_some_and(|b| b.up);
+            if up && self.udp.by_target.check(&id, 1, now.mono_ms).is_err() {
+                self.metrics.udp(UdpEvent::DroppedRateLimited);
+                return PunchStatus::NoPath;
+            }
+            let handed = up
+                && self.bus.as_mut().is_some_and(|b| {
+                    b.push(
+                        Dest::All,
+                        &bus::codec::Message::Punch {
+                            target: *target,
+                            target_key: key,
+                            requester: *requester,
+                            nonce,
+                            addrs: [Some(src), extra[0], extra[1]],
+                        },
+                    )
+                });
+            if handed {
+                self.metrics.udp(UdpEvent::PunchHandedOver);
+                return PunchStatus::Forwarded;
+            }
             self.metrics.udp(UdpEvent::PunchNoPath);
             return PunchStatus::NoPath;
         };
@@ -314,6 +338,46 @@ impl App {
         });
         self.metrics.udp(UdpEvent::PunchForwarded);
         PunchStatus::Forwarded
+    }
+
+    /// A punch request another instance handed over ([`bus::codec::Message::Punch`]): the forward to
+    /// send if this instance holds the target's fresh mapping and the requester may still see
+    /// the target (the lookup rules again, with this instance's table).
+    pub fn punch_from_bus(
+        &mut self,
+        target: &phonebook_proto::LookupId,
+        target_key: [u8; 32],
+        requester: &[u8; 32],
+        nonce: [u8; 8],
+        addrs: [Option<SocketAddr>; 3],
+        now: Now,
+    ) -> Option<Datagram> {
+        let (id, slot, _) = self.table.lookup(target, requester, now.secs())?;
+        if slot.key != target_key {
+            return None;
+        }
+        let timestamp = slot.timestamp;
+        let to = self
+            .udp
+            .mapping_of(id, target_key, now, self.config.udp_mapping_ttl)?;
+        let requester = phonebook_proto::PublicKey::from_bytes(requester).ok()?;
+        let tag_key = self.tokens.tag_for(
+            TokenClaim {
+                slot: self.table.handle(id),
+                timestamp,
+            },
+            &target_key,
+        );
+        let bytes = Message::PunchForward {
+            nonce,
+            requester,
+            addrs,
+        }
+        .encode(&tag_key);
+        self.metrics.udp(UdpEvent::PunchForwarded);
+        self.metrics.udp_out.0 += 1;
+        self.metrics.udp_out.1 += bytes.len() as u64;
+        Some(Datagram { to, bytes })
     }
 
     /// Drops keep-alive mappings and counters of registrations that are gone or silent: called

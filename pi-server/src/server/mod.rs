@@ -13,7 +13,8 @@ mod conns;
 mod link;
 pub(crate) mod persist;
 mod relay;
-mod udp;
+mod relay_bridge;
+pub(crate) mod udp;
 mod verify;
 
 use crate::api::{App, Now};
@@ -73,9 +74,28 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<TlsState>,
     /// The shared store, when `redis-url` is set.
     pub(crate) redis: Option<Rc<crate::store::redis::Redis>>,
+    /// Messages to the other instances, when `redis-url` is set (see [`crate::bus`]).
+    pub(crate) bus_tx: Option<async_channel::Sender<(crate::bus::Dest, Vec<u8>)>>,
 }
 
 impl Shared {
+    /// Queues what the app left for the other instances (dropped and counted if the queue
+    /// is full).
+    pub(crate) fn flush_bus(&self) {
+        let Some(tx) = &self.bus_tx else { return };
+        let mut app = self.app.borrow_mut();
+        let Some(side) = app.bus.as_mut() else { return };
+        if side.outbox.is_empty() {
+            return;
+        }
+        let out = std::mem::take(&mut side.outbox);
+        for m in out {
+            if tx.try_send(m).is_err() {
+                app.metrics.redis.bus_dropped += 1;
+            }
+        }
+    }
+
     pub(crate) fn now(&self) -> Now {
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -96,6 +116,7 @@ pub struct Server {
     reload: (async_channel::Sender<()>, async_channel::Receiver<()>),
     acme: Option<crate::acme::Manager>,
     redis_ready: Option<crate::store::replicate::Ready>,
+    bus_rx: Option<async_channel::Receiver<(crate::bus::Dest, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -132,6 +153,14 @@ impl Server {
             Some((r, ready)) => (Some(r), Some(ready)),
             None => (None, None),
         };
+        let (bus_tx, bus_rx) = match &redis {
+            Some(_) => {
+                app.bus = Some(crate::bus::Side::new());
+                let (tx, rx) = async_channel::bounded(crate::bus::QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let (tls, acme) = tls_setup(&app.config)?;
         if let Some(t) = &tls {
             app.metrics.tls.enabled = true;
@@ -145,6 +174,7 @@ impl Server {
             reload: async_channel::bounded(1),
             acme,
             redis_ready,
+            bus_rx,
             listener,
             udp,
             relay,
@@ -158,6 +188,7 @@ impl Server {
                 snapshot_changes: Cell::new(changes),
                 tls,
                 redis,
+                bus_tx,
             }),
         })
     }
@@ -242,11 +273,35 @@ impl Server {
                 udp_tasks.push(ex.spawn(udp::serve(shared.clone(), Rc::new(alt), main)));
             }
         }
+        // Relay messages from the other instances, for the relay.
+        let (inbox_tx, inbox_rx) = match (&self.relay, &self.bus_rx) {
+            (Some(_), Some(_)) => {
+                let (tx, rx) = async_channel::bounded(crate::bus::INBOX);
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
+        #[cfg(feature = "redis")]
+        if let (Some(r), Some(rx)) = (&shared.redis, self.bus_rx) {
+            let sinks = crate::bus::link::Sinks {
+                udp: udp_main.clone(),
+                relay: inbox_tx,
+            };
+            udp_tasks.push(ex.spawn(crate::bus::link::run(shared.clone(), r.clone(), rx, sinks)));
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (inbox_tx, self.bus_rx);
         if let Some(r) = self.relay {
             if let Some(a) = r.local_addr() {
                 log::info!("relay on TCP {a} (TLS)");
             }
-            udp_tasks.push(ex.spawn(relay::serve(ex.clone(), shared.clone(), r, udp_main)));
+            udp_tasks.push(ex.spawn(relay::serve(
+                ex.clone(),
+                shared.clone(),
+                r,
+                udp_main,
+                inbox_rx,
+            )));
         }
         if let Some(r) = &shared.redis {
             udp_tasks.push(ex.spawn(crate::store::replicate::run(

@@ -32,7 +32,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::cell::RefCell;
 
 use super::Shared;
-use crate::api::relay::{RelayInfo, RelayPeer};
+use super::relay_bridge::Bridges;
+use crate::api::relay::{RelayInfo, RelayPeer, RelayTarget};
 use crate::metrics::RelayRefusal;
 
 /// Frames waiting to be written to one connection.
@@ -212,8 +213,8 @@ pub fn max_per_address(max_connections: usize) -> usize {
 
 /// The pairing (shared with a player's peer relay) and what this server adds around it.
 #[derive(Debug)]
-struct Hub {
-    core: relay_hub::Hub<RelayPeer>,
+pub(super) struct Hub {
+    pub(super) core: relay_hub::Hub<RelayPeer>,
     txs: HashMap<ConnId, async_channel::Sender<Vec<u8>>>,
     /// Connections accepted and not ended yet (handshaking or authenticated), in all and by
     /// address.
@@ -221,8 +222,10 @@ struct Hub {
     per_address: HashMap<std::net::IpAddr, usize>,
     /// Connections being told `Refused` now.
     refusing: usize,
-    next: u64,
+    pub(super) next: u64,
     total: Bucket,
+    /// Sessions bridged to other instances.
+    pub(super) bridges: Bridges,
 }
 
 fn frame(f: &Frame<'_>) -> Vec<u8> {
@@ -230,11 +233,69 @@ fn frame(f: &Frame<'_>) -> Vec<u8> {
 }
 
 impl Hub {
-    /// Queues `bytes` for `to`; false if its queue is full or gone.
-    fn send(&self, (to, bytes): Out) -> bool {
+    /// A hub of connections holding at most `max_sessions` sessions, sending at most `total`
+    /// bytes a second in all.
+    pub(super) fn new(max_sessions: usize, total: u32, bridges: Bridges) -> Self {
+        Hub {
+            core: relay_hub::Hub::new(max_sessions),
+            txs: HashMap::new(),
+            open: 0,
+            per_address: HashMap::new(),
+            refusing: 0,
+            next: 1,
+            total: Bucket::new(total),
+            bridges,
+        }
+    }
+
+    /// Queues `bytes` for `to` (a connection, or a bridge's half: then for the other
+    /// instance); false if its queue is full or gone.
+    pub(super) fn send(&self, (to, bytes): Out) -> bool {
+        if self.bridges.is_bridge(to) {
+            return self.bridges.forward(to, &bytes);
+        }
         self.txs
             .get(&to)
             .is_some_and(|tx| tx.try_send(bytes).is_ok())
+    }
+
+    /// Adds authenticated connection `id` as `key` and returns what is queued for it.
+    #[cfg(test)]
+    pub(super) fn attach(
+        &mut self,
+        id: ConnId,
+        key: RelayPeer,
+    ) -> async_channel::Receiver<Vec<u8>> {
+        let (tx, rx) = async_channel::bounded(QUEUE);
+        self.core.insert(id, key);
+        self.txs.insert(id, tx);
+        rx
+    }
+
+    /// Tells `target` of an open by `requester` with `ticket`: `Incoming` on its listening
+    /// connection, else the UDP call through its mapping. False if neither is possible.
+    fn tell(
+        &self,
+        target: &RelayTarget,
+        requester: &[u8; 32],
+        ticket: [u8; 16],
+        udp: Option<&Async<UdpSocket>>,
+        shared: &Shared,
+    ) -> bool {
+        match (self.core.listener(&target.peer), &target.call, udp) {
+            (Some(l), _, _) => match phonebook_proto::PublicKey::from_bytes(requester) {
+                Ok(requester) => self.send((l, frame(&Frame::Incoming { ticket, requester }))),
+                Err(_) => false,
+            },
+            (None, Some(call), Some(sock)) => {
+                super::udp::send(sock, &call.bytes, call.to);
+                let mut app = shared.app.borrow_mut();
+                app.metrics.udp_out.0 += 1;
+                app.metrics.udp_out.1 += call.bytes.len() as u64;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -244,6 +305,7 @@ pub async fn serve(
     shared: Rc<Shared>,
     bound: Bound,
     udp: Option<Rc<Async<UdpSocket>>>,
+    inbox: Option<async_channel::Receiver<Vec<u8>>>,
 ) {
     let tls = match bound.identity.tls() {
         Ok(c) => futures_rustls::TlsAcceptor::from(Arc::new(c)),
@@ -252,24 +314,23 @@ pub async fn serve(
             return;
         }
     };
-    let (total, max, max_sessions) = {
+    let (total, max, max_sessions, bridges) = {
         let app = shared.app.borrow();
+        let bridges = Bridges::new(
+            app.bus.as_ref().map(|b| b.me),
+            shared.bus_tx.clone(),
+            app.config.relay_max_connections as usize,
+            u64::from(app.config.relay_idle) * 1000,
+        );
         (
             app.config.relay_rate_total,
             app.config.relay_max_connections as usize,
             app.config.relay_max_sessions as usize,
+            bridges,
         )
     };
     let per_address = max_per_address(max);
-    let hub = Rc::new(RefCell::new(Hub {
-        core: relay_hub::Hub::new(max_sessions),
-        txs: HashMap::new(),
-        open: 0,
-        per_address: HashMap::new(),
-        refusing: 0,
-        next: 1,
-        total: Bucket::new(total),
-    }));
+    let hub = Rc::new(RefCell::new(Hub::new(max_sessions, total, bridges)));
     let sweeper = {
         let (hub, shared) = (hub.clone(), shared.clone());
         async move {
@@ -277,16 +338,39 @@ pub async fn serve(
                 Timer::after(Duration::from_secs(1)).await;
                 let now = shared.now().mono_ms;
                 let mut h = hub.borrow_mut();
+                h.bridges.tick(now);
                 for o in h.core.expire(now) {
+                    // A bridge's half waiting at this end stands for a requester elsewhere,
+                    // whose own relay counts the timeout.
+                    let elsewhere = h.bridges.is_bridge(o.0);
                     h.send(o);
-                    shared
-                        .app
-                        .borrow_mut()
-                        .metrics
-                        .relay
-                        .refuse(RelayRefusal::Timeout);
+                    if !elsewhere {
+                        shared
+                            .app
+                            .borrow_mut()
+                            .metrics
+                            .relay
+                            .refuse(RelayRefusal::Timeout);
+                    }
                 }
+                let ended = h.sweep_bridges(now, ACCEPT_TIMEOUT_MS);
+                let mut app = shared.app.borrow_mut();
+                app.metrics.relay.sessions =
+                    app.metrics.relay.sessions.saturating_sub(ended as u64);
+                app.metrics.relay.bridges = h.bridges.len() as u64;
             }
+        }
+    };
+    let from_bus = {
+        let (hub, shared, udp) = (hub.clone(), shared.clone(), udp.clone());
+        async move {
+            let Some(inbox) = inbox else {
+                return std::future::pending().await;
+            };
+            while let Ok(bytes) = inbox.recv().await {
+                on_bus(&bytes, &hub, &shared, udp.as_deref());
+            }
+            std::future::pending().await
         }
     };
     let accept = async {
@@ -367,7 +451,67 @@ pub async fn serve(
             .detach();
         }
     };
-    accept.or(sweeper).await;
+    accept.or(sweeper).or(from_bus).await;
+}
+
+/// A relay message from another instance (see [`crate::bus`]).
+fn on_bus(
+    bytes: &[u8],
+    hub: &Rc<RefCell<Hub>>,
+    shared: &Rc<Shared>,
+    udp: Option<&Async<UdpSocket>>,
+) {
+    let Ok((from, msg)) = crate::bus::codec::Message::decode(bytes) else {
+        return;
+    };
+    let now = shared.now();
+    let mut h = hub.borrow_mut();
+    h.bridges.tick(now.mono_ms);
+    match msg {
+        crate::bus::codec::Message::RelayOpen {
+            bridge,
+            requester,
+            target,
+            target_key,
+        } => {
+            if !h.bridge_room() {
+                shared.app.borrow_mut().metrics.redis.bus_dropped += 1;
+                return;
+            }
+            let ticket = random16();
+            let decided = shared
+                .app
+                .borrow_mut()
+                .relay_open_from_bus(&requester, &target, target_key, ticket, now);
+            // Not visible here, or no way to tell it: another instance may answer.
+            let Some(t) = decided else { return };
+            if !h.tell(&t, &requester, ticket, udp, shared) {
+                return;
+            }
+            h.answer_elsewhere(from, bridge, requester, t.peer, ticket, now.mono_ms);
+        }
+        crate::bus::codec::Message::Bridged {
+            bridge,
+            to_origin,
+            frame,
+        } => {
+            let counts = h.on_bridged(from, bridge, to_origin, frame, now.mono_ms);
+            let mut app = shared.app.borrow_mut();
+            if counts.paired > 0 {
+                app.metrics.relay.sessions += counts.paired as u64;
+                app.metrics.relay.sessions_total += counts.paired as u64;
+            } else {
+                app.metrics.relay.sessions = app
+                    .metrics
+                    .relay
+                    .sessions
+                    .saturating_sub(counts.paired.unsigned_abs());
+            }
+            app.metrics.redis.bus_dropped += counts.dropped;
+            app.metrics.relay.bridges = h.bridges.len() as u64;
+        }
+        crate::bus::codec::Message::Punch { .. } => {}
+    }
 }
 
 /// Removes connection `id`: its sessions end for the other sides.
@@ -623,32 +767,20 @@ fn on_frame(
                     return Ok(());
                 }
             };
-            let told = match (h.core.listener(&target.peer), &target.call, udp) {
-                (Some(l), _, _) => match phonebook_proto::PublicKey::from_bytes(&peer.key) {
-                    Ok(requester) => h.send((l, frame(&Frame::Incoming { ticket, requester }))),
-                    Err(_) => false,
-                },
-                (None, Some(call), Some(sock)) => {
-                    super::udp::send(sock, &call.bytes, call.to);
-                    let mut app = shared.app.borrow_mut();
-                    app.metrics.udp_out.0 += 1;
-                    app.metrics.udp_out.1 += call.bytes.len() as u64;
-                    true
-                }
-                _ => false,
-            };
-            if !told {
-                refuse(RelayRefusal::NoPath);
-                reply(&h, session, CloseReason::NoPath);
+            let deadline = now.mono_ms + ACCEPT_TIMEOUT_MS;
+            if h.tell(&target, &peer.key, ticket, udp, shared) {
+                h.core.open(id, session, target.peer, ticket, deadline);
                 return Ok(());
             }
-            h.core.open(
-                id,
-                session,
-                target.peer,
-                ticket,
-                now.mono_ms + ACCEPT_TIMEOUT_MS,
-            );
+            // Its relay connection or keep-alives may reach another instance: ask them.
+            let bus_up = shared.app.borrow().bus.as_ref().is_some_and(|b| b.up);
+            h.bridges.tick(now.mono_ms);
+            if bus_up && h.open_elsewhere(id, session, peer.key, &target, ticket, now.mono_ms) {
+                shared.app.borrow_mut().metrics.relay.bridges = h.bridges.len() as u64;
+                return Ok(());
+            }
+            refuse(RelayRefusal::NoPath);
+            reply(&h, session, CloseReason::NoPath);
             Ok(())
         }
         Frame::Accept { session, ticket } => {

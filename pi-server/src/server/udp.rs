@@ -105,6 +105,7 @@ pub async fn serve(shared: Rc<Shared>, socket: Rc<Async<UdpSocket>>, main: Rc<As
             .app
             .borrow_mut()
             .handle_udp(src, &buf[..n], shared.now(), &mut out);
+        shared.flush_bus();
         let from = SocketAddr::new(src.ip().to_canonical(), src.port());
         for d in &out {
             if d.to == from {

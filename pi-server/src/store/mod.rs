@@ -22,6 +22,7 @@
 //! | `{P}:r:<id>` | hash | `k` the owner's key (32 bytes), `t` the last signed timestamp (decimal), `v` the encoded record; expires with the record (TTL + retention, or retention) |
 //! | `{P}:log` | stream | one entry per accepted write: `v` the encoded record (trimmed to about [`STREAM_MAX_LEN`]) |
 //! | `{P}:secret` | string | the lookup-token key (32 bytes), set once by the first instance |
+//! | `{P}:bus`, `{P}:bus:<instance>` | pub/sub channels | messages between instances ([`crate::bus`]) |
 
 #[cfg(feature = "redis")]
 pub(crate) mod commit;
@@ -150,6 +151,16 @@ impl Keys {
     /// The lookup-token key.
     pub fn secret(&self) -> String {
         format!("{}:secret", self.tag)
+    }
+
+    /// The pub/sub channel of messages to every instance (see [`crate::bus`]).
+    pub fn bus(&self) -> String {
+        format!("{}:bus", self.tag)
+    }
+
+    /// The pub/sub channel of messages to instance `id` (its text form).
+    pub fn bus_of(&self, id: &str) -> String {
+        format!("{}:bus:{id}", self.tag)
     }
 }
 

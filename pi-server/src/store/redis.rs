@@ -319,6 +319,35 @@ impl Redis {
         }
     }
 
+    /// Publishes `messages` (channel, bytes) in order, in one round trip.
+    pub async fn publish(&self, messages: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut pipe = ::redis::pipe();
+        for (channel, bytes) in messages {
+            pipe.cmd("PUBLISH").arg(channel).arg(bytes).ignore();
+        }
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// A new connection subscribed to `channels` (within the command timeout).
+    pub async fn subscribe(&self, channels: &[String]) -> Result<::redis::aio::PubSub, StoreError> {
+        use futures_lite::FutureExt;
+        let t = Duration::from_secs(COMMAND_TIMEOUT_SECS);
+        async {
+            let mut ps = self.client.get_async_pubsub().await?;
+            for c in channels {
+                ps.subscribe(c).await?;
+            }
+            Ok(ps)
+        }
+        .or(async {
+            async_io::Timer::after(t).await;
+            Err(StoreError::BadReply("no answer to SUBSCRIBE in time"))
+        })
+        .await
+    }
+
     /// The id of the stream's last entry ("0-0" if empty): where to tail from after a full
     /// read that starts now.
     pub async fn stream_end(&self, conn: &mut MultiplexedConnection) -> Result<String, StoreError> {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod player;
+pub mod raw_relay;
+pub mod redis;
 
 use pi_server::config::Config;
 use pi_server::server::TestServer;

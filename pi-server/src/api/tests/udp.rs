@@ -248,3 +248,106 @@ fn punch_requests_are_rate_limited_per_requester() {
             >= 16
     );
 }
+
+/// Several instances (issue 13): without a mapping here, a visible target's punch request is
+/// handed to the other instances; the one holding the mapping forwards it, after checking the
+/// lookup rules again with its own table.
+#[test]
+fn without_a_mapping_here_a_punch_request_is_handed_to_the_other_instances() {
+    use crate::bus::codec::Message as Bus;
+    let mut a = Rig::new(|_| {});
+    a.app.bus = Some(crate::bus::Side::new());
+    a.parts(&reg(&kp(1), "Alice Smith@Gilgamesh", T0));
+    let f = a.parts(&friends_reg(&kp(2), "Bob Jones@Gilgamesh", vec![], T0));
+    // The bus is down: no path, nothing queued.
+    let out = a.udp(FETCHER_AT, &punch(&f, 1, "Alice Smith@Gilgamesh"));
+    assert!(matches!(
+        Message::decode(&out[0].bytes),
+        Ok(Message::PunchAnswer {
+            status: PunchStatus::NoPath,
+            ..
+        })
+    ));
+    assert!(a.app.bus.as_ref().unwrap().outbox.is_empty());
+    // Up: handed over, answered `forwarded`.
+    a.app.bus.as_mut().unwrap().up = true;
+    let out = a.udp(FETCHER_AT, &punch(&f, 2, "Alice Smith@Gilgamesh"));
+    assert_eq!(out.len(), 1, "nothing sent to anyone but the requester");
+    assert!(matches!(
+        Message::decode(&out[0].bytes),
+        Ok(Message::PunchAnswer {
+            status: PunchStatus::Forwarded,
+            ..
+        })
+    ));
+    let side = a.app.bus.as_mut().unwrap();
+    let (dest, bytes) = side.outbox.pop().unwrap();
+    assert_eq!(dest, crate::bus::Dest::All);
+    let (from, msg) = Bus::decode(&bytes).unwrap();
+    assert_eq!(from, side.me);
+    let Bus::Punch {
+        target,
+        target_key,
+        requester,
+        nonce,
+        addrs,
+    } = msg
+    else {
+        panic!("a punch message")
+    };
+    assert_eq!(target_key, *kp(1).public().as_bytes());
+    assert_eq!(requester, *kp(2).public().as_bytes());
+    assert_eq!(addrs[0], Some(addr(FETCHER_AT)));
+    // A hidden or absent target is never handed over.
+    let out = a.udp(FETCHER_AT, &punch(&f, 3, "Nobody Here@Gilgamesh"));
+    assert!(matches!(
+        Message::decode(&out[0].bytes),
+        Ok(Message::PunchAnswer {
+            status: PunchStatus::Unknown,
+            ..
+        })
+    ));
+    assert!(a.app.bus.as_ref().unwrap().outbox.is_empty());
+
+    // Instance B holds the same records (the test registers them again) and the mapping.
+    let mut b = Rig::new(|_| {});
+    let tb = b.parts(&reg(&kp(1), "Alice Smith@Gilgamesh", T0));
+    b.parts(&friends_reg(&kp(2), "Bob Jones@Gilgamesh", vec![], T0));
+    let now = b.now;
+    assert!(
+        b.app
+            .punch_from_bus(&target, target_key, &requester, nonce, addrs, now)
+            .is_none(),
+        "no mapping here either: nothing"
+    );
+    b.udp(TARGET_AT, &keepalive(&tb, 1));
+    let d = b
+        .app
+        .punch_from_bus(&target, target_key, &requester, nonce, addrs, now)
+        .expect("forwarded by the mapping's holder");
+    assert_eq!(d.to, addr(TARGET_AT));
+    assert!(phonebook_proto::udp::tag_ok(&tb.key, &d.bytes));
+    // Another key under that name, or a requester the target hides from: nothing.
+    assert!(
+        b.app
+            .punch_from_bus(&target, [9; 32], &requester, nonce, addrs, now)
+            .is_none()
+    );
+    let hidden = b.parts(&friends_reg(&kp(4), "Dana Hide@Gilgamesh", vec![], T0));
+    b.udp("198.51.100.21:40000", &keepalive(&hidden, 1));
+    let hidden_id =
+        phonebook_proto::LookupId::of(&PlayerName::parse("Dana Hide@Gilgamesh").unwrap());
+    assert!(
+        b.app
+            .punch_from_bus(
+                &hidden_id,
+                *kp(4).public().as_bytes(),
+                &requester,
+                nonce,
+                addrs,
+                now
+            )
+            .is_none(),
+        "the lookup rules hold at the forwarding instance too"
+    );
+}
