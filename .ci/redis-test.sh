@@ -4,7 +4,9 @@
 #      and key conflict across instances, a token from one instance at another, kill -9 of an
 #      instance and of Redis under load, a bad URL), which start their own redis-server;
 #      PB_REQUIRE_REDIS=1 makes them fail instead of skipping if it were missing;
-#   2. the whole protocol suite of pi-server (tests/it) against Redis: PB_TEST_REDIS_URL gives
+#   2. tests/tests/instances.rs: a punch request and relay sessions that reach the instance the
+#      target does not keep alive with or listen on (Redis pub/sub between instances);
+#   3. the whole protocol suite of pi-server (tests/it) against Redis: PB_TEST_REDIS_URL gives
 #      every test server a fresh key prefix on one redis-server started here.
 # The system's redis service is never started: this starts its own on a free loopback port
 # with a temporary directory and kills it at the end. About 1 minute after the build.
@@ -20,6 +22,7 @@ for t in redis-server redis-cli python3; do
 done
 T0=$(date +%s)
 cargo test -q -p pi-server --test it --no-run
+cargo test -q -p pb-tests --test instances --no-run
 T_BUILD=$(date +%s)
 
 WORK=$(mktemp -d)
@@ -32,6 +35,9 @@ trap cleanup EXIT
 
 echo "== redis-test: integration tests (they start their own redis-server)"
 PB_REQUIRE_REDIS=1 cargo test -q -p pi-server --test it redis:: -- --test-threads 2
+
+echo "== redis-test: two instances find each other's peers (punch and relay over pub/sub)"
+PB_REQUIRE_REDIS=1 cargo test -q -p pb-tests --test instances
 
 echo "== redis-test: the protocol suite against Redis"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
