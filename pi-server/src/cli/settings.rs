@@ -138,7 +138,7 @@ fn dns_name(v: &str) -> Result<String, String> {
 }
 
 /// Every setting, in help and `--print-config` order.
-pub(super) static SETTINGS: [Setting; 49] = [
+pub(super) static SETTINGS: [Setting; 50] = [
     Setting {
         name: "listen",
         kind: Kind::Addr,
@@ -575,7 +575,7 @@ pub(super) static SETTINGS: [Setting; 49] = [
         name: "redis-url",
         kind: Kind::Url,
         doc: "Share records, name bindings and the token key with every phone book using this \
-              Redis or Valkey (redis://[user:password@]host[:port][/db] or \
+              Redis or Valkey (redis://[user:password@]host[:port][/db], rediss:// for TLS, or \
               redis+unix:///path); writes are acknowledged once Redis has them. Empty: the \
               in-memory table alone. A password in it is a secret: --print-config prints it, \
               so prefer PI_SERVER_REDIS_URL from a root-only environment file.",
@@ -601,6 +601,12 @@ pub(super) static SETTINGS: [Setting; 49] = [
         },
         get: |c| c.redis_prefix.clone(),
     },
+    path_setting!(
+        "redis-ca",
+        redis_ca,
+        "PEM CA certificate trusted for a rediss:// (TLS) Redis, e.g. a private CA; empty: \
+         the bundled web roots."
+    ),
 ];
 
 pub(super) fn find(name: &str) -> Option<usize> {

@@ -77,7 +77,7 @@ fn no_arguments_give_the_defaults() {
 #[test]
 fn every_setting_is_a_flag_env_var_and_file_name() {
     // A value different from the default for each setting.
-    let values: [(&str, &str); 49] = [
+    let values: [(&str, &str); 50] = [
         ("listen", "127.0.0.1:4000"),
         ("snapshot", "/var/lib/pb/snap.bin"),
         ("snapshot-interval", "45"),
@@ -127,6 +127,7 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         ("acme-dir", "/var/lib/pb/acme"),
         ("redis-url", REDIS_URL),
         ("redis-prefix", "pb-eu"),
+        ("redis-ca", "/etc/pb/redis-ca.pem"),
     ];
     assert_eq!(values.len(), SETTINGS.len());
     let mut flags = Vec::new();
@@ -199,6 +200,7 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         Some(REDIS_URL).filter(|u| !u.is_empty())
     );
     assert_eq!(by_flag.redis_prefix, "pb-eu");
+    assert_eq!(by_flag.redis_ca, Some(PathBuf::from("/etc/pb/redis-ca.pem")));
     assert!(
         run(&["--redis-url", "http://db"])
             .unwrap_err()

@@ -127,6 +127,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several phone books can share one Redis.
     pub redis_prefix: String,
+    /// A PEM CA certificate trusted for a `rediss://` Redis (else the bundled web roots).
+    pub redis_ca: Option<PathBuf>,
 }
 
 /// Let's Encrypt's production directory, the default `acme-directory`.
@@ -184,6 +186,7 @@ impl Default for Config {
             acme_dir: None,
             redis_url: None,
             redis_prefix: "pb".to_owned(),
+            redis_ca: None,
         }
     }
 }

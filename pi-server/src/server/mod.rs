@@ -473,7 +473,27 @@ fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
                     .into(),
             ));
         }
-        let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix)
+        let ca = match &app.config.redis_ca {
+            None => None,
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(bad(
+                    "redis-ca needs a rediss:// (TLS) redis-url".into(),
+                ));
+            }
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                bad(format!("redis-ca: cannot read {}: {e}", path.display()))
+            })?),
+        };
+        if let Some(pem) = &ca {
+            use rustls::pki_types::pem::PemObject as _;
+            let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(format!("redis-ca: not PEM certificates: {e:?}")))?;
+            if certs.is_empty() {
+                return Err(bad("redis-ca: no certificate in the file".into()));
+            }
+        }
+        let redis = crate::store::redis::Redis::new(&url, &app.config.redis_prefix, ca)
             .map_err(|e| bad(format!("redis-url: {e}")))?;
         let (secret, (records, ready)) = smol::block_on(async {
             let mut c = redis.connect().await?;

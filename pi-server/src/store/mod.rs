@@ -72,20 +72,13 @@ pub fn check_url(v: &str) -> Result<String, String> {
             "must be a redis:// URL of at most {MAX_URL_LEN} bytes without spaces"
         ));
     }
-    let scheme_ok = ["redis://", "redis+unix://", "unix://"]
+    let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|s| v.starts_with(s));
-    if v.starts_with("rediss://") || v.starts_with("valkeys://") {
-        return Err(
-            "TLS to Redis (rediss://) is not built in; use redis:// on a private \
-                    network or a local TLS tunnel"
-                .to_string(),
-        );
-    }
     if !scheme_ok {
         return Err(
-            "must start with redis:// (redis://[user:password@]host[:port][/db]) or \
-             redis+unix:///path"
+            "must start with redis:// (redis://[user:password@]host[:port][/db]), rediss:// \
+             (TLS) or redis+unix:///path"
                 .to_string(),
         );
     }
@@ -181,7 +174,8 @@ mod tests {
         assert!(check_url("redis://:secret@db.example:6380").is_ok());
         #[cfg(feature = "redis")]
         assert!(check_url("redis+unix:///run/redis.sock").is_ok());
-        assert!(check_url("rediss://x").unwrap_err().contains("TLS"));
+        #[cfg(feature = "redis")]
+        assert!(check_url("rediss://db.example:6380").is_ok());
         assert!(check_url("http://x").unwrap_err().contains("redis://"));
         assert!(check_url("redis://a b").is_err());
         assert!(check_url("redis://host:notaport").is_err());

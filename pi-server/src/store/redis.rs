@@ -195,10 +195,21 @@ fn config(extra: Duration) -> AsyncConnectionConfig {
 }
 
 impl Redis {
-    /// A client for `url` (checked, not connected).
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+    /// A client for `url` (checked, not connected); for `rediss://`, trusting the PEM
+    /// certificates `ca` if given, else the bundled web roots.
+    pub fn new(url: &str, prefix: &str, ca: Option<Vec<u8>>) -> Result<Self, StoreError> {
+        let client = match ca {
+            None => Client::open(url)?,
+            Some(pem) => Client::build_with_tls(
+                url,
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )?,
+        };
         Ok(Redis {
-            client: Client::open(url)?,
+            client,
             keys: Keys::new(prefix),
             conn: RefCell::new(None),
             cas: Script::new(CAS_SCRIPT),

@@ -650,3 +650,84 @@ fn records_of_several_keys_under_one_name_across_instances() {
     });
     assert_eq!(r.status, 200);
 }
+
+/// A `redis-server` that speaks only TLS (`rediss://`), with a certificate of a test CA.
+struct TlsRedis {
+    child: Child,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_over_tls_with_a_private_ca() {
+    // Checks that redis-server is there (and says why the test is skipped if not).
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let ca = crate::https::Ca::new("redis");
+    let (cert, key, _) = ca.leaf("redis");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--bind", "127.0.0.1", "--save", ""])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--dir")
+        .arg(&ca.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let _redis = TlsRedis { child };
+    wait_for("redis-server to listen with TLS", || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let p = fresh_prefix();
+    let tls_config = |ca_file: Option<PathBuf>| {
+        let mut c = config(&url, &p);
+        c.redis_ca = ca_file;
+        c
+    };
+    let ca_file = Some(ca.dir.join("ca.pem"));
+    let a = TestServer::start(tls_config(ca_file.clone())).expect("starts over TLS");
+    wait_up(a.addr());
+    let b = TestServer::start(tls_config(ca_file)).expect("starts over TLS");
+    wait_up(b.addr());
+    let rep = post(a.addr(), &public(1, "Tess Tls@Gilgamesh", now_ms()));
+    assert_eq!(rep.status, 200, "{}", rep.text());
+    let token = RegisterAnswer::from_json(&rep.body).unwrap().token;
+    wait_for("B to serve the record written through TLS", || {
+        (lookup(b.addr(), &token, "Tess Tls@Gilgamesh").status == 200).then_some(())
+    });
+    // Without the CA (only the web roots), the certificate is refused at start, clearly.
+    let err = TestServer::start(tls_config(None)).expect_err("the test CA is not trusted");
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot use Redis") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+    // A CA file with plain redis:// is a mistake, said at start.
+    let mut plain = config(&format!("redis://127.0.0.1:{port}/"), &p);
+    plain.redis_ca = Some(ca.dir.join("ca.pem"));
+    let err = TestServer::start(plain).expect_err("redis-ca needs rediss://");
+    assert!(err.to_string().contains("rediss://"), "{err}");
+    // A CA file that is not PEM.
+    let mut junk = config(&url, &p);
+    let junk_file = ca.dir.join("junk.pem");
+    std::fs::write(&junk_file, "not a certificate").unwrap();
+    junk.redis_ca = Some(junk_file);
+    let err = TestServer::start(junk).expect_err("junk CA");
+    assert!(err.to_string().contains("redis-ca"), "{err}");
+}

@@ -161,6 +161,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
             acme_dir: t.5.1.map(PathBuf::from),
             redis_url: None,
             redis_prefix: "pb".to_owned(),
+            redis_ca: None,
         })
 }
 
