@@ -350,6 +350,8 @@ pub struct RedisMetrics {
     pub refused: u64,
     /// Records in Redis that did not decode, skipped.
     pub bad_records: u64,
+    /// Full reads after falling further behind than the change stream keeps.
+    pub resyncs: u64,
     /// Subscribed to the other instances' messages.
     pub bus_up: bool,
     /// Messages published to the other instances.
@@ -410,6 +412,11 @@ phonebook_redis_bus_up {}
                 "bad_records",
                 "Records in Redis that did not decode, skipped.",
                 self.bad_records,
+            ),
+            (
+                "resyncs",
+                "Full reads after falling further behind than the change stream keeps.",
+                self.resyncs,
             ),
             (
                 "bus_sent",

@@ -89,9 +89,7 @@ impl Conn {
             tls: rustls::StreamOwned::new(tls, tcp),
             buf: Vec::new(),
         };
-        c.send(&Frame::Hello {
-            token: relay.token,
-        });
+        c.send(&Frame::Hello { token: relay.token });
         c.until(|f| matches!(f, Frame::Welcome { .. }).then_some(()))
             .expect("welcomed");
         c
@@ -145,14 +143,23 @@ impl Redis {
         let dir = std::env::temp_dir().join(format!("relay-bridge-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                eprintln!("relay_bridge: cannot start redis-server ({e}); apt-get install redis-server");
+                eprintln!(
+                    "relay_bridge: cannot start redis-server ({e}); apt-get install redis-server"
+                );
                 std::process::exit(2)
             });
         let until = Instant::now() + Duration::from_secs(10);
@@ -217,13 +224,7 @@ fn cpu_ticks(redis: &Redis) -> u64 {
 }
 
 /// One session from `r` (at A) to the target `t_name` listening with `t`, measured.
-fn session(
-    mut r: Conn,
-    mut t: Conn,
-    t_name: &str,
-    args: &Args,
-    redis: &Redis,
-) -> Row {
+fn session(mut r: Conn, mut t: Conn, t_name: &str, args: &Args, redis: &Redis) -> Row {
     t.send(&Frame::Listen);
     t.send(&Frame::Ping { nonce: [1; 8] });
     t.until(|f| matches!(f, Frame::Pong { .. }).then_some(()))
@@ -279,7 +280,7 @@ fn session(
                 break; // the end marker
             }
             got += 1;
-            if got % ACK_EVERY == 0 {
+            if got.is_multiple_of(ACK_EVERY) {
                 t.send(&Frame::Data {
                     session: 2,
                     payload: &got.to_be_bytes()[..],
@@ -305,9 +306,7 @@ fn session(
             sent += 1;
         }
         match r.until(data) {
-            Some(a) if a.len() == 8 => {
-                acked = acked.max(u64::from_be_bytes(a.try_into().unwrap()))
-            }
+            Some(a) if a.len() == 8 => acked = acked.max(u64::from_be_bytes(a.try_into().unwrap())),
             // No acknowledgement: what is in flight was lost.
             _ => acked = sent,
         }
@@ -318,8 +317,7 @@ fn session(
     });
     let got = sink.join().unwrap();
     let secs = start.elapsed().as_secs_f64();
-    let cpu_ms =
-        (cpu_ticks(redis) - cpu0) as f64 * 1000.0 / procstat::ticks_per_second() as f64;
+    let cpu_ms = (cpu_ticks(redis) - cpu0) as f64 * 1000.0 / procstat::ticks_per_second() as f64;
     let mb = (got * 1200) as f64 / 1e6;
     Row {
         rtt_p50_us: rtts[rtts.len() / 2],
@@ -345,7 +343,10 @@ fn main() {
     };
     let redis = Redis::start();
     let (a, b) = (instance(&redis), instance(&redis));
-    let (url_a, url_b) = (format!("http://{}", a.addr()), format!("http://{}", b.addr()));
+    let (url_a, url_b) = (
+        format!("http://{}", a.addr()),
+        format!("http://{}", b.addr()),
+    );
     let (_rb, r_relay) = player(&url_a, "Bench Asker@World");
     let (_la, local_relay) = player(&url_a, "Bench Local@World");
     let (_bb, bridged_relay) = player(&url_b, "Bench Bridged@World");

@@ -200,7 +200,10 @@ fn every_setting_is_a_flag_env_var_and_file_name() {
         Some(REDIS_URL).filter(|u| !u.is_empty())
     );
     assert_eq!(by_flag.redis_prefix, "pb-eu");
-    assert_eq!(by_flag.redis_ca, Some(PathBuf::from("/etc/pb/redis-ca.pem")));
+    assert_eq!(
+        by_flag.redis_ca,
+        Some(PathBuf::from("/etc/pb/redis-ca.pem"))
+    );
     assert!(
         run(&["--redis-url", "http://db"])
             .unwrap_err()

@@ -476,13 +476,12 @@ fn redis_setup(app: &mut App) -> io::Result<RedisSetup> {
         let ca = match &app.config.redis_ca {
             None => None,
             Some(_) if !url.starts_with("rediss://") => {
-                return Err(bad(
-                    "redis-ca needs a rediss:// (TLS) redis-url".into(),
-                ));
+                return Err(bad("redis-ca needs a rediss:// (TLS) redis-url".into()));
             }
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                bad(format!("redis-ca: cannot read {}: {e}", path.display()))
-            })?),
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| bad(format!("redis-ca: cannot read {}: {e}", path.display())))?,
+            ),
         };
         if let Some(pem) = &ca {
             use rustls::pki_types::pem::PemObject as _;

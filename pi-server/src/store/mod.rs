@@ -40,7 +40,7 @@ pub use off::redis;
 pub(crate) use off::{commit, replicate};
 
 /// Entries the change stream keeps (`XADD MAXLEN ~`): an instance that falls further behind
-/// than this reads every record again (it does after every reconnect anyway).
+/// notices the gap (`replicate.rs`) and reads every record again.
 pub const STREAM_MAX_LEN: u32 = 100_000;
 /// Stream entries read per `XREAD`.
 pub const STREAM_READ_COUNT: usize = 512;

@@ -359,25 +359,26 @@ impl Redis {
         .await
     }
 
-    /// The id of the stream's last entry ("0-0" if empty): where to tail from after a full
-    /// read that starts now.
-    pub async fn stream_end(&self, conn: &mut MultiplexedConnection) -> Result<String, StoreError> {
-        let v: Value = ::redis::cmd("XREVRANGE")
+    /// Where the stream stands now (`XINFO STREAM`, Redis 7 or Valkey 7.2): where to tail
+    /// from after a full read that starts now, and how many entries were ever added and are
+    /// kept. No stream yet: nothing added.
+    pub async fn stream_info(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<StreamInfo, StoreError> {
+        let r: Result<Value, RedisError> = ::redis::cmd("XINFO")
+            .arg("STREAM")
             .arg(self.keys.log())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
             .query_async(conn)
-            .await?;
-        match v {
-            Value::Array(entries) => match entries.into_iter().next() {
-                None => Ok("0-0".to_owned()),
-                Some(e) => entry(e)
-                    .map(|(id, _)| id)
-                    .ok_or(StoreError::BadReply("stream entry")),
-            },
-            _ => Err(StoreError::BadReply("XREVRANGE")),
+            .await;
+        match r {
+            Ok(v) => decode_xinfo(v),
+            Err(e) if e.to_string().contains("no such key") => Ok(StreamInfo {
+                last: "0-0".to_owned(),
+                added: 0,
+                length: 0,
+            }),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -522,6 +523,68 @@ fn entry(e: Value) -> Option<StreamEntry> {
     Some((id, v))
 }
 
+/// Where the change stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The last id it generated ("0-0": none).
+    pub last: String,
+    /// Entries ever added.
+    pub added: u64,
+    /// Entries kept.
+    pub length: u64,
+}
+
+impl StreamInfo {
+    /// Entries trimmed away from its start (the phone book never deletes entries otherwise).
+    pub fn trimmed(&self) -> u64 {
+        self.added.saturating_sub(self.length)
+    }
+}
+
+/// An `XINFO STREAM` reply: field names and values in turn (RESP2) or a map (RESP3).
+fn decode_xinfo(v: Value) -> Result<StreamInfo, StoreError> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Array(items) => {
+            let mut it = items.into_iter();
+            let mut out = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            out
+        }
+        Value::Map(m) => m,
+        _ => return Err(StoreError::BadReply("XINFO STREAM")),
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let int = |v: &Value| match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    let (mut last, mut added, mut length) = (None, None, None);
+    for (k, v) in &pairs {
+        match text(k).as_deref() {
+            Some("last-generated-id") => last = text(v),
+            Some("entries-added") => added = int(v),
+            Some("length") => length = int(v),
+            _ => {}
+        }
+    }
+    match (last, added, length) {
+        (Some(last), Some(added), Some(length)) => Ok(StreamInfo {
+            last,
+            added,
+            length,
+        }),
+        _ => Err(StoreError::BadReply(
+            "XINFO STREAM without last-generated-id, entries-added and length (Redis 7 needed)",
+        )),
+    }
+}
+
 /// An `XREAD` reply of one stream: `nil` (nothing new) or `[[name, [entry, ...]]]`.
 fn decode_xread(v: Value) -> Result<Vec<StreamEntry>, StoreError> {
     let streams = match v {
@@ -568,6 +631,36 @@ mod tests {
             drop((a2, b));
         });
         assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn stream_info_decodes_in_both_protocols() {
+        let fields = vec![
+            (bulk(b"length"), Value::Int(100_000)),
+            (bulk(b"radix-tree-keys"), Value::Int(1000)),
+            (bulk(b"last-generated-id"), bulk(b"1700000000000-7")),
+            (bulk(b"entries-added"), Value::Int(120_001)),
+        ];
+        let want = StreamInfo {
+            last: "1700000000000-7".to_owned(),
+            added: 120_001,
+            length: 100_000,
+        };
+        let flat = fields
+            .iter()
+            .flat_map(|(k, v)| [k.clone(), v.clone()])
+            .collect();
+        assert_eq!(decode_xinfo(Value::Array(flat)).unwrap(), want);
+        assert_eq!(decode_xinfo(Value::Map(fields.clone())).unwrap(), want);
+        assert_eq!(want.trimmed(), 20_001);
+        // Redis 6 has no entries-added: a clear error, not a guess.
+        let old = Value::Array(vec![bulk(b"length"), Value::Int(1)]);
+        assert!(
+            decode_xinfo(old)
+                .unwrap_err()
+                .to_string()
+                .contains("Redis 7")
+        );
     }
 
     #[test]
@@ -634,6 +727,7 @@ mod tests {
         fn any_reply_decodes_without_panic(v in arb_value()) {
             let _ = decode_cas(v.clone());
             let _ = decode_xread(v.clone());
+            let _ = decode_xinfo(v.clone());
             let _ = entry(v);
         }
     }

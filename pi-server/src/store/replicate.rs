@@ -1,7 +1,7 @@
 //! Keeps the table in step with Redis: connects (with capped exponential back-off), reads
 //! every record, then tails the change stream and applies what other instances wrote.
 
-use super::redis::{Redis, StoreError};
+use super::redis::{Redis, StoreError, StreamInfo};
 use super::{RECONNECT_MAX_MS, RECONNECT_MIN_MS, STREAM_READ_COUNT, record};
 use crate::api::App;
 use crate::server::Shared;
@@ -15,6 +15,8 @@ pub(crate) struct Ready {
     write: MultiplexedConnection,
     stream: MultiplexedConnection,
     last: String,
+    /// Entries of the stream up to and including `last` (Redis's `entries-added` then).
+    position: u64,
 }
 
 impl Ready {
@@ -35,15 +37,34 @@ impl std::fmt::Debug for Ready {
 /// the session.
 pub(crate) async fn connect_and_read(
     redis: &Redis,
-    mut apply: impl FnMut(Option<(&[u8], i64)>),
+    apply: impl FnMut(Option<(&[u8], i64)>),
 ) -> Result<(u64, Ready), StoreError> {
     let mut write = redis.connect().await?;
     let stream = redis.connect_for_stream().await?;
-    let last = redis.stream_end(&mut write).await?;
+    let (records, info) = read_all(redis, &mut write, apply).await?;
+    Ok((
+        records,
+        Ready {
+            write,
+            stream,
+            last: info.last,
+            position: info.added,
+        },
+    ))
+}
+
+/// Notes where the stream ends, then reads every record (entries added meanwhile are read
+/// from the stream after): the records read and the stream's position.
+async fn read_all(
+    redis: &Redis,
+    conn: &mut MultiplexedConnection,
+    mut apply: impl FnMut(Option<(&[u8], i64)>),
+) -> Result<(u64, StreamInfo), StoreError> {
+    let info = redis.stream_info(conn).await?;
     let mut cursor = 0;
     let mut records = 0u64;
     loop {
-        let (next, batch, bad) = redis.scan(&mut write, cursor).await?;
+        let (next, batch, bad) = redis.scan(conn, cursor).await?;
         for f in &batch {
             apply(Some((&f.bytes, f.pttl_ms)));
         }
@@ -53,14 +74,7 @@ pub(crate) async fn connect_and_read(
         records += batch.len() as u64;
         cursor = next;
         if cursor == 0 {
-            return Ok((
-                records,
-                Ready {
-                    write,
-                    stream,
-                    last,
-                },
-            ));
+            return Ok((records, info));
         }
     }
 }
@@ -130,6 +144,7 @@ async fn session(
             write,
             mut stream,
             mut last,
+            mut position,
         } = match ready {
             Some(r) => r,
             None => {
@@ -160,9 +175,29 @@ async fn session(
                 // A write failed on the other connection: start over.
                 return Err(StoreError::Down);
             }
+            if entries.len() == STREAM_READ_COUNT {
+                // Far behind: were entries we have not read trimmed away?
+                let info = redis.stream_info(&mut stream).await?;
+                if info.trimmed() > position {
+                    log::warn!(
+                        "Redis: this instance fell more than the change stream's length \
+                         behind; reading every record again"
+                    );
+                    shared.app.borrow_mut().metrics.redis.resyncs += 1;
+                    let (records, info) = read_all(redis, &mut stream, |r| match r {
+                        Some((b, pttl)) => apply(shared, Some(b), Some(pttl)),
+                        None => apply(shared, None, None),
+                    })
+                    .await?;
+                    log::info!("Redis: {records} records read again");
+                    (last, position) = (info.last, info.added);
+                    continue;
+                }
+            }
             for (id, v) in entries {
                 apply(shared, v.as_deref(), None);
                 last = id;
+                position += 1;
             }
         }
     }

@@ -522,7 +522,13 @@ fn spawn_instance(url: &str, prefix: &str) -> (KillOnDrop, SocketAddr) {
         }
         assert!(!line.contains("ERROR"), "{line}");
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if std::env::var_os("PB_SHOW_LOG").is_some() {
+                eprintln!("{l}");
+            }
+        }
+    });
     (child, addr)
 }
 
@@ -730,4 +736,67 @@ fn redis_over_tls_with_a_private_ca() {
     junk.redis_ca = Some(junk_file);
     let err = TestServer::start(junk).expect_err("junk CA");
     assert!(err.to_string().contains("redis-ca"), "{err}");
+}
+
+/// An instance that falls further behind than the change stream keeps (here: stopped while
+/// more than `STREAM_MAX_LEN` entries are added) notices the entries trimmed away unread and
+/// reads every record again, instead of missing them until its next reconnection.
+#[test]
+fn an_instance_that_falls_behind_the_trimmed_stream_reads_everything_again() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let p = fresh_prefix();
+    let a = instance(&redis.url(), &p);
+    let (b, b_addr) = spawn_instance(&redis.url(), &p);
+    wait_up(b_addr);
+    let metric = |name: &str| {
+        let m = Conn::open(b_addr).request("GET", "/metrics", "", "");
+        m.text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.trim().parse::<u64>().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    let pid = Pid::from_raw(b.0.id() as i32).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    let log = format!("{{{p}}}:log");
+    // B sleeps in a blocking XREAD: this first entry ends it (the answer waits in B's socket).
+    assert!(
+        redis
+            .command(&[b"XADD", log.as_bytes(), b"*", b"x", b"filler"])
+            .starts_with('$')
+    );
+    // Then a registration at A, and enough other entries that the stream trims it away (one
+    // script, so nobody reads in between).
+    let rep = post(a.addr(), &public(1, "Lena Late@Gilgamesh", now_ms()));
+    assert_eq!(rep.status, 200, "{}", rep.text());
+    let token = RegisterAnswer::from_json(&rep.body).unwrap().token;
+    let n = (pi_server::store::STREAM_MAX_LEN + 20_000).to_string();
+    let max = pi_server::store::STREAM_MAX_LEN.to_string();
+    let script = b"for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'x', 'filler') end return 1";
+    assert_eq!(
+        redis.command(&[
+            b"EVAL",
+            script,
+            b"1",
+            log.as_bytes(),
+            n.as_bytes(),
+            max.as_bytes()
+        ]),
+        ":1"
+    );
+    kill_process(pid, Signal::CONT).unwrap();
+    wait_for("B to find the record trimmed from the stream", || {
+        (lookup(b_addr, &token, "Lena Late@Gilgamesh").status == 200).then_some(())
+    });
+    assert_eq!(metric("phonebook_redis_resyncs_total "), 1);
+    assert_eq!(
+        metric("phonebook_redis_reconnects_total "),
+        0,
+        "found by noticing the gap, not by a reconnection"
+    );
 }
