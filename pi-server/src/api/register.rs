@@ -278,6 +278,13 @@ impl App {
         self.respond(p.endpoint, a, p.keep_alive, p.head_only, out)
     }
 
+    /// Gives back the per-key token [`App::finish_signed`] took for `p`: its change was
+    /// rolled back (another instance wrote first, or Redis was unreachable), so the request
+    /// is decided again or refused without the owner paying twice.
+    pub fn refund_key(&mut self, p: &Pending, now: Now) {
+        self.key_limit.refund(p.key().as_bytes(), 1, now.mono_ms);
+    }
+
     /// Completes a signed request once its signature has been checked (`verified`), and
     /// returns the answer.
     pub(super) fn finish_signed(&mut self, p: &Pending, verified: bool, now: Now) -> Answer {

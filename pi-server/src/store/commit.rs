@@ -78,6 +78,7 @@ pub(crate) async fn finish(
             Ok(Cas::Conflict(current)) => {
                 app.metrics.redis.conflicts += 1;
                 record::roll_back(&mut app.table, &rk, before.as_ref(), now.secs());
+                app.refund_key(p, now);
                 let retention = app.config.retention;
                 match current {
                     Some(f) => {
@@ -99,6 +100,7 @@ pub(crate) async fn finish(
             }
             Err(e) => {
                 record::roll_back(&mut app.table, &rk, before.as_ref(), now.secs());
+                app.refund_key(p, now);
                 app.metrics.redis.errors += 1;
                 app.metrics.redis.up = false;
                 redis.failed();

@@ -800,3 +800,59 @@ fn an_instance_that_falls_behind_the_trimmed_stream_reads_everything_again() {
         "found by noticing the gap, not by a reconnection"
     );
 }
+
+/// A registration decided again after another instance wrote first, or refused because the
+/// write could not be made, does not cost its key twice (the per-key token is given back
+/// with the rollback).
+#[test]
+fn a_conflict_with_redis_costs_the_key_one_token_not_two() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let p = fresh_prefix();
+    let mut c = config(&redis.url(), &p);
+    c.rate_key = 1;
+    c.rate_key_burst = 2;
+    let a = TestServer::start(c).expect("starts");
+    wait_up(a.addr());
+    let t1 = now_ms();
+    assert_eq!(
+        post(a.addr(), &public(1, "Cora Conflict@Gilgamesh", t1)).status,
+        200
+    );
+    // Redis now holds another timestamp than A's table (as if another instance wrote and A
+    // had not heard yet, for ever): every compare-and-set of this record fails.
+    let keys = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.addr().port().to_string(),
+            "--scan",
+            "--pattern",
+        ])
+        .arg(format!("{{{p}}}:r:*"))
+        .output()
+        .expect("redis-cli");
+    let key = String::from_utf8(keys.stdout).unwrap();
+    let key = key.trim();
+    assert!(
+        !key.is_empty() && !key.contains('\n'),
+        "one record: {key:?}"
+    );
+    let t1_text = t1.to_string();
+    assert_eq!(redis.command(&[b"HSET", key.as_bytes(), b"t", b"1"]), ":0");
+    let r = post(a.addr(), &public(1, "Cora Conflict@Gilgamesh", t1 + 1));
+    assert_eq!(
+        r.status,
+        503,
+        "decided twice, conflicting both times: {}",
+        r.text()
+    );
+    // Redis agrees again: the next registration goes through on the one token left (with
+    // both conflicts charged, the bucket would be empty: 429).
+    assert_eq!(
+        redis.command(&[b"HSET", key.as_bytes(), b"t", t1_text.as_bytes()]),
+        ":0"
+    );
+    let r = post(a.addr(), &public(1, "Cora Conflict@Gilgamesh", t1 + 2));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
