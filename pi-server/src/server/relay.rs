@@ -248,6 +248,11 @@ impl Hub {
         }
     }
 
+    /// Authenticated connections (a bridge's half is not one).
+    fn connections(&self) -> usize {
+        self.core.len().saturating_sub(self.bridges.len())
+    }
+
     /// Queues `bytes` for `to` (a connection, or a bridge's half: then for the other
     /// instance); false if its queue is full or gone.
     pub(super) fn send(&self, (to, bytes): Out) -> bool {
@@ -526,7 +531,7 @@ fn end(id: ConnId, hub: &Rc<RefCell<Hub>>, shared: &Rc<Shared>) {
     }
     let mut app = shared.app.borrow_mut();
     app.metrics.relay.sessions = app.metrics.relay.sessions.saturating_sub(paired as u64);
-    app.metrics.relay.connections = h.core.len() as u64;
+    app.metrics.relay.connections = h.connections() as u64;
 }
 
 /// Why a connection was cut off.
@@ -601,7 +606,7 @@ async fn connection(
         let mut h = hub.borrow_mut();
         h.core.insert(id, peer);
         h.txs.insert(id, tx.clone());
-        shared.app.borrow_mut().metrics.relay.connections = h.core.len() as u64;
+        shared.app.borrow_mut().metrics.relay.connections = h.connections() as u64;
     }
     let (mut reader, mut writer) = futures_lite::io::split(s);
     let shared_w = shared.clone();
