@@ -3,8 +3,9 @@
 # routers of every common NAT type (nftables, miniupnpd), the real `peer` CLI between every ordered
 # pair of NAT types; prints the matrix. Needs root (it says so and exits 0 without it). Runs the
 # debug binaries that the test step has built (the cargo build below then only checks them);
-# about 3 minutes: the matrix twice, the second time with the first phone book silent, then once
-# more with a player's peer relay instead of the phone book's.
+# about 4 minutes: the matrix twice, the second time with the first phone book silent, once more
+# with a player's peer relay instead of the phone book's, and once with the two phone books as
+# instances of one over Redis.
 # NATLAB_MIN_DIRECT: fewest ordered pairs of the matrix that must connect directly; the default is
 # issue 10's goal, 32 (the lab measures 33 of 49: every pair where both sides have UDP except
 # port-restricted <-> symmetric and symmetric -> symmetric; 6 before NAT traversal).
@@ -28,5 +29,13 @@ NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_MIN_DIRECT=${NATLAB_MIN_
 echo
 echo "natlab-test: again with the phone book's relay off and a player relaying for its friends"
 NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_RELAY=0 NATLAB_PEER_RELAY=1 NATLAB_FAILOVER=0 \
+    NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
+    tests/natlab/run.sh
+# Two instances of one phone book over one Redis (issue 13): servers register with the first,
+# fetchers with the second, so every punch request and relay session crosses between instances
+# (about 50 s).
+echo
+echo "natlab-test: again with the two phone books as instances of one over Redis"
+NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_INSTANCES=1 \
     NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
     tests/natlab/run.sh

@@ -27,6 +27,11 @@
 #                         silent (nftables drops all its traffic, like a host that vanished) and
 #                         the matrix runs again. 0: one phone book, one matrix
 #   NATLAB_MIN_FAILOVER   exit 1 if fewer ordered pairs connect with the first phone book silent
+#   NATLAB_INSTANCES      1: the two phone books are instances of one, sharing their records in a
+#                         Redis (redis-server in nl-pb); servers register with the first only and
+#                         fetchers with the second only, so every punch request and relay
+#                         session crosses from one instance to the other (Redis pub/sub). No
+#                         failover phase. 0 (default)
 #   NATLAB_PEER_RELAY     1: a player on the internet (nl-friend, 203.0.113.6) relays for every
 #                         other player (`peer serve --relay-listen`, all their keys as friends),
 #                         and every server and fetcher names it with --relay-via; run it with
@@ -86,6 +91,10 @@ PB2_IP6=2001:db8:ffff::4
 PB2_URL=http://$PB2_IP:8080
 PB2_URL6=http://[$PB2_IP6]:8080
 FAILOVER=${NATLAB_FAILOVER:-1}
+INSTANCES=${NATLAB_INSTANCES:-0}
+# Two instances need the second phone book's namespace and daemon.
+[ "$INSTANCES" = 1 ] && FAILOVER=1
+REDIS_PORT=6379
 SERVE_PORT=7000
 
 # The seven site types of the matrix, in matrix order. Each exists twice: site a holds the serving
@@ -172,6 +181,7 @@ fi
 # miniupnpd-nftables holds only the daemon and its nft scripts: no service, no maintainer script
 # (the `miniupnpd` package adds those; it is not installed), so nothing starts on the host.
 .ci/apt-install.sh natlab iproute2 nftables miniupnpd-nftables miniupnpc python3 coreutils mawk util-linux
+[ "${NATLAB_INSTANCES:-0}" != 1 ] || .ci/apt-install.sh natlab redis-server
 export PATH=$PATH:/usr/sbin:/sbin
 for t in ip nft miniupnpd upnpc python3 sha1sum timeout flock; do
     command -v "$t" >/dev/null || fail "$t is missing (see the package list above)"
@@ -345,6 +355,19 @@ site_url() { if [ "${SITE_FAMILY[$1]}" = 6 ]; then echo "$PB_URL6"; else echo "$
 # The --phonebook flags of a player, in BOOK_ARGS: the first phone book, and the second with
 # NATLAB_FAILOVER=1.
 site_books() {
+    if [ "$INSTANCES" = 1 ]; then
+        # Servers at the first instance, everyone else at the second.
+        local pl is_server=0
+        for pl in "${SERVERS[@]}"; do [ "$pl" = "$1" ] && is_server=1; done
+        if [ "$is_server" = 1 ]; then
+            BOOK_ARGS=(--phonebook "$(site_url "$1")")
+        elif [ "${SITE_FAMILY[$1]}" = 6 ]; then
+            BOOK_ARGS=(--phonebook "$PB2_URL6")
+        else
+            BOOK_ARGS=(--phonebook "$PB2_URL")
+        fi
+        return
+    fi
     BOOK_ARGS=(--phonebook "$(site_url "$1")")
     if [ "$FAILOVER" = 1 ]; then
         if [ "${SITE_FAMILY[$1]}" = 6 ]; then BOOK_ARGS+=(--phonebook "$PB2_URL6"); else BOOK_ARGS+=(--phonebook "$PB2_URL"); fi
@@ -486,10 +509,22 @@ daemon nl-stun "$WORK/log/stun.log" python3 "$HELPER" stun-server "${STUN_IPS[@]
 RELAY=${NATLAB_RELAY:-1}
 RELAY_ARGS=()
 [ "$RELAY" = 1 ] && RELAY_ARGS=(--relay-listen "[::]:443")
+INSTANCE_ARGS=()
+if [ "$INSTANCES" = 1 ]; then
+    # The instances' Redis, on the first phone book's host (the lab's network only).
+    daemon nl-pb "$WORK/log/redis.log" redis-server --bind "$PB_IP" --port "$REDIS_PORT" \
+        --protected-mode no --save '' --appendonly no --dir "$WORK"
+    for i in $(seq 100); do
+        [ "$(nsx nl-pb redis-cli -h "$PB_IP" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+        [ "$i" = 100 ] && fail "redis-server does not listen ($(tail -n 3 "$WORK/log/redis.log"))"
+        sleep 0.1
+    done
+    INSTANCE_ARGS=(--redis-url "redis://$PB_IP:$REDIS_PORT/" --redis-prefix natlab)
+fi
 daemon nl-pb "$WORK/log/phonebook.log" "$PI_SERVER" --listen "[::]:8080" --log-level info \
-    "${RELAY_ARGS[@]}"
+    "${RELAY_ARGS[@]}" "${INSTANCE_ARGS[@]}"
 [ "$FAILOVER" != 1 ] || daemon nl-pb2 "$WORK/log/phonebook2.log" "$PI_SERVER" --listen "[::]:8080" \
-    --log-level info "${RELAY_ARGS[@]}"
+    --log-level info "${RELAY_ARGS[@]}" "${INSTANCE_ARGS[@]}"
 
 # miniupnpd on both UPnP routers: UPnP IGD and NAT-PMP/PCP on the LAN side. It refuses a WAN
 # address from a reserved range (RFC 5737 included) unless STUN tells it that the WAN is not
@@ -922,7 +957,7 @@ print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("pho
 fi
 
 # ---- failover: the first phone book goes silent ----------------------------------------------
-if [ "$MATRIX" = 1 ] && [ "$FAILOVER" = 1 ]; then
+if [ "$MATRIX" = 1 ] && [ "$FAILOVER" = 1 ] && [ "$INSTANCES" != 1 ]; then
     log ""
     log "== failover: the first phone book goes silent (nftables drops all its traffic); the matrix again"
     nsx nl-pb nft -f - <<'EOF_NFT'
