@@ -18,11 +18,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pb_tests::procstat;
+use pb_tests::redis_server::Redis;
 use peer::net::relay::RelayBook;
 use peer::phonebook::PhoneBookConfig;
 use peer::{Identity, PhoneBook, PlayerName, Visibility};
@@ -127,58 +127,6 @@ fn data(f: &Frame<'_>) -> Option<Vec<u8>> {
     }
 }
 
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("relay-bridge-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                eprintln!(
-                    "relay_bridge: cannot start redis-server ({e}); apt-get install redis-server"
-                );
-                std::process::exit(2)
-            });
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port, dir }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn instance(redis: &Redis) -> TestServer {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -186,7 +134,7 @@ fn instance(redis: &Redis) -> TestServer {
         relay_listen: Some("127.0.0.1:0".parse().unwrap()),
         relay_rate: u32::MAX,
         relay_rate_total: u32::MAX,
-        redis_url: Some(format!("redis://127.0.0.1:{}/", redis.port)),
+        redis_url: Some(redis.url()),
         redis_prefix: "bench".to_owned(),
         ..Config::default()
     };
@@ -220,7 +168,7 @@ struct Row {
 
 fn cpu_ticks(redis: &Redis) -> u64 {
     procstat::process_ticks(std::process::id()).unwrap_or(0)
-        + procstat::process_ticks(redis.child.id()).unwrap_or(0)
+        + procstat::process_ticks(redis.pid()).unwrap_or(0)
 }
 
 /// One session from `r` (at A) to the target `t_name` listening with `t`, measured.
@@ -341,7 +289,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let redis = Redis::start();
+    let Some(redis) = Redis::start() else {
+        std::process::exit(2);
+    };
     let (a, b) = (instance(&redis), instance(&redis));
     let (url_a, url_b) = (
         format!("http://{}", a.addr()),

@@ -13,6 +13,7 @@ pub mod json;
 pub mod load;
 pub mod names;
 pub mod procstat;
+pub mod redis_server;
 
 /// The current Unix time in milliseconds (what signed requests carry).
 pub fn now_ms() -> u64 {

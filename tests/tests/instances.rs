@@ -26,6 +26,33 @@ fn instance(url: &str, prefix: &str) -> TestServer {
     })
 }
 
+/// A Redis and two instances over it, subscribed to each other's messages.
+struct Two {
+    _redis: pb_tests::redis_server::Redis,
+    a: TestServer,
+    b: TestServer,
+    url_a: String,
+    url_b: String,
+}
+
+/// `None` (after saying why) without redis-server.
+fn two_instances() -> Option<Two> {
+    let redis = pb_tests::redis_server::Redis::start()?;
+    let (a, b) = (instance(&redis.url(), "two"), instance(&redis.url(), "two"));
+    bus_up(&[&a, &b]);
+    let (url_a, url_b) = (
+        format!("http://{}", a.addr()),
+        format!("http://{}", b.addr()),
+    );
+    Some(Two {
+        _redis: redis,
+        a,
+        b,
+        url_a,
+        url_b,
+    })
+}
+
 /// Both instances subscribed to each other's messages.
 fn bus_up(pbs: &[&TestServer]) {
     let until = Instant::now() + Duration::from_secs(20);
@@ -93,19 +120,16 @@ async fn until_found(book: &peer::PhoneBook, name: &str) {
 
 #[test]
 fn a_punch_request_at_one_instance_is_forwarded_by_the_one_the_target_keeps_alive_with() {
-    let Some(redis) = common::redis::Redis::start() else {
+    let Some(Two {
+        _redis,
+        a,
+        b,
+        url_a,
+        url_b,
+    }) = two_instances()
+    else {
         return;
     };
-    let prefix = format!("punch{}", std::process::id());
-    let (a, b) = (
-        instance(&redis.url(), &prefix),
-        instance(&redis.url(), &prefix),
-    );
-    bus_up(&[&a, &b]);
-    let (url_a, url_b) = (
-        format!("http://{}", a.addr()),
-        format!("http://{}", b.addr()),
-    );
     smol::block_on(async {
         let target = "Punch Target@World";
         let hidden = "Hidden Target@World";
@@ -177,19 +201,16 @@ fn a_punch_request_at_one_instance_is_forwarded_by_the_one_the_target_keeps_aliv
 
 #[test]
 fn a_relay_session_is_bridged_to_the_instance_the_target_listens_on_or_keeps_alive_with() {
-    let Some(redis) = common::redis::Redis::start() else {
+    let Some(Two {
+        _redis,
+        a,
+        b,
+        url_a,
+        url_b,
+    }) = two_instances()
+    else {
         return;
     };
-    let prefix = format!("relay{}", std::process::id());
-    let (a, b) = (
-        instance(&redis.url(), &prefix),
-        instance(&redis.url(), &prefix),
-    );
-    bus_up(&[&a, &b]);
-    let (url_a, url_b) = (
-        format!("http://{}", a.addr()),
-        format!("http://{}", b.addr()),
-    );
     smol::block_on(async {
         let listener = "Relay Listener@World";
         let caller = "Relay Callee@World";

@@ -40,6 +40,27 @@ struct End {
     paired: bool,
 }
 
+impl End {
+    fn new(
+        bridge: u64,
+        origin: bool,
+        remote: Option<Instance>,
+        ticket: [u8; 16],
+        now_ms: u64,
+    ) -> Self {
+        End {
+            bridge,
+            origin,
+            remote,
+            ticket,
+            created_ms: now_ms,
+            last_ms: Cell::new(now_ms),
+            ended: Cell::new(false),
+            paired: false,
+        }
+    }
+}
+
 /// The bridged sessions of one relay.
 #[derive(Debug)]
 pub(super) struct Bridges {
@@ -191,19 +212,9 @@ impl Hub {
         self.core
             .open(from, session, target.peer, ticket, deadline_ms);
         self.bridges.opened.insert(bridge, v);
-        self.bridges.ends.insert(
-            v,
-            End {
-                bridge,
-                origin: true,
-                remote: None,
-                ticket,
-                created_ms: now_ms,
-                last_ms: Cell::new(now_ms),
-                ended: Cell::new(false),
-                paired: false,
-            },
-        );
+        self.bridges
+            .ends
+            .insert(v, End::new(bridge, true, None, ticket, now_ms));
         true
     }
 
@@ -235,19 +246,9 @@ impl Hub {
         );
         self.core.open(v, 0, target, ticket, deadline_ms);
         self.bridges.answered.insert((from, bridge), v);
-        self.bridges.ends.insert(
-            v,
-            End {
-                bridge,
-                origin: false,
-                remote: Some(from),
-                ticket,
-                created_ms: now_ms,
-                last_ms: Cell::new(now_ms),
-                ended: Cell::new(false),
-                paired: false,
-            },
-        );
+        self.bridges
+            .ends
+            .insert(v, End::new(bridge, false, Some(from), ticket, now_ms));
         true
     }
 

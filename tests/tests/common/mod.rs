@@ -4,7 +4,6 @@
 
 pub mod player;
 pub mod raw_relay;
-pub mod redis;
 
 use pi_server::config::Config;
 use pi_server::server::TestServer;

@@ -1,10 +1,12 @@
-//! A throwaway `redis-server` on a free loopback port, killed on drop.
+//! A throwaway `redis-server` on a free loopback port (no persistence), killed on drop: for
+//! the tests and benchmarks of several phone-book instances.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running redis-server.
+#[derive(Debug)]
 pub struct Redis {
     child: Child,
     port: u16,
@@ -62,6 +64,11 @@ impl Redis {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its process id (for CPU figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
