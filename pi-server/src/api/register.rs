@@ -278,7 +278,7 @@ impl App {
         self.respond(p.endpoint, a, p.keep_alive, p.head_only, out)
     }
 
-    /// Gives back the per-key token [`App::finish_signed`] took for `p`: its change was
+    /// Gives back the per-key token `App::finish_signed` took for `p`: its change was
     /// rolled back (another instance wrote first, or Redis was unreachable), so the request
     /// is decided again or refused without the owner paying twice.
     pub fn refund_key(&mut self, p: &Pending, now: Now) {
