@@ -359,3 +359,64 @@ fn a_relay_session_is_bridged_to_the_instance_the_target_listens_on_or_keeps_ali
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn after_redis_restarts_the_instances_find_each_others_peers_again() {
+    let Some(Two {
+        _redis: mut redis,
+        a,
+        b,
+        url_a,
+        url_b,
+    }) = two_instances()
+    else {
+        return;
+    };
+    let target = "Restart Target@World";
+    let (t_book, r_book) = smol::block_on(async {
+        let (_, t_book) = registered(&url_b, target, Visibility::Public).await;
+        let (_, r_book) = registered(&url_a, "Restart Asker@World", Visibility::Public).await;
+        until_found(&r_book, target).await;
+        (t_book, r_book)
+    });
+    let t_sock = socket();
+    let (b_udp, t_token) = udp_token(&t_book);
+    keep_alive(&t_sock, b_udp, &t_token, 1);
+    t_sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let r_sock = socket();
+    let (a_udp, r_token) = udp_token(&r_book);
+
+    redis.restart();
+    // Punch requests at A until one is forwarded by B again (each with a growing counter).
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut counter = 0;
+    loop {
+        assert!(
+            Instant::now() < until,
+            "no forward through the bus after Redis restarted"
+        );
+        counter += 1;
+        let req = Message::PunchRequest {
+            auth: r_token.auth,
+            counter,
+            nonce: [9; 8],
+            target: LookupId::of(&PlayerName::parse(target).unwrap()),
+            extra: [None, None],
+        }
+        .encode(&r_token.key);
+        r_sock.send_to(&req, a_udp).unwrap();
+        let _ = recv(&r_sock);
+        if let Some((fwd, from)) = recv(&t_sock)
+            && from == b_udp
+            && matches!(Message::decode(&fwd), Ok(Message::PunchForward { .. }))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(common::metric(&a, "phonebook_redis_reconnects_total ") >= 1);
+    assert!(common::metric(&b, "phonebook_redis_reconnects_total ") >= 1);
+    bus_up(&[&a, &b]);
+}
