@@ -292,6 +292,12 @@ mod tests {
         assert_eq!(request.encode(), bytes);
         assert_eq!(bytes[HEADER_LEN + 12], 6);
         assert_eq!(Request::decode(&bytes), Ok(request));
+        // The same for UDP differs in that byte only: 17.
+        let mut udp = request;
+        udp.map.as_mut().unwrap().protocol = PROTOCOL_UDP;
+        let mut udp_bytes = bytes.clone();
+        udp_bytes[HEADER_LEN + 12] = 0x11;
+        assert_eq!(udp.encode(), udp_bytes);
         // Its answer: the same nonce and protocol, the assigned address.
         let answer = Response::decode(&hex(concat!(
             "028100000000070800000006000000000000000000000000",
