@@ -3,8 +3,9 @@
 # routers of every common NAT type (nftables, miniupnpd), the real `peer` CLI between every ordered
 # pair of NAT types; prints the matrix. Needs root (it says so and exits 0 without it). Runs the
 # debug binaries that the test step has built (the cargo build below then only checks them);
-# about 4 minutes: the matrix twice, the second time with the first phone book silent, once more
-# with a player's peer relay instead of the phone book's, and once with the two phone books as
+# about 5 minutes: the matrix twice, the second time with the first phone book silent, once more
+# with a player's peer relay instead of the phone book's, once with that player behind a home
+# router of its own (miniupnpd), whose relay port it maps, and once with the two phone books as
 # instances of one over Redis.
 # NATLAB_MIN_DIRECT: fewest ordered pairs of the matrix that must connect directly; the default is
 # issue 10's goal, 32 (the lab measures 33 of 49: every pair where both sides have UDP except
@@ -29,6 +30,14 @@ NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_MIN_DIRECT=${NATLAB_MIN_
 echo
 echo "natlab-test: again with the phone book's relay off and a player relaying for its friends"
 NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_RELAY=0 NATLAB_PEER_RELAY=1 NATLAB_FAILOVER=0 \
+    NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
+    tests/natlab/run.sh
+# The relaying player behind a router with miniupnpd and no --relay-public: its relay's TCP port
+# is mapped there (UPnP, NAT-PMP or PCP), the mapped address is what friends use, and the mapping
+# is gone once the player stops (about a minute).
+echo
+echo "natlab-test: again with the relaying player behind its own router, which maps its relay port"
+NATLAB_BIN_DIR=${CARGO_TARGET_DIR:-target}/debug NATLAB_RELAY=0 NATLAB_PEER_RELAY=upnp NATLAB_FAILOVER=0 \
     NATLAB_MIN_DIRECT=${NATLAB_MIN_DIRECT:-32} NATLAB_MIN_CONNECTED=${NATLAB_MIN_CONNECTED:-49} \
     tests/natlab/run.sh
 # Two instances of one phone book over one Redis (issue 13): servers register with the first,

@@ -1,4 +1,5 @@
-//! Port mapping against a real miniupnpd (UPnP, NAT-PMP and PCP) in network namespaces.
+//! Port mapping against a real miniupnpd (UPnP, NAT-PMP and PCP) in network namespaces: UDP
+//! (the QUIC socket) and TCP (a peer relay's listener).
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `miniupnpd` (miniupnpd-nftables);
 //! without them it prints why it skipped.
 //!
@@ -15,13 +16,16 @@
 //! The sides of the lab run as child processes of this test binary: `ip netns exec NS
 //! <this binary> portmap::netns_role --exact` with `PEER_PORTMAP_TEST_ROLE` naming the role.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use peer::Spawner;
-use peer::net::portmap::{NoMapping, PortMapConfig, PortMapper, Protocol, Status, natpmp};
+use peer::net::portmap::{
+    NoMapping, PortMapConfig, PortMapper, Protocol, Status, Transport, natpmp,
+};
 
 const ROUTER_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 const CLIENT_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
@@ -96,6 +100,19 @@ fn miniupnpd_maps_renews_and_deletes_with_upnp_natpmp_and_pcp() {
     for client in clients {
         client.finish();
     }
+    // A peer relay's TCP port, with each protocol.
+    let clients: Vec<_> = [
+        ("upnp", "upnp"),
+        ("natpmp", "natpmp"),
+        ("pcp", "pcp"),
+        ("all", "pcp"),
+    ]
+    .into_iter()
+    .map(|(protocols, expect)| lab.tcp_client(protocols, expect))
+    .collect();
+    for client in clients {
+        client.finish();
+    }
 }
 
 /// What the child processes do, by `PEER_PORTMAP_TEST_ROLE`; nothing in a normal test run.
@@ -105,6 +122,8 @@ fn netns_role() {
         Ok("stun") => stun_role(),
         Ok("send") => send_role(),
         Ok("client") => client_role(),
+        Ok("tcp_client") => tcp_client_role(),
+        Ok("connect") => connect_role(),
         _ => {}
     }
 }
@@ -306,6 +325,24 @@ impl Lab {
         }
     }
 
+    /// A client role mapping a TCP listener's port.
+    fn tcp_client(&self, protocols: &str, expect: &str) -> RoleChild {
+        let child = self.spawn_role(
+            &self.client,
+            "tcp_client",
+            &[
+                ("PROTOCOLS", protocols),
+                ("EXPECT", expect),
+                ("ROUTER_NS", &self.router),
+                ("WAN_NS", &self.wan),
+            ],
+        );
+        RoleChild {
+            what: format!("TCP client {protocols}"),
+            child,
+        }
+    }
+
     fn spawn_role(&self, ns: &str, role: &str, vars: &[(&str, &str)]) -> Child {
         role_command(ns, role, vars).spawn().unwrap()
     }
@@ -404,6 +441,115 @@ fn send_role() {
     }
 }
 
+/// Connects to `TARGET` over TCP from the WAN side and sends `TOKEN`, a few times.
+fn connect_role() {
+    let target: SocketAddr = env("TARGET").parse().unwrap();
+    for _ in 0..10 {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            let _ = stream.write_all(env("TOKEN").as_bytes());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The mapper of a TCP listener's port (a peer relay's) in the client namespace, checked
+/// against the router's own state.
+fn tcp_client_role() {
+    let protocols = env("PROTOCOLS");
+    let all = protocols == "all";
+    let config = PortMapConfig {
+        upnp: all || protocols == "upnp",
+        pcp: all || protocols == "pcp",
+        natpmp: all || protocols == "natpmp",
+        lease: LEASE,
+        ..Default::default()
+    };
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let local = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let router = Router(env("ROUTER_NS"));
+
+    smol::block_on(async {
+        let mapper = PortMapper::start_for(Transport::Tcp, local, config, &Spawner::Global).await;
+        let mapping = mapper
+            .mapping()
+            .unwrap_or_else(|| panic!("{:?}", mapper.status()));
+        let protocol = match env("EXPECT").as_str() {
+            "upnp" => Protocol::Upnp,
+            "natpmp" => Protocol::NatPmp,
+            _ => Protocol::Pcp,
+        };
+        assert_eq!(mapping.protocol, protocol);
+        assert_eq!(mapping.transport, Transport::Tcp);
+        assert_eq!(mapping.internal, SocketAddr::from((CLIENT_LAN, port)));
+        assert_eq!(mapping.external.ip(), ROUTER_WAN);
+        assert_eq!(mapping.external.port(), port, "the same port when free");
+        println!("portmap: {protocols} TCP: mapped by {protocol}");
+
+        assert!(router.forwards_tcp(mapping.external.port(), mapping.internal));
+        assert_accepts(&listener, mapping.external);
+
+        smol::Timer::after(LEASE * 3 / 2).await;
+        assert_eq!(mapper.mapping(), Some(mapping));
+        assert!(
+            router.forwards_tcp(mapping.external.port(), mapping.internal),
+            "not renewed"
+        );
+        assert_accepts(&listener, mapping.external);
+        println!("portmap: {protocols} TCP: renewed");
+
+        mapper.close().await;
+        assert!(
+            !router.forwards_tcp(mapping.external.port(), mapping.internal),
+            "not deleted"
+        );
+        println!("portmap: {protocols} TCP: deleted on close");
+    });
+}
+
+/// A TCP connection from the WAN host to `external` arrives at `listener` (non-blocking) and
+/// carries the token. Up to three connecting processes, each given a third of `WAIT`.
+fn assert_accepts(listener: &TcpListener, external: SocketAddr) {
+    let token = format!("hello {}", listener.local_addr().unwrap().port());
+    let target = external.to_string();
+    let vars = [("TOKEN", token.as_str()), ("TARGET", target.as_str())];
+    let mut got = None;
+    for _ in 0..3 {
+        let mut sender = role_command(&env("WAN_NS"), "connect", &vars)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        got = loop {
+            match listener.accept() {
+                Ok((mut stream, from)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(2)))
+                        .unwrap();
+                    let mut buf = vec![0u8; token.len()];
+                    if stream.read_exact(&mut buf).is_ok() && buf == token.as_bytes() {
+                        break Some(from);
+                    }
+                }
+                _ if start.elapsed() > WAIT / 3 => break None,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let _ = sender.kill();
+        let _ = sender.wait();
+        if got.is_some() {
+            break;
+        }
+        println!("portmap: no connection from one sender to {external}; another one");
+    }
+    assert_eq!(
+        got.map(|from| from.ip()),
+        Some(WAN_HOST.into()),
+        "no connection arrived"
+    );
+}
+
 /// The mapper in the client namespace, checked against the router's own state.
 fn client_role() {
     let protocols = env("PROTOCOLS");
@@ -497,6 +643,27 @@ impl Router {
         ]);
         String::from_utf8_lossy(&out.stdout)
             .contains(&format!("dport {external_port} dnat ip to {internal}"))
+    }
+
+    /// Whether miniupnpd's NAT chain forwards TCP `external_port` to `internal`.
+    fn forwards_tcp(&self, external_port: u16, internal: SocketAddr) -> bool {
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.0,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "pmrouter",
+            "upnp_prerouting",
+        ]);
+        // miniupnpd matches the IPv4 protocol byte: `@nh,72,8 0x6 th dport ...` (0x11: UDP).
+        let rule = format!("dport {external_port} dnat ip to {internal}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| (l.contains("@nh,72,8 0x6 ") || l.contains("tcp dport")) && l.contains(&rule))
     }
 }
 

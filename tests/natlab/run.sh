@@ -36,6 +36,10 @@
 #                         other player (`peer serve --relay-listen`, all their keys as friends),
 #                         and every server and fetcher names it with --relay-via; run it with
 #                         NATLAB_RELAY=0 to see that no pair needs the phone book's relay. 0 (default)
+#                         upnp: the same player behind a home router of its own with miniupnpd
+#                         (nl-upnpc, WAN 203.0.113.28), without --relay-public: its relay's TCP port
+#                         must be mapped on that router (UPnP, NAT-PMP or PCP) and the mapped address
+#                         published, and the mapping is gone after it stops
 # Needs root, iproute2, nftables, miniupnpd-nftables, miniupnpc, python3 (installed through
 # .ci/apt-install.sh). Without root it says so and exits 0. One lab per machine at a time (lock).
 set -Eeuo pipefail
@@ -480,6 +484,8 @@ if [ "$FAILOVER" = 1 ]; then
     ip -n nl-pb2 -6 route add default via 2001:db8:ffff::254
 fi
 
+FRIEND_NS=nl-friend
+[ "$PEER_RELAY" = upnp ] && FRIEND_NS=nl-upnpc
 if [ "$PEER_RELAY" = 1 ]; then
     ns_add nl-friend
     plug nl-friend eth0 friend
@@ -503,6 +509,13 @@ done
 add_hairpin_site
 add_v6_site a 16
 add_v6_site b 17
+UPNP_SIDES="a b"
+if [ "$PEER_RELAY" = upnp ]; then
+    # The relaying player's own router: not one of the matrix's sites.
+    add_nat_site upnp c 18
+    unset 'SITES[-1]'
+    UPNP_SIDES="a b c"
+fi
 
 daemon nl-stun "$WORK/log/stun.log" python3 "$HELPER" stun-server "${STUN_IPS[@]}" "${STUN_IPS6[@]}" \
     --ports "${STUN_PORTS[@]}"
@@ -529,7 +542,7 @@ daemon nl-pb "$WORK/log/phonebook.log" "$PI_SERVER" --listen "[::]:8080" --log-l
 # miniupnpd on both UPnP routers: UPnP IGD and NAT-PMP/PCP on the LAN side. It refuses a WAN
 # address from a reserved range (RFC 5737 included) unless STUN tells it that the WAN is not
 # filtered, so it asks the lab's STUN server (which answers from another address when asked).
-for side in a b; do
+for side in $UPNP_SIDES; do
     pl=nl-upnp$side; gw=$pl-gw; idx=${SITE_IP[$pl]#10.}; idx=${idx%%.*}
     cat > "$WORK/miniupnpd-$side.conf" <<EOF
 ext_ifname=wan
@@ -562,7 +575,7 @@ wait_for() { # what file pattern seconds
     fail "$4 (waited $3 s; $1 ends with: $(tail -n 3 "$1" 2>/dev/null | tr '\n' ' '))"
 }
 wait_for "$WORK/log/stun.log" "listening" 10 "the STUN server did not start"
-for side in a b; do
+for side in $UPNP_SIDES; do
     daemon "nl-upnp$side-gw" "$WORK/log/miniupnpd-$side.log" \
         miniupnpd -f "$WORK/miniupnpd-$side.conf" -d -P "$WORK/miniupnpd-$side.pid"
 done
@@ -577,7 +590,7 @@ for i in $(seq 100); do
     [ "$i" = 100 ] && fail "the second phone book does not answer on $PB2_URL ($(tail -n 3 "$WORK/log/phonebook2.log"))"
     sleep 0.1
 done
-for side in a b; do
+for side in $UPNP_SIDES; do
     wait_for "$WORK/log/miniupnpd-$side.log" "Listening for NAT-PMP/PCP" 15 "miniupnpd ($side) did not start"
     grep -q "Port forwarding is now enabled" "$WORK/log/miniupnpd-$side.log" \
         || fail "miniupnpd ($side) did not enable port forwarding: $(grep STUN "$WORK/log/miniupnpd-$side.log" | tail -n 2)"
@@ -707,7 +720,7 @@ SERVE_NAME[nl-v6a]="Serve Vsix-One@Natlab"; SERVE_NAME[nl-v6b]="Serve Vsix-Two@N
 # A player on the internet who relays for all the others: it lists every key the lab will use
 # (servers and fetchers) as a friend, and everyone names it with --relay-via.
 FRIEND_PID=""
-if [ "$PEER_RELAY" = 1 ]; then
+if [ "$PEER_RELAY" != 0 ]; then
     FRIEND_ARGS=()
     for pl in "${SERVERS[@]}"; do
         FRIEND_ARGS+=(--friend "$("$PEER" id --identity "$WORK/keys/serve-$pl.key")")
@@ -720,14 +733,29 @@ if [ "$PEER_RELAY" = 1 ]; then
     mkdir -p "$WORK/friend-files"
     SITE_FAMILY[nl-friend]=4
     site_books nl-friend
-    ip netns exec nl-friend "$PEER" serve "$WORK/friend-files" --identity "$WORK/keys/friend.key" \
+    if [ "$PEER_RELAY" = upnp ]; then
+        # Behind its router: nothing given outright, the relay's port is mapped there.
+        FRIEND_WHERE=(--listen "${SITE_IP[nl-upnpc]}:7000" --relay-listen "0.0.0.0:7443")
+    else
+        FRIEND_WHERE=(--listen "$FRIEND_IP:7000" --no-portmap --relay-listen "0.0.0.0:7443"
+                      --relay-public "$FRIEND_IP:7443")
+    fi
+    ip netns exec "$FRIEND_NS" "$PEER" serve "$WORK/friend-files" --identity "$WORK/keys/friend.key" \
         --pins "$WORK/keys/friend.pins" "${BOOK_ARGS[@]}" --name "$FRIEND_NAME" --visibility public \
-        --listen "$FRIEND_IP:7000" --no-portmap --relay-listen "0.0.0.0:7443" \
-        --relay-public "$FRIEND_IP:7443" "${FRIEND_ARGS[@]}" \
+        "${FRIEND_WHERE[@]}" "${FRIEND_ARGS[@]}" \
         > "$WORK/log/friend.out" 2> "$WORK/log/friend.err" 9>&- &
     FRIEND_PID=$!
     wait_for "$WORK/log/friend.err" "peer relay: published" 20 "the relaying player did not publish its relay"
-    log "relaying player: nl-friend ($FRIEND_IP) relays on TCP 7443 for $(( ${#FRIEND_ARGS[@]} / 2 )) keys"
+    if [ "$PEER_RELAY" = upnp ]; then
+        wan=${SITE_WAN[nl-upnpc]}
+        grep -q "^peer relay: .* maps TCP $wan:" "$WORK/log/friend.err" \
+            || fail "the relaying player's TCP port was not mapped on its router: $(grep 'peer relay' "$WORK/log/friend.err" | tr '\n' ' ')"
+        grep -q "^peer relay: published at $wan:" "$WORK/log/friend.err" \
+            || fail "the relaying player did not publish its mapped address: $(grep 'peer relay' "$WORK/log/friend.err" | tr '\n' ' ')"
+        log "relaying player: nl-upnpc behind its own router (miniupnpd): $(grep -m1 '^peer relay: .* maps TCP' "$WORK/log/friend.err" | sed 's/^peer relay: //'), $(grep -m1 '^peer relay: published' "$WORK/log/friend.err" | sed 's/^peer relay: //')"
+    else
+        log "relaying player: nl-friend ($FRIEND_IP) relays on TCP 7443 for $(( ${#FRIEND_ARGS[@]} / 2 )) keys"
+    fi
     SERVE_ARGS+=(--relay-via "$FRIEND_NAME")
     FETCH_ARGS+=(--relay-via "$FRIEND_NAME")
 fi
@@ -894,6 +922,10 @@ print(sum(int(float(l.split()[-1])) for l in t.splitlines() if l.startswith("pho
         # The relaying player says what it carried when it stops.
         kill -TERM "$FRIEND_PID" 2>/dev/null || true
         wait_for "$WORK/log/friend.err" "peer relay: carried" 10 "the relaying player did not report"
+        if [ "$PEER_RELAY" = upnp ] \
+            && nsx nl-upnpc-gw nft list chain inet natlab prerouting_miniupnpd | grep -q "dport 7443 "; then
+            fail "the relaying player's TCP mapping outlived it: $(nsx nl-upnpc-gw nft list chain inet natlab prerouting_miniupnpd | tr '\n' ' ')"
+        fi
         friend_in=$(grep -m1 'peer relay: carried' "$WORK/log/friend.err" | awk '{print $(NF-2)}')
         friend_sessions=$(grep -m1 'peer relay: carried' "$WORK/log/friend.err" | awk '{print $4}')
         fetched=$(( (direct + relayed + ${extra_ok[hairpin]} + ${extra_ok[IPv6]}) * FILE_KIB * 1024 ))

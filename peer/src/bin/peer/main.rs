@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
 use peer::net::portmap::{PortMapConfig, PortMapper, Status};
-use peer::net::reach::Reach;
+use peer::net::reach::{Reach, RelayListener};
 use peer::net::traversal::{Discovery, MappingBehaviour, Traversal, TraversalConfig};
 use peer::phonebook::{PhoneBookConfig, requester_name};
 use peer::storage::folder::{DEFAULT_MAX_OPEN_FILES, FolderStoreConfig};
@@ -70,7 +70,8 @@ OPTIONS:
   --max-open-files N    files held open at once for serving (serve, default 64)
   --listen ADDR         UDP address (env PEER_LISTEN, default [::]:0: IPv6 and IPv4)
   --connect-timeout S   give up on a player after S seconds (fetch, default 5)
-  --no-portmap          do not ask the router to forward our port (UPnP, NAT-PMP, PCP)
+  --no-portmap          do not ask the router to forward our ports (UPnP, NAT-PMP, PCP: the
+                        QUIC UDP port, and the --relay-listen TCP port)
   --phonebook URL       phone book https://HOST[:PORT] (http:// on a LAN); repeat for redundancy
                         (env PEER_PHONEBOOK, comma-separated)
   --phonebook-ca PATH   extra PEM CA trusted for https:// phone books, beside the bundled web
@@ -81,8 +82,9 @@ OPTIONS:
   --friend KEY          a friend's public key (repeatable; with --visibility friends)
   --relay-listen ADDR   relay for our friends (the --friend keys) on this TCP address (serve;
                         needs a phone book; friends use it with --relay-via our name)
-  --relay-public ADDR   the address friends reach our relay at (serve; default: our public
-                        IP with the --relay-listen port: forward that TCP port on the router)
+  --relay-public ADDR   the address friends reach our relay at (serve; default: the TCP port
+                        mapped on the router by UPnP, NAT-PMP or PCP, else our public IP with
+                        the --relay-listen port: then forward that TCP port by hand)
   --relay-via NAME      a friend whose peer relay we use when no direct path opens (serve,
                         fetch; repeatable, at most 4; serve waits there for incoming sessions)
   --upload-rate B       upload limit in bytes per second (serve)
@@ -451,7 +453,12 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
         b.register(port, visibility, &args.friends).await?;
         note!("registered as {}", b.name().as_str());
         _tasks.push(b.keep_registered(port, visibility, args.friends.clone()));
-        let (r, reached) = Reach::start(&traversal, !args.no_portmap).await;
+        let relay_listener = relay.as_ref().map(|r| RelayListener {
+            local: r.local_addr(),
+            public: args.relay_public,
+        });
+        let (r, reached) =
+            Reach::start_with_relay(&traversal, !args.no_portmap, relay_listener).await;
         reach = Some(r);
         let list = reached.candidates;
         note!(
@@ -463,27 +470,24 @@ async fn serve(args: &Args, identity: Arc<Identity>) -> Result<(), Failure> {
             (Some(status), None) => note!("port mapping: {}", describe_unmapped(status)),
             (None, None) => note!("port mapping: off (--no-portmap)"),
         }
-        if let Some(relay) = &relay {
-            let public = args.relay_public.or_else(|| {
-                list.iter()
-                    .find(|c| {
-                        matches!(
-                            c.kind,
-                            phonebook_proto::CandidateKind::Mapped
-                                | phonebook_proto::CandidateKind::Reflexive
-                                | phonebook_proto::CandidateKind::V6
-                        )
-                    })
-                    .map(|c| SocketAddr::new(c.addr.ip(), relay.local_addr().port()))
-            });
-            match public {
-                Some(a) => {
-                    b.set_relay_addr(Some(a));
+        if relay.is_some() {
+            match (reached.relay_mapper_status, reached.relay_mapping) {
+                (_, Some(m)) => note!("peer relay: {} maps TCP {} to us", m.protocol, m.external),
+                (Some(status), None) => {
                     note!(
-                        "peer relay: published at {a} for {} friends",
-                        args.friends.len()
-                    );
+                        "peer relay: TCP port mapping: {}",
+                        describe_unmapped(status)
+                    )
                 }
+                (None, None) => {}
+            }
+            // Chosen by Reach: --relay-public, else the mapped TCP port, else our public IP
+            // with the relay's port; kept current as the mapping changes.
+            match reached.relay_addr {
+                Some(a) => note!(
+                    "peer relay: published at {a} for {} friends",
+                    args.friends.len()
+                ),
                 None => note!(
                     "peer relay: no public address known, not published (give --relay-public)"
                 ),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use smol::net::UdpSocket;
 
-use super::{NoMapping, Protocol, natpmp, pcp, until};
+use super::{NoMapping, Protocol, Transport, natpmp, pcp, until};
 
 /// The UDP port PCP and NAT-PMP servers listen on.
 pub(crate) const SERVER_PORT: u16 = 5351;
@@ -228,9 +228,10 @@ pub(crate) struct Granted {
     pub(crate) lifetime: u32,
 }
 
-/// The PCP MAP request for UDP `internal_port`: `lifetime` 0 deletes.
+/// The PCP MAP request for `transport` port `internal_port`: `lifetime` 0 deletes.
 pub(crate) fn pcp_map_request(
     client: Ipv4Addr,
+    transport: Transport,
     nonce: [u8; 12],
     internal_port: u16,
     suggested: SocketAddrV4,
@@ -241,7 +242,7 @@ pub(crate) fn pcp_map_request(
         client: client.into(),
         map: Some(pcp::Map {
             nonce,
-            protocol: pcp::PROTOCOL_UDP,
+            protocol: transport.protocol_number(),
             internal_port,
             external: suggested.into(),
         }),
@@ -298,13 +299,16 @@ pub(crate) struct NatPmpAnswers {
 }
 
 impl NatPmpAnswers {
-    /// The requests: the mapping, and (unless deleting) the external address.
-    pub(crate) fn requests(internal_port: u16, suggested_port: u16, lifetime: u32) -> Vec<Vec<u8>> {
-        let map = natpmp::Request::MapUdp {
-            internal_port,
-            suggested_port: if lifetime == 0 { 0 } else { suggested_port },
-            lifetime,
-        };
+    /// The requests: the mapping of `transport` (opcode 1 UDP, 2 TCP), and (unless deleting)
+    /// the external address.
+    pub(crate) fn requests(
+        transport: Transport,
+        internal_port: u16,
+        suggested_port: u16,
+        lifetime: u32,
+    ) -> Vec<Vec<u8>> {
+        let suggested_port = if lifetime == 0 { 0 } else { suggested_port };
+        let map = natpmp::Request::map(transport, internal_port, suggested_port, lifetime);
         let mut out = vec![map.encode()];
         if lifetime != 0 {
             out.push(natpmp::Request::ExternalAddress.encode());
@@ -312,10 +316,12 @@ impl NatPmpAnswers {
         out
     }
 
-    /// Learns from one datagram; `Some` once the outcome is known.
+    /// Learns from one datagram about the mapping of `transport` port `internal_port`;
+    /// `Some` once the outcome is known.
     pub(crate) fn handle(
         &mut self,
         bytes: &[u8],
+        transport: Transport,
         internal_port: u16,
         lifetime: u32,
     ) -> Option<Result<Granted, NoMapping>> {
@@ -323,13 +329,13 @@ impl NatPmpAnswers {
         if r.result != natpmp::RESULT_SUCCESS {
             return Some(Err(refused(Protocol::NatPmp, r.result)));
         }
-        match r.body {
-            natpmp::Body::ExternalAddress(ip) => self.address = Some(ip),
-            natpmp::Body::MapUdp {
-                internal_port: port,
-                external_port,
-                lifetime,
-            } if port == internal_port => self.map = Some((external_port, lifetime)),
+        match (r.body, r.body.mapping()) {
+            (natpmp::Body::ExternalAddress(ip), _) => self.address = Some(ip),
+            (_, Some((t, port, external_port, lifetime)))
+                if t == transport && port == internal_port =>
+            {
+                self.map = Some((external_port, lifetime))
+            }
             _ => return None,
         }
         let deleting = lifetime == 0;
@@ -368,13 +374,21 @@ fn check(granted: Granted, deleting: bool, protocol: Protocol) -> Result<Granted
 /// Maps (renews, or with `lifetime` 0 deletes) with PCP.
 pub(crate) async fn pcp_map(
     server: &Server,
+    transport: Transport,
     nonce: [u8; 12],
     internal_port: u16,
     suggested: SocketAddrV4,
     lifetime: u32,
     deadline: Instant,
 ) -> Result<Granted, NoMapping> {
-    let request = pcp_map_request(server.client, nonce, internal_port, suggested, lifetime);
+    let request = pcp_map_request(
+        server.client,
+        transport,
+        nonce,
+        internal_port,
+        suggested,
+        lifetime,
+    );
     let bytes = [request.encode()];
     server
         .exchange(&bytes, deadline, |b| pcp_map_answer(b, &request))
@@ -384,16 +398,17 @@ pub(crate) async fn pcp_map(
 /// Maps (renews, or with `lifetime` 0 deletes) with NAT-PMP.
 pub(crate) async fn natpmp_map(
     server: &Server,
+    transport: Transport,
     internal_port: u16,
     suggested_port: u16,
     lifetime: u32,
     deadline: Instant,
 ) -> Result<Granted, NoMapping> {
-    let requests = NatPmpAnswers::requests(internal_port, suggested_port, lifetime);
+    let requests = NatPmpAnswers::requests(transport, internal_port, suggested_port, lifetime);
     let mut answers = NatPmpAnswers::default();
     server
         .exchange(&requests, deadline, |b| {
-            answers.handle(b, internal_port, lifetime)
+            answers.handle(b, transport, internal_port, lifetime)
         })
         .await?
 }
@@ -482,7 +497,7 @@ mod tests {
     #[test]
     fn pcp_answers_are_matched_and_checked() {
         let suggested = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4000);
-        let req = pcp_map_request(CLIENT, NONCE, 4000, suggested, 7200);
+        let req = pcp_map_request(CLIENT, Transport::Udp, NONCE, 4000, suggested, 7200);
         let ext: SocketAddr = "203.0.113.2:4000".parse().unwrap();
         let ok = map_response(0, 3600, ext, NONCE);
         assert_eq!(
@@ -519,7 +534,7 @@ mod tests {
             );
         }
         // A deletion's answer carries no lifetime.
-        let delete = pcp_map_request(CLIENT, NONCE, 4000, suggested, 0);
+        let delete = pcp_map_request(CLIENT, Transport::Udp, NONCE, 4000, suggested, 0);
         assert!(matches!(
             pcp_map_answer(&map_response(0, 0, ext, NONCE), &delete),
             Some(Ok(_))
@@ -538,14 +553,14 @@ mod tests {
                 lifetime: 7200,
             },
         };
-        assert_eq!(a.handle(&map.encode(), 4000, 7200), None);
+        assert_eq!(a.handle(&map.encode(), Transport::Udp, 4000, 7200), None);
         let address = natpmp::Response {
             result: 0,
             epoch: 3,
             body: natpmp::Body::ExternalAddress(Ipv4Addr::new(198, 51, 100, 7)),
         };
         assert_eq!(
-            a.handle(&address.encode(), 4000, 7200),
+            a.handle(&address.encode(), Transport::Udp, 4000, 7200),
             Some(Ok(Granted {
                 external: "198.51.100.7:4001".parse().unwrap(),
                 lifetime: 7200
@@ -561,13 +576,13 @@ mod tests {
             },
             ..map
         };
-        assert_eq!(a.handle(&other.encode(), 4000, 7200), None);
+        assert_eq!(a.handle(&other.encode(), Transport::Udp, 4000, 7200), None);
         let refused = natpmp::Response {
             result: natpmp::RESULT_OUT_OF_RESOURCES,
             ..map
         };
         assert_eq!(
-            a.handle(&refused.encode(), 4000, 7200),
+            a.handle(&refused.encode(), Transport::Udp, 4000, 7200),
             Some(Err(NoMapping::Refused {
                 protocol: Protocol::NatPmp,
                 code: 4
@@ -579,10 +594,103 @@ mod tests {
             body: natpmp::Body::ExternalAddress(Ipv4Addr::UNSPECIFIED),
             ..address
         };
-        a.handle(&map.encode(), 4000, 7200);
+        a.handle(&map.encode(), Transport::Udp, 4000, 7200);
         assert_eq!(
-            a.handle(&nowhere.encode(), 4000, 7200),
+            a.handle(&nowhere.encode(), Transport::Udp, 4000, 7200),
             Some(Err(NoMapping::Invalid(Protocol::NatPmp)))
+        );
+    }
+
+    #[test]
+    fn tcp_requests_and_answers() {
+        // PCP: protocol 6 in the request; an answer for UDP (same nonce and port) is not ours.
+        let suggested = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4000);
+        let req = pcp_map_request(CLIENT, Transport::Tcp, NONCE, 4000, suggested, 7200);
+        assert_eq!(req.map.unwrap().protocol, pcp::PROTOCOL_TCP);
+        let ext: SocketAddr = "203.0.113.2:4000".parse().unwrap();
+        assert_eq!(
+            pcp_map_answer(&map_response(0, 3600, ext, NONCE), &req),
+            None
+        );
+        let mut tcp = pcp::Response::decode(&map_response(0, 3600, ext, NONCE)).unwrap();
+        tcp.map.as_mut().unwrap().protocol = pcp::PROTOCOL_TCP;
+        assert_eq!(
+            pcp_map_answer(&tcp.encode(), &req),
+            Some(Ok(Granted {
+                external: "203.0.113.2:4000".parse().unwrap(),
+                lifetime: 3600
+            }))
+        );
+        // The UDP request is the same bytes as before, protocol 17.
+        let udp = pcp_map_request(CLIENT, Transport::Udp, NONCE, 4000, suggested, 7200);
+        assert_eq!(udp.map.unwrap().protocol, pcp::PROTOCOL_UDP);
+
+        // NAT-PMP: opcode 2, then the address; deleting asks no address.
+        assert_eq!(
+            NatPmpAnswers::requests(Transport::Tcp, 4000, 4001, 7200),
+            vec![
+                natpmp::Request::MapTcp {
+                    internal_port: 4000,
+                    suggested_port: 4001,
+                    lifetime: 7200
+                }
+                .encode(),
+                vec![0, 0]
+            ]
+        );
+        assert_eq!(
+            NatPmpAnswers::requests(Transport::Tcp, 4000, 4001, 0),
+            vec![vec![0, 2, 0, 0, 0x0f, 0xa0, 0, 0, 0, 0, 0, 0]]
+        );
+        assert_eq!(
+            NatPmpAnswers::requests(Transport::Udp, 4000, 4001, 0),
+            vec![vec![0, 1, 0, 0, 0x0f, 0xa0, 0, 0, 0, 0, 0, 0]]
+        );
+        let mut a = NatPmpAnswers::default();
+        let udp_map = natpmp::Response {
+            result: 0,
+            epoch: 3,
+            body: natpmp::Body::MapUdp {
+                internal_port: 4000,
+                external_port: 4001,
+                lifetime: 7200,
+            },
+        };
+        let address = natpmp::Response {
+            result: 0,
+            epoch: 3,
+            body: natpmp::Body::ExternalAddress(Ipv4Addr::new(198, 51, 100, 7)),
+        };
+        assert_eq!(
+            a.handle(&address.encode(), Transport::Tcp, 4000, 7200),
+            None
+        );
+        // The UDP mapping of the same port does not answer a TCP request.
+        assert_eq!(
+            a.handle(&udp_map.encode(), Transport::Tcp, 4000, 7200),
+            None
+        );
+        let tcp_map = natpmp::Response {
+            body: natpmp::Body::MapTcp {
+                internal_port: 4000,
+                external_port: 4002,
+                lifetime: 7200,
+            },
+            ..udp_map
+        };
+        assert_eq!(
+            a.handle(&tcp_map.encode(), Transport::Tcp, 4000, 7200),
+            Some(Ok(Granted {
+                external: "198.51.100.7:4002".parse().unwrap(),
+                lifetime: 7200
+            }))
+        );
+        // Nor the reverse.
+        let mut a = NatPmpAnswers::default();
+        a.handle(&address.encode(), Transport::Udp, 4000, 7200);
+        assert_eq!(
+            a.handle(&tcp_map.encode(), Transport::Udp, 4000, 7200),
+            None
         );
     }
 }

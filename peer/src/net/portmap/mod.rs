@@ -1,6 +1,9 @@
 //! Port mapping: asks the home router to forward the QUIC socket's UDP port, so that other
-//! players reach this one directly (the `mapped` candidate of the signed record). It maps IPv4
-//! UDP only; it does not open IPv6 firewall pinholes, learn the reflexive address or punch.
+//! players reach this one directly (the `mapped` candidate of the signed record), and the TCP
+//! port of a peer relay the player runs for its friends (the `relay` candidate;
+//! [`PortMapper::start_for`] with [`Transport::Tcp`]). It maps IPv4 only; it does not open IPv6
+//! firewall pinholes, learn the reflexive address or punch. One [`PortMapper`] keeps one
+//! mapping: one transport, one port.
 //!
 //! # The three protocols
 //!
@@ -11,10 +14,12 @@
 //!   then one MAP request goes to the protocol that answered, PCP first: its answer names the
 //!   external address, and a random nonce ties the mapping to us so nobody else renews or
 //!   deletes it. NAT-PMP needs a second request for the external address. Both grant a lease
-//!   in seconds; a request with lifetime 0 deletes. Codecs: [`pcp`], [`natpmp`].
+//!   in seconds; a request with lifetime 0 deletes. The transport is PCP's protocol number (17
+//!   UDP, 6 TCP) or NAT-PMP's opcode (1 UDP, 2 TCP). Codecs: [`pcp`], [`natpmp`].
 //! - **UPnP IGD** (through the `igd-next` crate): an SSDP multicast search on the LAN, then
-//!   SOAP over HTTP to the router: `GetExternalIPAddress` and `AddPortMapping` (the external
-//!   port equal to the internal one, or `AddAnyPortMapping` when it is taken). The search has no
+//!   SOAP over HTTP to the router: `GetExternalIPAddress` and `AddPortMapping` (`NewProtocol`
+//!   `UDP` or `TCP`; the external port equal to the internal one, or `AddAnyPortMapping` when
+//!   it is taken). The search has no
 //!   side effects, so it starts at once, beside PCP and NAT-PMP; it is used only when they map
 //!   nothing.
 //!
@@ -151,6 +156,35 @@ impl Default for PortMapConfig {
     }
 }
 
+/// What a mapping forwards: UDP (the QUIC socket) or TCP (a peer relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// UDP: the QUIC socket's port.
+    #[default]
+    Udp,
+    /// TCP: a peer relay's listening port.
+    Tcp,
+}
+
+impl Transport {
+    /// The IANA protocol number, as PCP carries it (17, 6).
+    pub fn protocol_number(self) -> u8 {
+        match self {
+            Self::Udp => pcp::PROTOCOL_UDP,
+            Self::Tcp => pcp::PROTOCOL_TCP,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        })
+    }
+}
+
 /// The protocol that made a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -178,9 +212,12 @@ impl fmt::Display for Protocol {
 pub struct Mapping {
     /// Who made it.
     pub protocol: Protocol,
-    /// The router's external address and port: the `mapped` candidate.
+    /// What it forwards.
+    pub transport: Transport,
+    /// The router's external address and port: the `mapped` candidate (UDP), or the `relay`
+    /// one (TCP).
     pub external: SocketAddr,
-    /// Where the router forwards to: our LAN address and the QUIC port.
+    /// Where the router forwards to: our LAN address and the QUIC (or peer relay) port.
     pub internal: SocketAddr,
     /// The lease granted (at most the one asked for).
     pub lease: Duration,
@@ -238,7 +275,8 @@ pub enum Status {
     Unmapped(NoMapping),
 }
 
-/// Keeps a port mapping on the home router for the QUIC socket: see the module documentation.
+/// Keeps a port mapping on the home router for the QUIC socket (or a peer relay's TCP
+/// listener): see the module documentation.
 #[derive(Debug)]
 pub struct PortMapper {
     ctx: Arc<Ctx>,
@@ -254,6 +292,17 @@ impl PortMapper {
     /// address in `local` is the address the router forwards to; an unspecified or IPv6 one
     /// means the address this host uses towards the router. Never fails: see [`Self::status`].
     pub async fn start(local: SocketAddr, config: PortMapConfig, spawner: &Spawner) -> Self {
+        Self::start_for(Transport::Udp, local, config, spawner).await
+    }
+
+    /// [`Self::start`] for either transport: with [`Transport::Tcp`], maps the TCP port of
+    /// `local`, a listening TCP socket's address (a peer relay's), the same way.
+    pub async fn start_for(
+        transport: Transport,
+        local: SocketAddr,
+        config: PortMapConfig,
+        spawner: &Spawner,
+    ) -> Self {
         let local_ip = match local.ip() {
             IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
             _ => None,
@@ -261,6 +310,7 @@ impl PortMapper {
         let ctx = Ctx {
             lease: lease_secs(config.lease),
             config,
+            transport,
             internal_port: local.port(),
             local_ip,
             server_port: client::SERVER_PORT,
@@ -279,12 +329,20 @@ impl PortMapper {
             changed: Event::new(),
         });
         let found = discover(&ctx).await;
+        let what = match ctx.transport {
+            Transport::Udp => "the QUIC port",
+            Transport::Tcp => "the TCP port",
+        };
         match &found {
             Ok(held) => log::info!(
-                "port mapping: mapped the QUIC port with {}",
+                "port mapping: mapped {what} {} with {}",
+                ctx.internal_port,
                 held.mapping.protocol
             ),
-            Err(why) => log::info!("port mapping: none ({why})"),
+            Err(why) => log::info!(
+                "port mapping: none for {what} {} ({why})",
+                ctx.internal_port
+            ),
         }
         let disabled = matches!(found, Err(NoMapping::Disabled));
         shared.set(found);
@@ -362,6 +420,8 @@ struct Ctx {
     config: PortMapConfig,
     /// `config.lease` in seconds, clamped.
     lease: u32,
+    /// What is mapped: UDP (the QUIC socket) or TCP (a peer relay).
+    transport: Transport,
     internal_port: u16,
     /// The address to forward to, when the caller named one.
     local_ip: Option<Ipv4Addr>,
@@ -388,7 +448,13 @@ enum Via {
 }
 
 impl Held {
-    fn new(via: Via, granted: Granted, internal: SocketAddrV4, requested: u32) -> Self {
+    fn new(
+        via: Via,
+        transport: Transport,
+        granted: Granted,
+        internal: SocketAddrV4,
+        requested: u32,
+    ) -> Self {
         let protocol = match via {
             Via::Pcp { .. } => Protocol::Pcp,
             Via::NatPmp { .. } => Protocol::NatPmp,
@@ -399,6 +465,7 @@ impl Held {
         Self {
             mapping: Mapping {
                 protocol,
+                transport,
                 external: granted.external.into(),
                 internal: internal.into(),
                 lease,
@@ -482,6 +549,7 @@ async fn discover_by_all(ctx: &Ctx, deadline: Instant) -> Result<Held, NoMapping
         match upnp::map(
             &ctx.lane,
             &gateway,
+            ctx.transport,
             ctx.local_ip,
             port,
             port,
@@ -491,7 +559,8 @@ async fn discover_by_all(ctx: &Ctx, deadline: Instant) -> Result<Held, NoMapping
         .await
         {
             Ok((granted, internal)) => {
-                return Ok(Held::new(Via::Upnp(gateway), granted, internal, ctx.lease));
+                let via = Via::Upnp(gateway);
+                return Ok(Held::new(via, ctx.transport, granted, internal, ctx.lease));
             }
             Err(why) if failure == NoMapping::NoGateway => failure = why,
             Err(_) => {}
@@ -515,20 +584,22 @@ async fn discover_pcp_natpmp(
         let nonce = new_nonce();
         let suggested = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, ctx.internal_port);
         let port = ctx.internal_port;
-        match client::pcp_map(&socket, nonce, port, suggested, ctx.lease, deadline).await {
+        let t = ctx.transport;
+        match client::pcp_map(&socket, t, nonce, port, suggested, ctx.lease, deadline).await {
             Ok(granted) => {
                 let via = Via::Pcp { server, nonce };
-                return Ok(Held::new(via, granted, internal, ctx.lease));
+                return Ok(Held::new(via, t, granted, internal, ctx.lease));
             }
             Err(why) => failure = why,
         }
     }
     if speaks.natpmp == Some(true) {
         let port = ctx.internal_port;
-        match client::natpmp_map(&socket, port, port, ctx.lease, deadline).await {
+        let t = ctx.transport;
+        match client::natpmp_map(&socket, t, port, port, ctx.lease, deadline).await {
             Ok(granted) => {
                 let via = Via::NatPmp { server };
-                return Ok(Held::new(via, granted, internal, ctx.lease));
+                return Ok(Held::new(via, t, granted, internal, ctx.lease));
             }
             Err(why) if failure == NoMapping::NoGateway => failure = why,
             Err(_) => {}
@@ -563,25 +634,28 @@ async fn renew(ctx: &Ctx, held: &Held) -> Result<Held, NoMapping> {
     let deadline = Instant::now() + RENEW_TIMEOUT;
     let port = ctx.internal_port;
     let external = held.external_v4();
+    let t = ctx.transport;
+    let (lease, via) = (ctx.lease, held.via.clone());
     match &held.via {
         Via::Pcp { server, nonce } => {
             let socket = connect(*server, ctx.local_ip).await?;
             let internal = SocketAddrV4::new(socket.client(), port);
-            let g = client::pcp_map(&socket, *nonce, port, external, ctx.lease, deadline).await?;
-            Ok(Held::new(held.via.clone(), g, internal, ctx.lease))
+            let g = client::pcp_map(&socket, t, *nonce, port, external, lease, deadline).await?;
+            Ok(Held::new(via, t, g, internal, lease))
         }
         Via::NatPmp { server } => {
             let socket = connect(*server, ctx.local_ip).await?;
             let internal = SocketAddrV4::new(socket.client(), port);
             let ext_port = external.port();
-            let g = client::natpmp_map(&socket, port, ext_port, ctx.lease, deadline).await?;
-            Ok(Held::new(held.via.clone(), g, internal, ctx.lease))
+            let g = client::natpmp_map(&socket, t, port, ext_port, lease, deadline).await?;
+            Ok(Held::new(via, t, g, internal, lease))
         }
         Via::Upnp(gateway) => {
             let ext_port = external.port();
             let renewal = upnp::map(
                 &ctx.lane,
                 gateway,
+                t,
                 ctx.local_ip,
                 port,
                 ext_port,
@@ -591,7 +665,7 @@ async fn renew(ctx: &Ctx, held: &Held) -> Result<Held, NoMapping> {
             let (g, internal) = until(deadline, renewal)
                 .await
                 .ok_or(NoMapping::NoGateway)??;
-            Ok(Held::new(held.via.clone(), g, internal, ctx.lease))
+            Ok(Held::new(via, t, g, internal, lease))
         }
     }
 }
@@ -599,29 +673,30 @@ async fn renew(ctx: &Ctx, held: &Held) -> Result<Held, NoMapping> {
 /// Deletes the mapping (lifetime 0, or UPnP's `DeletePortMapping`).
 async fn delete(ctx: &Ctx, held: &Held, deadline: Instant) {
     let port = ctx.internal_port;
+    let t = ctx.transport;
     let result = match &held.via {
         Via::Pcp { server, nonce } => match connect(*server, ctx.local_ip).await {
             Ok(socket) => {
                 let external = held.external_v4();
-                client::pcp_map(&socket, *nonce, port, external, 0, deadline)
+                client::pcp_map(&socket, t, *nonce, port, external, 0, deadline)
                     .await
                     .map(drop)
             }
             Err(why) => Err(why),
         },
         Via::NatPmp { server } => match connect(*server, ctx.local_ip).await {
-            Ok(socket) => client::natpmp_map(&socket, port, 0, 0, deadline)
+            Ok(socket) => client::natpmp_map(&socket, t, port, 0, 0, deadline)
                 .await
                 .map(drop),
             Err(why) => Err(why),
         },
         Via::Upnp(gateway) => {
-            upnp::delete(&ctx.lane, gateway, held.external_v4().port()).await;
+            upnp::delete(&ctx.lane, gateway, t, held.external_v4().port()).await;
             Ok(())
         }
     };
     match result {
-        Ok(()) => log::debug!("port mapping: deleted ({})", held.mapping.protocol),
+        Ok(()) => log::debug!("port mapping: deleted ({} {t})", held.mapping.protocol),
         Err(why) => log::debug!("port mapping: delete: {why}"),
     }
 }
@@ -639,7 +714,8 @@ async fn maintain(ctx: Arc<Ctx>, shared: Arc<Shared>) {
         let now = Instant::now();
         match renewed {
             Ok(new) => {
-                log::debug!("port mapping: renewed ({})", new.mapping.protocol);
+                let (protocol, t) = (new.mapping.protocol, new.mapping.transport);
+                log::debug!("port mapping: renewed ({protocol} {t})");
                 shared.set(Ok(new));
             }
             Err(why) => match retry_time(now, held.expires) {
@@ -709,4 +785,4 @@ impl Shared {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

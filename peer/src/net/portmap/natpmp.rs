@@ -1,5 +1,5 @@
-//! NAT-PMP (RFC 6886) messages: the external-address request, the UDP mapping request and
-//! their responses. NAT-PMP is IPv4 only.
+//! NAT-PMP (RFC 6886) messages: the external-address request, the UDP and TCP mapping
+//! requests and their responses. NAT-PMP is IPv4 only.
 //!
 //! A client sends to the gateway's UDP port 5351, all integers big-endian:
 //!
@@ -7,6 +7,7 @@
 //! |------------------|-------------------------------------------------------------------------|
 //! | external address | version 0, opcode 0                                                     |
 //! | map UDP          | version 0, opcode 1, 2 reserved, internal port, suggested external port, requested lifetime (u32 s) |
+//! | map TCP          | the same with opcode 2                                                  |
 //!
 //! The gateway answers with the opcode plus 128, a 16-bit result code and its "seconds since
 //! start of epoch" (a value that goes back when the gateway lost its mappings), then the external
@@ -16,6 +17,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::Transport;
 use super::codec::{DecodeError, Reader};
 
 /// The version byte of every NAT-PMP message.
@@ -26,6 +28,8 @@ pub const RESPONSE_BIT: u8 = 0x80;
 pub const OP_EXTERNAL_ADDRESS: u8 = 0;
 /// Opcode: map a UDP port.
 pub const OP_MAP_UDP: u8 = 1;
+/// Opcode: map a TCP port.
+pub const OP_MAP_TCP: u8 = 2;
 /// The largest NAT-PMP message (a mapping response); longer datagrams are refused.
 pub const MAX_MESSAGE_LEN: usize = 16;
 
@@ -57,9 +61,40 @@ pub enum Request {
         /// Seconds requested.
         lifetime: u32,
     },
+    /// Forward TCP from the external port to `internal_port` of the sender, for `lifetime`
+    /// seconds (0 deletes the mapping).
+    MapTcp {
+        /// The sender's TCP port to forward to.
+        internal_port: u16,
+        /// The external port wanted; 0 for any (and when deleting).
+        suggested_port: u16,
+        /// Seconds requested.
+        lifetime: u32,
+    },
 }
 
 impl Request {
+    /// The mapping request for `transport`: [`Request::MapUdp`] or [`Request::MapTcp`].
+    pub fn map(
+        transport: Transport,
+        internal_port: u16,
+        suggested_port: u16,
+        lifetime: u32,
+    ) -> Self {
+        match transport {
+            Transport::Udp => Self::MapUdp {
+                internal_port,
+                suggested_port,
+                lifetime,
+            },
+            Transport::Tcp => Self::MapTcp {
+                internal_port,
+                suggested_port,
+                lifetime,
+            },
+        }
+    }
+
     /// The request's bytes.
     pub fn encode(&self) -> Vec<u8> {
         match *self {
@@ -68,13 +103,12 @@ impl Request {
                 internal_port,
                 suggested_port,
                 lifetime,
-            } => {
-                let mut out = vec![VERSION, OP_MAP_UDP, 0, 0];
-                out.extend_from_slice(&internal_port.to_be_bytes());
-                out.extend_from_slice(&suggested_port.to_be_bytes());
-                out.extend_from_slice(&lifetime.to_be_bytes());
-                out
-            }
+            } => map_request(OP_MAP_UDP, internal_port, suggested_port, lifetime),
+            Self::MapTcp {
+                internal_port,
+                suggested_port,
+                lifetime,
+            } => map_request(OP_MAP_TCP, internal_port, suggested_port, lifetime),
         }
     }
 
@@ -89,12 +123,21 @@ impl Request {
         }
         let request = match r.u8()? {
             OP_EXTERNAL_ADDRESS => Self::ExternalAddress,
-            OP_MAP_UDP => {
+            op @ (OP_MAP_UDP | OP_MAP_TCP) => {
                 let _reserved = r.u16()?;
-                Self::MapUdp {
-                    internal_port: r.u16()?,
-                    suggested_port: r.u16()?,
-                    lifetime: r.u32()?,
+                let (internal_port, suggested_port, lifetime) = (r.u16()?, r.u16()?, r.u32()?);
+                if op == OP_MAP_UDP {
+                    Self::MapUdp {
+                        internal_port,
+                        suggested_port,
+                        lifetime,
+                    }
+                } else {
+                    Self::MapTcp {
+                        internal_port,
+                        suggested_port,
+                        lifetime,
+                    }
                 }
             }
             op if op & RESPONSE_BIT != 0 => return Err(DecodeError::BadDirection),
@@ -103,6 +146,15 @@ impl Request {
         r.finish()?;
         Ok(request)
     }
+}
+
+/// A mapping request's bytes: version, `opcode`, 2 reserved, the ports, the lifetime.
+fn map_request(opcode: u8, internal_port: u16, suggested_port: u16, lifetime: u32) -> Vec<u8> {
+    let mut out = vec![VERSION, opcode, 0, 0];
+    out.extend_from_slice(&internal_port.to_be_bytes());
+    out.extend_from_slice(&suggested_port.to_be_bytes());
+    out.extend_from_slice(&lifetime.to_be_bytes());
+    out
 }
 
 /// A gateway's answer.
@@ -135,6 +187,34 @@ pub enum Body {
         /// Seconds granted (0 after a deletion).
         lifetime: u32,
     },
+    /// The answer to [`Request::MapTcp`] (opcode 130).
+    MapTcp {
+        /// The internal port of the request.
+        internal_port: u16,
+        /// The external port mapped (0 after a deletion).
+        external_port: u16,
+        /// Seconds granted (0 after a deletion).
+        lifetime: u32,
+    },
+}
+
+impl Body {
+    /// A mapping answer's transport and fields: `(transport, internal, external, lifetime)`.
+    pub fn mapping(&self) -> Option<(Transport, u16, u16, u32)> {
+        match *self {
+            Self::MapUdp {
+                internal_port,
+                external_port,
+                lifetime,
+            } => Some((Transport::Udp, internal_port, external_port, lifetime)),
+            Self::MapTcp {
+                internal_port,
+                external_port,
+                lifetime,
+            } => Some((Transport::Tcp, internal_port, external_port, lifetime)),
+            _ => None,
+        }
+    }
 }
 
 impl Response {
@@ -144,6 +224,7 @@ impl Response {
             Body::Error { opcode } => opcode & !RESPONSE_BIT,
             Body::ExternalAddress(_) => OP_EXTERNAL_ADDRESS,
             Body::MapUdp { .. } => OP_MAP_UDP,
+            Body::MapTcp { .. } => OP_MAP_TCP,
         };
         let mut out = vec![VERSION, opcode | RESPONSE_BIT];
         out.extend_from_slice(&self.result.to_be_bytes());
@@ -152,6 +233,11 @@ impl Response {
             Body::Error { .. } => {}
             Body::ExternalAddress(ip) => out.extend_from_slice(&ip.octets()),
             Body::MapUdp {
+                internal_port,
+                external_port,
+                lifetime,
+            }
+            | Body::MapTcp {
                 internal_port,
                 external_port,
                 lifetime,
@@ -189,6 +275,11 @@ impl Response {
             match opcode {
                 OP_EXTERNAL_ADDRESS => Body::ExternalAddress(Ipv4Addr::from(r.array::<4>()?)),
                 OP_MAP_UDP => Body::MapUdp {
+                    internal_port: r.u16()?,
+                    external_port: r.u16()?,
+                    lifetime: r.u32()?,
+                },
+                OP_MAP_TCP => Body::MapTcp {
                     internal_port: r.u16()?,
                     external_port: r.u16()?,
                     lifetime: r.u32()?,
@@ -246,10 +337,72 @@ pub(crate) mod tests {
         // A success must carry its body; a request is not a response.
         assert_eq!(Response::decode(&ok[..8]), Err(DecodeError::Inconsistent));
         assert_eq!(Response::decode(&[0, 1]), Err(DecodeError::BadDirection));
-        // TCP mappings are not spoken here.
-        let mut tcp = ok;
-        tcp[1] = 0x82;
-        assert_eq!(Response::decode(&tcp), Err(DecodeError::BadOpcode));
+        // Opcode 3 is no NAT-PMP message (1 and 2 map UDP and TCP).
+        let mut unknown = ok;
+        unknown[1] = 0x83;
+        assert_eq!(Response::decode(&unknown), Err(DecodeError::BadOpcode));
+        assert_eq!(
+            Request::decode(&hex("000300009c409c4100001c20")),
+            Err(DecodeError::BadOpcode)
+        );
+    }
+
+    #[test]
+    fn tcp_mapping_bytes() {
+        // RFC 6886 §3.3: opcode 2 maps TCP; the answer's opcode is 130 (0x82).
+        let request = Request::map(Transport::Tcp, 40000, 40001, 7200);
+        assert_eq!(
+            request,
+            Request::MapTcp {
+                internal_port: 40000,
+                suggested_port: 40001,
+                lifetime: 7200
+            }
+        );
+        assert_eq!(request.encode(), hex("000200009c409c4100001c20"));
+        assert_eq!(
+            Request::decode(&hex("000200009c409c4100001c20")),
+            Ok(request)
+        );
+        // Deleting: lifetime 0, suggested port 0.
+        let delete = Request::map(Transport::Tcp, 40000, 0, 0);
+        assert_eq!(delete.encode(), hex("000200009c40000000000000"));
+        // UDP is unchanged: opcode 1.
+        let udp = Request::map(Transport::Udp, 40000, 40001, 7200);
+        assert_eq!(udp.encode(), hex("000100009c409c4100001c20"));
+
+        let answer = Response::decode(&hex("00820000000000069c409c4100001c20")).unwrap();
+        assert_eq!(
+            answer,
+            Response {
+                result: RESULT_SUCCESS,
+                epoch: 6,
+                body: Body::MapTcp {
+                    internal_port: 40000,
+                    external_port: 40001,
+                    lifetime: 7200
+                }
+            }
+        );
+        assert_eq!(
+            answer.body.mapping(),
+            Some((Transport::Tcp, 40000, 40001, 7200))
+        );
+        assert_eq!(answer.encode(), hex("00820000000000069c409c4100001c20"));
+        // A TCP answer is not a UDP one, nor the reverse.
+        let udp_answer = Response::decode(&hex("00810000000000069c409c4100001c20")).unwrap();
+        assert_eq!(
+            udp_answer.body.mapping(),
+            Some((Transport::Udp, 40000, 40001, 7200))
+        );
+        // A refusal of a TCP request: the header alone, with opcode 130.
+        let refused = Response::decode(&hex("0082000200000006")).unwrap();
+        assert_eq!(refused.result, RESULT_NOT_AUTHORIZED);
+        assert_eq!(refused.body, Body::Error { opcode: OP_MAP_TCP });
+        assert_eq!(
+            Response::decode(&hex("00820000000000069c409c4100001c")),
+            Err(DecodeError::Truncated)
+        );
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
@@ -267,6 +420,11 @@ pub(crate) mod tests {
                 suggested_port: s,
                 lifetime: l
             }),
+            (any::<u16>(), any::<u16>(), any::<u32>()).prop_map(|(i, s, l)| Request::MapTcp {
+                internal_port: i,
+                suggested_port: s,
+                lifetime: l
+            }),
         ]
     }
 
@@ -275,6 +433,11 @@ pub(crate) mod tests {
             (0u8..128).prop_map(|opcode| Body::Error { opcode }),
             any::<[u8; 4]>().prop_map(|ip| Body::ExternalAddress(ip.into())),
             (any::<u16>(), any::<u16>(), any::<u32>()).prop_map(|(i, e, l)| Body::MapUdp {
+                internal_port: i,
+                external_port: e,
+                lifetime: l
+            }),
+            (any::<u16>(), any::<u16>(), any::<u32>()).prop_map(|(i, e, l)| Body::MapTcp {
                 internal_port: i,
                 external_port: e,
                 lifetime: l
@@ -312,6 +475,25 @@ pub(crate) mod tests {
             }
             if let Ok(req) = Request::decode(&bytes) {
                 // Reserved bytes are ignored, so compare decoded values.
+                prop_assert_eq!(Request::decode(&req.encode()), Ok(req));
+            }
+        }
+
+        #[test]
+        fn tcp_messages_take_any_bytes(
+            is_response in any::<bool>(), tail in proptest::collection::vec(any::<u8>(), 0..20)
+        ) {
+            // Datagrams that start like a TCP mapping message: a value or an error, never a panic.
+            let opcode = if is_response { RESPONSE_BIT | OP_MAP_TCP } else { OP_MAP_TCP };
+            let bytes = [&[VERSION, opcode][..], &tail].concat();
+            if let Ok(resp) = Response::decode(&bytes) {
+                prop_assert_eq!(resp.encode(), bytes.clone());
+                if resp.result == RESULT_SUCCESS {
+                    prop_assert_eq!(resp.body.mapping().map(|m| m.0), Some(Transport::Tcp));
+                }
+            }
+            if let Ok(req) = Request::decode(&bytes) {
+                prop_assert!(matches!(req, Request::MapTcp { .. }), "{:?}", req);
                 prop_assert_eq!(Request::decode(&req.encode()), Ok(req));
             }
         }

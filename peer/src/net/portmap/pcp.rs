@@ -6,7 +6,7 @@
 //! |-----------------|-----------------------------------------------------------------------------|
 //! | request header  | version 2, R=0 + opcode, 2 reserved, requested lifetime (u32 s), client IP (16) |
 //! | response header | version 2, R=1 + opcode, 1 reserved, result code, lifetime (u32 s), epoch (u32), 12 reserved |
-//! | MAP body        | nonce (12), protocol (17 = UDP), 3 reserved, internal port, external port, external IP (16) |
+//! | MAP body        | nonce (12), protocol (17 = UDP, 6 = TCP), 3 reserved, internal port, external port, external IP (16) |
 //!
 //! IPv4 addresses travel as IPv4-mapped IPv6 (`::ffff:a.b.c.d`). A MAP request names the
 //! suggested external port and address (`::ffff:0.0.0.0` for "any IPv4"); its response the
@@ -28,6 +28,8 @@ pub const OP_ANNOUNCE: u8 = 0;
 pub const OP_MAP: u8 = 1;
 /// The protocol number of UDP in a MAP body.
 pub const PROTOCOL_UDP: u8 = 17;
+/// The protocol number of TCP in a MAP body.
+pub const PROTOCOL_TCP: u8 = 6;
 /// The largest PCP message (RFC 6887 §7); longer datagrams are refused.
 pub const MAX_MESSAGE_LEN: usize = 1100;
 /// Bytes of the common header.
@@ -55,7 +57,7 @@ pub const RESULT_ADDRESS_MISMATCH: u8 = 12;
 pub struct Map {
     /// Random bytes chosen by the client, repeated to renew or delete the mapping.
     pub nonce: [u8; 12],
-    /// IANA protocol number; [`PROTOCOL_UDP`] here.
+    /// IANA protocol number: [`PROTOCOL_UDP`] or [`PROTOCOL_TCP`] here.
     pub protocol: u8,
     /// The client's port.
     pub internal_port: u16,
@@ -271,6 +273,48 @@ mod tests {
     }
 
     #[test]
+    fn tcp_map_bytes() {
+        // A MAP request for TCP port 40001: protocol 6 at byte 36 (RFC 6887 §11.1).
+        let request = Request {
+            lifetime: 7200,
+            client: "192.168.77.2".parse().unwrap(),
+            map: Some(Map {
+                nonce: [0xbb; 12],
+                protocol: PROTOCOL_TCP,
+                internal_port: 40001,
+                external: "0.0.0.0:40001".parse().unwrap(),
+            }),
+        };
+        let bytes = hex(concat!(
+            "0201000000001c2000000000000000000000ffffc0a84d02",
+            "bbbbbbbbbbbbbbbbbbbbbbbb060000009c419c4100000000000000000000ffff00000000"
+        ));
+        assert_eq!(request.encode(), bytes);
+        assert_eq!(bytes[HEADER_LEN + 12], 6);
+        assert_eq!(Request::decode(&bytes), Ok(request));
+        // The same for UDP differs in that byte only: 17.
+        let mut udp = request;
+        udp.map.as_mut().unwrap().protocol = PROTOCOL_UDP;
+        let mut udp_bytes = bytes.clone();
+        udp_bytes[HEADER_LEN + 12] = 0x11;
+        assert_eq!(udp.encode(), udp_bytes);
+        // Its answer: the same nonce and protocol, the assigned address.
+        let answer = Response::decode(&hex(concat!(
+            "028100000000070800000006000000000000000000000000",
+            "bbbbbbbbbbbbbbbbbbbbbbbb060000009c419c4500000000000000000000ffffcb007102"
+        )))
+        .unwrap();
+        assert_eq!(
+            (answer.opcode, answer.result, answer.lifetime),
+            (OP_MAP, RESULT_SUCCESS, 1800)
+        );
+        let map = answer.map.unwrap();
+        assert_eq!(map.protocol, PROTOCOL_TCP);
+        assert_eq!(map.internal_port, 40001);
+        assert_eq!(map.external, "203.0.113.2:40005".parse().unwrap());
+    }
+
+    #[test]
     fn options_are_skipped_when_well_formed() {
         let mut bytes = Response {
             opcode: OP_ANNOUNCE,
@@ -324,7 +368,8 @@ mod tests {
     }
 
     fn map() -> impl Strategy<Value = Map> {
-        (any::<[u8; 12]>(), any::<u8>(), any::<u16>(), addr()).prop_map(
+        let protocol = prop_oneof![Just(PROTOCOL_UDP), Just(PROTOCOL_TCP), any::<u8>()];
+        (any::<[u8; 12]>(), protocol, any::<u16>(), addr()).prop_map(
             |(nonce, protocol, internal_port, external)| Map {
                 nonce,
                 protocol,

@@ -1,5 +1,6 @@
-//! The mapper against a fake gateway on loopback: PCP, NAT-PMP, a lying and a silent one.
-//! (The real routers are in the integration tests: miniupnpd in network namespaces.)
+//! The mapper against a fake gateway on loopback: PCP, NAT-PMP, a lying and a silent one; UDP
+//! and TCP mappings. (The real routers are in the integration tests: miniupnpd in network
+//! namespaces.)
 
 use super::*;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -19,13 +20,17 @@ enum Mode {
 }
 
 /// A gateway on 127.0.0.1 that answers by `mode` and records every request.
-struct FakeGateway {
+pub(crate) struct FakeGateway {
     port: u16,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
     _task: smol::Task<()>,
 }
 
 impl FakeGateway {
+    pub(crate) fn start_pcp(lifetime: u32) -> Self {
+        Self::start(Mode::Pcp { lifetime })
+    }
+
     fn start(mode: Mode) -> Self {
         let socket = smol::block_on(smol::net::UdpSocket::bind("127.0.0.1:0")).unwrap();
         let port = socket.local_addr().unwrap().port();
@@ -50,6 +55,11 @@ impl FakeGateway {
     }
 
     fn ctx(&self, lease: u32) -> Ctx {
+        self.ctx_for(Transport::Udp, lease)
+    }
+
+    /// A UDP or TCP mapper's context towards this gateway.
+    fn ctx_for(&self, transport: Transport, lease: u32) -> Ctx {
         Ctx {
             config: PortMapConfig {
                 upnp: false,
@@ -58,11 +68,33 @@ impl FakeGateway {
                 ..Default::default()
             },
             lease,
+            transport,
             internal_port: INTERNAL_PORT,
             local_ip: None,
             server_port: self.port,
             lane: Default::default(),
         }
+    }
+
+    /// Starts a mapper of `transport` port `internal_port` towards this gateway.
+    pub(crate) async fn mapper(
+        &self,
+        transport: Transport,
+        internal_port: u16,
+        lease: u32,
+    ) -> PortMapper {
+        let mut ctx = self.ctx_for(transport, lease);
+        ctx.internal_port = internal_port;
+        PortMapper::start_with(ctx, &Spawner::Global).await
+    }
+
+    /// The NAT-PMP requests received so far.
+    fn natpmp_requests(&self) -> Vec<natpmp::Request> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter_map(|r| natpmp::Request::decode(r).ok())
+            .collect()
     }
 
     /// The PCP MAP requests received so far.
@@ -120,6 +152,15 @@ fn answer(mode: Mode, request: &[u8], maps: &AtomicU16) -> Option<Vec<u8>> {
             suggested_port,
             lifetime,
         } => natpmp::Body::MapUdp {
+            internal_port,
+            external_port: suggested_port,
+            lifetime,
+        },
+        natpmp::Request::MapTcp {
+            internal_port,
+            suggested_port,
+            lifetime,
+        } => natpmp::Body::MapTcp {
             internal_port,
             external_port: suggested_port,
             lifetime,
@@ -269,6 +310,157 @@ fn disabled_asks_nothing() {
     ));
     assert_eq!(mapper.status(), Status::Unmapped(NoMapping::Disabled));
     assert!(mapper.task.is_none());
+}
+
+#[test]
+fn pcp_maps_renews_and_deletes_a_tcp_port() {
+    let gateway = FakeGateway::start(Mode::Pcp { lifetime: 2 });
+    smol::block_on(async {
+        let mapper =
+            PortMapper::start_with(gateway.ctx_for(Transport::Tcp, 2), &Spawner::Global).await;
+        let first = mapper.status();
+        let Status::Mapped(m) = first else {
+            panic!("not mapped: {first:?}")
+        };
+        assert_eq!((m.protocol, m.transport), (Protocol::Pcp, Transport::Tcp));
+        assert_eq!(m.external, "198.51.100.1:20001".parse().unwrap());
+        assert_eq!(m.internal, "127.0.0.1:4000".parse().unwrap());
+
+        // Renewed (the fake moves the port on each MAP): the caller sees the change.
+        let next = until(
+            Instant::now() + Duration::from_secs(10),
+            mapper.changed(&first),
+        )
+        .await;
+        let Some(Status::Mapped(renewed)) = next else {
+            panic!("no renewal: {next:?}")
+        };
+        assert_eq!(renewed.transport, Transport::Tcp);
+        assert_eq!(renewed.external, "198.51.100.1:20002".parse().unwrap());
+        mapper.close().await;
+    });
+    let maps = gateway.pcp_maps();
+    assert!(maps.len() >= 3, "map, renewal, delete: {maps:?}");
+    for r in &maps {
+        let map = r.map.unwrap();
+        assert_eq!(
+            map.protocol,
+            pcp::PROTOCOL_TCP,
+            "every MAP is for TCP: {r:?}"
+        );
+        assert_eq!(map.internal_port, INTERNAL_PORT);
+        assert_eq!(map.nonce, maps[0].map.unwrap().nonce);
+    }
+    assert_eq!(
+        maps[1].map.unwrap().external,
+        "198.51.100.1:20001".parse().unwrap(),
+        "the renewal asks for the port it holds"
+    );
+    assert_eq!(maps.last().unwrap().lifetime, 0, "close deletes");
+}
+
+#[test]
+fn natpmp_maps_renews_and_deletes_a_tcp_port() {
+    let gateway = FakeGateway::start(Mode::NatPmpOnly);
+    let tcp_maps = |g: &FakeGateway| {
+        g.natpmp_requests()
+            .into_iter()
+            .filter(|r| matches!(r, natpmp::Request::MapTcp { .. }))
+            .collect::<Vec<_>>()
+    };
+    smol::block_on(async {
+        let mapper =
+            PortMapper::start_with(gateway.ctx_for(Transport::Tcp, 2), &Spawner::Global).await;
+        let m = mapper.mapping().expect("mapped");
+        assert_eq!(
+            (m.protocol, m.transport),
+            (Protocol::NatPmp, Transport::Tcp)
+        );
+        assert_eq!(m.external, SocketAddr::from((EXTERNAL_IP, INTERNAL_PORT)));
+        // The renewal (the same mapping again, so no change to wait for): a second request.
+        let renewed = until(Instant::now() + Duration::from_secs(10), async {
+            while tcp_maps(&gateway).len() < 2 {
+                Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(renewed.is_some(), "no renewal: {:?}", tcp_maps(&gateway));
+        assert_eq!(mapper.mapping().map(|m| m.external), Some(m.external));
+        mapper.close().await;
+    });
+    let maps = tcp_maps(&gateway);
+    let asked = natpmp::Request::MapTcp {
+        internal_port: INTERNAL_PORT,
+        suggested_port: INTERNAL_PORT,
+        lifetime: 2,
+    };
+    assert_eq!(&maps[..2], &[asked, asked], "map, then renew");
+    assert_eq!(
+        maps.last(),
+        Some(&natpmp::Request::MapTcp {
+            internal_port: INTERNAL_PORT,
+            suggested_port: 0,
+            lifetime: 0
+        }),
+        "close deletes"
+    );
+    assert!(
+        !gateway
+            .natpmp_requests()
+            .iter()
+            .any(|r| matches!(r, natpmp::Request::MapUdp { .. })),
+        "no UDP mapping asked"
+    );
+}
+
+#[test]
+fn upnp_renews_and_deletes_a_tcp_port() {
+    // UPnP's discovery is an SSDP multicast, which a test cannot point at a fake: the mapping
+    // is made through the fake router's control URL, then renewed and deleted by the mapper.
+    let igd = upnp::tests::FakeIgd::start();
+    let gateway = FakeGateway::start(Mode::NatPmpOnly);
+    let mut ctx = gateway.ctx_for(Transport::Tcp, 7200);
+    ctx.local_ip = Some(Ipv4Addr::LOCALHOST);
+    smol::block_on(async {
+        let (granted, internal) = upnp::map(
+            &ctx.lane,
+            &igd.gateway,
+            Transport::Tcp,
+            ctx.local_ip,
+            INTERNAL_PORT,
+            INTERNAL_PORT,
+            ctx.lease,
+            true,
+        )
+        .await
+        .unwrap();
+        let held = Held::new(
+            Via::Upnp(igd.gateway.clone()),
+            Transport::Tcp,
+            granted,
+            internal,
+            ctx.lease,
+        );
+        assert_eq!(held.mapping.transport, Transport::Tcp);
+        let renewed = renew(&ctx, &held).await.unwrap();
+        assert_eq!(renewed.mapping.external, held.mapping.external);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        delete(&ctx, &renewed, deadline).await;
+    });
+    let adds = igd.bodies("AddPortMapping");
+    assert_eq!(adds.len(), 2, "map and renew: {adds:?}");
+    let deletes = igd.bodies("DeletePortMapping");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    for body in adds.iter().chain(&deletes) {
+        assert_eq!(
+            upnp::tests::arg(body, "NewProtocol").as_deref(),
+            Some("TCP")
+        );
+        assert_eq!(
+            upnp::tests::arg(body, "NewExternalPort").as_deref(),
+            Some("4000")
+        );
+    }
 }
 
 #[test]

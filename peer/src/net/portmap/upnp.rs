@@ -19,7 +19,7 @@ use igd_next::{
 };
 
 use super::client::Granted;
-use super::{DESCRIPTION, NoMapping, Protocol};
+use super::{DESCRIPTION, NoMapping, Protocol, Transport};
 
 pub(crate) use igd_next::Gateway;
 
@@ -64,12 +64,23 @@ impl Drop for GaveUp {
     }
 }
 
-/// Maps (or renews) UDP `internal_port` of this host at `external_port`, or at any port if
-/// that one is taken. With `undo_if_abandoned`, a mapping that the router grants after this
-/// future was dropped is deleted again. Returns the grant and the internal address used.
+/// `NewProtocol` of the SOAP requests.
+fn igd_protocol(transport: Transport) -> PortMappingProtocol {
+    match transport {
+        Transport::Udp => PortMappingProtocol::UDP,
+        Transport::Tcp => PortMappingProtocol::TCP,
+    }
+}
+
+/// Maps (or renews) `transport` port `internal_port` of this host at `external_port`, or at
+/// any port if that one is taken. With `undo_if_abandoned`, a mapping that the router grants
+/// after this future was dropped is deleted again. Returns the grant and the internal address
+/// used.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn map(
     lane: &Lane,
     gateway: &Arc<Gateway>,
+    transport: Transport,
     local: Option<Ipv4Addr>,
     internal_port: u16,
     external_port: u16,
@@ -79,6 +90,7 @@ pub(crate) async fn map(
     let flag = Arc::new(AtomicBool::new(false));
     let mut gave_up = GaveUp(undo_if_abandoned.then(|| flag.clone()));
     let (lane, gateway) = (lane.clone(), gateway.clone());
+    let protocol = igd_protocol(transport);
     let result = smol::unblock(move || {
         let _turn = lane.lock().unwrap_or_else(PoisonError::into_inner);
         let ip = match local {
@@ -89,10 +101,10 @@ pub(crate) async fn map(
             })?,
         };
         let internal = SocketAddrV4::new(ip, internal_port);
-        let granted = add(&gateway, internal, external_port, lease)?;
+        let granted = add(&gateway, protocol, internal, external_port, lease)?;
         if flag.load(Ordering::Relaxed) {
             log::debug!("port mapping: UPnP answered after the deadline; deleting the mapping");
-            let _ = gateway.remove_port(PortMappingProtocol::UDP, granted.external.port());
+            let _ = gateway.remove_port(protocol, granted.external.port());
             return Err(NoMapping::NoGateway);
         }
         Ok((granted, internal))
@@ -102,12 +114,18 @@ pub(crate) async fn map(
     result
 }
 
-/// Deletes the mapping at `external_port`. A router that no longer has it is fine.
-pub(crate) async fn delete(lane: &Lane, gateway: &Arc<Gateway>, external_port: u16) {
+/// Deletes the `transport` mapping at `external_port`. A router that no longer has it is fine.
+pub(crate) async fn delete(
+    lane: &Lane,
+    gateway: &Arc<Gateway>,
+    transport: Transport,
+    external_port: u16,
+) {
     let (lane, gateway) = (lane.clone(), gateway.clone());
+    let protocol = igd_protocol(transport);
     smol::unblock(move || {
         let _turn = lane.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = gateway.remove_port(PortMappingProtocol::UDP, external_port) {
+        if let Err(e) = gateway.remove_port(protocol, external_port) {
             log::debug!("port mapping: UPnP delete: {e}");
         }
     })
@@ -117,6 +135,7 @@ pub(crate) async fn delete(lane: &Lane, gateway: &Arc<Gateway>, external_port: u
 /// The blocking part of [`map`]: the external address, then the mapping.
 fn add(
     gateway: &Gateway,
+    protocol: PortMappingProtocol,
     internal: SocketAddrV4,
     external_port: u16,
     lease: u32,
@@ -127,14 +146,13 @@ fn add(
         Err(GetExternalIpError::ActionNotAuthorized) => return Err(refused(ACTION_NOT_AUTHORIZED)),
         Err(GetExternalIpError::RequestError(e)) => return Err(request_failure(&e)),
     };
-    let udp = PortMappingProtocol::UDP;
     let to = SocketAddr::V4(internal);
-    let port = match gateway.add_port(udp, external_port, to, lease, DESCRIPTION) {
+    let port = match gateway.add_port(protocol, external_port, to, lease, DESCRIPTION) {
         Ok(()) => external_port,
         Err(AddPortError::PortInUse) => {
             log::debug!("port mapping: UPnP external port taken, asking for any");
             gateway
-                .add_any_port(udp, to, lease, DESCRIPTION)
+                .add_any_port(protocol, to, lease, DESCRIPTION)
                 .map_err(|e| any_port_failure(&e))?
         }
         Err(AddPortError::OnlyPermanentLeasesSupported) => {
@@ -142,7 +160,7 @@ fn add(
             // on close all the same.
             log::debug!("port mapping: UPnP router takes only permanent mappings");
             gateway
-                .add_port(udp, external_port, to, 0, DESCRIPTION)
+                .add_port(protocol, external_port, to, 0, DESCRIPTION)
                 .map_err(|e| add_port_failure(&e))?;
             external_port
         }
@@ -151,7 +169,7 @@ fn add(
     let external = SocketAddrV4::new(ip, port);
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || port == 0 {
         // miniupnpd says 0.0.0.0 when it has no usable external address.
-        let _ = gateway.remove_port(udp, port);
+        let _ = gateway.remove_port(protocol, port);
         return Err(NoMapping::Invalid(Protocol::Upnp));
     }
     Ok(Granted {
@@ -209,5 +227,192 @@ fn any_port_failure(e: &AddAnyPortError) -> NoMapping {
         AddAnyPortError::DescriptionTooLong => refused(STRING_ARGUMENT_TOO_LONG),
         AddAnyPortError::RequestError(e) => request_failure(e),
         AddAnyPortError::InternalPortZeroInvalid => refused(INVALID_ARGS),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    const SERVICE: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
+    /// The external address the fake router reports.
+    pub(crate) const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+
+    /// A UPnP router's control URL on loopback: answers `GetExternalIPAddress`,
+    /// `AddPortMapping` and `DeletePortMapping` with success and records each SOAP request as
+    /// (action, body).
+    pub(crate) struct FakeIgd {
+        pub(crate) gateway: Arc<Gateway>,
+        pub(crate) requests: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    impl FakeIgd {
+        pub(crate) fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let log = requests.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { return };
+                    if let Some((action, body)) = read_request(&mut stream) {
+                        let reply = reply_to(&action);
+                        log.lock().unwrap().push((action, body));
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\
+                             Connection: close\r\n\r\n{reply}",
+                            reply.len()
+                        );
+                    }
+                }
+            });
+            let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let schema = HashMap::from([
+                (
+                    "AddPortMapping".to_string(),
+                    args(&[
+                        "NewRemoteHost",
+                        "NewExternalPort",
+                        "NewProtocol",
+                        "NewInternalPort",
+                        "NewInternalClient",
+                        "NewEnabled",
+                        "NewPortMappingDescription",
+                        "NewLeaseDuration",
+                    ]),
+                ),
+                (
+                    "DeletePortMapping".to_string(),
+                    args(&["NewRemoteHost", "NewExternalPort", "NewProtocol"]),
+                ),
+            ]);
+            let gateway = Gateway {
+                addr,
+                root_url: "/rootDesc.xml".into(),
+                control_url: "/ctl/IPConn".into(),
+                control_schema_url: "/WANIPCn.xml".into(),
+                control_schema: schema,
+                service_type: SERVICE.into(),
+            };
+            Self {
+                gateway: Arc::new(gateway),
+                requests,
+            }
+        }
+
+        /// The recorded requests of one action.
+        pub(crate) fn bodies(&self, action: &str) -> Vec<String> {
+            let requests = self.requests.lock().unwrap();
+            let wanted = format!("{SERVICE}#{action}");
+            requests
+                .iter()
+                .filter(|(a, _)| a.trim_matches('"') == wanted)
+                .map(|(_, b)| b.clone())
+                .collect()
+        }
+    }
+
+    /// One HTTP request: its SOAPAction header and body.
+    fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, String)> {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let len: usize = header("Content-Length")?.parse().ok()?;
+        while buf.len() < head_end + len {
+            let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+        Some((header("SOAPAction")?, body))
+    }
+
+    fn reply_to(action: &str) -> String {
+        let name = action.trim_matches('"').rsplit('#').next().unwrap_or("");
+        let inner = match name {
+            "GetExternalIPAddress" => {
+                format!("<NewExternalIPAddress>{EXTERNAL_IP}</NewExternalIPAddress>")
+            }
+            _ => String::new(),
+        };
+        format!(
+            "<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+             s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
+             <u:{name}Response xmlns:u=\"{SERVICE}\">{inner}</u:{name}Response></s:Body></s:Envelope>"
+        )
+    }
+
+    /// The text of `<tag>` in a SOAP body.
+    pub(crate) fn arg(body: &str, tag: &str) -> Option<String> {
+        let open = format!("<{tag}>");
+        let start = body.find(&open)? + open.len();
+        let end = start + body[start..].find(&format!("</{tag}>"))?;
+        Some(body[start..end].to_string())
+    }
+
+    #[test]
+    fn soap_bodies_name_the_transport() {
+        let igd = FakeIgd::start();
+        let lane = Lane::default();
+        let local = Some(Ipv4Addr::LOCALHOST);
+        smol::block_on(async {
+            for (transport, port) in [(Transport::Tcp, 4100), (Transport::Udp, 4000)] {
+                let (granted, internal) = map(
+                    &lane,
+                    &igd.gateway,
+                    transport,
+                    local,
+                    port,
+                    port,
+                    7200,
+                    true,
+                )
+                .await
+                .unwrap();
+                assert_eq!(granted.external, SocketAddrV4::new(EXTERNAL_IP, port));
+                assert_eq!(internal, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+                delete(&lane, &igd.gateway, transport, port).await;
+            }
+        });
+        let adds = igd.bodies("AddPortMapping");
+        assert_eq!(adds.len(), 2, "{adds:?}");
+        let expect = [("TCP", "4100"), ("UDP", "4000")];
+        for (body, (protocol, port)) in adds.iter().zip(expect) {
+            assert!(body.contains(&format!("<u:AddPortMapping xmlns:u=\"{SERVICE}\">")));
+            assert_eq!(arg(body, "NewProtocol").as_deref(), Some(protocol));
+            assert_eq!(arg(body, "NewExternalPort").as_deref(), Some(port));
+            assert_eq!(arg(body, "NewInternalPort").as_deref(), Some(port));
+            assert_eq!(arg(body, "NewInternalClient").as_deref(), Some("127.0.0.1"));
+            assert_eq!(arg(body, "NewLeaseDuration").as_deref(), Some("7200"));
+            assert_eq!(
+                arg(body, "NewPortMappingDescription").as_deref(),
+                Some(DESCRIPTION)
+            );
+        }
+        let deletes = igd.bodies("DeletePortMapping");
+        assert_eq!(deletes.len(), 2, "{deletes:?}");
+        for (body, (protocol, port)) in deletes.iter().zip(expect) {
+            assert_eq!(arg(body, "NewProtocol").as_deref(), Some(protocol));
+            assert_eq!(arg(body, "NewExternalPort").as_deref(), Some(port));
+        }
     }
 }
