@@ -125,8 +125,8 @@ impl Reach {
         Self::start_with_relay(traversal, portmap, None).await
     }
 
-    /// [`Reach::start`] for a player that runs a peer relay too: unless `portmap` is off, the
-    /// relay's TCP port is mapped on the router (at the same time as the QUIC port, with the
+    /// [`Reach::start`] for a player that runs a peer relay too: unless `portmap` is off or
+    /// the relay's address is given outright, the relay's TCP port is mapped on the router (at the same time as the QUIC port, with the
     /// same protocols, bounds and renewals; a failure is only logged), and the relay's address
     /// ([`relay_address`]: one given outright wins over the mapping) is published as the
     /// `relay` candidate and kept current as the mapping changes.
@@ -154,7 +154,9 @@ impl Reach {
         };
         let tcp = async {
             match relay {
-                Some(r) if portmap && tcp_mappable(r.local) => {
+                // An address given outright is forwarded by hand: asking the router for the
+                // same port could only get another one that nobody would use.
+                Some(r) if portmap && r.public.is_none() && tcp_mappable(r.local) => {
                     let config = PortMapConfig::default();
                     let spawner = endpoint.spawner();
                     let m = PortMapper::start_for(Transport::Tcp, r.local, config, spawner).await;
