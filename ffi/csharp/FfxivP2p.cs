@@ -80,6 +80,20 @@ namespace FfxivP2p
         public byte[] Message;
     }
 
+    /// <summary>
+    /// The header's FfxpNodeOptions (ffxp_node_create_ex), field for field: struct_size,
+    /// phonebook_ca (pointer), phonebook_ca_len. 24 bytes on x64 (offsets 0, 8, 16), 12 on x86.
+    /// StructSize must be Marshal.SizeOf(typeof(FfxpNodeOptions)); the CA path's bytes must stay
+    /// pinned during the call (Node does this).
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FfxpNodeOptions
+    {
+        public UIntPtr StructSize;
+        public IntPtr PhonebookCa;
+        public UIntPtr PhonebookCaLen;
+    }
+
     /// <summary>The C ABI as declared in ffxiv_p2p_peer.h. Every string is UTF-8, pointer + length.</summary>
     public static class NativeMethods
     {
@@ -91,6 +105,8 @@ namespace FfxivP2p
         public const int MessageMax = 256;
         /// <summary>MAX_NODES.</summary>
         public const int MaxNodes = 64;
+        /// <summary>FFXP_MAX_PHONEBOOKS: most phone-book URLs one node takes.</summary>
+        public const int MaxPhonebooks = 8;
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern FfxpStatus ffxp_last_error([Out] byte[] buf, UIntPtr cap, out UIntPtr outLen);
@@ -102,6 +118,16 @@ namespace FfxivP2p
             byte[] phonebook, UIntPtr phonebookLen,
             byte[] name, UIntPtr nameLen,
             byte[] listen, UIntPtr listenLen,
+            out ulong outHandle);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern FfxpStatus ffxp_node_create_ex(
+            byte[] identity, UIntPtr identityLen,
+            byte[] dataDir, UIntPtr dataDirLen,
+            byte[] phonebook, UIntPtr phonebookLen,
+            byte[] name, UIntPtr nameLen,
+            byte[] listen, UIntPtr listenLen,
+            ref FfxpNodeOptions options,
             out ulong outHandle);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
@@ -263,15 +289,33 @@ namespace FfxivP2p
         }
     }
 
-    /// <summary>What a node needs (ffxp_node_create's arguments).</summary>
+    /// <summary>What a node needs (ffxp_node_create_ex's arguments).</summary>
     public sealed class NodeConfig
     {
         /// <summary>The key file (created if missing). Required.</summary>
         public string Identity;
         /// <summary>Holds downloads (DataDir/downloads/HASH) and pins. Required.</summary>
         public string DataDir;
-        /// <summary>One phone-book URL; null: no registration, no lookups.</summary>
+        /// <summary>
+        /// A phone-book URL (or several separated by spaces or newlines); null: none. Listed
+        /// before those of Phonebooks when both are set.
+        /// </summary>
         public string Phonebook;
+        /// <summary>
+        /// Phone-book URLs, http://HOST[:PORT] or https://HOST[:PORT], at most
+        /// NativeMethods.MaxPhonebooks in all, none twice: the node registers with every one and
+        /// looks players up in order, so one that is down does not stop it. null: none. An entry
+        /// that is null, empty or holds whitespace is an ArgumentException; a bad URL, too many
+        /// or one twice an FfxpException(InvalidArgument) naming it.
+        /// </summary>
+        public IEnumerable<string> Phonebooks;
+        /// <summary>
+        /// A PEM file of extra certificate authorities for https:// phone books (a private CA,
+        /// or a test CA such as pebble's), beside the bundled web roots; null: none. Read and
+        /// checked by the constructor: missing, unreadable or not PEM is
+        /// FfxpException(InvalidArgument).
+        /// </summary>
+        public string PhonebookCa;
         /// <summary>Our player name, "First Last@World"; needed with a phone book.</summary>
         public string Name;
         /// <summary>UDP listen address; null: "0.0.0.0:0".</summary>
@@ -307,17 +351,84 @@ namespace FfxivP2p
         {
             if (config == null) throw new ArgumentNullException("config");
             byte[] identity = NativeMethods.Encode(config.Identity), data = NativeMethods.Encode(config.DataDir),
-                book = NativeMethods.Encode(config.Phonebook), name = NativeMethods.Encode(config.Name),
-                listen = NativeMethods.Encode(config.Listen);
+                book = NativeMethods.Encode(PhonebookText(config.Phonebook, config.Phonebooks)),
+                name = NativeMethods.Encode(config.Name), listen = NativeMethods.Encode(config.Listen),
+                ca = NativeMethods.Encode(config.PhonebookCa);
+            var options = new FfxpNodeOptions
+            {
+                StructSize = new UIntPtr((uint)Marshal.SizeOf(typeof(FfxpNodeOptions))),
+            };
             ulong h;
+            FfxpStatus s;
+            var pin = default(GCHandle);
+            try
+            {
+                if (ca != null)
+                {
+                    // The native side reads the path through this pointer during the call only.
+                    pin = GCHandle.Alloc(ca, GCHandleType.Pinned);
+                    options.PhonebookCa = pin.AddrOfPinnedObject();
+                    options.PhonebookCaLen = NativeMethods.Len(ca);
+                }
+                s = NativeMethods.ffxp_node_create_ex(
+                    identity, NativeMethods.Len(identity), data, NativeMethods.Len(data),
+                    book, NativeMethods.Len(book), name, NativeMethods.Len(name),
+                    listen, NativeMethods.Len(listen), ref options, out h);
+            }
+            finally
+            {
+                if (pin.IsAllocated) pin.Free();
+            }
             // The handle is wrapped before anything else can throw, so it is never leaked.
-            var s = NativeMethods.ffxp_node_create(
-                identity, NativeMethods.Len(identity), data, NativeMethods.Len(data),
-                book, NativeMethods.Len(book), name, NativeMethods.Len(name),
-                listen, NativeMethods.Len(listen), out h);
-            NativeMethods.Check(s, "ffxp_node_create");
+            NativeMethods.Check(s, "ffxp_node_create_ex");
             handle = NodeHandle.FromValue(h);
             dataDir = config.DataDir;
+        }
+
+        /// <summary>
+        /// Starts a node with several phone books (see NodeConfig.Phonebooks) and, for https://
+        /// phone books with a private CA, a PEM CA file (null: none). The same as
+        /// new Node(new NodeConfig { ... }).
+        /// </summary>
+        public Node(string identity, string dataDir, IEnumerable<string> phoneBooks, string name,
+            string listen = null, string phoneBookCa = null)
+            : this(new NodeConfig
+            {
+                Identity = identity, DataDir = dataDir, Phonebooks = phoneBooks, Name = name,
+                Listen = listen, PhonebookCa = phoneBookCa,
+            })
+        {
+        }
+
+        /// <summary>
+        /// The same as new Node(identity, dataDir, phoneBooks, name, listen, phoneBookCa), as a
+        /// factory method.
+        /// </summary>
+        public static Node Create(string identity, string dataDir, IEnumerable<string> phoneBooks, string name,
+            string listen = null, string phoneBookCa = null)
+        {
+            return new Node(identity, dataDir, phoneBooks, name, listen, phoneBookCa);
+        }
+
+        // The ABI's phonebook text: the URLs one per line. The library checks each URL; an entry
+        // the text cannot carry as one URL (null, empty, with whitespace) is refused here.
+        static string PhonebookText(string single, IEnumerable<string> many)
+        {
+            var sb = new StringBuilder(single ?? "");
+            if (many == null) return sb.ToString();
+            int i = 0;
+            foreach (var url in many)
+            {
+                i++;
+                if (string.IsNullOrEmpty(url))
+                    throw new ArgumentException("phone book " + i + " is null or empty", "phoneBooks");
+                foreach (var c in url)
+                    if (char.IsWhiteSpace(c))
+                        throw new ArgumentException("phone book " + i + " (\"" + url + "\") holds whitespace", "phoneBooks");
+                if (sb.Length > 0) sb.Append('\n');
+                sb.Append(url);
+            }
+            return sb.ToString();
         }
 
         /// <summary>The SafeHandle (for diagnostics; Dispose the Node, not this).</summary>
@@ -502,11 +613,27 @@ namespace FfxivP2p
         }
     }
 
-    /// <summary>Checks FfxpEvent's managed layout against the header's (offsets in bytes).</summary>
+    /// <summary>Checks FfxpEvent's and FfxpNodeOptions' managed layout against the header's (offsets in bytes).</summary>
     public static class Layout
     {
         /// <summary>The layout this binding was written for (x64: Linux, Windows).</summary>
         public static readonly int[] Expected = { 328, 0, 8, 16, 24, 32, 64, 68 };
+
+        /// <summary>FfxpNodeOptions on x64: size, struct_size, phonebook_ca, phonebook_ca_len.</summary>
+        public static readonly int[] ExpectedOptions = { 24, 0, 8, 16 };
+
+        /// <summary>FfxpNodeOptions' marshalled size and field offsets (as ExpectedOptions).</summary>
+        public static int[] ActualOptions()
+        {
+            var t = typeof(FfxpNodeOptions);
+            return new[]
+            {
+                Marshal.SizeOf(t),
+                (int)Marshal.OffsetOf(t, "StructSize"),
+                (int)Marshal.OffsetOf(t, "PhonebookCa"),
+                (int)Marshal.OffsetOf(t, "PhonebookCaLen"),
+            };
+        }
 
         /// <summary>Marshalled size and field offsets: size, kind, op, done, total, key, message_len, message.</summary>
         public static int[] Actual()

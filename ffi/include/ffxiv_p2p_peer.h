@@ -15,6 +15,20 @@
 #define FFXP_ABI_VERSION 1
 
 /**
+ * Most phone books one node registers with (the URLs of `phonebook` in [`ffxp_node_create`]).
+ * The peer library sets no limit of its own: a node registers with every phone book at each
+ * renewal, so a few are redundancy and more are load; this bound keeps a typo from becoming a
+ * registration storm.
+ */
+#define FFXP_MAX_PHONEBOOKS 8
+
+/**
+ * Largest `struct_size` of [`FfxpNodeOptions`] accepted (a sanity bound before the tail beyond
+ * the fields this library knows is read to check that it is zero).
+ */
+#define FFXP_NODE_OPTIONS_MAX_SIZE 4096
+
+/**
  * Longest message an event carries (longer ones are cut at a character boundary).
  */
 #define FFXP_MESSAGE_MAX 256
@@ -105,6 +119,34 @@ typedef enum FfxpEventKind {
 } FfxpEventKind;
 
 /**
+ * Options of [`ffxp_node_create_ex`] beyond [`ffxp_node_create`]'s arguments. Zero it, set
+ * `struct_size` to `sizeof(FfxpNodeOptions)`, then set the fields wanted; a zero field means
+ * "default". Later versions of this ABI only append fields: a caller built against an older
+ * header passes a smaller `struct_size` (the fields it lacks are defaults); one built against a
+ * newer header may pass a larger one as long as every byte beyond the fields this library knows
+ * is zero (otherwise [`FfxpStatus::InvalidArgument`]: it asked for something this library
+ * cannot do).
+ */
+typedef struct FfxpNodeOptions {
+  /**
+   * `sizeof(FfxpNodeOptions)` as the caller was compiled with (24 on 64-bit targets).
+   */
+  size_t struct_size;
+  /**
+   * Path of a PEM file of extra certificate authorities trusted for `https://` phone books,
+   * beside the bundled web roots (a private CA, or a test CA such as pebble's). UTF-8,
+   * `phonebook_ca_len` bytes; null with length 0: none. The file is read and checked at
+   * create time: unreadable, over 1 MiB, not PEM or without a certificate is
+   * [`FfxpStatus::InvalidArgument`].
+   */
+  const uint8_t *phonebook_ca;
+  /**
+   * Length of `phonebook_ca` in bytes.
+   */
+  size_t phonebook_ca_len;
+} FfxpNodeOptions;
+
+/**
  * One event, filled by `ffxp_node_poll_event` into memory the caller owns.
  */
 typedef struct FfxpEvent {
@@ -150,8 +192,16 @@ enum FfxpStatus ffxp_last_error(uint8_t *buf, size_t cap, size_t *out_len);
 
 /**
  * Starts a node. `identity` is the key file (created if missing), `data_dir` holds downloads
- * and pins, `phonebook` one phone-book URL (empty: none), `name` our player name ("First
- * Last@World"; needed with a phone book), `listen` a socket address ("0.0.0.0:0" if empty).
+ * and pins, `phonebook` the phone-book URLs (empty: none; see below), `name` our player name
+ * ("First Last@World"; needed with a phone book), `listen` a socket address ("0.0.0.0:0" if
+ * empty).
+ *
+ * `phonebook` holds one URL or several separated by spaces, tabs or newlines (which URLs never
+ * contain), at most [`FFXP_MAX_PHONEBOOKS`], each `http://HOST[:PORT]` or
+ * `https://HOST[:PORT]`, none twice. The node registers with every one and looks players up in
+ * order, so one phone book down does not stop it. A bad list is [`FfxpStatus::InvalidArgument`]
+ * with the bad entry in [`ffxp_last_error`]'s message. For an `https://` phone book with a
+ * private CA, see [`ffxp_node_create_ex`].
  *
  * # Safety
  * Each string pointer must be null (with length 0) or point to its length in readable bytes;
@@ -168,6 +218,38 @@ enum FfxpStatus ffxp_node_create(const uint8_t *identity,
                                  const uint8_t *listen,
                                  size_t listen_len,
                                  uint64_t *out_handle);
+
+/**
+ * [`ffxp_node_create`] with [`FfxpNodeOptions`] (null: the defaults, the same as
+ * [`ffxp_node_create`]). Today the one option is `phonebook_ca`, a PEM file of extra CAs for
+ * `https://` phone books; it is read and checked here (unreadable, not PEM, no certificate:
+ * [`FfxpStatus::InvalidArgument`] with the path and the reason), whether or not a phone book
+ * uses `https://`.
+ *
+ * ```c
+ * FfxpNodeOptions o = {0};
+ * o.struct_size = sizeof o;
+ * o.phonebook_ca = (const uint8_t *)"/etc/pebble/root.pem"; o.phonebook_ca_len = 20;
+ * FfxpStatus s = ffxp_node_create_ex(id, id_len, dir, dir_len, urls, urls_len, name, name_len,
+ *                                    NULL, 0, &o, &handle);
+ * ```
+ *
+ * # Safety
+ * As [`ffxp_node_create`]; `options` must be null or point to `options->struct_size` readable
+ * bytes, and its `phonebook_ca` null (with length 0) or `phonebook_ca_len` readable bytes.
+ */
+enum FfxpStatus ffxp_node_create_ex(const uint8_t *identity,
+                                    size_t identity_len,
+                                    const uint8_t *data_dir,
+                                    size_t data_dir_len,
+                                    const uint8_t *phonebook,
+                                    size_t phonebook_len,
+                                    const uint8_t *name,
+                                    size_t name_len,
+                                    const uint8_t *listen,
+                                    size_t listen_len,
+                                    const struct FfxpNodeOptions *options,
+                                    uint64_t *out_handle);
 
 /**
  * Shares the files of folder `dir` (blocks while it is hashed; the index makes a restart fast).

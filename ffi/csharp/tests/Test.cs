@@ -111,6 +111,25 @@ static class Test
         }
     }
 
+    // Like Throws, and the library's message must contain part.
+    static void ThrowsWith(FfxpStatus want, string what, string part, Action a)
+    {
+        try
+        {
+            a();
+            Check(false, what + ": no exception (want " + want + ")");
+        }
+        catch (FfxpException e)
+        {
+            Check(e.Status == want && e.NativeMessage.Contains(part),
+                what + ": " + e.Status + " (want " + want + ", message with \"" + part + "\"): " + e.Message);
+        }
+        catch (Exception e)
+        {
+            Check(false, what + ": " + e.GetType().Name + " (want FfxpException " + want + "): " + e.Message);
+        }
+    }
+
     static string Sha1(string path)
     {
         using (var sha = SHA1.Create())
@@ -185,6 +204,10 @@ static class Test
         if (arg == null) { Check(false, "no --layout given: cannot compare with the C header"); return; }
         Check(arg == string.Join(",", actual),
             "FfxpEvent layout (size, offsets) " + string.Join(",", actual) + " = the C header's " + arg);
+        var options = Layout.ActualOptions();
+        Check(string.Join(",", options) == string.Join(",", Layout.ExpectedOptions),
+            "FfxpNodeOptions marshalled layout " + string.Join(",", options) + " = the header's (layout.c's static assertions) " +
+            string.Join(",", Layout.ExpectedOptions));
     }
 
     static void BadInput(string work)
@@ -197,6 +220,41 @@ static class Test
             () => new Node(new NodeConfig { Identity = id, DataDir = dir, Phonebook = "http://127.0.0.1:1", Listen = "127.0.0.1:0" }));
         Throws(FfxpStatus.StartFailed, "name that is not First Last@World",
             () => new Node(new NodeConfig { Identity = id, DataDir = dir, Phonebook = "http://127.0.0.1:1", Name = "nobody", Listen = "127.0.0.1:0" }));
+        // Several phone books and a CA file: bad lists and files are refused at creation, with the
+        // bad entry named in the library's message.
+        var nine = new List<string>();
+        for (int i = 1; i <= NativeMethods.MaxPhonebooks + 1; i++) nine.Add("http://127.0.0.1:" + i);
+        ThrowsWith(FfxpStatus.InvalidArgument, "9 phone books", "at most 8",
+            () => new Node(id, dir, nine, "Sharp Bad@Lich", "127.0.0.1:0"));
+        ThrowsWith(FfxpStatus.InvalidArgument, "an ftp:// phone book", "ftp://127.0.0.1:2",
+            () => new Node(id, dir, new[] { "http://127.0.0.1:1", "ftp://127.0.0.1:2" }, "Sharp Bad@Lich", "127.0.0.1:0"));
+        ThrowsWith(FfxpStatus.InvalidArgument, "a phone book twice (Phonebook and Phonebooks)", "listed twice",
+            () => new Node(new NodeConfig { Identity = id, DataDir = dir, Phonebook = "http://127.0.0.1:1",
+                Phonebooks = new[] { "http://127.0.0.1:1" }, Name = "Sharp Bad@Lich", Listen = "127.0.0.1:0" }));
+        string missingCa = Path.Combine(dir, "missing-ca.pem"), junkCa = Path.Combine(work, "junk-ca.pem");
+        ThrowsWith(FfxpStatus.InvalidArgument, "a missing CA file", "missing-ca.pem",
+            () => new Node(id, dir, new[] { "https://127.0.0.1:1" }, "Sharp Bad@Lich", "127.0.0.1:0", missingCa));
+        File.WriteAllText(junkCa, "not a certificate\n");
+        ThrowsWith(FfxpStatus.InvalidArgument, "a CA file that is not PEM", "no PEM certificate",
+            () => Node.Create(id, dir, new[] { "https://127.0.0.1:1" }, "Sharp Bad@Lich", "127.0.0.1:0", junkCa));
+        foreach (var entry in new[] { null, "", "http://a:1 http://b:2" })
+        {
+            try
+            {
+                new Node(id, dir, new[] { "http://127.0.0.1:1", entry }, "Sharp Bad@Lich", "127.0.0.1:0");
+                Check(false, "phone-book entry " + (entry == null ? "null" : "\"" + entry + "\"") + ": no exception");
+            }
+            catch (ArgumentException e)
+            {
+                Check(true, "phone-book entry " + (entry == null ? "null" : "\"" + entry + "\"") + ": ArgumentException: " + e.Message);
+            }
+        }
+        var badOptions = new FfxpNodeOptions { StructSize = new UIntPtr(4) };
+        byte[] bid = NativeMethods.Encode(id), bdir = NativeMethods.Encode(dir);
+        ulong unused;
+        var st = NativeMethods.ffxp_node_create_ex(bid, NativeMethods.Len(bid), bdir, NativeMethods.Len(bdir),
+            null, UIntPtr.Zero, null, UIntPtr.Zero, null, UIntPtr.Zero, ref badOptions, out unused);
+        Check(st == FfxpStatus.InvalidArgument, "raw: options with struct_size 4: " + st + ": " + NativeMethods.LastError());
         try
         {
             new Node(new NodeConfig { Identity = "bad\uD800surrogate", DataDir = dir });
@@ -304,18 +362,19 @@ static class Test
         string smallHash = Sha1(Path.Combine(shared, "mod.tex")), bigHash = Sha1(Path.Combine(shared, "big.mdl"));
         const string alice = "Sharp Seeder@Lich", bob = "Sharp Fetcher@Lich";
         int port = FreeUdpPort();
+        // Two phone books each, one of them down (nothing listens on port 1): A and B register
+        // with the other and find each other through it. B, which looks up, lists the dead one
+        // first; B comes from the constructor overload with a list.
+        const string dead = "http://127.0.0.1:1";
         var aConfig = new NodeConfig
         {
             Identity = Path.Combine(work, "a", "id.key"), DataDir = Path.Combine(work, "a"),
-            Phonebook = url, Name = alice, Listen = "127.0.0.1:" + port,
+            Phonebooks = new[] { url, dead }, Name = alice, Listen = "127.0.0.1:" + port,
         };
         var a = new Node(aConfig);
         a.Share(shared);
-        var b = new Node(new NodeConfig
-        {
-            Identity = Path.Combine(work, "b", "id.key"), DataDir = Path.Combine(work, "b"),
-            Phonebook = url, Name = bob, Listen = "127.0.0.1:0",
-        });
+        var b = new Node(Path.Combine(work, "b", "id.key"), Path.Combine(work, "b"), new List<string> { dead, url },
+            bob, "127.0.0.1:0");
         Check(WaitFor(a, Is(FfxpEventKind.Registered)) != null, "A registered");
         Check(WaitFor(b, Is(FfxpEventKind.Registered)) != null, "B registered");
         int running = LibraryThreads();

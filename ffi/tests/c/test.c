@@ -1,6 +1,7 @@
 /* The C ABI as a plugin uses it: bad input first (status + message, no crash), then two nodes
  * in one process register with a real pi-server, look each other up, fetch a file with
- * progress, cancel, shut down twice, and calls after shutdown.
+ * progress, cancel, shut down twice, and calls after shutdown. Each node lists two phone books,
+ * one of them down.
  * Usage: test PHONEBOOK_URL WORKDIR SHARED_DIR FILE_HASH   (or: test --bad-input-only) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,53 @@ static void bad_input(void) {
     show_error("bad listen");
     CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("http://127.0.0.1:1"), NULL, 0, S("127.0.0.1:0"), &h) == FFXP_STATUS_START_FAILED);
     show_error("phone book without a name");
+    /* Phone-book lists: several URLs separated by whitespace, at most FFXP_MAX_PHONEBOOKS,
+     * each http:// or https://; a bad entry is named in the message. */
+    char many[1024] = "";
+    for (int i = 1; i <= FFXP_MAX_PHONEBOOKS + 1; i++) {
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d\n", i);
+        strcat(many, url);
+    }
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S(many), S("Cee Bad@Lich"), S("127.0.0.1:0"), &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("too many phone books");
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("http://127.0.0.1:1 ftp://127.0.0.1:2"), S("Cee Bad@Lich"), S("127.0.0.1:0"), &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("an ftp:// phone book");
+    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("http://127.0.0.1:1\nhttp://127.0.0.1:1"), S("Cee Bad@Lich"), S("127.0.0.1:0"), &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("a phone book twice");
+    /* Options: a CA file that is missing, or not PEM; a bad struct_size; a newer caller's
+     * option this library does not know. */
+    FfxpNodeOptions o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.phonebook_ca = (const uint8_t *)"/nonexistent/ca.pem";
+    o.phonebook_ca_len = strlen("/nonexistent/ca.pem");
+    CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("https://127.0.0.1:1"), S("Cee Bad@Lich"), S("127.0.0.1:0"), &o, &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("a missing CA file");
+    FILE *f = fopen("/tmp/ffxp-bad-ca.pem", "w");
+    if (f) {
+        fputs("not a certificate\n", f);
+        fclose(f);
+        o.phonebook_ca = (const uint8_t *)"/tmp/ffxp-bad-ca.pem";
+        o.phonebook_ca_len = strlen("/tmp/ffxp-bad-ca.pem");
+        CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), S("https://127.0.0.1:1"), S("Cee Bad@Lich"), S("127.0.0.1:0"), &o, &h) == FFXP_STATUS_INVALID_ARGUMENT);
+        show_error("a CA file that is not PEM");
+        remove("/tmp/ffxp-bad-ca.pem");
+    } else {
+        printf("(no CA file written to /tmp: that check skipped)\n");
+    }
+    o.phonebook_ca = NULL;
+    o.phonebook_ca_len = 0;
+    o.struct_size = 4;
+    CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &o, &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("struct_size 4");
+    struct { FfxpNodeOptions o; uint64_t newer_option; } bigger;
+    memset(&bigger, 0, sizeof bigger);
+    bigger.o.struct_size = sizeof bigger;
+    bigger.newer_option = 1;
+    CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &bigger.o, &h) == FFXP_STATUS_INVALID_ARGUMENT);
+    show_error("an option this library does not know");
+    CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), NULL, NULL) == FFXP_STATUS_NULL_POINTER);
     /* Null output pointer. */
     CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, NULL, 0, NULL) == FFXP_STATUS_NULL_POINTER);
     /* Handles that were never created. */
@@ -73,9 +121,11 @@ static void bad_input(void) {
     CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_OK);
     CHECK(ffxp_node_shutdown(h) == FFXP_STATUS_INVALID_HANDLE);
     CHECK(ffxp_node_poll_event(h, &e) == FFXP_STATUS_INVALID_HANDLE);
-    /* The same handle value never comes back for a new node. */
+    /* The same handle value never comes back for a new node. A larger struct from a newer
+     * caller with its extra fields zero is fine. */
     uint64_t h2 = 0;
-    CHECK(ffxp_node_create(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &h2) == FFXP_STATUS_OK);
+    bigger.newer_option = 0;
+    CHECK(ffxp_node_create_ex(S("/tmp/ffxp-bad/id"), S("/tmp/ffxp-bad"), NULL, 0, NULL, 0, S("127.0.0.1:0"), &bigger.o, &h2) == FFXP_STATUS_OK);
     CHECK(h2 != h);
     CHECK(ffxp_node_poll_event(h, &e) == FFXP_STATUS_INVALID_HANDLE);
     CHECK(ffxp_node_shutdown(h2) == FFXP_STATUS_OK);
@@ -104,10 +154,19 @@ static void two_nodes(const char *url, const char *work, const char *shared, con
     snprintf(data_a, sizeof data_a, "%s/a", work);
     snprintf(id_b, sizeof id_b, "%s/b/id.key", work);
     snprintf(data_b, sizeof data_b, "%s/b", work);
+    /* Two phone books each, one of them down (nothing listens on port 1): the nodes register
+     * with the other and find each other through it. b, which looks up, lists the dead one
+     * first. b is created through ffxp_node_create_ex with options and no CA file. */
+    char books_a[600], books_b[600];
+    snprintf(books_a, sizeof books_a, "%s http://127.0.0.1:1", url);
+    snprintf(books_b, sizeof books_b, "http://127.0.0.1:1\n%s", url);
+    FfxpNodeOptions o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
     uint64_t a = 0, b = 0, op = 0;
-    CHECK(ffxp_node_create(S(id_a), S(data_a), S(url), S("Cee Seeder@Lich"), S("127.0.0.1:0"), &a) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_create(S(id_a), S(data_a), S(books_a), S("Cee Seeder@Lich"), S("127.0.0.1:0"), &a) == FFXP_STATUS_OK);
     CHECK(ffxp_node_share(a, S(shared)) == FFXP_STATUS_OK);
-    CHECK(ffxp_node_create(S(id_b), S(data_b), S(url), S("Cee Fetcher@Lich"), S("127.0.0.1:0"), &b) == FFXP_STATUS_OK);
+    CHECK(ffxp_node_create_ex(S(id_b), S(data_b), S(books_b), S("Cee Fetcher@Lich"), S("127.0.0.1:0"), &o, &b) == FFXP_STATUS_OK);
     CHECK(wait_event(a, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
     CHECK(wait_event(b, FFXP_EVENT_KIND_REGISTERED, 0, NULL));
     /* A new node is friends-only with no friends: b cannot find a. */
