@@ -869,3 +869,18 @@ fn a_conflict_with_redis_costs_the_key_one_token_not_two() {
     let r = post(a.addr(), &public(1, "Cora Conflict@Gilgamesh", t1 + 2));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A `redis-ca` file that cannot be read is refused at start, naming the setting and the file,
+/// before any connection to Redis (none listens here).
+#[test]
+fn a_missing_redis_ca_file_is_a_clear_error() {
+    let mut c = config("rediss://127.0.0.1:1/", "missing-ca");
+    let path = std::env::temp_dir().join(format!("pb-no-such-ca-{}.pem", std::process::id()));
+    c.redis_ca = Some(path.clone());
+    let err = TestServer::start(c).expect_err("no CA file");
+    let text = err.to_string();
+    assert!(
+        text.contains("redis-ca") && text.contains(&*path.to_string_lossy()),
+        "{text}"
+    );
+}
